@@ -1,0 +1,195 @@
+"""Typed configuration read from environment variables, with defaults that run locally.
+
+Every dataflow has one config object built by ``from_env()``. A bad value fails
+with :class:`ConfigError` naming the variable, the value and what was expected.
+
+>>> cfg = FraudConfig.from_env({"SCORING_GENERATOR_EVENTS": "500"})
+>>> cfg.io.source, cfg.io.generator_events, str(cfg.io.output_dir)
+('generator', 500, 'output/fraud')
+>>> FraudConfig.from_env({"SCORING_SOURCE": "ftp"})
+Traceback (most recent call last):
+...
+dataflows.config.ConfigError: SCORING_SOURCE='ftp': expected one of generator, file, kafka
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["ConfigError", "IOConfig", "KafkaConfig", "FraudConfig", "Env"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used."""
+
+
+class Env:
+    """Typed reads from an environment mapping, with errors naming the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str) -> str:
+        value = self.environ.get(name, "")
+        return value.strip() if value.strip() else default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default).lower()
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+        return value
+
+    def int(self, name: str, default: int, minimum: int | None = None) -> int:
+        raw = self.str(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name}={value}: must be >= {minimum}")
+        return value
+
+    def float(self, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
+        raw = self.str(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a number") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{name}={value}: must be within [{lo}, {hi}]")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name, "true" if default else "false").lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        """Variables starting with ``prefix``, prefix removed, lower-cased, ``_`` -> ``.``.
+
+        ``KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL`` -> ``{"security.protocol": "SASL_SSL"}``.
+        """
+        return {
+            k[len(prefix):].lower().replace("_", "."): v
+            for k, v in self.environ.items()
+            if k.startswith(prefix) and len(k) > len(prefix)
+        }
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Kafka connection and topics (``SCORING_SOURCE=kafka`` / ``SCORING_OUTPUT=kafka``)."""
+
+    bootstrap_servers: str = "localhost:9092"
+    input_topic: str = "transactions"
+    scored_topic: str = "scored-transactions"
+    alerts_topic: str = "fraud-alerts"
+    dead_letter_topic: str = "transactions-dead-letter"
+    tail: bool = True
+    check_timeout_s: float = 10.0
+    #: extra librdkafka settings from ``KAFKA_OPT_*`` (may hold secrets: never log values)
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Env, topics: dict[str, str]) -> "KafkaConfig":
+        return cls(
+            bootstrap_servers=env.str("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            input_topic=env.str("SCORING_INPUT_TOPIC", topics["input"]),
+            scored_topic=env.str("SCORING_SCORED_TOPIC", topics["scored"]),
+            alerts_topic=env.str("SCORING_ALERTS_TOPIC", topics["alerts"]),
+            dead_letter_topic=env.str("SCORING_DEAD_LETTER_TOPIC", topics["dead_letter"]),
+            tail=env.bool("SCORING_KAFKA_TAIL", True),
+            check_timeout_s=env.float("KAFKA_CHECK_TIMEOUT_S", 10.0, lo=0.1),
+            options=env.prefixed("KAFKA_OPT_"),
+        )
+
+    def redacted_options(self) -> dict[str, str]:
+        """Option names with values hidden, for logs."""
+        return {k: "***" for k in self.options}
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """Where events come from and where results go; shared by every dataflow."""
+
+    source: str = "generator"
+    input_path: Path | None = None
+    generator_events: int = 20_000
+    seed: int = 42
+    bad_rate: float = 0.002
+    output: str = "file"
+    output_dir: Path = Path("output")
+    batch_size: int = 1000
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+
+    @classmethod
+    def from_env(cls, env: Env, default_output_dir: str, topics: dict[str, str]) -> "IOConfig":
+        source = env.choice("SCORING_SOURCE", "generator", ("generator", "file", "kafka"))
+        input_raw = env.str("SCORING_INPUT", "")
+        if source == "file" and not input_raw:
+            raise ConfigError("SCORING_SOURCE=file needs SCORING_INPUT=<path to .jsonl, .csv or .parquet>")
+        input_path = Path(input_raw) if input_raw else None
+        if input_path is not None and input_path.suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet"):
+            raise ConfigError(f"SCORING_INPUT={input_raw!r}: expected a .jsonl, .csv or .parquet file")
+        return cls(
+            source=source,
+            input_path=input_path,
+            generator_events=env.int("SCORING_GENERATOR_EVENTS", cls.generator_events, minimum=0),
+            seed=env.int("SCORING_SEED", cls.seed),
+            bad_rate=env.float("SCORING_GENERATOR_BAD_RATE", cls.bad_rate, lo=0.0, hi=1.0),
+            output=env.choice("SCORING_OUTPUT", "file", ("file", "kafka")),
+            output_dir=Path(env.str("SCORING_OUTPUT_DIR", default_output_dir)),
+            batch_size=env.int("SCORING_BATCH_SIZE", cls.batch_size, minimum=1),
+            kafka=KafkaConfig.from_env(env, topics),
+        )
+
+
+@dataclass(frozen=True)
+class FraudConfig:
+    """Configuration of ``dataflows.fraud``."""
+
+    io: IOConfig
+    feature_repo: Path = Path("feature_repo")
+    feature_service: str = "fraud_scoring"
+    model: str = "fraud_model@production"
+    model_registry: Path = Path("model_registry")
+    critical: float = 0.8
+    warning: float = 0.5
+    anomaly_weight: float = 0.4
+    lateness_s: float = 600.0
+    lookup_ttl_s: float = 300.0
+    shards: int = 4
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "FraudConfig":
+        env = Env(environ)
+        topics = {
+            "input": "transactions",
+            "scored": "scored-transactions",
+            "alerts": "fraud-alerts",
+            "dead_letter": "transactions-dead-letter",
+        }
+        cfg = cls(
+            io=IOConfig.from_env(env, "output/fraud", topics),
+            feature_repo=Path(env.str("SCORING_FEATURE_REPO", "feature_repo")),
+            feature_service=env.str("SCORING_FEATURE_SERVICE", "fraud_scoring"),
+            model=env.str("SCORING_MODEL", "fraud_model@production"),
+            model_registry=Path(env.str("SCORING_MODEL_REGISTRY", "model_registry")),
+            critical=env.float("SCORING_CRITICAL_THRESHOLD", 0.8, lo=0.0, hi=1.0),
+            warning=env.float("SCORING_WARNING_THRESHOLD", 0.5, lo=0.0, hi=1.0),
+            anomaly_weight=env.float("SCORING_ANOMALY_WEIGHT", 0.4, lo=0.0, hi=1.0),
+            lateness_s=env.float("SCORING_ALLOWED_LATENESS_S", 600.0, lo=0.0),
+            lookup_ttl_s=env.float("SCORING_LOOKUP_TTL_S", 300.0, lo=0.0),
+            shards=env.int("SCORING_DETECTOR_SHARDS", 4, minimum=1),
+        )
+        if cfg.warning > cfg.critical:
+            raise ConfigError(
+                f"SCORING_WARNING_THRESHOLD={cfg.warning} is above SCORING_CRITICAL_THRESHOLD={cfg.critical}"
+            )
+        return cfg

@@ -1,0 +1,74 @@
+"""Glue between the dataflows and the scoring logic: lazy, per-worker scorers.
+
+Models and Feast stores are loaded on a worker's first batch (never at import),
+once per worker. A batch whose scoring raises becomes dead letters with the
+error, so every event still ends in exactly one output.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import structlog
+
+from dataflows.config import FraudConfig
+from dataflows.logs import configure_logging
+from dataflows.metrics import METRICS
+from dataflows.operators import dead_letter
+
+__all__ = ["BatchScorer", "batch_scorer", "fraud_scorer_factory"]
+
+log = structlog.get_logger("dataflows.scoring")
+
+
+class BatchScorer(Protocol):
+    def score_batch(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+
+def batch_scorer(factory: Callable[[], BatchScorer], flow: str = "fraud") -> Callable[[list], list]:
+    """A ``flat_map_batch`` mapper that builds its scorer on first use."""
+    holder: list[BatchScorer] = []
+
+    def score(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not holder:
+            configure_logging()
+            t0 = time.perf_counter()
+            holder.append(factory())
+            log.info("scorer_ready", flow=flow, seconds=round(time.perf_counter() - t0, 2))
+        try:
+            out = holder[0].score_batch(events)
+        except Exception as exc:  # never let one batch kill the flow: dead-letter it
+            log.error("batch_scoring_failed", flow=flow, events=len(events), error=repr(exc))
+            METRICS.dead_letters.labels(flow=flow, stage="score").inc(len(events))
+            return [
+                dead_letter({k: v for k, v in e.items() if not k.startswith("_")},
+                            f"scoring failed: {type(exc).__name__}: {exc}")
+                for e in events
+            ]
+        METRICS.observe(flow, out)
+        return out
+
+    return score
+
+
+def fraud_scorer_factory(cfg: FraudConfig) -> Callable[[], BatchScorer]:
+    """Builds the fraud scorer: verified model from the registry, cached Feast lookups."""
+
+    def build() -> BatchScorer:
+        from features.lookup import CachedLookup, feast_fetcher
+        from models.fraud import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, FraudModel
+        from models.fraud_scoring import FraudScorer
+        from models.status import Thresholds
+
+        model = FraudModel.load(cfg.model, cfg.model_registry)
+        METRICS.model_info.labels(flow="fraud", model_version=model.version).set(1)
+        log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
+        repo, service = cfg.feature_repo, cfg.feature_service
+        customers = CachedLookup(feast_fetcher(repo, service, "customer_profile", "customer_id"),
+                                 PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
+        merchants = CachedLookup(feast_fetcher(repo, service, "merchant_risk", "merchant_id"),
+                                 MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
+        return FraudScorer(model, customers, merchants, Thresholds(cfg.critical, cfg.warning), cfg.anomaly_weight)
+
+    return build
