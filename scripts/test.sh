@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run the whole suite. Starts a local Kafka broker and Redis when none is
+# reachable (and stops what it started), so it passes on a clean machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
+export REDIS_CONNECTION_STRING="${REDIS_CONNECTION_STRING:-127.0.0.1:6379}"
+
+reachable() {  # host:port
+  "$PY" - "$1" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+try:
+    socket.create_connection((host, int(port)), timeout=1).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
+started=()
+cleanup() {
+  for svc in "${started[@]:-}"; do
+    [ -n "$svc" ] && bash "scripts/$svc.sh" down || true
+  done
+}
+trap cleanup EXIT
+
+if ! reachable "${KAFKA_BOOTSTRAP_SERVERS%%,*}"; then
+  bash scripts/kafka.sh up
+  started+=(kafka)
+fi
+if ! reachable "$REDIS_CONNECTION_STRING"; then
+  bash scripts/redis.sh up
+  started+=(redis)
+fi
+
+set +e
+"$PY" -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$rc"

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real Feast repo (SQLite online store) and a trained model.
+
+The session fixture builds a small synthetic world, copies ``feature_repo/``'s
+definitions into a temporary repo, runs ``feast apply`` and materialization
+for real, and trains a small model into a temporary registry. Tests that need
+Feast or a model share it (about 15 s once per session).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A small universe: fast to build, big enough to train a useful model.
+SMALL = dict(seed=7, n_customers=300, n_merchants=60, history_days=21)
+
+
+@dataclass(frozen=True)
+class FraudEnv:
+    repo: Path
+    registry: Path
+    history: Path
+    spec: object
+    manifest: dict
+
+
+def make_feature_repo(dest: Path, feature_data: Path | None = None, online_store: str | None = None) -> Path:
+    """A copy of the project's Feast repo in ``dest`` (data optionally copied in)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "feature_repo" / "definitions.py", dest / "definitions.py")
+    yaml = (ROOT / "feature_repo" / "feature_store.yaml").read_text()
+    if online_store is not None:
+        start = yaml.index("online_store:")
+        end = yaml.index("offline_store:")
+        yaml = yaml[:start] + online_store + yaml[end:]
+    (dest / "feature_store.yaml").write_text(yaml)
+    if feature_data is not None:
+        shutil.copytree(feature_data, dest / "data", dirs_exist_ok=True)
+    return dest
+
+
+def apply_and_materialize(repo: Path) -> None:
+    """``feast apply`` + ``materialize-incremental``, in-process (the CLI does the same)."""
+    import importlib.util
+    from datetime import datetime, timezone
+
+    from feast import Entity, FeatureService, FeatureStore, FeatureView
+
+    spec = importlib.util.spec_from_file_location(f"feature_defs_{abs(hash(repo))}", repo / "definitions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    objects = [v for v in vars(module).values() if isinstance(v, (Entity, FeatureView, FeatureService))]
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(objects)
+    store.materialize_incremental(end_date=datetime(2026, 12, 1, tzinfo=timezone.utc))
+
+
+@pytest.fixture(scope="session")
+def fraud_env(tmp_path_factory) -> FraudEnv:
+    from datagen.transactions import DatasetSpec, build_dataset
+    from models.train import train
+
+    base = tmp_path_factory.mktemp("fraud_env")
+    spec = DatasetSpec(**SMALL)
+    repo = make_feature_repo(base / "feature_repo")
+    history = base / "history.parquet"
+    build_dataset(spec, repo / "data", history)
+    apply_and_materialize(repo)
+    manifest = train(history, repo, base / "registry", eval_fraction=0.3)
+    return FraudEnv(repo, base / "registry", history, spec, manifest)
