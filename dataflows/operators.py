@@ -19,6 +19,7 @@ from typing_extensions import Self, override
 
 from dataflows.config import IOConfig
 from dataflows.io import make_sink, to_json
+from dataflows.kafka import unwrap_kafka
 from features.validation import ValidationError, iso_utc
 
 __all__ = ["Validated", "validate", "dead_letter", "Snapshottable", "stateful_object", "write"]
@@ -28,7 +29,8 @@ W = TypeVar("W")
 
 
 def dead_letter(raw: Any, error: str, **extra: Any) -> dict[str, Any]:
-    """A dead-letter record: the ``error``, the ``raw`` input as received, ``received_at``.
+    """A dead-letter record: the ``error``, the ``raw`` input as received, ``received_at``
+    (and, from Kafka, the ``topic``, ``partition`` and ``offset`` of the message).
 
     >>> sorted(dead_letter(b'{"x"', "not valid JSON"))
     ['error', 'raw', 'received_at']
@@ -52,7 +54,9 @@ class Validated:
 def validate(step_id: str, up: Stream[Any], parse: Callable[[Any], dict[str, Any]]) -> Validated:
     """Parse every raw event with ``parse``; route failures to a dead-letter stream.
 
-    ``parse`` raises :class:`~features.validation.ValidationError` for bad input;
+    Kafka messages are unwrapped first (their value is parsed; their topic,
+    partition and offset go into the dead letter). ``parse`` raises
+    :class:`~features.validation.ValidationError` for bad input;
     any other exception is also caught and named, so one bad event never stops
     the flow.
 
@@ -66,14 +70,17 @@ def validate(step_id: str, up: Stream[Any], parse: Callable[[Any], dict[str, Any
     ([1], ['{'])
     """
 
-    def check(raw: Any) -> Tuple[bool, dict[str, Any]]:
+    def check(item: Any) -> Tuple[bool, dict[str, Any]]:
         arrival = time.time()
+        raw, origin, error = unwrap_kafka(item)
+        if error is not None:
+            return False, dead_letter(raw, error, **origin)
         try:
             ev = parse(raw)
         except ValidationError as exc:
-            return False, dead_letter(raw, str(exc))
+            return False, dead_letter(raw, str(exc), **origin)
         except Exception as exc:  # a parser bug must not kill the flow either
-            return False, dead_letter(raw, f"{type(exc).__name__}: {exc}")
+            return False, dead_letter(raw, f"{type(exc).__name__}: {exc}", **origin)
         ev["_arrival"] = arrival
         return True, ev
 
