@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
-__all__ = ["ConfigError", "IOConfig", "KafkaConfig", "FraudConfig", "Env"]
+C = TypeVar("C")
+F = TypeVar("F")
+
+__all__ = ["ConfigError", "IOConfig", "KafkaConfig", "FraudConfig", "Env", "main_flow"]
 
 
 class ConfigError(ValueError):
@@ -157,6 +160,7 @@ class FraudConfig:
     io: IOConfig
     feature_repo: Path = Path("feature_repo")
     feature_service: str = "fraud_scoring"
+    feature_store_yaml: str | None = None
     model: str = "fraud_model@production"
     model_registry: Path = Path("model_registry")
     critical: float = 0.8
@@ -179,6 +183,7 @@ class FraudConfig:
             io=IOConfig.from_env(env, "output/fraud", topics),
             feature_repo=Path(env.str("SCORING_FEATURE_REPO", "feature_repo")),
             feature_service=env.str("SCORING_FEATURE_SERVICE", "fraud_scoring"),
+            feature_store_yaml=env.str("SCORING_FEATURE_STORE_YAML", "") or None,
             model=env.str("SCORING_MODEL", "fraud_model@production"),
             model_registry=Path(env.str("SCORING_MODEL_REGISTRY", "model_registry")),
             critical=env.float("SCORING_CRITICAL_THRESHOLD", 0.8, lo=0.0, hi=1.0),
@@ -193,3 +198,14 @@ class FraudConfig:
                 f"SCORING_WARNING_THRESHOLD={cfg.warning} is above SCORING_CRITICAL_THRESHOLD={cfg.critical}"
             )
         return cfg
+
+
+def main_flow(build: Callable[[C], F], config: Callable[[], C]) -> F:
+    """Build a module-level ``flow``; a configuration or broker problem exits
+    with a one-line error instead of a traceback (or a hang)."""
+    from dataflows.kafka import KafkaUnavailable
+
+    try:
+        return build(config())
+    except (ConfigError, KafkaUnavailable) as exc:
+        raise SystemExit(f"error: {exc}") from None

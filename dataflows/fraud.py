@@ -16,9 +16,9 @@ from __future__ import annotations
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from dataflows.config import FraudConfig
+from dataflows.config import FraudConfig, main_flow
 from dataflows.io import make_source
-from dataflows.operators import stateful_object, validate, write
+from dataflows.operators import dead_letter_key, stateful_object, validate, write
 from dataflows.scoring import batch_scorer, fraud_scorer_factory
 from datagen.transactions import iter_stream
 from features.transactions import validate_transaction
@@ -53,8 +53,8 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     write("scored_out", scored, io, "scored", tx_id)
     write("alerts_out", alerts, io, "alerts", tx_id)
     write("dead_letter_out", op.merge("dead_letters", events.errs, split.falses), io, "dead_letter",
-          lambda r: r.get("id") or "")
+          dead_letter_key(tx_id))
     return flow
 
 
-flow = build_flow(FraudConfig.from_env())
+flow = main_flow(build_flow, FraudConfig.from_env)

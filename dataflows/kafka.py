@@ -55,7 +55,7 @@ def check_broker(kafka: KafkaConfig, topics: tuple[str, ...] = ()) -> dict[str, 
 
     Raises :class:`KafkaUnavailable` with a one-line message naming the address.
     """
-    admin = AdminClient({**client_config(kafka), "socket.connection.setup.timeout.ms": "5000"})
+    admin = AdminClient({**client_config(kafka), "socket.connection.setup.timeout.ms": "5000", "log_level": "0"})
     try:
         meta = admin.list_topics(timeout=kafka.check_timeout_s)
     except Exception as exc:

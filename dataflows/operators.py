@@ -22,7 +22,7 @@ from dataflows.io import make_sink, to_json
 from dataflows.kafka import unwrap_kafka
 from features.validation import ValidationError, iso_utc
 
-__all__ = ["Validated", "validate", "dead_letter", "Snapshottable", "stateful_object", "write"]
+__all__ = ["Validated", "validate", "dead_letter", "dead_letter_key", "Snapshottable", "stateful_object", "write"]
 
 V = TypeVar("V")
 W = TypeVar("W")
@@ -38,6 +38,29 @@ def dead_letter(raw: Any, error: str, **extra: Any) -> dict[str, Any]:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
     return {"error": error, "raw": raw, "received_at": iso_utc(time.time()), **extra}
+
+
+def dead_letter_key(event_id: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    """Message key of a dead letter: the event's id when the raw input has one,
+    else ``topic:partition:offset`` of the Kafka message it came from.
+
+    >>> key = dead_letter_key(lambda e: e["transaction_id"])
+    >>> key({"raw": {"transaction_id": "t1"}}), key({"raw": "{oops", "topic": "tx", "partition": 2, "offset": 7})
+    ('t1', 'tx:2:7')
+    """
+
+    def key(record: dict[str, Any]) -> str:
+        raw = record.get("raw")
+        if isinstance(raw, dict):
+            try:
+                return str(event_id(raw))
+            except (KeyError, TypeError):
+                pass
+        if record.get("offset") is not None:
+            return f"{record.get('topic')}:{record.get('partition')}:{record['offset']}"
+        return ""
+
+    return key
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,10 @@ def fraud_scorer_factory(cfg: FraudConfig) -> Callable[[], BatchScorer]:
         model = FraudModel.load(cfg.model, cfg.model_registry)
         METRICS.model_info.labels(flow="fraud", model_version=model.version).set(1)
         log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
-        repo, service = cfg.feature_repo, cfg.feature_service
-        customers = CachedLookup(feast_fetcher(repo, service, "customer_profile", "customer_id"),
+        repo, service, yaml = cfg.feature_repo, cfg.feature_service, cfg.feature_store_yaml
+        customers = CachedLookup(feast_fetcher(repo, service, "customer_profile", "customer_id", yaml),
                                  PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
-        merchants = CachedLookup(feast_fetcher(repo, service, "merchant_risk", "merchant_id"),
+        merchants = CachedLookup(feast_fetcher(repo, service, "merchant_risk", "merchant_id", yaml),
                                  MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
         return FraudScorer(model, customers, merchants, Thresholds(cfg.critical, cfg.warning), cfg.anomaly_weight)
 

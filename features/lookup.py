@@ -124,8 +124,13 @@ class CachedLookup:
         return out
 
 
-def feast_fetcher(repo_path: str | Path, service: str, view: str, join_key: str) -> FetchFn:
+def feast_fetcher(
+    repo_path: str | Path, service: str, view: str, join_key: str, yaml_file: str | Path | None = None
+) -> FetchFn:
     """A fetch function for ``view``'s features in Feast feature service ``service``.
+
+    ``yaml_file`` picks another store configuration in the repo (e.g.
+    ``feature_store.redis.yaml``); relative paths are taken inside the repo.
 
     The ``FeatureStore`` is created on the first call (``import feast`` takes
     seconds), once per worker, and reused.
@@ -136,7 +141,8 @@ def feast_fetcher(repo_path: str | Path, service: str, view: str, join_key: str)
         if "store" not in state:
             from feast import FeatureStore
 
-            store = FeatureStore(repo_path=str(repo_path))
+            yaml = None if yaml_file is None else Path(repo_path) / yaml_file
+            store = FeatureStore(repo_path=str(repo_path), fs_yaml_file=yaml)
             fs = store.get_feature_service(service)
             proj = next((p for p in fs.feature_view_projections if p.name == view), None)
             if proj is None:

@@ -29,22 +29,17 @@ class FraudEnv:
     manifest: dict
 
 
-def make_feature_repo(dest: Path, feature_data: Path | None = None, online_store: str | None = None) -> Path:
-    """A copy of the project's Feast repo in ``dest`` (data optionally copied in)."""
+def make_feature_repo(dest: Path, feature_data: Path | None = None) -> Path:
+    """A copy of the project's Feast repo (definitions and both store configs) in ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "feature_repo" / "definitions.py", dest / "definitions.py")
-    yaml = (ROOT / "feature_repo" / "feature_store.yaml").read_text()
-    if online_store is not None:
-        start = yaml.index("online_store:")
-        end = yaml.index("offline_store:")
-        yaml = yaml[:start] + online_store + yaml[end:]
-    (dest / "feature_store.yaml").write_text(yaml)
+    for name in ("definitions.py", "feature_store.yaml", "feature_store.redis.yaml"):
+        shutil.copy(ROOT / "feature_repo" / name, dest / name)
     if feature_data is not None:
         shutil.copytree(feature_data, dest / "data", dirs_exist_ok=True)
     return dest
 
 
-def apply_and_materialize(repo: Path) -> None:
+def apply_and_materialize(repo: Path, yaml_file: str | None = None) -> None:
     """``feast apply`` + ``materialize-incremental``, in-process (the CLI does the same)."""
     import importlib.util
     from datetime import datetime, timezone
@@ -55,7 +50,7 @@ def apply_and_materialize(repo: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     objects = [v for v in vars(module).values() if isinstance(v, (Entity, FeatureView, FeatureService))]
-    store = FeatureStore(repo_path=str(repo))
+    store = FeatureStore(repo_path=str(repo), fs_yaml_file=None if yaml_file is None else repo / yaml_file)
     store.apply(objects)
     store.materialize_incremental(end_date=datetime(2026, 12, 1, tzinfo=timezone.utc))
 

@@ -1,0 +1,260 @@
+"""Kafka in, Kafka out against a real Apache Kafka broker; Feast served from a real Redis.
+
+`make test` starts a local broker (scripts/kafka.sh) and redis-server
+(scripts/redis.sh) when none is reachable. Each test uses its own topics.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dataflows.config import FraudConfig
+from dataflows.fraud import build_flow
+from dataflows.kafka import KafkaUnavailable, check_broker
+from dataflows.replay import ensure_topic, replay
+from datagen.transactions import corrupt_events, stream_transactions
+from features.transactions import validate_transaction
+from features.validation import ValidationError
+from tests.conftest import ROOT, apply_and_materialize, make_feature_repo
+
+pytestmark = pytest.mark.kafka
+
+BROKER = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS = os.environ.get("REDIS_CONNECTION_STRING", "127.0.0.1:6379")
+UNDECODABLE = b"\xff\xfe not utf-8 \x00"
+
+
+def topics(prefix: str) -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return {k: f"{prefix}-{k}-{run}" for k in ("in", "scored", "alerts", "dead")}
+
+
+def kafka_env(t: dict[str, str], **extra: str) -> dict[str, str]:
+    return {
+        "SCORING_SOURCE": "kafka",
+        "SCORING_OUTPUT": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": BROKER,
+        "SCORING_INPUT_TOPIC": t["in"],
+        "SCORING_SCORED_TOPIC": t["scored"],
+        "SCORING_ALERTS_TOPIC": t["alerts"],
+        "SCORING_DEAD_LETTER_TOPIC": t["dead"],
+        "SCORING_KAFKA_TAIL": "false",
+        "SCORING_BATCH_SIZE": "250",
+        **extra,
+    }
+
+
+def create_topics(t: dict[str, str], partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": BROKER})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions if k == "in" else 2,
+                                            replication_factor=1) for k, name in t.items()])
+    for f in futures.values():
+        f.result(timeout=30)
+
+
+def produce(topic: str, events: list) -> None:
+    """Produce with plain confluent-kafka: dicts as JSON, bytes as they are."""
+    p = Producer({"bootstrap.servers": BROKER})
+    for ev in events:
+        value = ev if isinstance(ev, bytes) else (ev.encode() if isinstance(ev, str) else orjson.dumps(ev))
+        key = ev.get("transaction_id", "").encode() if isinstance(ev, dict) else None
+        p.produce(topic, value=value, key=key)
+    assert p.flush(30) == 0
+
+
+def consume_all(topic: str, expected: int | None = None, timeout_s: float = 60.0,
+                idle_s: float = 3.0) -> list[tuple[str, dict]]:
+    """All messages of ``topic`` as (key, value) read by a plain confluent-kafka consumer.
+
+    Stops at ``expected`` messages, or after ``idle_s`` without a message.
+    """
+    c = Consumer({"bootstrap.servers": BROKER, "group.id": f"test-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
+    c.subscribe([topic])
+    out: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                if expected is None and out and time.monotonic() - last > idle_s:
+                    break
+                if expected is not None and len(out) >= expected and time.monotonic() - last > idle_s:
+                    break
+                continue
+            if msg.error():
+                continue
+            out.append(((msg.key() or b"").decode(), orjson.loads(msg.value())))
+            last = time.monotonic()
+    finally:
+        c.close()
+    return out
+
+
+def input_events(env) -> list:
+    clean = stream_transactions(1200, seed=11, spec=env.spec)
+    return corrupt_events(clean, rate=0.03, seed=11) + [UNDECODABLE, b"{not json"]
+
+
+def valid_ids(events: list) -> set[str]:
+    ids = set()
+    for e in events:
+        try:
+            ids.add(validate_transaction(e)["transaction_id"])
+        except ValidationError:
+            pass
+    return ids
+
+
+def check_outputs(t: dict[str, str], events: list) -> tuple[list, list, list]:
+    n = len(events)
+    scored = consume_all(t["scored"])
+    dead = consume_all(t["dead"])
+    alerts = consume_all(t["alerts"], timeout_s=15)
+    assert len(scored) + len(dead) == n, (len(scored), len(dead), n)
+    # Keys are the event ids; every valid event is there exactly once.
+    keys = [k for k, _ in scored]
+    assert len(set(keys)) == len(keys)
+    assert all(k == v["transaction_id"] for k, v in scored)
+    assert set(keys) == valid_ids(events)
+    # Alerts are exactly the non-NORMAL scored records.
+    non_normal = {k: v for k, v in scored if v["status"] != "NORMAL"}
+    assert non_normal and {k: v for k, v in alerts} == non_normal and len(alerts) == len(non_normal)
+    # Undecodable messages are dead letters pointing at their partition and offset.
+    undecodable = [v for _, v in dead if "not valid JSON" in v["error"]]
+    assert len(undecodable) >= 2 and all(v["partition"] is not None and v["offset"] is not None
+                                         for v in undecodable)
+    return scored, alerts, dead
+
+
+def test_kafka_in_kafka_out_exactly_n(fraud_env):
+    t = topics("fraud")
+    create_topics(t)
+    events = input_events(fraud_env)
+    produce(t["in"], events)
+    cfg = FraudConfig.from_env(kafka_env(t, SCORING_FEATURE_REPO=str(fraud_env.repo),
+                                         SCORING_MODEL_REGISTRY=str(fraud_env.registry)))
+    from bytewax.testing import run_main
+
+    run_main(build_flow(cfg))
+    scored, _, _ = check_outputs(t, events)
+    assert all(v["customer_known"] for _, v in scored)
+
+
+@pytest.mark.redis
+def test_kafka_with_redis_online_store(fraud_env, tmp_path, monkeypatch):
+    import redis
+
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", REDIS)
+    host, port = REDIS.split(":")
+    client = redis.Redis(host=host, port=int(port))
+    client.flushall()
+    repo = make_feature_repo(tmp_path / "repo", fraud_env.repo / "data")
+    apply_and_materialize(repo, "feature_store.redis.yaml")
+    assert client.dbsize() > 0, "materialization wrote nothing to Redis"
+
+    t = topics("redis")
+    create_topics(t)
+    events = input_events(fraud_env)
+    produce(t["in"], events)
+    cfg = FraudConfig.from_env(kafka_env(t, SCORING_FEATURE_REPO=str(repo),
+                                         SCORING_FEATURE_STORE_YAML="feature_store.redis.yaml",
+                                         SCORING_MODEL_REGISTRY=str(fraud_env.registry)))
+    from bytewax.testing import run_main
+
+    run_main(build_flow(cfg))
+    scored, _, _ = check_outputs(t, events)
+    # Served from Redis: the profiles are there (and stop being there without Redis data).
+    assert all(v["customer_known"] and v["merchant_known"] for _, v in scored)
+    client.flushall()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
+    t = topics("stream")
+    create_topics(t)
+    env = {**os.environ, **kafka_env(t, SCORING_KAFKA_TAIL="true", SCORING_BATCH_SIZE="100",
+                                     SCORING_FEATURE_REPO=str(fraud_env.repo),
+                                     SCORING_MODEL_REGISTRY=str(fraud_env.registry))}
+    proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.fraud:flow"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        waves = [stream_transactions(300, seed=s, spec=fraud_env.spec) for s in (21, 22)]
+        for i, wave in enumerate(waves):  # produced while the flow runs
+            for ev in wave:
+                ev["transaction_id"] = f"w{i}-{ev['transaction_id']}"
+            produce(t["in"], wave)
+            time.sleep(1.0)
+        n = sum(map(len, waves))
+        scored = consume_all(t["scored"], expected=n, timeout_s=90, idle_s=1.0)
+        assert len(scored) == n
+        assert proc.poll() is None, "a tailing flow must keep running"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode is not None
+    text = out.decode(errors="replace")
+    assert "Traceback" not in text or "KeyboardInterrupt" in text, text[-2000:]
+    # Nothing produced by the flow was lost, nothing duplicated.
+    again = consume_all(t["scored"], expected=n, timeout_s=30, idle_s=2.0)
+    assert sorted(k for k, _ in again) == sorted(e["transaction_id"] for w in waves for e in w)
+
+
+def test_unreachable_broker_is_a_one_line_error():
+    env = {**os.environ, "SCORING_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+           "KAFKA_CHECK_TIMEOUT_S": "2"}
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "bytewax.run", "dataflows.fraud:flow"], cwd=ROOT, env=env,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 1
+    err = res.stderr.decode().strip().splitlines()
+    assert err[-1].startswith("error: Kafka broker at 127.0.0.1:1 unreachable after 2s"), err[-3:]
+    assert "Traceback" not in res.stderr.decode()
+    assert time.monotonic() - start < 50
+
+
+def test_check_broker_and_secrets_are_not_logged(capsys):
+    from dataflows.config import KafkaConfig
+
+    kafka = KafkaConfig(bootstrap_servers=BROKER, options={"sasl.password": "hunter2"})
+    assert kafka.redacted_options() == {"sasl.password": "***"}
+    with pytest.raises(KafkaUnavailable, match="127.0.0.1:1"):
+        check_broker(KafkaConfig(bootstrap_servers="127.0.0.1:1", check_timeout_s=1))
+    assert "hunter2" not in repr(kafka.redacted_options())
+
+
+def test_replay_tool_produces_keyed_events_at_a_rate():
+    from dataflows.config import KafkaConfig
+
+    topic = f"replay-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaConfig(bootstrap_servers=BROKER)
+    assert ensure_topic(kafka, topic, 3) == 3
+    events = stream_transactions(200, seed=1)
+    stats = replay(events, kafka, topic, lambda e: e["transaction_id"], rate=400, progress=False)
+    assert stats["sent"] == 200 and stats["seconds"] >= 0.45  # paced: 200 events at 400/s
+    got = consume_all(topic, expected=200, timeout_s=30, idle_s=1.0)
+    assert sorted(k for k, _ in got) == sorted(e["transaction_id"] for e in events)
+    # The CLI prints what it sent.
+    res = subprocess.run([sys.executable, "-m", "dataflows.replay", "--events", "50", "--topic", topic,
+                          "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BROKER})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"sent 50 events") and topic in res.stdout
+
+
+def test_kafka_options_pass_through_env():
+    cfg = FraudConfig.from_env({"KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_OPT_SASL_MECHANISM": "PLAIN"})
+    assert cfg.io.kafka.options == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
