@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, List, Optional
+from datetime import datetime
+from typing import Any, Iterable, List, Optional
 
 import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Producer
 from confluent_kafka.admin import AdminClient
@@ -36,7 +38,8 @@ __all__ = [
     "kafka_sink",
     "ReliableKafkaSink",
     "unwrap_kafka",
-    "stop_on_sigterm",
+    "install_graceful_stop",
+    "StoppableKafkaSource",
 ]
 
 log = structlog.get_logger("dataflows.kafka")
@@ -66,13 +69,65 @@ def check_broker(kafka: KafkaConfig, topics: tuple[str, ...] = ()) -> dict[str, 
     return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM stop the flow like Ctrl-C (Bytewax handles SIGINT cleanly)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+_STOP = threading.Event()  # process-wide shutdown request, set by SIGINT/SIGTERM
 
 
-def kafka_source(cfg: IOConfig) -> KafkaSource:
+def install_graceful_stop() -> None:
+    """SIGINT/SIGTERM end the Kafka input cleanly: partitions report end of input,
+    the flow drains and closes its sinks (every produced record is flushed), and
+    the process exits 0. A second signal stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if _STOP.is_set():
+            raise KeyboardInterrupt
+        _STOP.set()
+        log.info("stopping", signal=signal.Signals(signum).name, detail="draining in-flight events")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+class _StoppablePartition(StatefulSourcePartition[Any, Any]):
+    def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
+        self._inner = inner
+
+    @override
+    def next_batch(self) -> Iterable[Any]:
+        if _STOP.is_set():
+            raise StopIteration()
+        return self._inner.next_batch()
+
+    @override
+    def next_awake(self) -> Optional[datetime]:
+        return self._inner.next_awake()
+
+    @override
+    def snapshot(self) -> Any:
+        return self._inner.snapshot()
+
+    @override
+    def close(self) -> None:
+        self._inner.close()
+
+
+class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
+    """Bytewax's ``KafkaSource`` whose partitions end when a stop was requested."""
+
+    def __init__(self, inner: KafkaSource) -> None:
+        self._inner = inner
+
+    @override
+    def list_parts(self) -> List[str]:
+        return self._inner.list_parts()
+
+    @override
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _StoppablePartition:
+        return _StoppablePartition(self._inner.build_part(step_id, for_part, resume_state))
+
+
+def kafka_source(cfg: IOConfig) -> FixedPartitionedSource:
     """The input topic, from the beginning; tails it unless ``SCORING_KAFKA_TAIL=false``."""
     kafka = cfg.kafka
     found = check_broker(kafka, (kafka.input_topic,))
@@ -84,8 +139,8 @@ def kafka_source(cfg: IOConfig) -> KafkaSource:
     log.info("kafka_source", brokers=kafka.bootstrap_servers, topic=kafka.input_topic,
              partitions=found[kafka.input_topic], tail=kafka.tail, options=kafka.redacted_options())
     if kafka.tail:
-        stop_on_sigterm()
-    return KafkaSource(
+        install_graceful_stop()
+    return StoppableKafkaSource(KafkaSource(
         brokers=kafka.bootstrap_servers.split(","),
         topics=[kafka.input_topic],
         tail=kafka.tail,
@@ -93,7 +148,7 @@ def kafka_source(cfg: IOConfig) -> KafkaSource:
         add_config=dict(kafka.options),
         batch_size=cfg.batch_size,
         raise_on_errors=False,
-    )
+    ))
 
 
 def unwrap_kafka(item: Any) -> tuple[Any, dict[str, Any], str | None]:

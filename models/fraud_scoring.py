@@ -183,13 +183,16 @@ class FraudScorer:
             p = float(fraud[i])
             risk = combined_risk(p, e.get("anomaly_score"), self.anomaly_weight)
             status = self.thresholds.status(risk)
-            rec = {k: v for k, v in e.items() if k not in INTERNAL_FIELDS}
+            arrival = e["_arrival"]
+            for k in INTERNAL_FIELDS:
+                e.pop(k, None)
+            rec = e  # the event becomes its scored record (no copy per event)
             rec["fraud_score"] = round(p, 6)
             rec["risk_score"] = round(risk, 6)
             rec["status"] = status
             rec["model_version"] = self.model.version
             rec["scored_at"] = stamp
-            rec["latency_ms"] = round((scored_at - e["_arrival"]) * 1000.0, 3)
+            rec["latency_ms"] = round((scored_at - arrival) * 1000.0, 3)
             if status != NORMAL:
                 alerts.append(i)
             out.append(rec)

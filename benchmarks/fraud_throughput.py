@@ -1,0 +1,199 @@
+"""Fraud scoring throughput and latency, measured; figures printed, nothing asserted.
+
+    python -m benchmarks.fraud_throughput [--events 50000] [--kafka] [--rate 2000]
+
+Needs the demo's Feast repo and model (`make model`). Three measurements:
+
+1. **Stages** in a plain Python loop (no stream engine): microseconds per event
+   of validation, streaming features, shared detector, scoring (Feast lookup
+   with cache, model, status) and JSON output. Shows where the time goes.
+2. **File to file** through the real dataflow (`bytewax.testing.run_main`):
+   events/s and the in-flow latency (arrival in the dataflow -> scored).
+3. With ``--kafka`` (a broker at KAFKA_BOOTSTRAP_SERVERS; `make kafka-up`):
+   **Kafka to Kafka** throughput of a backfill (topic pre-filled, tail off), and
+   **end-to-end latency** of a live stream at ``--rate`` events/s: input message
+   timestamp (set when produced) to scored message timestamp (set when the flow
+   produced it), matched by key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pct(values, ps=(50, 95, 99)) -> str:
+    a = np.asarray(values, dtype=float)
+    return "  ".join(f"p{p} {np.percentile(a, p):.1f}" for p in ps)
+
+
+def stage_costs(events: list[dict]) -> dict[str, float]:
+    """Microseconds per event of each stage, in one process, in order."""
+    from dataflows.config import FraudConfig
+    from dataflows.io import to_json
+    from dataflows.scoring import fraud_scorer_factory
+    from features.transactions import validate_transaction
+    from models.fraud_scoring import CustomerState, ShardState, shard_of
+
+    scorer = fraud_scorer_factory(FraudConfig.from_env({}))()
+    raw = [orjson.dumps(e) for e in events]
+    n = len(raw)
+    out: dict[str, float] = {}
+
+    t = time.perf_counter()
+    parsed = [validate_transaction(r) for r in raw]
+    out["validate (JSON decode + checks)"] = time.perf_counter() - t
+    for e in parsed:
+        e["_arrival"] = time.time()
+
+    customers: dict[str, CustomerState] = {}
+    t = time.perf_counter()
+    for e in parsed:
+        s = customers.get(e["customer_id"])
+        if s is None:
+            s = customers[e["customer_id"]] = CustomerState()
+        s.update(e)
+    out["streaming features + amount detector"] = time.perf_counter() - t
+
+    shards: dict[str, ShardState] = {}
+    t = time.perf_counter()
+    for e in parsed:
+        k = shard_of(e["customer_id"], 4)
+        s = shards.get(k)
+        if s is None:
+            s = shards[k] = ShardState()
+        s.update(e)
+    out["shared multivariate detector"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    scored = []
+    for i in range(0, n, 1000):
+        scored.extend(scorer.score_batch(parsed[i:i + 1000]))
+    out["score (Feast cached lookup, model, status)"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for r in scored:
+        to_json(r)
+    out["JSON output"] = time.perf_counter() - t
+    return {k: v / n * 1e6 for k, v in out.items()}
+
+
+def file_to_file(path: Path, n: int) -> dict:
+    from bytewax.testing import run_main
+
+    from dataflows.config import FraudConfig
+    from dataflows.fraud import build_flow
+    from dataflows.report import summarize_run
+
+    out = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
+    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(path), "SCORING_OUTPUT_DIR": str(out)})
+    t = time.perf_counter()
+    run_main(build_flow(cfg))
+    seconds = time.perf_counter() - t
+    s = summarize_run(out, n)
+    assert s["accounted"], s
+    return {"seconds": seconds, "events_per_s": n / seconds, "latency_ms": s["latency_ms"]}
+
+
+def kafka_runs(events: list[dict], rate: float) -> None:
+    from confluent_kafka import Consumer
+
+    from dataflows.config import KafkaConfig
+    from dataflows.replay import ensure_topic, replay
+
+    broker = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    kafka = KafkaConfig(bootstrap_servers=broker)
+    key = lambda e: e["transaction_id"]  # noqa: E731
+
+    def topics() -> dict[str, str]:
+        run = uuid.uuid4().hex[:6]
+        return {k: f"bench-{k}-{run}" for k in ("in", "scored", "alerts", "dead")}
+
+    def env(t: dict[str, str], tail: bool) -> dict[str, str]:
+        return {**os.environ, "SCORING_SOURCE": "kafka", "SCORING_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": broker,
+                "SCORING_INPUT_TOPIC": t["in"], "SCORING_SCORED_TOPIC": t["scored"],
+                "SCORING_ALERTS_TOPIC": t["alerts"], "SCORING_DEAD_LETTER_TOPIC": t["dead"],
+                "SCORING_KAFKA_TAIL": "true" if tail else "false", "SCORING_LOG_LEVEL": "WARNING"}
+
+    def read(topic: str, expected: int, timeout: float) -> dict[str, int]:
+        c = Consumer({"bootstrap.servers": broker, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        stamps: dict[str, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(stamps) < expected and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                stamps[m.key().decode()] = m.timestamp()[1]
+        c.close()
+        return stamps
+
+    # Backfill: topic filled first, the flow reads to the end and stops.
+    t = topics()
+    ensure_topic(kafka, t["in"], 3)
+    replay(events, kafka, t["in"], key, progress=False)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bytewax.run", "dataflows.fraud:flow"], cwd=ROOT, env=env(t, False),
+                   check=True)
+    seconds = time.perf_counter() - start
+    print(f"Kafka -> Kafka backfill: {len(events)} events in {seconds:.1f}s wall (process start, imports, "
+          f"model and Feast load included): {len(events) / seconds:,.0f} events/s")
+
+    # Live stream: the flow tails the topic while events are produced at `rate`.
+    t = topics()
+    ensure_topic(kafka, t["in"], 3)
+    proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.fraud:flow"], cwd=ROOT,
+                            env=env(t, True))
+    try:
+        warm = events[:200]
+        replay(warm, kafka, t["in"], key, progress=False)  # the first batch loads the model and Feast
+        read(t["scored"], len(warm), 120)
+        live = events[200:]
+        replay(live, kafka, t["in"], key, rate=rate, progress=False)
+        produced = read(t["in"], len(events), 60)
+        scored = read(t["scored"], len(events), 120)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lat = [scored[k] - produced[k] for k in (e["transaction_id"] for e in live) if k in scored and k in produced]
+    print(f"Kafka -> Kafka live stream at {rate:,.0f} events/s: {len(lat)}/{len(live)} scored; end-to-end latency "
+          f"ms (input message timestamp -> scored message timestamp): {pct(lat)}  max {max(lat):.0f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=50_000)
+    p.add_argument("--kafka", action="store_true", help="also measure Kafka to Kafka (needs a broker)")
+    p.add_argument("--rate", type=float, default=2000.0, help="events/s of the live Kafka stream")
+    a = p.parse_args(argv)
+    from datagen.transactions import stream_transactions, write_events
+
+    events = stream_transactions(a.events, seed=123)
+    print(f"{a.events} generated transactions, 2 cores, one Bytewax worker\n")
+    print("Stage costs (plain loop, us/event):")
+    costs = stage_costs(events[: min(a.events, 20_000)])
+    for k, v in costs.items():
+        print(f"  {k:<45} {v:8.1f}")
+    print(f"  {'total':<45} {sum(costs.values()):8.1f}  (= {1e6 / sum(costs.values()):,.0f} events/s/core)\n")
+
+    path = Path(tempfile.mkdtemp(prefix="bench-in-")) / "tx.jsonl"
+    write_events(events, path)
+    r = file_to_file(path, a.events)
+    print(f"File -> file dataflow: {a.events} events in {r['seconds']:.1f}s = {r['events_per_s']:,.0f} events/s "
+          f"(in-process, model/Feast load included); in-flow latency ms {r['latency_ms']}")
+    if a.kafka:
+        kafka_runs(events[:20_000], a.rate)
+
+
+if __name__ == "__main__":
+    main()
