@@ -1,0 +1,25 @@
+# Scoring worker image: `docker build -t streamscore .`
+# Runs a dataflow with Bytewax; configure it with SCORING_* / KAFKA_* variables.
+#   docker run --rm --network host -e SCORING_SOURCE=kafka -e SCORING_OUTPUT=kafka \
+#     -e KAFKA_BOOTSTRAP_SERVERS=localhost:9092 streamscore
+# Scale out: -e BYTEWAX_WORKERS=2, or run several containers as one cluster with
+#   python -m bytewax.run dataflows.fraud:flow -i <process id> -a "host1:2101;host2:2101"
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY dataflows dataflows
+COPY features features
+COPY models models
+COPY datagen datagen
+COPY feature_repo feature_repo
+RUN pip install .
+
+# Bring your own model registry and Feast registry (mount them, or bake them in
+# a derived image): /app/model_registry and /app/feature_repo/data.
+ENV DATAFLOW=dataflows.fraud:flow BYTEWAX_WORKERS=1
+EXPOSE 3030
+CMD ["sh", "-c", "python -m bytewax.run \"$DATAFLOW\" -w \"$BYTEWAX_WORKERS\""]
