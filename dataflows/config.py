@@ -22,7 +22,7 @@ from typing import Callable, Mapping, TypeVar
 C = TypeVar("C")
 F = TypeVar("F")
 
-__all__ = ["ConfigError", "IOConfig", "KafkaConfig", "FraudConfig", "Env", "main_flow"]
+__all__ = ["ConfigError", "IOConfig", "KafkaConfig", "FraudConfig", "IoTConfig", "Env", "main_flow"]
 
 
 class ConfigError(ValueError):
@@ -209,3 +209,70 @@ def main_flow(build: Callable[[C], F], config: Callable[[], C]) -> F:
         return build(config())
     except (ConfigError, KafkaUnavailable) as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+@dataclass(frozen=True)
+class IoTConfig:
+    """Configuration of ``dataflows.iot``: which fields hold the key, the time and
+    the sensors, the detector settings, and the statuses' thresholds."""
+
+    io: IOConfig
+    key_field: str = "device_id"
+    time_field: str = "timestamp"
+    sensors: tuple[str, ...] = ("temperature", "humidity", "pressure")
+    windows_s: tuple[float, ...] = (300.0, 3600.0)
+    lateness_s: float = 600.0
+    shards: int = 4
+    critical: float = 0.8
+    warning: float = 0.5
+    devices: int = 50
+    feature_repo: Path = Path("feature_repo")
+    feature_store_yaml: str | None = None
+    device_profile: bool = True
+    lookup_ttl_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "IoTConfig":
+        env = Env(environ)
+        topics = {
+            "input": "iot-readings",
+            "scored": "scored-readings",
+            "alerts": "iot-alerts",
+            "dead_letter": "iot-readings-dead-letter",
+        }
+        sensors = tuple(s.strip() for s in env.str("IOT_SENSOR_FIELDS", "temperature,humidity,pressure").split(","))
+        if not all(sensors) or len(set(sensors)) != len(sensors):
+            raise ConfigError(f"IOT_SENSOR_FIELDS={','.join(sensors)!r}: expected distinct, comma-separated names")
+        key_field = env.str("IOT_KEY_FIELD", "device_id")
+        time_field = env.str("IOT_TIME_FIELD", "timestamp")
+        clash = {key_field, time_field} & set(sensors)
+        if clash:
+            raise ConfigError(f"IOT_SENSOR_FIELDS: {sorted(clash)} is also the key or time field")
+        raw_windows = env.str("IOT_WINDOWS_S", "300,3600")
+        try:
+            windows = tuple(float(w) for w in raw_windows.split(","))
+        except ValueError:
+            raise ConfigError(f"IOT_WINDOWS_S={raw_windows!r}: expected comma-separated seconds") from None
+        if any(w <= 0 for w in windows):
+            raise ConfigError(f"IOT_WINDOWS_S={raw_windows!r}: windows must be > 0 seconds")
+        cfg = cls(
+            io=IOConfig.from_env(env, "output/iot", topics),
+            key_field=key_field,
+            time_field=time_field,
+            sensors=sensors,
+            windows_s=windows,
+            lateness_s=env.float("SCORING_ALLOWED_LATENESS_S", 600.0, lo=0.0),
+            shards=env.int("SCORING_DETECTOR_SHARDS", 4, minimum=1),
+            critical=env.float("SCORING_CRITICAL_THRESHOLD", 0.8, lo=0.0, hi=1.0),
+            warning=env.float("SCORING_WARNING_THRESHOLD", 0.5, lo=0.0, hi=1.0),
+            devices=env.int("IOT_GENERATOR_DEVICES", 50, minimum=1),
+            feature_repo=Path(env.str("SCORING_FEATURE_REPO", "feature_repo")),
+            feature_store_yaml=env.str("SCORING_FEATURE_STORE_YAML", "") or None,
+            device_profile=env.bool("IOT_DEVICE_PROFILE", True),
+            lookup_ttl_s=env.float("SCORING_LOOKUP_TTL_S", 300.0, lo=0.0),
+        )
+        if cfg.warning > cfg.critical:
+            raise ConfigError(
+                f"SCORING_WARNING_THRESHOLD={cfg.warning} is above SCORING_CRITICAL_THRESHOLD={cfg.critical}"
+            )
+        return cfg

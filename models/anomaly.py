@@ -55,11 +55,6 @@ from river import anomaly, preprocessing
 __all__ = ["KeyDetector", "ShardDetector", "combine_scores", "z_to_score"]
 
 
-def _missing(value: float | None) -> bool:
-    """True for None and NaN (the two spellings of a missing value)."""
-    return value is None or value != value
-
-
 def z_to_score(z: float, scale: float = 4.0) -> float:
     """Map a deviation ``z`` (in standard deviations) to a score in ``[0, 1)``.
 
@@ -164,7 +159,7 @@ class KeyDetector:
         Returns ``(score in [0, 1], warming_up)``; ``warming_up`` describes the
         state the score was computed from.
         """
-        if _missing(value):
+        if value is None or value != value:  # missing: skipped
             return 0.0, self.warming_up
         value = float(value)
         if math.isinf(value):
@@ -320,7 +315,7 @@ class ShardDetector:
             n_trees=n_trees,
             height=height,
             window_size=self.window_size,
-            limits=dict(limits) if limits is not None else None,
+            limits=dict(limits) if limits is not None else None,  # type: ignore[arg-type]
             seed=seed,
         )
         # running mean of each feature in scaled space ([0, 1]), for imputation
@@ -346,38 +341,40 @@ class ShardDetector:
         present: dict[str, float] = {}
         for f in self.features:
             v = x.get(f)
-            if _missing(v):
+            if v is None or v != v:
                 continue
             v = float(v)
             if math.isinf(v):
                 raise ValueError(f"ShardDetector: feature {f!r} is infinite ({v!r})")
             present[f] = v
-        if self.limits is None:
+        limits = self.limits
+        if limits is None:
+            assert self.scaler is not None
             self.scaler.learn_one(present)
             scaled = self.scaler.transform_one(present)
         else:
             scaled = {}
             for f, v in present.items():
-                lo, hi = self.limits[f]
+                lo, hi = limits[f]
                 scaled[f] = lo if v < lo else hi if v > hi else v
         out: dict[str, float] = {}
         for f in self.features:
             if f in scaled:
                 v = scaled[f]
-                if self.limits is None:
+                if limits is None:
                     u = v
                 else:
-                    lo, hi = self.limits[f]
+                    lo, hi = limits[f]
                     u = (v - lo) / (hi - lo)
                 c = self._count[f] = self._count[f] + 1
                 self._mean[f] += (u - self._mean[f]) / min(c, self.window_size)
                 out[f] = v
             else:
                 u = self._mean[f]
-                if self.limits is None:
+                if limits is None:
                     out[f] = u
                 else:
-                    lo, hi = self.limits[f]
+                    lo, hi = limits[f]
                     out[f] = lo + u * (hi - lo)
         return out
 
@@ -461,7 +458,7 @@ def combine_scores(
     skip = set(warming)
     vals: list[tuple[float, float]] = []
     for name, s in scores.items():
-        if name in skip or _missing(s):
+        if name in skip or s is None or s != s:
             continue
         if not 0.0 <= s <= 1.0:
             raise ValueError(f"combine_scores: score {name!r} = {s!r} is outside [0, 1]")
