@@ -258,3 +258,32 @@ def test_replay_tool_produces_keyed_events_at_a_rate():
 def test_kafka_options_pass_through_env():
     cfg = FraudConfig.from_env({"KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_OPT_SASL_MECHANISM": "PLAIN"})
     assert cfg.io.kafka.options == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+
+
+def test_iot_kafka_in_kafka_out_exactly_n():
+    from bytewax.testing import run_main
+
+    from dataflows.config import IoTConfig
+    from dataflows.iot import build_flow as build_iot_flow
+    from datagen.sensors import generate_readings
+
+    t = topics("iot")
+    create_topics(t)
+    readings: list = list(generate_readings(devices=6, readings=900, seed=5))
+    readings[10]["temperature"] = "warm"  # a dead letter
+    readings.append(UNDECODABLE)
+    p = Producer({"bootstrap.servers": BROKER})
+    for r in readings:
+        p.produce(t["in"], value=r if isinstance(r, bytes) else orjson.dumps(r))
+    assert p.flush(30) == 0
+    run_main(build_iot_flow(IoTConfig.from_env(kafka_env(t))))
+    scored = consume_all(t["scored"])
+    dead = consume_all(t["dead"])
+    alerts = consume_all(t["alerts"], timeout_s=15)
+    assert len(scored) + len(dead) == len(readings)
+    assert len(dead) >= 2 and any(v.get("offset") is not None for _, v in dead)
+    # Keys are the reading ids: device and timestamp.
+    assert all(k == v["id"] == f"{v['device_id']}@{v['timestamp']}" for k, v in scored)
+    assert len({k for k, _ in scored}) == len(scored)
+    non_normal = {k: v for k, v in scored if v["status"] != "NORMAL"}
+    assert {k: v for k, v in alerts if v["kind"] == "reading"} == non_normal
