@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Synthetic world: Feast source data + labelled training history.
-data/history.parquet feature_repo/data/customer_profile.parquet: | $(STAMP)
+data/history.parquet feature_repo/data/customer_profile.parquet: datagen/transactions.py datagen/sensors.py | $(STAMP)
 	$(PY) -m datagen.transactions dataset
 
 data: data/history.parquet
@@ -48,7 +48,7 @@ demo: model
 	$(PY) -m bytewax.run dataflows.fraud:flow
 	$(PY) -m dataflows.report output/fraud --input $(SCORING_GENERATOR_EVENTS)
 
-demo-iot: $(STAMP)
+demo-iot: feast
 	rm -rf output/iot
 	$(PY) -m bytewax.run dataflows.iot:flow
 	$(PY) -m dataflows.report output/iot --input $(SCORING_GENERATOR_EVENTS)

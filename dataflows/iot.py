@@ -5,6 +5,7 @@
                +-> key by device -> device_scoring (rolling features, per-sensor detectors, drift)
                    |                    +--(drift records)--------------------------> alerts
                    +-> key by shard -> shard_scoring (shared multivariate detector, combine, status)
+                       -> device_profile (Feast, when the repo defines it)
                        -> scored; the non-NORMAL ones also -> alerts
 
 Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``, ``IOT_SENSOR_FIELDS``);
@@ -21,6 +22,7 @@ from bytewax.dataflow import Dataflow
 from dataflows.config import IoTConfig, main_flow
 from dataflows.io import make_source
 from dataflows.operators import dead_letter_key, stateful_object, validate, write
+from dataflows.scoring import device_profile_enricher
 from features.readings import validate_reading
 from features.sensors import SensorConfig, shard_of
 from models.iot_steps import DeviceStep, ShardStep, detector_version, drift_record
@@ -66,6 +68,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
         lambda: ShardStep(scoring, thresholds=thresholds),
         lambda snap: ShardStep.restore(snap, scoring, thresholds), ShardStep.update,
     ))
+    scored = op.flat_map_batch("device_profile", scored, device_profile_enricher(cfg))
     alerts = op.merge("alerts", op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL), drifts)
 
     write("scored_out", scored, cfg.io, "scored", lambda r: r["id"])

@@ -12,12 +12,12 @@ from typing import Any, Callable, Protocol, Sequence
 
 import structlog
 
-from dataflows.config import FraudConfig
+from dataflows.config import FraudConfig, IoTConfig
 from dataflows.logs import configure_logging
 from dataflows.metrics import METRICS
 from dataflows.operators import dead_letter
 
-__all__ = ["BatchScorer", "batch_scorer", "fraud_scorer_factory"]
+__all__ = ["BatchScorer", "batch_scorer", "fraud_scorer_factory", "device_profile_enricher"]
 
 log = structlog.get_logger("dataflows.scoring")
 
@@ -72,3 +72,45 @@ def fraud_scorer_factory(cfg: FraudConfig) -> Callable[[], BatchScorer]:
         return FraudScorer(model, customers, merchants, Thresholds(cfg.critical, cfg.warning), cfg.anomaly_weight)
 
     return build
+
+
+def device_profile_enricher(cfg: IoTConfig) -> Callable[[list], list]:
+    """A ``flat_map_batch`` mapper attaching Feast ``device_profile`` features to
+    IoT records, when the repo defines the ``iot_scoring`` service; otherwise
+    (no repo, no such view, lookup disabled) records pass through unchanged."""
+    holder: list[Any] = []
+
+    def build() -> Any:
+        if not cfg.device_profile:
+            return None
+        from features.lookup import CachedLookup, feast_fetcher
+
+        try:
+            from feast import FeatureStore
+
+            yaml = None if cfg.feature_store_yaml is None else cfg.feature_repo / cfg.feature_store_yaml
+            service = FeatureStore(repo_path=str(cfg.feature_repo), fs_yaml_file=yaml).get_feature_service(
+                "iot_scoring"
+            )
+            names = [f.name for p in service.feature_view_projections if p.name == "device_profile"
+                     for f in p.features]
+        except Exception as exc:
+            log.info("device_profile_disabled", repo=str(cfg.feature_repo), reason=repr(exc)[:200])
+            return None
+        fetch = feast_fetcher(cfg.feature_repo, "iot_scoring", "device_profile", "device_id", cfg.feature_store_yaml)
+        log.info("device_profile_enabled", repo=str(cfg.feature_repo), features=names)
+        return CachedLookup(fetch, dict.fromkeys(names), ttl_s=cfg.lookup_ttl_s, name="device_profile")
+
+    def enrich(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not holder:
+            configure_logging()
+            holder.append(build())
+        lookup = holder[0]
+        if lookup is None:
+            return records
+        found = lookup.get_many(str(r[cfg.key_field]) for r in records)
+        for r in records:
+            r["device_profile"], r["device_known"] = found[str(r[cfg.key_field])]
+        return records
+
+    return enrich

@@ -414,3 +414,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+SITES = ("plant-north", "plant-south", "warehouse-east", "lab-west")
+MODELS = ("TH-100", "TH-200", "ENV-9")
+
+
+def device_profiles(devices: int = 200, start: str = "2024-01-01T00:00:00Z") -> "pd.DataFrame":
+    """Feast source rows for the ``device_profile`` view: site, hardware model and
+    firmware of ``dev-0000`` .. ``dev-<devices-1>``, valid from ``start``.
+
+    >>> device_profiles(2)[["device_id", "site", "model"]].to_dict("records")[0]
+    {'device_id': 'dev-0000', 'site': 'plant-north', 'model': 'TH-100'}
+    """
+    import pandas as pd
+
+    ts = pd.Timestamp(start)
+    ids = [f"dev-{i:04d}" for i in range(devices)]
+    return pd.DataFrame(
+        {
+            "device_id": ids,
+            "site": [SITES[i % len(SITES)] for i in range(devices)],
+            "model": [MODELS[(i // 3) % len(MODELS)] for i in range(devices)],
+            "firmware_version": [f"1.{i % 5}.0" for i in range(devices)],
+            "event_timestamp": ts,
+            "created": ts,
+        }
+    )

@@ -382,6 +382,9 @@ def build_dataset(spec: DatasetSpec, feature_data_dir: Path, history_path: Path)
         feature_data_dir / "merchant_risk.parquet", index=False
     )
     write_events(history, history_path)
+    from datagen.sensors import device_profiles
+
+    device_profiles().to_parquet(feature_data_dir / "device_profile.parquet", index=False)
     return {"customers": spec.n_customers, "merchants": spec.n_merchants, "history_events": len(history)}
 
 

@@ -9,10 +9,12 @@ or before each training event.
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float32, Float64, String
+from feast.types import Float64, String
 
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,
                   description="A card holder")
+device = Entity(name="device", join_keys=["device_id"], value_type=ValueType.STRING,
+                description="A sensor device")
 merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.STRING,
                   description="A card acceptor")
 
@@ -61,4 +63,32 @@ fraud_scoring = FeatureService(
     name="fraud_scoring",
     features=[customer_profile, merchant_risk],
     description="Online features the fraud scorer looks up per event",
+)
+
+
+device_profile_source = FileSource(
+    name="device_profile_source",
+    path="data/device_profile.parquet",
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created",
+)
+
+device_profile = FeatureView(
+    name="device_profile",
+    entities=[device],
+    ttl=timedelta(days=3650),
+    schema=[
+        Field(name="site", dtype=String),
+        Field(name="model", dtype=String, description="hardware model"),
+        Field(name="firmware_version", dtype=String),
+    ],
+    source=device_profile_source,
+    online=True,
+    tags={"owner": "iot"},
+)
+
+iot_scoring = FeatureService(
+    name="iot_scoring",
+    features=[device_profile],
+    description="Device metadata the IoT scorer attaches to readings (optional)",
 )

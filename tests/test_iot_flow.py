@@ -21,9 +21,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def run(tmp_path: Path, events: list, **env: str) -> tuple[list[dict], list[dict], list[dict]]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "in.jsonl"
     write_events(events, path)
     out = tmp_path / "out"
+    env = {"SCORING_FEATURE_REPO": str(tmp_path / "no-feast-repo"), **env}
     cfg = IoTConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(path),
                               "SCORING_OUTPUT_DIR": str(out), "SCORING_BATCH_SIZE": "300", **env})
     run_main(build_flow(cfg))
@@ -136,3 +138,15 @@ def test_config_errors_name_the_variable():
         IoTConfig.from_env({"IOT_SENSOR_FIELDS": "a,a"})
     with pytest.raises(ConfigError, match="IOT_WINDOWS_S"):
         IoTConfig.from_env({"IOT_WINDOWS_S": "5m"})
+
+
+def test_device_profile_from_feast_when_the_repo_defines_it(fraud_env, tmp_path):
+    events = list(generate_readings(devices=4, readings=200, seed=6))
+    scored, alerts, dead = run(tmp_path / "with", events, SCORING_FEATURE_REPO=str(fraud_env.repo))
+    check_accounting(len(events), scored, alerts, dead)
+    assert all(r["device_known"] for r in scored)
+    assert scored[0]["device_profile"]["site"] in ("plant-north", "plant-south", "warehouse-east", "lab-west")
+    # Without a repo the flow works the same, without the profile.
+    scored, alerts, dead = run(tmp_path / "without", events, SCORING_FEATURE_REPO=str(tmp_path / "nowhere"))
+    check_accounting(len(events), scored, alerts, dead)
+    assert "device_profile" not in scored[0]
