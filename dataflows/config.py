@@ -153,6 +153,15 @@ class IOConfig:
         )
 
 
+def thresholds(env: Env) -> tuple[float, float]:
+    """``(critical, warning)`` status thresholds, checked to be in order."""
+    critical = env.float("SCORING_CRITICAL_THRESHOLD", 0.8, lo=0.0, hi=1.0)
+    warning = env.float("SCORING_WARNING_THRESHOLD", 0.5, lo=0.0, hi=1.0)
+    if warning > critical:
+        raise ConfigError(f"SCORING_WARNING_THRESHOLD={warning} is above SCORING_CRITICAL_THRESHOLD={critical}")
+    return critical, warning
+
+
 @dataclass(frozen=True)
 class FraudConfig:
     """Configuration of ``dataflows.fraud``."""
@@ -179,25 +188,21 @@ class FraudConfig:
             "alerts": "fraud-alerts",
             "dead_letter": "transactions-dead-letter",
         }
-        cfg = cls(
+        critical, warning = thresholds(env)
+        return cls(
             io=IOConfig.from_env(env, "output/fraud", topics),
             feature_repo=Path(env.str("SCORING_FEATURE_REPO", "feature_repo")),
             feature_service=env.str("SCORING_FEATURE_SERVICE", "fraud_scoring"),
             feature_store_yaml=env.str("SCORING_FEATURE_STORE_YAML", "") or None,
             model=env.str("SCORING_MODEL", "fraud_model@production"),
             model_registry=Path(env.str("SCORING_MODEL_REGISTRY", "model_registry")),
-            critical=env.float("SCORING_CRITICAL_THRESHOLD", 0.8, lo=0.0, hi=1.0),
-            warning=env.float("SCORING_WARNING_THRESHOLD", 0.5, lo=0.0, hi=1.0),
+            critical=critical,
+            warning=warning,
             anomaly_weight=env.float("SCORING_ANOMALY_WEIGHT", 0.4, lo=0.0, hi=1.0),
             lateness_s=env.float("SCORING_ALLOWED_LATENESS_S", 600.0, lo=0.0),
             lookup_ttl_s=env.float("SCORING_LOOKUP_TTL_S", 300.0, lo=0.0),
             shards=env.int("SCORING_DETECTOR_SHARDS", 4, minimum=1),
         )
-        if cfg.warning > cfg.critical:
-            raise ConfigError(
-                f"SCORING_WARNING_THRESHOLD={cfg.warning} is above SCORING_CRITICAL_THRESHOLD={cfg.critical}"
-            )
-        return cfg
 
 
 def main_flow(build: Callable[[C], F], config: Callable[[], C]) -> F:
@@ -255,7 +260,8 @@ class IoTConfig:
             raise ConfigError(f"IOT_WINDOWS_S={raw_windows!r}: expected comma-separated seconds") from None
         if any(w <= 0 for w in windows):
             raise ConfigError(f"IOT_WINDOWS_S={raw_windows!r}: windows must be > 0 seconds")
-        cfg = cls(
+        critical, warning = thresholds(env)
+        return cls(
             io=IOConfig.from_env(env, "output/iot", topics),
             key_field=key_field,
             time_field=time_field,
@@ -263,16 +269,11 @@ class IoTConfig:
             windows_s=windows,
             lateness_s=env.float("SCORING_ALLOWED_LATENESS_S", 600.0, lo=0.0),
             shards=env.int("SCORING_DETECTOR_SHARDS", 4, minimum=1),
-            critical=env.float("SCORING_CRITICAL_THRESHOLD", 0.8, lo=0.0, hi=1.0),
-            warning=env.float("SCORING_WARNING_THRESHOLD", 0.5, lo=0.0, hi=1.0),
+            critical=critical,
+            warning=warning,
             devices=env.int("IOT_GENERATOR_DEVICES", 50, minimum=1),
             feature_repo=Path(env.str("SCORING_FEATURE_REPO", "feature_repo")),
             feature_store_yaml=env.str("SCORING_FEATURE_STORE_YAML", "") or None,
             device_profile=env.bool("IOT_DEVICE_PROFILE", True),
             lookup_ttl_s=env.float("SCORING_LOOKUP_TTL_S", 300.0, lo=0.0),
         )
-        if cfg.warning > cfg.critical:
-            raise ConfigError(
-                f"SCORING_WARNING_THRESHOLD={cfg.warning} is above SCORING_CRITICAL_THRESHOLD={cfg.critical}"
-            )
-        return cfg
