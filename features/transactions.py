@@ -71,12 +71,39 @@ def validate_transaction(raw: str | bytes | Mapping[str, Any]) -> dict[str, Any]
     if "timestamp" not in ev or ev["timestamp"] in (None, ""):
         raise ValidationError("field 'timestamp': missing")
     ev["_t"] = parse_timestamp(ev["timestamp"])
-    if "is_fraud" in ev and ev["is_fraud"] not in (None, ""):
-        label = ev["is_fraud"]
-        if isinstance(label, str) and label.strip().lower() in ("0", "1", "true", "false"):
-            label = label.strip().lower() in ("1", "true")
-        ev["is_fraud"] = int(bool(label))
+    if "is_fraud" in ev:
+        ev["is_fraud"] = parse_label(ev["is_fraud"], "is_fraud")
     return ev
+
+
+_TRUE, _FALSE = ("1", "1.0", "true", "yes"), ("0", "0.0", "false", "no")
+
+
+def parse_label(value: Any, field: str) -> int | None:
+    """A 0/1 label from a bool, a number or text; ``None`` when missing (null, empty, NaN).
+
+    >>> [parse_label(v, "y") for v in (True, 0, 1.0, "0.0", " Yes ", "", float("nan"), None)]
+    [1, 0, 1, 0, 1, None, None, None]
+    >>> parse_label("maybe", "y")
+    Traceback (most recent call last):
+    ...
+    features.validation.ValidationError: field 'y': expected a 0/1 label, got 'maybe'
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "" or text == "nan":
+            return None
+        if text in _TRUE:
+            return 1
+        if text in _FALSE:
+            return 0
+    raise ValidationError(f"field {field!r}: expected a 0/1 label, got {value!r}")
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -1,0 +1,250 @@
+"""CachedLookup's batching, cache, TTL and failure handling; feast_fetcher on a real Feast repo."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.lookup import CachedLookup, feast_fetcher
+from models.fraud import MERCHANT_DEFAULTS, PROFILE_DEFAULTS
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeStore:
+    """A plain fetch function that records its calls; knows keys starting with "k"."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.version = 1
+        self.fail = False
+
+    def __call__(self, keys: list[str]) -> dict:
+        self.calls.append(list(keys))
+        if self.fail:
+            raise ConnectionError("store is down")
+        return {k: {"risk": float(len(k)) * self.version, "rate": None} for k in keys if k.startswith("k")}
+
+
+DEFAULTS = {"risk": 0.5, "rate": 0.02}
+
+
+def make(ttl_s: float = 60.0, max_entries: int = 1000):
+    store, clock = FakeStore(), FakeClock()
+    return CachedLookup(store, DEFAULTS, ttl_s=ttl_s, max_entries=max_entries, clock=clock), store, clock
+
+
+# --- CachedLookup with a fake fetch function ---------------------------------------------
+
+
+def test_one_fetch_per_batch_of_distinct_keys():
+    lookup, store, _ = make()
+    res = lookup.get_many(["k1", "k22", "k1", "k333", "k22", "k1"])
+    assert len(store.calls) == 1
+    assert store.calls[0] == ["k1", "k22", "k333"]  # distinct, first-seen order
+    assert list(res) == ["k1", "k22", "k333"]
+    assert res["k22"] == ({"risk": 3.0, "rate": 0.02}, True)  # a None value takes its default
+    assert lookup.stats.calls == 1 and lookup.stats.keys_fetched == 3
+
+
+def test_cache_hits_avoid_calls_and_only_missing_keys_are_fetched():
+    lookup, store, _ = make()
+    lookup.get_many(["k1", "k22"])
+    res = lookup.get_many(["k22", "k1", "k22"])
+    assert len(store.calls) == 1
+    assert res["k1"] == ({"risk": 2.0, "rate": 0.02}, True)
+    lookup.get_many(["k1", "k4444", "k55555", "k22"])
+    assert store.calls[1] == ["k4444", "k55555"]
+    assert len(store.calls) == 2
+    assert lookup.stats.hits == 2 + 2
+
+
+def test_empty_batch_makes_no_call():
+    lookup, store, _ = make()
+    assert lookup.get_many([]) == {}
+    assert store.calls == []
+
+
+def test_ttl_expiry_refetches():
+    lookup, store, clock = make(ttl_s=60.0)
+    assert lookup.get_many(["k1"])["k1"][0]["risk"] == 2.0
+    store.version = 10  # the store's value changes
+    clock.t += 59.9
+    assert lookup.get_many(["k1"])["k1"][0]["risk"] == 2.0  # still cached
+    assert len(store.calls) == 1
+    clock.t += 0.1  # exactly ttl after the fetch: expired
+    assert lookup.get_many(["k1"])["k1"][0]["risk"] == 20.0
+    assert len(store.calls) == 2
+    clock.t += 30
+    lookup.get_many(["k1"])
+    assert len(store.calls) == 2  # the refetch restarted the TTL
+
+
+def test_expiry_is_per_entry():
+    lookup, store, clock = make(ttl_s=100.0)
+    lookup.get_many(["ka"])
+    clock.t += 50
+    lookup.get_many(["kb"])
+    clock.t += 60  # ka expired, kb has 40 s left
+    lookup.get_many(["ka", "kb"])
+    assert store.calls[-1] == ["ka"]
+
+
+def test_lru_bound_max_entries():
+    lookup, store, _ = make(max_entries=3)
+    lookup.get_many(["k1", "k2", "k3"])
+    lookup.get_many(["k1"])  # k1 becomes most recently used
+    lookup.get_many(["k4"])  # evicts k2, the least recently used
+    assert len(lookup._cache) == 3
+    assert set(lookup._cache) == {"k1", "k3", "k4"}
+    n = len(store.calls)
+    lookup.get_many(["k1", "k3", "k4"])
+    assert len(store.calls) == n  # all cached
+    lookup.get_many(["k2"])
+    assert store.calls[-1] == ["k2"]
+    # a batch larger than the cache still answers every key
+    res = lookup.get_many([f"k{i}" for i in range(10, 20)])
+    assert len(res) == 10 and all(known for _, known in res.values())
+    assert len(lookup._cache) == 3
+
+
+def test_unknown_keys_get_defaults_known_false_and_are_cached():
+    lookup, store, _ = make()
+    res = lookup.get_many(["nobody", "k1"])
+    assert res["nobody"] == (DEFAULTS, False)
+    assert res["k1"][1] is True
+    assert lookup.stats.unknown == 1
+    res2 = lookup.get_many(["nobody", "nobody"])
+    assert res2["nobody"] == (DEFAULTS, False)
+    assert len(store.calls) == 1  # the miss was cached
+
+
+def test_all_none_values_count_as_unknown():
+    lookup = CachedLookup(lambda keys: {k: {"risk": None, "rate": None} for k in keys}, DEFAULTS, clock=FakeClock())
+    assert lookup.get_many(["x"])["x"] == (DEFAULTS, False)
+
+
+def test_returned_values_do_not_alias_defaults():
+    lookup, _, _ = make()
+    values, _ = lookup.get_many(["nobody"])["nobody"]
+    values["risk"] = 99.0
+    assert lookup.defaults == DEFAULTS
+
+
+def test_failing_fetch_yields_defaults_and_is_retried_next_batch():
+    lookup, store, _ = make()
+    lookup.get_many(["k1"])  # cached before the outage
+    store.fail = True
+    res = lookup.get_many(["k1", "k22", "nobody"])
+    assert res["k1"] == ({"risk": 2.0, "rate": 0.02}, True)  # the cached one is still served
+    assert res["k22"] == (DEFAULTS, False)
+    assert res["nobody"] == (DEFAULTS, False)
+    assert lookup.stats.errors == 1
+    assert "k22" not in lookup._cache  # nothing cached from the failed call
+    res = lookup.get_many(["k22"])  # still down: tried again
+    assert store.calls[-1] == ["k22"] and res["k22"] == (DEFAULTS, False)
+    store.fail = False
+    res = lookup.get_many(["k22", "nobody"])
+    assert store.calls[-1] == ["k22", "nobody"]
+    assert res["k22"] == ({"risk": 3.0, "rate": 0.02}, True)
+    assert res["nobody"] == (DEFAULTS, False)
+    assert lookup.stats.errors == 2
+
+
+# --- through the real Feast repo ---------------------------------------------------
+
+
+def last_snapshot(env, table: str, key: str, value: str) -> pd.Series:
+    df = pd.read_parquet(env.repo / "data" / f"{table}.parquet")
+    rows = df[df[key] == value].sort_values("event_timestamp")
+    assert len(rows) > 1
+    return rows.iloc[-1]
+
+
+@pytest.fixture(scope="module")
+def customer_fetch(fraud_env):
+    return feast_fetcher(fraud_env.repo, "fraud_scoring", "customer_profile", "customer_id")
+
+
+def test_feast_fetcher_returns_the_latest_snapshot(fraud_env, customer_fetch):
+    known = ["C000042", "C000007"]
+    got = customer_fetch(known + ["C999999"])
+    assert set(got) == {"C000042", "C000007", "C999999"}
+    for cid in known:
+        row = last_snapshot(fraud_env, "customer_profile", "customer_id", cid)
+        assert set(got[cid]) == {"avg_transaction_amount", "transaction_frequency", "home_latitude", "home_longitude"}
+        for name, value in got[cid].items():
+            assert value == pytest.approx(float(row[name])), (cid, name)
+    assert got["C999999"] == {name: None for name in got["C000042"]}
+
+
+def test_feast_fetcher_latest_snapshot_differs_from_first(fraud_env, customer_fetch):
+    """Guard: the comparison above would catch a fetcher serving an older snapshot."""
+    df = pd.read_parquet(fraud_env.repo / "data" / "customer_profile.parquet")
+    rows = df[df["customer_id"] == "C000042"].sort_values("event_timestamp")
+    assert rows["avg_transaction_amount"].iloc[-1] != rows["avg_transaction_amount"].iloc[0]
+    assert customer_fetch(["C000042"])["C000042"]["avg_transaction_amount"] == pytest.approx(
+        rows["avg_transaction_amount"].iloc[-1]
+    )
+
+
+def test_feast_fetcher_merchant_view(fraud_env):
+    fetch = feast_fetcher(fraud_env.repo, "fraud_scoring", "merchant_risk", "merchant_id")
+    got = fetch(["M00003", "M99999"])
+    row = last_snapshot(fraud_env, "merchant_risk", "merchant_id", "M00003")
+    assert got["M00003"]["merchant_risk_score"] == pytest.approx(row["merchant_risk_score"])
+    assert got["M00003"]["chargeback_rate"] == pytest.approx(row["chargeback_rate"])
+    assert got["M99999"] == {"merchant_risk_score": None, "chargeback_rate": None}
+
+
+def test_feast_fetcher_unknown_view_names_it_and_the_repo(fraud_env):
+    fetch = feast_fetcher(fraud_env.repo, "fraud_scoring", "no_such_view", "customer_id")
+    with pytest.raises(LookupError, match="no_such_view") as exc:
+        fetch(["C000001"])
+    assert str(fraud_env.repo) in str(exc.value)
+
+
+def test_cached_feast_lookup_makes_one_store_call_per_batch(fraud_env, customer_fetch):
+    calls: list[list[str]] = []
+
+    def counting(keys: list[str]):
+        calls.append(list(keys))
+        return customer_fetch(keys)
+
+    clock = FakeClock()
+    lookup = CachedLookup(counting, PROFILE_DEFAULTS, ttl_s=300, clock=clock, name="customers")
+    batch = ["C000001", "C000002", "C000001", "C999999", "C000002", "C000001", "C999999"]
+    res = lookup.get_many(batch)
+    assert len(calls) == 1
+    assert sorted(calls[0]) == ["C000001", "C000002", "C999999"]
+    row = last_snapshot(fraud_env, "customer_profile", "customer_id", "C000001")
+    values, known = res["C000001"]
+    assert known is True
+    assert values["avg_transaction_amount"] == pytest.approx(row["avg_transaction_amount"])
+    assert values["home_latitude"] == pytest.approx(row["home_latitude"])
+    assert res["C999999"] == (PROFILE_DEFAULTS, False)
+    # the next batch is served from the cache, until the TTL passes
+    lookup.get_many(batch)
+    assert len(calls) == 1
+    clock.t += 301
+    assert lookup.get_many(batch)["C000001"] == res["C000001"]
+    assert len(calls) == 2
+
+
+def test_cached_lookup_over_a_broken_feast_repo_gives_defaults(tmp_path):
+    lookup = CachedLookup(
+        feast_fetcher(tmp_path / "missing_repo", "fraud_scoring", "merchant_risk", "merchant_id"),
+        MERCHANT_DEFAULTS,
+        clock=FakeClock(),
+    )
+    res = lookup.get_many(["M00001", "M00001"])
+    assert res == {"M00001": (MERCHANT_DEFAULTS, False)}
+    assert lookup.stats.errors == 1
+    lookup.get_many(["M00001"])
+    assert lookup.stats.errors == 2  # retried, not cached
