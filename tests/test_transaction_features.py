@@ -127,8 +127,8 @@ def test_csv_style_strings_are_coerced():
     assert validate_transaction({**row, "is_fraud": "false"})["is_fraud"] == 0
     assert validate_transaction({**row, "is_fraud": 0})["is_fraud"] == 0
     assert validate_transaction({**row, "is_fraud": True})["is_fraud"] == 1
-    # an empty label (CSV cell) is left alone
-    assert validate_transaction({**row, "is_fraud": ""})["is_fraud"] == ""
+    # an empty label (CSV cell) is a missing label: null
+    assert validate_transaction({**row, "is_fraud": ""})["is_fraud"] is None
     # numeric ids (a CSV read with type inference) become text
     assert validate_transaction({**GOOD, "customer_id": 12})["customer_id"] == "12"
 
