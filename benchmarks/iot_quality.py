@@ -35,7 +35,6 @@ True
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -45,7 +44,6 @@ from river import anomaly, preprocessing
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from datagen.sensors import FAULTS, FaultConfig, generate_readings
-from features.sensors import DEFAULT_SENSORS
 from models.sensor_scoring import IoTScorer, ScoringConfig
 
 __all__ = ["run", "format_report", "main"]
@@ -178,7 +176,7 @@ def format_report(r: dict) -> str:
         f"IoT scoring quality: {r['readings']} readings, {r['devices']} devices, seed {r['seed']}, "
         f"{r['n_shards']} shards; {r['anomalies']} anomalous ({r['anomalies'] / max(r['readings'], 1):.2%}); "
         f"{r['warming_readings']} scored while warming up",
-        f"fault readings: " + ", ".join(f"{k}={v}" for k, v in r["fault_readings"].items()),
+        "fault readings: " + ", ".join(f"{k}={v}" for k, v in r["fault_readings"].items()),
         "",
         f"{'scorer':<10} {'ROC AUC':>8} {'PR AUC':>8} {'events/s':>10}   {'after warm-up ROC / PR':>24}   per-fault ROC AUC",
     ]

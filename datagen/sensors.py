@@ -52,6 +52,10 @@ import os
 import random
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 from dataclasses import dataclass, field
 from pathlib import Path
 

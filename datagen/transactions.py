@@ -30,7 +30,6 @@ True
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

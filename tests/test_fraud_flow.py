@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import pandas as pd
 import pytest
 from bytewax.testing import cluster_main, run_main
 

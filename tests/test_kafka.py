@@ -252,7 +252,7 @@ def test_replay_tool_produces_keyed_events_at_a_rate():
                           "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BROKER})
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith(f"sent 50 events") and topic in res.stdout
+    assert res.stdout.startswith("sent 50 events") and topic in res.stdout
 
 
 def test_kafka_options_pass_through_env():
