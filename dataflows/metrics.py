@@ -1,20 +1,27 @@
-"""Prometheus metrics of what was scored.
+"""Prometheus metrics of what was scored, recorded where records leave the flow.
 
 Served by Bytewax at ``/metrics`` when the flow runs with
-``BYTEWAX_DATAFLOW_API_ENABLED=1`` (port ``BYTEWAX_DATAFLOW_API_PORT``, 3030).
+``BYTEWAX_DATAFLOW_API_ENABLED=1`` (port ``BYTEWAX_DATAFLOW_API_PORT``, 3030):
+
+- ``scoring_records_total{flow, output, status}``: records written to each output
+  (``scored``, ``alerts``, ``dead_letter``), by status;
+- ``scoring_latency_seconds{flow}``: arrival in the dataflow to scored;
+- ``scoring_score{flow}``: the final score (fraud ``risk_score``, IoT ``anomaly_score``);
+- ``scoring_model_info{flow, model_version}``: 1 for each model version seen.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = ["METRICS"]
 
 
 class _Metrics:
     def __init__(self) -> None:
-        self.scored = Counter("scoring_events_scored_total", "Events scored", ["flow", "status", "model_version"])
-        self.dead_letters = Counter("scoring_dead_letters_total", "Events sent to the dead letter", ["flow", "stage"])
+        self.records = Counter("scoring_records_total", "Records written", ["flow", "output", "status"])
         self.latency = Histogram(
             "scoring_latency_seconds", "Arrival in the dataflow to scored", ["flow"],
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -22,20 +29,22 @@ class _Metrics:
         self.score = Histogram("scoring_score", "Final risk or anomaly score", ["flow"],
                                buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
         self.model_info = Gauge("scoring_model_info", "Model version in use", ["flow", "model_version"])
+        self._seen_versions: set[tuple[str, str]] = set()
 
-    def observe(self, flow: str, records: Sequence[dict[str, Any]]) -> None:
-        """Count scored records by status and record their latency and score."""
-        lat = self.latency.labels(flow=flow)
-        sc = self.score.labels(flow=flow)
-        for r in records:
-            if "error" in r:
-                self.dead_letters.labels(flow=flow, stage="score").inc()
-                continue
-            self.scored.labels(flow=flow, status=r.get("status"), model_version=r.get("model_version")).inc()
-            lat.observe(r.get("latency_ms", 0.0) / 1000.0)
-            s = r.get("risk_score", r.get("anomaly_score"))
-            if s is not None:
-                sc.observe(s)
+    def observe(self, flow: str, output: str, record: dict[str, Any]) -> None:
+        """Count one written record; scored records also feed latency, score and model info."""
+        status = record.get("status") or record.get("kind") or "-"
+        self.records.labels(flow=flow, output=output, status=status).inc()
+        if output != "scored":
+            return
+        self.latency.labels(flow=flow).observe(record.get("latency_ms", 0.0) / 1000.0)
+        score = record.get("risk_score", record.get("anomaly_score"))
+        if score is not None:
+            self.score.labels(flow=flow).observe(score)
+        version = (flow, str(record.get("model_version")))
+        if version not in self._seen_versions:
+            self._seen_versions.add(version)
+            self.model_info.labels(flow=flow, model_version=version[1]).set(1)
 
 
 METRICS = _Metrics()

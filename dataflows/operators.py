@@ -20,6 +20,7 @@ from typing_extensions import Self, override
 from dataflows.config import IOConfig
 from dataflows.io import make_sink, to_json
 from dataflows.kafka import unwrap_kafka
+from dataflows.metrics import METRICS
 from features.validation import ValidationError, iso_utc
 
 __all__ = ["Validated", "validate", "dead_letter", "dead_letter_key", "Snapshottable", "stateful_object", "write"]
@@ -190,11 +191,14 @@ def write(
 ) -> None:
     """Write records to the ``kind`` sink (``scored``, ``alerts``, ``dead_letter``).
 
+    Every record is counted in :data:`dataflows.metrics.METRICS` on its way out.
     Kafka messages are keyed by ``key(record)`` (the event's id), so consumers
     can de-duplicate replays; files get one JSON object per line (the key only
     routes the item to the worker that owns the file).
     """
     sink, keyed = make_sink(cfg, kind)
+    flow_id = up.stream_id.split(".", 1)[0]
+    up = op.inspect("metrics", up, lambda _step, r: METRICS.observe(flow_id, kind, r))
     if keyed:
         from bytewax.connectors.kafka import KafkaSinkMessage
 

@@ -14,7 +14,6 @@ import structlog
 
 from dataflows.config import FraudConfig, IoTConfig
 from dataflows.logs import configure_logging
-from dataflows.metrics import METRICS
 from dataflows.operators import dead_letter
 
 __all__ = ["BatchScorer", "batch_scorer", "fraud_scorer_factory", "device_profile_enricher"]
@@ -40,13 +39,11 @@ def batch_scorer(factory: Callable[[], BatchScorer], flow: str = "fraud") -> Cal
             out = holder[0].score_batch(events)
         except Exception as exc:  # never let one batch kill the flow: dead-letter it
             log.error("batch_scoring_failed", flow=flow, events=len(events), error=repr(exc))
-            METRICS.dead_letters.labels(flow=flow, stage="score").inc(len(events))
             return [
                 dead_letter({k: v for k, v in e.items() if not k.startswith("_")},
                             f"scoring failed: {type(exc).__name__}: {exc}")
                 for e in events
             ]
-        METRICS.observe(flow, out)
         return out
 
     return score
@@ -62,7 +59,6 @@ def fraud_scorer_factory(cfg: FraudConfig) -> Callable[[], BatchScorer]:
         from models.status import Thresholds
 
         model = FraudModel.load(cfg.model, cfg.model_registry)
-        METRICS.model_info.labels(flow="fraud", model_version=model.version).set(1)
         log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
         repo, service, yaml = cfg.feature_repo, cfg.feature_service, cfg.feature_store_yaml
         customers = CachedLookup(feast_fetcher(repo, service, "customer_profile", "customer_id", yaml),

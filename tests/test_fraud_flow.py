@@ -154,3 +154,27 @@ def test_input_file_must_exist(tmp_path):
 
     with pytest.raises(ConfigError, match="no such file"):
         build_flow(FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(tmp_path / "x.jsonl")}))
+
+
+def test_metrics_count_every_record_written(fraud_env, events, tmp_path):
+    from prometheus_client import REGISTRY
+
+    def count(output: str, status: str) -> float:
+        return REGISTRY.get_sample_value("scoring_records_total",
+                                         {"flow": "fraud_scoring", "output": output, "status": status}) or 0.0
+
+    statuses = ("CRITICAL", "WARNING", "NORMAL")
+    before = {s: count("scored", s) for s in statuses}
+    dead_before = count("dead_letter", "-")
+    lat_before = REGISTRY.get_sample_value("scoring_latency_seconds_count", {"flow": "fraud_scoring"}) or 0.0
+    path = tmp_path / "in.jsonl"
+    write_events(events, path)
+    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    scored, _, dead = outputs(tmp_path)
+    for s in statuses:
+        assert count("scored", s) - before[s] == sum(r["status"] == s for r in scored)
+    assert count("dead_letter", "-") - dead_before == len(dead)
+    assert REGISTRY.get_sample_value("scoring_latency_seconds_count", {"flow": "fraud_scoring"}) - lat_before \
+        == len(scored)
+    version = scored[0]["model_version"]
+    assert REGISTRY.get_sample_value("scoring_model_info", {"flow": "fraud_scoring", "model_version": version}) == 1
