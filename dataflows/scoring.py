@@ -61,10 +61,10 @@ def fraud_scorer_factory(cfg: FraudConfig) -> Callable[[], BatchScorer]:
         model = FraudModel.load(cfg.model, cfg.model_registry)
         log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
         repo, service, yaml = cfg.feature_repo, cfg.feature_service, cfg.feature_store_yaml
-        customers = CachedLookup(feast_fetcher(repo, service, "customer_profile", "customer_id", yaml),
-                                 PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
-        merchants = CachedLookup(feast_fetcher(repo, service, "merchant_risk", "merchant_id", yaml),
-                                 MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
+        customer_fetch = feast_fetcher(repo, service, "customer_profile", "customer_id", yaml)
+        merchant_fetch = customer_fetch.for_view("merchant_risk", "merchant_id")  # same store
+        customers = CachedLookup(customer_fetch, PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
+        merchants = CachedLookup(merchant_fetch, MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
         return FraudScorer(model, customers, merchants, Thresholds(cfg.critical, cfg.warning), cfg.anomaly_weight)
 
     return build
@@ -81,19 +81,12 @@ def device_profile_enricher(cfg: IoTConfig) -> Callable[[list], list]:
             return None
         from features.lookup import CachedLookup, feast_fetcher
 
+        fetch = feast_fetcher(cfg.feature_repo, "iot_scoring", "device_profile", "device_id", cfg.feature_store_yaml)
         try:
-            from feast import FeatureStore
-
-            yaml = None if cfg.feature_store_yaml is None else cfg.feature_repo / cfg.feature_store_yaml
-            service = FeatureStore(repo_path=str(cfg.feature_repo), fs_yaml_file=yaml).get_feature_service(
-                "iot_scoring"
-            )
-            names = [f.name for p in service.feature_view_projections if p.name == "device_profile"
-                     for f in p.features]
+            names = fetch.feature_names()  # opens the store once; the lookups reuse it
         except Exception as exc:
             log.info("device_profile_disabled", repo=str(cfg.feature_repo), reason=repr(exc)[:200])
             return None
-        fetch = feast_fetcher(cfg.feature_repo, "iot_scoring", "device_profile", "device_id", cfg.feature_store_yaml)
         log.info("device_profile_enabled", repo=str(cfg.feature_repo), features=names)
         return CachedLookup(fetch, dict.fromkeys(names), ttl_s=cfg.lookup_ttl_s, name="device_profile")
 

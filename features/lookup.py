@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import structlog
 
-__all__ = ["CachedLookup", "feast_fetcher", "FetchFn", "LookupStats"]
+__all__ = ["CachedLookup", "feast_fetcher", "FeastFetcher", "FetchFn", "LookupStats"]
 
 log = structlog.get_logger(__name__)
 
@@ -124,36 +124,67 @@ class CachedLookup:
         return out
 
 
+class _StoreHandle:
+    """One Feast ``FeatureStore`` opened on first use and shared by fetchers."""
+
+    def __init__(self, repo_path: str | Path, yaml_file: str | Path | None) -> None:
+        self.repo_path = Path(repo_path)
+        self.yaml_file = yaml_file
+        self._store: Any = None
+
+    def get(self) -> Any:
+        if self._store is None:
+            from feast import FeatureStore
+
+            yaml = None if self.yaml_file is None else self.repo_path / self.yaml_file
+            self._store = FeatureStore(repo_path=str(self.repo_path), fs_yaml_file=yaml)
+        return self._store
+
+
+class FeastFetcher:
+    """Fetch function for one view of a Feast feature service (see :func:`feast_fetcher`)."""
+
+    def __init__(self, handle: _StoreHandle, service: str, view: str, join_key: str) -> None:
+        self._handle = handle
+        self.service = service
+        self.view = view
+        self.join_key = join_key
+        self._names: list[str] | None = None
+
+    def feature_names(self) -> list[str]:
+        """The view's features in the service; raises ``LookupError`` naming the view and repo."""
+        if self._names is None:
+            fs = self._handle.get().get_feature_service(self.service)
+            proj = next((p for p in fs.feature_view_projections if p.name == self.view), None)
+            if proj is None:
+                raise LookupError(
+                    f"feature service {self.service!r} has no view {self.view!r} in repo {self._handle.repo_path}"
+                )
+            self._names = [f.name for f in proj.features]
+        return self._names
+
+    def for_view(self, view: str, join_key: str) -> "FeastFetcher":
+        """A fetcher for another view of the same service, sharing the same store."""
+        return FeastFetcher(self._handle, self.service, view, join_key)
+
+    def __call__(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        names = self.feature_names()
+        resp = self._handle.get().get_online_features(
+            features=[f"{self.view}:{n}" for n in names], entity_rows=[{self.join_key: k} for k in keys]
+        ).to_dict()
+        return {k: {n: resp[n][i] for n in names} for i, k in enumerate(keys)}
+
+
 def feast_fetcher(
     repo_path: str | Path, service: str, view: str, join_key: str, yaml_file: str | Path | None = None
-) -> FetchFn:
+) -> FeastFetcher:
     """A fetch function for ``view``'s features in Feast feature service ``service``.
 
     ``yaml_file`` picks another store configuration in the repo (e.g.
     ``feature_store.redis.yaml``); relative paths are taken inside the repo.
 
-    The ``FeatureStore`` is created on the first call (``import feast`` takes
-    seconds), once per worker, and reused.
+    The ``FeatureStore`` is opened on the first call (``import feast`` takes
+    seconds), once per worker; :meth:`FeastFetcher.for_view` shares it with
+    the fetchers of the service's other views.
     """
-    state: dict[str, Any] = {}
-
-    def fetch(keys: list[str]) -> dict[str, dict[str, Any]]:
-        if "store" not in state:
-            from feast import FeatureStore
-
-            yaml = None if yaml_file is None else Path(repo_path) / yaml_file
-            store = FeatureStore(repo_path=str(repo_path), fs_yaml_file=yaml)
-            fs = store.get_feature_service(service)
-            proj = next((p for p in fs.feature_view_projections if p.name == view), None)
-            if proj is None:
-                raise LookupError(f"feature service {service!r} has no view {view!r} in repo {repo_path}")
-            state["store"] = store
-            state["names"] = [f.name for f in proj.features]
-            state["refs"] = [f"{view}:{n}" for n in state["names"]]
-        resp = state["store"].get_online_features(
-            features=state["refs"], entity_rows=[{join_key: k} for k in keys]
-        ).to_dict()
-        names = state["names"]
-        return {k: {n: resp[n][i] for n in names} for i, k in enumerate(keys)}
-
-    return fetch
+    return FeastFetcher(_StoreHandle(repo_path, yaml_file), service, view, join_key)

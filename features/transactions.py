@@ -150,9 +150,7 @@ class CustomerFeatures:
         idx = h.insert(t, {"amount": amount, "lat": lat, "lon": lon})
         times = h.times
         out: dict[str, Any] = {"late_event": late}
-        prev = idx - 1 if idx > 0 else None
-        if idx < 0:  # older than anything kept: no history to compare with
-            prev = None
+        prev = h.previous(idx)  # None for the first event, or one not kept (idx == -1)
         if prev is not None:
             dt = t - times[prev]
             dist = haversine_km(h.columns["lat"][prev], h.columns["lon"][prev], lat, lon)
