@@ -1,4 +1,12 @@
-"""Status decision shared by every dataflow: CRITICAL / WARNING / NORMAL.
+"""How scores become one score and a status; shared by every dataflow.
+
+- :func:`combine_scores`: fold detector scores (each in ``[0, 1]``) into one
+  (noisy-OR, max or weighted mean), leaving out missing and warming ones.
+- :func:`anomaly_score`: the warm-up rule. When every detector of an event is
+  still warming up the event has **no** anomaly score (``None``), never a
+  best-effort or a confident 0.
+- :func:`combined_risk`: the model's probability and the anomaly score, noisy-OR.
+- :class:`Thresholds`: CRITICAL / WARNING / NORMAL.
 
 >>> t = Thresholds(critical=0.8, warning=0.5)
 >>> [t.status(s) for s in (0.95, 0.8, 0.6, 0.1)]
@@ -9,9 +17,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["CRITICAL", "WARNING", "NORMAL", "Thresholds", "combined_risk"]
+__all__ = ["CRITICAL", "WARNING", "NORMAL", "Thresholds", "combine_scores", "anomaly_score", "combined_risk"]
 
 CRITICAL, WARNING, NORMAL = "CRITICAL", "WARNING", "NORMAL"
 
@@ -38,14 +47,93 @@ class Thresholds:
         return NORMAL
 
 
+def combine_scores(
+    scores: Mapping[str, float | None],
+    weights: Mapping[str, float] | None = None,
+    *,
+    method: str = "noisy_or",
+    warming: Iterable[str] = (),
+) -> float:
+    """Combine detector scores (each in ``[0, 1]``) into one score in ``[0, 1]``.
+
+    Scores that are None or NaN, and those named in ``warming``, are left out.
+    Each remaining score ``s`` is first multiplied by its weight ``w``
+    (``weights[name]``, default 1.0, must be in ``[0, 1]``). Then:
+
+    * ``"noisy_or"`` (default): ``1 - prod(1 - w * s)``, the probability that
+      at least one detector fires if each fires independently with
+      probability ``w * s``;
+    * ``"max"``: ``max(w * s)``, the strongest single detector;
+    * ``"mean"``: weighted mean ``sum(w * s) / sum(w)``.
+
+    With nothing left to combine the result is 0.0; use :func:`anomaly_score`
+    to get ``None`` instead.
+
+    >>> combine_scores({"a": 0.5, "b": 0.5})
+    0.75
+    >>> combine_scores({"a": 0.9, "b": 0.2}, method="max")
+    0.9
+    >>> combine_scores({"a": 0.9, "b": 0.3}, {"a": 0.5}, method="mean")
+    0.5
+    >>> combine_scores({"a": float("nan"), "b": 0.4, "c": 1.0}, warming=["c"])
+    0.4
+    """
+    if weights is None:
+        weights = {}
+    skip = set(warming)
+    vals: list[tuple[float, float]] = []
+    for name, s in scores.items():
+        if name in skip or s is None or s != s:
+            continue
+        if not 0.0 <= s <= 1.0:
+            raise ValueError(f"combine_scores: score {name!r} = {s!r} is outside [0, 1]")
+        w = weights.get(name, 1.0)
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"combine_scores: weight {name!r} = {w!r} is outside [0, 1]")
+        vals.append((float(s), float(w)))
+    if not vals:
+        return 0.0
+    if method == "noisy_or":
+        keep = 1.0
+        for s, w in vals:
+            keep *= 1.0 - w * s
+        return min(max(1.0 - keep, 0.0), 1.0)
+    if method == "max":
+        return max(w * s for s, w in vals)
+    if method == "mean":
+        tw = sum(w for _, w in vals)
+        return sum(w * s for s, w in vals) / tw if tw > 0 else 0.0
+    raise ValueError(f"combine_scores: unknown method {method!r} (use 'noisy_or', 'max' or 'mean')")
+
+
+def anomaly_score(
+    scores: Mapping[str, float | None],
+    warming: Iterable[str],
+    weights: Mapping[str, float] | None = None,
+    method: str = "noisy_or",
+) -> float | None:
+    """The event's anomaly score: the detectors that are warm, combined; ``None``
+    when no detector is warm (every one warming up, or none scored the event).
+
+    >>> anomaly_score({"amount": 0.9, "multivariate": 0.2}, warming=["amount", "multivariate"]) is None
+    True
+    >>> anomaly_score({"amount": 0.9, "multivariate": 0.2}, warming=["multivariate"])
+    0.9
+    >>> anomaly_score({}, warming=[]) is None
+    True
+    """
+    skip = set(warming)
+    if all(name in skip or s is None or s != s for name, s in scores.items()):
+        return None
+    return combine_scores(scores, weights, method=method, warming=skip)
+
+
 def combined_risk(fraud_score: float, anomaly_score: float | None, anomaly_weight: float) -> float:
     """Noisy-OR of the model's probability and the weighted anomaly score.
 
     ``1 - (1 - fraud) * (1 - weight * anomaly)``: never below ``fraud_score``,
     so ``fraud_score > critical`` is always CRITICAL; an anomaly alone can lift
-    a borderline event by at most ``weight``. A detector still warming up
-    (``anomaly_score is None``) adds nothing.
+    a borderline event by at most ``weight``. No anomaly score (detectors
+    warming up) adds nothing.
     """
-    if anomaly_score is None:
-        return fraud_score
-    return 1.0 - (1.0 - fraud_score) * (1.0 - anomaly_weight * anomaly_score)
+    return combine_scores({"fraud": fraud_score, "anomaly": anomaly_score}, {"anomaly": anomaly_weight})

@@ -1,0 +1,232 @@
+"""What travels through the flows, and the rules every flow shares about it.
+
+- :class:`Raw`: one input as received (JSON text or bytes, or a row mapping), with
+  where it came from (Kafka topic, partition, offset) when it came from Kafka.
+- :class:`DeadLetter`: an input that could not be scored, with the reason. Failure
+  is a *type*, never a field: a flow routes ``isinstance(x, DeadLetter)``, so an
+  input field named ``error`` cannot be mistaken for a failure.
+- :func:`decode`: raw input -> ``dict`` (any bytes, any JSON; never raises anything
+  but :class:`ValidationError`).
+- The time policy, one place for both flows (:func:`parse_time`, :func:`format_time`):
+
+  * ISO-8601 text with ``Z`` or an offset; text **without** an offset is UTC;
+  * numbers are epoch **seconds** (a number of 1e11 or more looks like epoch
+    milliseconds and is refused, rather than silently read as the year 5000+);
+  * ``datetime`` objects (Parquet rows); naive ones are UTC;
+  * output times are ISO-8601 UTC with milliseconds and ``Z``.
+- :func:`shard_of`: the stable shard of a key (same on every worker and run).
+
+>>> parse_time("2026-10-06T00:00:05.365Z"), parse_time("2026-10-06T00:00:05.365")
+(1791244805.365, 1791244805.365)
+>>> format_time(1791244805.365)
+'2026-10-06T00:00:05.365Z'
+>>> parse_time(1.7e12)
+Traceback (most recent call last):
+...
+features.records.ValidationError: field 'timestamp': 1700000000000.0 looks like epoch milliseconds; expected epoch seconds or ISO-8601
+>>> shard_of("C000001", 4), shard_of("C000001", 4) == shard_of("C000001", 4)
+(1, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import msgspec
+
+__all__ = [
+    "ValidationError",
+    "Raw",
+    "DeadLetter",
+    "dead_letter",
+    "decode",
+    "parse_time",
+    "format_time",
+    "shard_of",
+]
+
+#: Epoch seconds at or above this are refused as probably milliseconds (year 5138).
+MAX_EPOCH_S = 1e11
+
+
+class ValidationError(ValueError):
+    """An event that cannot be scored; the message says which field and why."""
+
+
+class Raw(msgspec.Struct, frozen=True):
+    """One input as received. ``topic``/``partition``/``offset`` are set for Kafka input."""
+
+    value: Any
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class DeadLetter(msgspec.Struct):
+    """An input that could not be scored.
+
+    ``raw`` is the input as received (text; undecodable bytes are shown with
+    replacement characters), ``error`` the reason naming the field, ``step`` the
+    step that refused it; Kafka inputs name their ``topic``, ``partition`` and ``offset``.
+    """
+
+    error: str
+    raw: Any
+    step: str = "validate"
+    received_at: str = ""
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def key(self, id_field: str | None = None) -> str:
+        """A stable message key: the event's id when the raw input has one, else
+        ``topic:partition:offset``, else ``""``.
+
+        >>> DeadLetter("bad", {"transaction_id": "t1"}).key("transaction_id")
+        't1'
+        >>> DeadLetter("bad", "{oops", topic="tx", partition=2, offset=7).key("transaction_id")
+        'tx:2:7'
+        """
+        if id_field is not None and isinstance(self.raw, Mapping):
+            v = self.raw.get(id_field)
+            if v is not None and v != "":
+                return str(v)
+        if self.offset is not None:
+            return f"{self.topic}:{self.partition}:{self.offset}"
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record (Kafka origin only when there is one)."""
+        out: dict[str, Any] = {"error": self.error, "raw": self.raw, "step": self.step, "received_at": self.received_at}
+        if self.offset is not None:
+            out.update(topic=self.topic, partition=self.partition, offset=self.offset)
+        return out
+
+
+def _printable(raw: Any) -> Any:
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return bytes(raw).decode("utf-8", errors="replace")
+    if isinstance(raw, Raw):
+        return _printable(raw.value)
+    if isinstance(raw, Mapping):
+        return {str(k): v for k, v in raw.items()}
+    return raw
+
+
+def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None = None) -> DeadLetter:
+    """A :class:`DeadLetter` for ``raw`` (bytes become text), stamped now.
+
+    >>> d = dead_letter(b'{"x"\\xff', "not valid JSON")
+    >>> d.raw, d.error
+    ('{"x"\ufffd', 'not valid JSON')
+    """
+    o = origin
+    return DeadLetter(
+        error=error,
+        raw=_printable(raw),
+        step=step,
+        received_at=format_time(time.time()),
+        topic=None if o is None else o.topic,
+        partition=None if o is None else o.partition,
+        offset=None if o is None else o.offset,
+    )
+
+
+_json = msgspec.json.Decoder()
+
+
+def decode(raw: Any) -> dict[str, Any]:
+    """Turn a raw event (JSON text or bytes, or a row mapping) into a dict, or raise
+    :class:`ValidationError`.
+
+    >>> decode('{"a": 1}'), decode({"a": 2})
+    ({'a': 1}, {'a': 2})
+    >>> decode(b'{"a": "\\xff"}')
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: not valid UTF-8: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+    >>> decode("[1]")
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: expected a JSON object, got list
+    """
+    if isinstance(raw, Raw):
+        raw = raw.value
+    if isinstance(raw, Mapping):
+        return {str(k): v for k, v in raw.items()}
+    if isinstance(raw, memoryview):
+        raw = bytes(raw)
+    if not isinstance(raw, (bytes, bytearray, str)):
+        raise ValidationError(f"expected JSON text or a mapping, got {type(raw).__name__}")
+    try:
+        value = _json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"not valid JSON: {exc}") from None
+    except UnicodeError as exc:
+        raise ValidationError(f"not valid UTF-8: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValidationError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_time(value: Any, field: str = "timestamp") -> float:
+    """Epoch seconds of an event time, by the module's time policy; errors name ``field``.
+
+    >>> parse_time("2024-01-01T01:00:30+01:00"), parse_time(5)
+    (1704067230.0, 5.0)
+    >>> parse_time("yesterday", "ts")
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'ts': expected an ISO-8601 time or epoch seconds, got 'yesterday'
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValidationError(f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r}")
+    if isinstance(value, (int, float)):
+        t = float(value)
+        if not math.isfinite(t):
+            raise ValidationError(f"field {field!r}: expected a finite time, got {value!r}")
+        if abs(t) >= MAX_EPOCH_S:
+            raise ValidationError(
+                f"field {field!r}: {t!r} looks like epoch milliseconds; expected epoch seconds or ISO-8601"
+            )
+        return t
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValidationError(
+                f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value[:64]!r}"
+            ) from None
+    else:
+        raise ValidationError(f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r:.64}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    try:
+        return dt.timestamp()
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValidationError(f"field {field!r}: time out of range ({exc})") from None
+
+
+def format_time(t: float) -> str:
+    """Epoch seconds to ISO-8601 UTC with milliseconds and ``Z``.
+
+    >>> format_time(0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def shard_of(key: str, shards: int) -> int:
+    """Shard of ``key`` in ``range(shards)``: ``crc32(utf-8 key) % shards``.
+
+    Stable across processes and restarts (unlike ``hash()``, which is salted).
+    """
+    if shards < 1:
+        raise ValueError(f"shard_of: shards must be >= 1, got {shards!r}")
+    return zlib.crc32(str(key).encode("utf-8", errors="surrogatepass")) % shards
