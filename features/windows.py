@@ -15,6 +15,9 @@ WindowStats(count=2, sum=40.0, mean=20.0, std=10.0, min=10.0, max=30.0)
 >>> _ = h.insert(150.0, {"amount": 20.0})   # arrives late, lands in order
 >>> h.stats("amount", t=150.0, horizon=3600).count
 2
+>>> copy = EventTimeHistory(retention_s=3600, fields=("amount",))
+>>> copy.load(h.snapshot()); copy.stats("amount", t=200.0, horizon=3600) == h.stats("amount", t=200.0, horizon=3600)
+True
 """
 
 from __future__ import annotations
@@ -137,22 +140,20 @@ class EventTimeHistory:
         return summarize(self.columns[field][lo:hi])
 
     def snapshot(self) -> tuple:
-        """Plain-data copy of the state, cheap to copy and pickle."""
-        return (
-            self.retention_s,
-            self.max_events,
-            self.fields,
-            self.watermark,
-            list(self.times),
-            {f: list(c) for f, c in self.columns.items()},
-        )
+        """The learned state as plain data: ``(watermark, times, {field: values})``.
+        Configuration (retention, cap, fields) is not in it: it comes from the
+        constructor of the history :meth:`load` fills."""
+        return (self.watermark, list(self.times), {f: list(c) for f, c in self.columns.items()})
 
-    @classmethod
-    def restore(cls, snap: tuple) -> "EventTimeHistory":
-        """Rebuild a history from :meth:`snapshot` output."""
-        retention_s, max_events, fields, watermark, times, columns = snap
-        h = cls(retention_s, fields, max_events)
-        h.watermark = watermark
-        h.times = list(times)
-        h.columns = {f: list(c) for f, c in columns.items()}
-        return h
+    def load(self, snap: tuple) -> None:
+        """Put :meth:`snapshot` output into this history; events out of this
+        history's retention or over its cap are evicted, fields it does not keep
+        are dropped and fields it keeps that the snapshot lacks are NaN."""
+        if not isinstance(snap, (tuple, list)) or len(snap) != 3:
+            raise ValueError(f"EventTimeHistory.load: expected (watermark, times, columns), got {snap!r:.80}")
+        watermark, times, columns = snap
+        self.watermark = float(watermark)
+        self.times = [float(t) for t in times]
+        n = len(self.times)
+        self.columns = {f: list(columns[f]) if f in columns else [math.nan] * n for f in self.fields}
+        self._evict()
