@@ -43,15 +43,15 @@ feast: feature_repo/data/.materialized
 model: data feast
 	$(PY) -m models.train --if-missing
 
+# A run owns its output folder (SCORING_OUTPUT_DIR, default output/fraud or output/iot):
+# it rewrites all three files, so the report reads exactly this run.
 demo: model
-	rm -rf output/fraud
 	$(PY) -m bytewax.run dataflows.fraud:flow
-	$(PY) -m dataflows.report output/fraud --input $(SCORING_GENERATOR_EVENTS)
+	$(PY) -m dataflows.report "$${SCORING_OUTPUT_DIR:-output/fraud}" --input $(SCORING_GENERATOR_EVENTS)
 
 demo-iot: feast
-	rm -rf output/iot
 	$(PY) -m bytewax.run dataflows.iot:flow
-	$(PY) -m dataflows.report output/iot --input $(SCORING_GENERATOR_EVENTS)
+	$(PY) -m dataflows.report "$${SCORING_OUTPUT_DIR:-output/iot}" --input $(SCORING_GENERATOR_EVENTS)
 
 test: $(STAMP)
 	bash scripts/test.sh

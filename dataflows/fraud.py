@@ -1,60 +1,80 @@
 """Transaction fraud scoring: ``python -m bytewax.run dataflows.fraud:flow``.
 
-    input -> validate --(bad)--------------------------------------> dead_letter
-               |
-               +-> key by customer -> customer_features (streaming features, amount detector)
-                   -> key by shard -> shard_detector (shared multivariate River detector)
-                   -> score (Feast lookup per batch, static model, combined risk, status)
+    input -> validate --(bad)------------------------------------------------> dead_letter
+               |                                                                ^
+               +-> key by customer -> customer_features (windows, amount detector)  |
+                   -> key by shard -> shard_detector (shared multivariate detector) |
+                   -> score (Feast lookup per batch, model, risk, status) --(failed)-+
                    -> scored; the non-NORMAL ones also -> alerts
 
-Configuration comes from ``SCORING_*`` environment variables (see
-:class:`dataflows.config.FraudConfig` and the README).
+Each step is a class or function of :mod:`features.transactions` and
+:mod:`models.fraud`; this file only wires them. Configuration comes from
+``SCORING_*`` environment variables (:class:`dataflows.config.FraudConfig`).
+Importing this module opens nothing: ``flow`` (or ``get_flow()``) reads the
+configuration, checks everything the run depends on, then builds the flow.
 """
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from dataflows.config import FraudConfig, main_flow
-from dataflows.io import make_source
-from dataflows.operators import dead_letter_key, stateful_object, validate, write
-from dataflows.scoring import batch_scorer, fraud_scorer_factory
-from datagen.transactions import iter_stream
-from features.transactions import validate_transaction
-from models.fraud_scoring import CustomerState, ShardState, shard_of
-from models.status import NORMAL
+from dataflows.checks import check_fraud, start
+from dataflows.config import FraudConfig
+from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
+from dataflows.sinks import write
+from dataflows.sources import read_input
+
+__all__ = ["build_flow", "get_flow"]
+
+
+def _generated(cfg: FraudConfig) -> Iterable[Any]:
+    from datagen.transactions import iter_stream
+
+    return iter_stream(cfg.io.generator_events, cfg.io.seed, cfg.io.bad_rate)
 
 
 def build_flow(cfg: FraudConfig) -> Dataflow:
     """The fraud scoring dataflow for ``cfg``; nothing is opened until it runs."""
+    from dataflows.scoring import fraud_scorer, fraud_scoring_config
+    from features.records import shard_of
+    from features.transactions import parse_transaction
+    from models.fraud import CustomerState, ShardState
+    from models.status import NORMAL
+
+    sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
-    io = cfg.io
-    raw = op.input("input", flow, make_source(io, lambda: iter_stream(io.generator_events, io.seed, io.bad_rate)))
-    events = validate("validate", raw, validate_transaction)
+    raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
+    events = validate("validate", raw, parse_transaction)
 
-    by_customer = op.key_on("by_customer", events.oks, lambda e: e["customer_id"])
-    featured = stateful_object(
-        "customer_features", by_customer,
-        lambda: CustomerState(cfg.lateness_s), CustomerState.restore, CustomerState.update,
-    )
-    by_shard = op.key_on("by_shard", op.key_rm("unkey_customer", featured),
-                         lambda e: shard_of(e["customer_id"], cfg.shards))
+    by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
+    featured = op.key_rm("unkey_customer", stateful_object(
+        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update))
+    by_shard = op.key_on("by_shard", featured, lambda tx: str(shard_of(tx.customer_id, sc.shards)))
     detected = op.key_rm("unkey_shard", stateful_object(
-        "shard_detector", by_shard, ShardState, ShardState.restore, ShardState.update,
-    ))
+        "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update))
 
-    results = op.flat_map_batch("score", detected, batch_scorer(fraud_scorer_factory(cfg)))
-    split = op.branch("scored_or_failed", results, lambda r: "error" not in r)
-    scored = split.trues
+    results = split_dead_letters("scored_or_failed",
+                                 score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
+    scored = results.oks
     alerts = op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL)
 
-    tx_id = lambda r: r["transaction_id"]  # noqa: E731
-    write("scored_out", scored, io, "scored", tx_id)
-    write("alerts_out", alerts, io, "alerts", tx_id)
-    write("dead_letter_out", op.merge("dead_letters", events.errs, split.falses), io, "dead_letter",
-          dead_letter_key(tx_id))
+    write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"])
+    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["transaction_id"])
+    write("dead_letter_out", op.merge("dead_letters", events.errs, results.errs), cfg.io, "dead_letter",
+          lambda d: d.key("transaction_id"))
     return flow
 
 
-flow = main_flow(build_flow, FraudConfig.from_env)
+def get_flow() -> Dataflow:
+    """Read ``SCORING_*`` settings, check what the run needs, build the flow
+    (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
+    return start("fraud", FraudConfig.from_env, check_fraud, build_flow)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "flow":  # `python -m bytewax.run dataflows.fraud:flow` builds it on demand
+        return get_flow()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,44 +1,36 @@
 """IoT sensor anomaly scoring: ``python -m bytewax.run dataflows.iot:flow``.
 
-    input -> validate --(bad)------------------------------------------------> dead_letter
+    input -> validate --(bad)---------------------------------------------------> dead_letter
                |
-               +-> key by device -> device_scoring (rolling features, per-sensor detectors, drift)
-                   |                    +--(drift records)--------------------------> alerts
-                   +-> key by shard -> shard_scoring (shared multivariate detector, combine, status)
-                       -> device_profile (Feast, when the repo defines it)
+               +-> key by device -> device_scoring (windows, per-sensor detectors, drift)
+                   |                    +--(drift records)------------------------------> alerts
+                   +-> key by shard -> shard_scoring (shared detector, warm-up rule, status)
+                       -> device_profile (Feast, unless IOT_DEVICE_PROFILE=false)
                        -> scored; the non-NORMAL ones also -> alerts
 
-Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``, ``IOT_SENSOR_FIELDS``);
-sources and sinks are the fraud flow's (``SCORING_*``, see :class:`dataflows.config.IoTConfig`).
+Each step is a class of :mod:`features.sensors` and :mod:`models.iot`; this file
+only wires them. Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``,
+``IOT_SENSOR_FIELDS``); sources and sinks are the fraud flow's (``SCORING_*``, see
+:class:`dataflows.config.IoTConfig`). Importing this module opens nothing.
 """
 
 from __future__ import annotations
 
-import time
+from typing import Any, Iterable
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from dataflows.config import IoTConfig, main_flow
-from dataflows.io import make_source
-from dataflows.operators import dead_letter_key, stateful_object, validate, write
-from dataflows.scoring import device_profile_enricher
-from features.readings import validate_reading
-from features.sensors import SensorConfig, shard_of
-from models.iot_steps import DeviceStep, ShardStep, detector_version, drift_record
-from models.sensor_scoring import ScoringConfig
-from models.status import NORMAL, Thresholds
+from dataflows.checks import check_iot, start
+from dataflows.config import IoTConfig
+from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
+from dataflows.sinks import write
+from dataflows.sources import read_input
+
+__all__ = ["build_flow", "get_flow"]
 
 
-def scoring_config(cfg: IoTConfig) -> ScoringConfig:
-    """The detector configuration the flow's settings describe."""
-    features = SensorConfig(key_field=cfg.key_field, time_field=cfg.time_field, sensors=cfg.sensors,
-                            windows_s=cfg.windows_s, lateness_s=cfg.lateness_s)
-    return ScoringConfig(features=features, n_shards=cfg.shards)
-
-
-def generated_readings(cfg: IoTConfig):
-    """The generator source: synthetic readings with labelled faults."""
+def _generated(cfg: IoTConfig) -> Iterable[Any]:
     from datagen.sensors import generate_readings
 
     return generate_readings(devices=cfg.devices, readings=cfg.io.generator_events, seed=cfg.io.seed,
@@ -47,35 +39,43 @@ def generated_readings(cfg: IoTConfig):
 
 def build_flow(cfg: IoTConfig) -> Dataflow:
     """The IoT scoring dataflow for ``cfg``; nothing is opened until it runs."""
-    scoring = scoring_config(cfg)
+    from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config
+    from features.sensors import parse_reading
+    from models.iot import DeviceState, ShardState
+    from models.status import NORMAL, Thresholds
+
+    sc = iot_scoring_config(cfg)
     thresholds = Thresholds(cfg.critical, cfg.warning)
-    version = detector_version(scoring)
     flow = Dataflow("iot_scoring")
-    raw = op.input("input", flow, make_source(cfg.io, lambda: generated_readings(cfg)))
-    readings = validate("validate", raw, lambda r: validate_reading(r, scoring.features, time.time()))
+    raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
+    readings = validate("validate", raw, lambda r, arrival: parse_reading(r, sc.features, arrival))
 
-    by_device = op.key_on("by_device", readings.oks, lambda e: e["_device"])
+    by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
     devices = op.key_rm("unkey_device", stateful_object(
-        "device_scoring", by_device,
-        lambda: DeviceStep(scoring), lambda snap: DeviceStep.restore(snap, scoring), DeviceStep.update,
-    ))
-    drifts = op.flat_map("drift_records", devices, lambda d: [drift_record(x, version) for x in d[2]])
+        "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update))
+    drifts = op.flat_map("drift_records", devices, lambda d: d.drifts)
 
-    by_shard = op.key_on("by_shard", op.map("device_result", devices, lambda d: (d[0], d[1])),
-                         lambda d: str(shard_of(d[0]["_device"], cfg.shards)))
+    by_shard = op.key_on("by_shard", devices, lambda d: str(d.shard))
     scored = op.key_rm("unkey_shard", stateful_object(
-        "shard_scoring", by_shard,
-        lambda: ShardStep(scoring, thresholds=thresholds),
-        lambda snap: ShardStep.restore(snap, scoring, thresholds), ShardStep.update,
-    ))
-    scored = op.flat_map_batch("device_profile", scored, device_profile_enricher(cfg))
+        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update))
+    profiled = split_dead_letters("profiled_or_failed",
+                                  score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
+    scored = profiled.oks
     alerts = op.merge("alerts", op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL), drifts)
 
     write("scored_out", scored, cfg.io, "scored", lambda r: r["id"])
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"])
-    event_id = lambda e: f"{e[cfg.key_field]}@{e[cfg.time_field]}"  # noqa: E731
-    write("dead_letter_out", readings.errs, cfg.io, "dead_letter", dead_letter_key(event_id))
+    write("dead_letter_out", op.merge("dead_letters", readings.errs, profiled.errs), cfg.io, "dead_letter",
+          iot_dead_letter_key(cfg))
     return flow
 
 
-flow = main_flow(build_flow, IoTConfig.from_env)
+def get_flow() -> Dataflow:
+    """Read ``SCORING_*``/``IOT_*`` settings, check what the run needs, build the flow."""
+    return start("iot", IoTConfig.from_env, check_iot, build_flow)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "flow":  # `python -m bytewax.run dataflows.iot:flow` builds it on demand
+        return get_flow()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

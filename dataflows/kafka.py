@@ -19,25 +19,27 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import datetime
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, Producer
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from typing_extensions import override
 
-from dataflows.config import IOConfig, KafkaConfig
+from features.records import DeadLetter, Raw, dead_letter
 
 __all__ = [
     "KafkaUnavailable",
+    "KafkaOptionError",
+    "client_config",
+    "check_options",
     "check_broker",
     "kafka_source",
-    "kafka_sink",
+    "unwrap",
     "ReliableKafkaSink",
-    "unwrap_kafka",
     "install_graceful_stop",
     "StoppableKafkaSource",
 ]
@@ -46,24 +48,69 @@ log = structlog.get_logger("dataflows.kafka")
 
 
 class KafkaUnavailable(RuntimeError):
-    """The broker did not answer in time."""
+    """The broker did not answer in time, or a topic is missing."""
 
 
-def client_config(kafka: KafkaConfig) -> dict[str, str]:
-    return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.options}
+class KafkaOptionError(ValueError):
+    """A ``KAFKA_OPT_*`` setting librdkafka does not accept."""
 
 
-def check_broker(kafka: KafkaConfig, topics: tuple[str, ...] = ()) -> dict[str, int]:
-    """Ask the broker for metadata within ``check_timeout_s``; returns partitions per topic.
+def client_config(brokers: str, options: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings: ``bootstrap.servers`` plus the extra ``options``."""
+    return {"bootstrap.servers": brokers, **(options or {})}
+
+
+def _env_name(prop: str) -> str:
+    return "KAFKA_OPT_" + prop.upper().replace(".", "_")
+
+
+def check_options(options: Mapping[str, str]) -> None:
+    """Raise :class:`KafkaOptionError` naming the ``KAFKA_OPT_*`` variable of every
+    setting librdkafka does not know or refuses (values are never shown: they may
+    be secrets). Nothing is contacted.
+
+    >>> check_options({"linger.ms": "5"})
+    >>> check_options({"lingr.ms": "5"})
+    Traceback (most recent call last):
+    ...
+    dataflows.kafka.KafkaOptionError: KAFKA_OPT_LINGR_MS: librdkafka has no setting 'lingr.ms'
+    """
+    bad: list[str] = []
+    for prop, value in options.items():
+        try:
+            # a Producer validates names and values when it is created; a consumer-only
+            # setting is accepted with a warning (it is passed to the consumer as well)
+            Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": "0", prop: value}).flush(0)
+        except KafkaException as exc:
+            text = str(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc)
+            if "No such configuration property" in text:
+                bad.append(f"{_env_name(prop)}: librdkafka has no setting {prop!r}")
+            else:
+                bad.append(f"{_env_name(prop)}: refused by librdkafka ({text.replace(str(value), '***')})")
+        except Exception as exc:  # e.g. a TypeError for a value of the wrong type
+            bad.append(f"{_env_name(prop)}: refused by librdkafka ({type(exc).__name__})")
+    if bad:
+        raise KafkaOptionError("; ".join(bad))
+
+
+def check_broker(
+    brokers: str,
+    options: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+    topics: Sequence[str] = (),
+) -> dict[str, int]:
+    """Ask the broker for metadata within ``timeout_s``; returns partitions per topic
+    (of ``topics``, those that exist).
 
     Raises :class:`KafkaUnavailable` with a one-line message naming the address.
     """
-    admin = AdminClient({**client_config(kafka), "socket.connection.setup.timeout.ms": "5000", "log_level": "0"})
+    admin = AdminClient({**client_config(brokers, options), "socket.connection.setup.timeout.ms": "5000",
+                         "log_level": "0"})
     try:
-        meta = admin.list_topics(timeout=kafka.check_timeout_s)
+        meta = admin.list_topics(timeout=timeout_s)
     except Exception as exc:
         raise KafkaUnavailable(
-            f"Kafka broker at {kafka.bootstrap_servers} unreachable after {kafka.check_timeout_s:g}s "
+            f"KAFKA_BOOTSTRAP_SERVERS={brokers!r}: broker unreachable after {timeout_s:g}s "
             f"({exc}); start one with `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS"
         ) from None
     return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
@@ -127,43 +174,50 @@ class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
         return _StoppablePartition(self._inner.build_part(step_id, for_part, resume_state))
 
 
-def kafka_source(cfg: IOConfig) -> FixedPartitionedSource:
-    """The input topic, from the beginning; tails it unless ``SCORING_KAFKA_TAIL=false``."""
-    kafka = cfg.kafka
-    found = check_broker(kafka, (kafka.input_topic,))
-    if kafka.input_topic not in found:
-        raise KafkaUnavailable(
-            f"Kafka topic {kafka.input_topic!r} does not exist on {kafka.bootstrap_servers}; "
-            f"create it or produce to it first (e.g. `python -m dataflows.replay`)"
-        )
-    log.info("kafka_source", brokers=kafka.bootstrap_servers, topic=kafka.input_topic,
-             partitions=found[kafka.input_topic], tail=kafka.tail, options=kafka.redacted_options())
-    if kafka.tail:
+def kafka_source(
+    brokers: str,
+    topic: str,
+    *,
+    tail: bool = True,
+    options: Mapping[str, str] | None = None,
+    batch_size: int = 1000,
+    starting_offset: int = OFFSET_BEGINNING,
+) -> StoppableKafkaSource:
+    """Bytewax's ``KafkaSource`` for ``topic``, with consumer errors turned into
+    items (``raise_on_errors=False``) and a graceful stop on SIGINT/SIGTERM when
+    tailing. Opens nothing until the flow runs; check the broker first with
+    :func:`check_broker` (Bytewax's own metadata call has no timeout).
+    Its items go through :func:`unwrap`."""
+    log.info("kafka_source", brokers=brokers, topic=topic, tail=tail,
+             options={k: "***" for k in (options or {})})
+    if tail:
         install_graceful_stop()
     return StoppableKafkaSource(KafkaSource(
-        brokers=kafka.bootstrap_servers.split(","),
-        topics=[kafka.input_topic],
-        tail=kafka.tail,
-        starting_offset=OFFSET_BEGINNING,
-        add_config=dict(kafka.options),
-        batch_size=cfg.batch_size,
+        brokers=brokers.split(","),
+        topics=[topic],
+        tail=tail,
+        starting_offset=starting_offset,
+        add_config=dict(options or {}),
+        batch_size=batch_size,
         raise_on_errors=False,
     ))
 
 
-def unwrap_kafka(item: Any) -> tuple[Any, dict[str, Any], str | None]:
-    """``(raw value, origin, error)`` for an item of the Kafka source.
+def unwrap(item: Any) -> Raw | DeadLetter:
+    """A Kafka source item as a :class:`~features.records.Raw` input (its value,
+    topic, partition and offset) or, for a consumer error, a dead letter naming them.
 
-    ``origin`` names the topic, partition and offset, so a dead letter can
-    point at the message; ``error`` is set for a consumer error.
+    >>> from bytewax.connectors.kafka import KafkaSourceMessage
+    >>> unwrap(KafkaSourceMessage(key=b"k", value=b"{}", topic="tx", partition=1, offset=7))
+    Raw(value=b'{}', topic='tx', partition=1, offset=7)
     """
     if isinstance(item, KafkaSourceMessage):
-        return item.value, {"topic": item.topic, "partition": item.partition, "offset": item.offset}, None
+        return Raw(item.value, item.topic, item.partition, item.offset)
     if isinstance(item, KafkaError):
         m = item.msg
-        origin = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
-        return m.value, origin, f"Kafka consumer error: {item.err}"
-    return item, {}, None
+        origin = Raw(m.value, m.topic, m.partition, m.offset)
+        return dead_letter(m.value, f"Kafka consumer error: {item.err}", "input", origin)
+    return Raw(item)
 
 
 class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
@@ -205,8 +259,10 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
 class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
     """One topic; every worker produces its own items; a batch returns only once delivered."""
 
-    def __init__(self, kafka: KafkaConfig, topic: str, flush_timeout_s: float = 60.0) -> None:
-        self._kafka = kafka
+    def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
+                 flush_timeout_s: float = 60.0) -> None:
+        self._brokers = brokers
+        self._options = dict(options or {})
         self._topic = topic
         self._flush_timeout_s = flush_timeout_s
 
@@ -216,12 +272,6 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
             "linger.ms": "5",
             "compression.type": "lz4",
             "enable.idempotence": "true",
-            **client_config(self._kafka),
+            **client_config(self._brokers, self._options),
         })
         return _ReliablePartition(producer, self._topic, self._flush_timeout_s)
-
-
-def kafka_sink(cfg: IOConfig, topic: str) -> ReliableKafkaSink:
-    """The sink for ``topic``; checks the broker first (one-line error when down)."""
-    check_broker(cfg.kafka)
-    return ReliableKafkaSink(cfg.kafka, topic)

@@ -1,128 +1,105 @@
 """Operators shared by the scoring dataflows, in Bytewax's own style.
 
-- :func:`validate`: parse raw events; failures become dead-letter records, never exceptions.
-- :func:`stateful_object`: per-key state held in a plain object with a cheap ``snapshot()``
-  (``stateful_map`` deep-copies its state every epoch; this copies only plain data).
-- :func:`write`: serialize records to the sink the configuration selects.
+- :func:`validate`: raw inputs -> typed events on ``oks`` and
+  :class:`~features.records.DeadLetter` on ``errs``, routed by type (as Bytewax's
+  Kafka operators split ``oks``/``errs``), never by a field of the event.
+- :func:`stateful_object`: per-key state in an object whose ``snapshot()`` is
+  plain data and whose configuration comes from the builder (``stateful_map``
+  deep-copies its state every epoch; this copies only what ``snapshot()`` returns).
+- :func:`score_batches`: a per-worker scorer, built on the first batch, applied
+  per upstream batch; a batch that raises becomes dead letters, never a crash.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Optional, Protocol, Tuple, TypeVar
+from typing import Any, Callable, Generic, Iterable, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
 import bytewax.operators as op
+import structlog
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
-from typing_extensions import Self, override
+from typing_extensions import override
 
-from dataflows.config import IOConfig
-from dataflows.io import make_sink, to_json
-from dataflows.kafka import unwrap_kafka
-from dataflows.metrics import METRICS
-from features.validation import ValidationError, iso_utc
+from features.records import DeadLetter, Raw, ValidationError, dead_letter
 
-__all__ = ["Validated", "validate", "dead_letter", "dead_letter_key", "Snapshottable", "stateful_object", "write"]
+__all__ = ["Validated", "validate", "split_dead_letters", "Snapshottable", "stateful_object", "score_batches"]
 
+log = structlog.get_logger("dataflows")
+
+E = TypeVar("E")
 V = TypeVar("V")
 W = TypeVar("W")
 
 
-def dead_letter(raw: Any, error: str, **extra: Any) -> dict[str, Any]:
-    """A dead-letter record: the ``error``, the ``raw`` input as received, ``received_at``
-    (and, from Kafka, the ``topic``, ``partition`` and ``offset`` of the message).
-
-    >>> sorted(dead_letter(b'{"x"', "not valid JSON"))
-    ['error', 'raw', 'received_at']
-    """
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
-    return {"error": error, "raw": raw, "received_at": iso_utc(time.time()), **extra}
-
-
-def dead_letter_key(event_id: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
-    """Message key of a dead letter: the event's id when the raw input has one,
-    else ``topic:partition:offset`` of the Kafka message it came from.
-
-    >>> key = dead_letter_key(lambda e: e["transaction_id"])
-    >>> key({"raw": {"transaction_id": "t1"}}), key({"raw": "{oops", "topic": "tx", "partition": 2, "offset": 7})
-    ('t1', 'tx:2:7')
-    """
-
-    def key(record: dict[str, Any]) -> str:
-        raw = record.get("raw")
-        if isinstance(raw, dict):
-            try:
-                return str(event_id(raw))
-            except (KeyError, TypeError):
-                pass
-        if record.get("offset") is not None:
-            return f"{record.get('topic')}:{record.get('partition')}:{record['offset']}"
-        return ""
-
-    return key
-
-
 @dataclass(frozen=True)
-class Validated:
+class Validated(Generic[E]):
     """The two outputs of :func:`validate`."""
 
-    oks: Stream[dict[str, Any]]
-    """Events that passed, with ``_arrival`` (epoch seconds) added."""
-    errs: Stream[dict[str, Any]]
-    """Dead-letter records, see :func:`dead_letter`."""
+    oks: Stream[E]
+    """Typed events."""
+    errs: Stream[DeadLetter]
+    """Inputs that could not be parsed, with the reason."""
+
+
+def _is_ok(x: Any) -> bool:
+    return not isinstance(x, DeadLetter)
 
 
 @operator
-def validate(step_id: str, up: Stream[Any], parse: Callable[[Any], dict[str, Any]]) -> Validated:
-    """Parse every raw event with ``parse``; route failures to a dead-letter stream.
+def split_dead_letters(step_id: str, up: Stream[Any]) -> Validated[Any]:
+    """Split a stream into its items and its :class:`~features.records.DeadLetter` items, by type."""
+    b = op.branch("by_type", up, _is_ok)
+    return Validated(oks=b.trues, errs=b.falses)
 
-    Kafka messages are unwrapped first (their value is parsed; their topic,
-    partition and offset go into the dead letter). ``parse`` raises
-    :class:`~features.validation.ValidationError` for bad input;
-    any other exception is also caught and named, so one bad event never stops
-    the flow.
+
+@operator
+def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E]) -> Validated[E]:
+    """Parse every raw input with ``parse(raw, arrival_time)`` into a typed event;
+    failures become dead letters naming the reason.
+
+    ``parse`` raises :class:`~features.records.ValidationError` for bad input;
+    any other exception is caught and named too, so one bad event never stops
+    the flow. :class:`~features.records.Raw` inputs (from Kafka) are parsed by
+    their value and their dead letters name topic, partition and offset;
+    dead letters already in the stream (Kafka consumer errors) pass to ``errs``.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, TestingSink, run_main
-    >>> import orjson
+    >>> from features.records import decode
     >>> flow, ok, bad = Dataflow("doc"), [], []
-    >>> v = validate("check", op.input("in", flow, TestingSource(['{"a": 1}', "{"])), orjson.loads)
+    >>> v = validate("check", op.input("in", flow, TestingSource(['{"error": "none"}', b"{\\xff"])),
+    ...              lambda raw, arrival: decode(raw))
     >>> op.output("ok", v.oks, TestingSink(ok)); op.output("bad", v.errs, TestingSink(bad))
-    >>> run_main(flow); [o["a"] for o in ok], [b["raw"] for b in bad]
-    ([1], ['{'])
+    >>> run_main(flow); ok, [(b.raw, b.error[:14]) for b in bad]
+    ([{'error': 'none'}], [('{\\ufffd', 'not valid UTF-')])
     """
 
-    def check(item: Any) -> Tuple[bool, dict[str, Any]]:
-        arrival = time.time()
-        raw, origin, error = unwrap_kafka(item)
-        if error is not None:
-            return False, dead_letter(raw, error, **origin)
-        try:
-            ev = parse(raw)
-        except ValidationError as exc:
-            return False, dead_letter(raw, str(exc), **origin)
-        except Exception as exc:  # a parser bug must not kill the flow either
-            return False, dead_letter(raw, f"{type(exc).__name__}: {exc}", **origin)
-        ev["_arrival"] = arrival
-        return True, ev
+    step = step_id.rsplit(".", 1)[-1]
 
-    checked = op.map("check", up, check)
-    b = op.branch("is_valid", checked, lambda r: r[0])
-    return Validated(
-        oks=op.map("unwrap_ok", b.trues, lambda r: r[1]),
-        errs=op.map("unwrap_err", b.falses, lambda r: r[1]),
-    )
+    def check(item: Any) -> Any:
+        if isinstance(item, DeadLetter):
+            return item
+        origin = item if isinstance(item, Raw) else None
+        raw = item.value if origin is not None else item
+        try:
+            return parse(raw, time.time())
+        except ValidationError as exc:
+            return dead_letter(raw, str(exc), step, origin)
+        except Exception as exc:  # a parser bug must not kill the flow either
+            return dead_letter(raw, f"{type(exc).__name__}: {exc}", step, origin)
+
+    return split_dead_letters("split", op.map("parse", up, check))
 
 
 class Snapshottable(Protocol):
-    """Per-key state with plain-data snapshots."""
+    """Per-key state: ``snapshot()`` returns plain data, ``load(snap)`` restores it
+    into an object the builder made from the current configuration."""
 
     def snapshot(self) -> Any: ...
 
-    @classmethod
-    def restore(cls, snap: Any) -> Self: ...
+    def load(self, snap: Any) -> Any: ...
 
 
 S = TypeVar("S", bound=Snapshottable)
@@ -147,62 +124,69 @@ def stateful_object(
     step_id: str,
     up: KeyedStream[V],
     new: Callable[[], S],
-    restore: Callable[[Any], S],
     step: Callable[[S, V], W],
 ) -> KeyedStream[W]:
     """Keep one state object per key and emit ``step(state, value)`` for every item.
 
-    Unlike ``stateful_map``, which deep-copies the state of every touched key
-    each epoch, the snapshot here is whatever ``state.snapshot()`` returns:
-    plain numbers and lists for per-key state, bytes for a shared model.
-    The state lives in Bytewax, so recovery restores it and workers scale out
-    without sharing anything.
+    ``new()`` builds a state from the *current* configuration; on a restart the
+    recovered snapshot is put into it with ``state.load(snapshot)``, so snapshots
+    hold data only and a changed configuration applies to restored keys too.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, TestingSink, run_main
     >>> class Count:
-    ...     def __init__(self, n=0): self.n = n
+    ...     def __init__(self): self.n = 0
     ...     def snapshot(self): return self.n
-    ...     @classmethod
-    ...     def restore(cls, snap): return cls(snap)
+    ...     def load(self, snap): self.n = snap
     >>> def bump(state, value):
     ...     state.n += 1
     ...     return (value, state.n)
     >>> flow, out = Dataflow("doc"), []
     >>> keyed = op.key_on("key", op.input("in", flow, TestingSource(["a", "b", "a"])), lambda x: x)
-    >>> op.output("out", stateful_object("count", keyed, Count, Count.restore, bump), TestingSink(out))
+    >>> op.output("out", stateful_object("count", keyed, Count, bump), TestingSink(out))
     >>> run_main(flow); out
     [('a', ('a', 1)), ('b', ('b', 1)), ('a', ('a', 2))]
     """
 
     def builder(resume: Optional[Any]) -> _ObjectLogic[V, W, S]:
-        return _ObjectLogic(new() if resume is None else restore(resume), step)
+        state = new()
+        if resume is not None:
+            state.load(resume)
+        return _ObjectLogic(state, step)
 
     return op.stateful("stateful", up, builder)
 
 
+class BatchScorer(Protocol[V, W]):
+    def score_batch(self, items: Sequence[V]) -> List[W]: ...
+
+
 @operator
-def write(
+def score_batches(
     step_id: str,
-    up: Stream[dict[str, Any]],
-    cfg: IOConfig,
-    kind: str,
-    key: Callable[[dict[str, Any]], str],
-) -> None:
-    """Write records to the ``kind`` sink (``scored``, ``alerts``, ``dead_letter``).
+    up: Stream[V],
+    build: Callable[[], BatchScorer[V, W]],
+    raw_of: Callable[[V], Any],
+) -> Stream[W | DeadLetter]:
+    """Score each upstream batch with one scorer per worker, built by ``build()``
+    on the worker's first batch (never at import or flow build).
 
-    Every record is counted in :data:`dataflows.metrics.METRICS` on its way out.
-    Kafka messages are keyed by ``key(record)`` (the event's id), so consumers
-    can de-duplicate replays; files get one JSON object per line (the key only
-    routes the item to the worker that owns the file).
+    If a batch raises, its items become dead letters (``raw_of(item)`` is the
+    input as received) with the error, and the error is logged: every event
+    still ends in exactly one output.
     """
-    sink, keyed = make_sink(cfg, kind)
-    flow_id = up.stream_id.split(".", 1)[0]
-    up = op.inspect("metrics", up, lambda _step, r: METRICS.observe(flow_id, kind, r))
-    if keyed:
-        from bytewax.connectors.kafka import KafkaSinkMessage
+    holder: list[BatchScorer[V, W]] = []
 
-        msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json(r).encode()))
-        op.output("out", msgs, sink)
-    else:
-        op.output("out", op.map("to_json", up, lambda r: (key(r), to_json(r))), sink)
+    def score(items: List[V]) -> List[W | DeadLetter]:
+        if not holder:
+            t0 = time.perf_counter()
+            holder.append(build())
+            log.info("scorer_ready", step=step_id, seconds=round(time.perf_counter() - t0, 3))
+        try:
+            return list(holder[0].score_batch(items))
+        except Exception as exc:  # never let one batch kill the flow: dead-letter it
+            log.error("batch_scoring_failed", step=step_id, events=len(items), error=repr(exc)[:500])
+            reason = f"scoring failed: {type(exc).__name__}: {exc}"
+            return [dead_letter(raw_of(item), reason, step_id.rsplit(".", 1)[-1]) for item in items]
+
+    return op.flat_map_batch("score", up, score)

@@ -1,6 +1,6 @@
 """One-screen summary of a scoring run's output folder.
 
-    python -m dataflows.report output/fraud [--input N]
+    python -m dataflows.report [OUT_DIR] [--input N]     # OUT_DIR: $SCORING_OUTPUT_DIR, else output/fraud
 
 Counts scored records by status, alerts and dead letters, checks the
 accounting (scored + dead letter = input; alerts = non-NORMAL scored), gives
@@ -12,6 +12,7 @@ Exits 1 when the accounting does not hold.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from datetime import datetime
@@ -78,7 +79,8 @@ def summarize_run(out_dir: Path, expected_input: int | None = None) -> dict[str,
 
 
 def render(s: dict[str, Any], out_dir: Path) -> str:
-    lines = [f"Outputs in {out_dir}/: scored.jsonl, alerts.jsonl, dead_letter.jsonl"]
+    present = [f"{k}.jsonl" for k in ("scored", "alerts", "dead_letter") if (out_dir / f"{k}.jsonl").is_file()]
+    lines = [f"Outputs in {out_dir}/: {', '.join(present) or 'none'}"]
     total = s["scored"] + s["dead_letter"]
     lines.append(f"  events           {s.get('input', total):>8}")
     lines.append(f"  scored           {s['scored']:>8}")
@@ -103,9 +105,15 @@ def render(s: dict[str, Any], out_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Summarize a scoring run's outputs.")
-    p.add_argument("out_dir", type=Path)
+    p.add_argument("out_dir", type=Path, nargs="?",
+                   default=Path(os.environ.get("SCORING_OUTPUT_DIR") or "output/fraud"),
+                   help="the run's output folder (default: $SCORING_OUTPUT_DIR, else output/fraud)")
     p.add_argument("--input", type=int, default=None, help="number of input events, to check the accounting")
     a = p.parse_args(argv)
+    if not (a.out_dir / "scored.jsonl").is_file():
+        print(f"error: {a.out_dir}/scored.jsonl not found: run a flow with SCORING_OUTPUT_DIR={a.out_dir} first",
+              file=sys.stderr)
+        return 2
     s = summarize_run(a.out_dir, a.input)
     print(render(s, a.out_dir))
     ok = s["alerts_match_non_normal"] and s.get("accounted", True)

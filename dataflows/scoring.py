@@ -1,105 +1,118 @@
-"""Glue between the dataflows and the scoring logic: lazy, per-worker scorers.
+"""From the flows' settings to the scoring objects of :mod:`models` and :mod:`features`.
 
-Models and Feast stores are loaded on a worker's first batch (never at import),
-once per worker. A batch whose scoring raises becomes dead letters with the
-error, so every event still ends in exactly one output.
+The per-worker scorers are built on a worker's first batch (never at import),
+from resources the start checks already opened in this process
+(:func:`dataflows.checks.feature_store`, :func:`dataflows.checks.fraud_model`).
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping
 
 import structlog
 
 from dataflows.config import FraudConfig, IoTConfig
-from dataflows.logs import configure_logging
-from dataflows.operators import dead_letter
+from features.records import DeadLetter
 
-__all__ = ["BatchScorer", "batch_scorer", "fraud_scorer_factory", "device_profile_enricher"]
+__all__ = [
+    "fraud_scoring_config",
+    "fraud_scorer",
+    "iot_scoring_config",
+    "device_profile_enricher",
+    "iot_dead_letter_key",
+]
 
 log = structlog.get_logger("dataflows.scoring")
 
 
-class BatchScorer(Protocol):
-    def score_batch(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
+def fraud_scoring_config(cfg: FraudConfig) -> Any:
+    """The fraud scoring settings the flow's configuration describes."""
+    from models.fraud import FraudScoringConfig
+    from models.status import Thresholds
+
+    return FraudScoringConfig(
+        lateness_s=cfg.lateness_s,
+        shards=cfg.shards,
+        thresholds=Thresholds(cfg.critical, cfg.warning),
+        anomaly_weight=cfg.anomaly_weight,
+    )
 
 
-def batch_scorer(factory: Callable[[], BatchScorer], flow: str = "fraud") -> Callable[[list], list]:
-    """A ``flat_map_batch`` mapper that builds its scorer on first use."""
-    holder: list[BatchScorer] = []
+def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
+    """Builds the worker's fraud scorer: the verified model and cached Feast lookups."""
 
-    def score(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not holder:
-            configure_logging()
-            t0 = time.perf_counter()
-            holder.append(factory())
-            log.info("scorer_ready", flow=flow, seconds=round(time.perf_counter() - t0, 2))
-        try:
-            out = holder[0].score_batch(events)
-        except Exception as exc:  # never let one batch kill the flow: dead-letter it
-            log.error("batch_scoring_failed", flow=flow, events=len(events), error=repr(exc))
-            return [
-                dead_letter({k: v for k, v in e.items() if not k.startswith("_")},
-                            f"scoring failed: {type(exc).__name__}: {exc}")
-                for e in events
-            ]
-        return out
+    def build() -> Any:
+        from dataflows.checks import feature_store, fraud_model
+        from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, CachedLookup, FeastFetcher
+        from models.fraud import FraudScorer
 
-    return score
-
-
-def fraud_scorer_factory(cfg: FraudConfig) -> Callable[[], BatchScorer]:
-    """Builds the fraud scorer: verified model from the registry, cached Feast lookups."""
-
-    def build() -> BatchScorer:
-        from features.lookup import CachedLookup, feast_fetcher
-        from models.fraud import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, FraudModel
-        from models.fraud_scoring import FraudScorer
-        from models.status import Thresholds
-
-        model = FraudModel.load(cfg.model, cfg.model_registry)
+        model = fraud_model(cfg.model, cfg.model_registry)
+        store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
+        customers = CachedLookup(FeastFetcher(store, cfg.feature_service, "customer_profile", "customer_id"),
+                                 PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
+        merchants = CachedLookup(FeastFetcher(store, cfg.feature_service, "merchant_risk", "merchant_id"),
+                                 MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
         log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
-        repo, service, yaml = cfg.feature_repo, cfg.feature_service, cfg.feature_store_yaml
-        customer_fetch = feast_fetcher(repo, service, "customer_profile", "customer_id", yaml)
-        merchant_fetch = customer_fetch.for_view("merchant_risk", "merchant_id")  # same store
-        customers = CachedLookup(customer_fetch, PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
-        merchants = CachedLookup(merchant_fetch, MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
-        return FraudScorer(model, customers, merchants, Thresholds(cfg.critical, cfg.warning), cfg.anomaly_weight)
+        return FraudScorer(model, customers, merchants, fraud_scoring_config(cfg))
 
     return build
 
 
-def device_profile_enricher(cfg: IoTConfig) -> Callable[[list], list]:
-    """A ``flat_map_batch`` mapper attaching Feast ``device_profile`` features to
-    IoT records, when the repo defines the ``iot_scoring`` service; otherwise
-    (no repo, no such view, lookup disabled) records pass through unchanged."""
-    holder: list[Any] = []
+def iot_scoring_config(cfg: IoTConfig) -> Any:
+    """The detector settings the IoT flow's configuration describes."""
+    from features.sensors import SensorConfig
+    from models.iot import ScoringConfig
+
+    features = SensorConfig(key_field=cfg.key_field, time_field=cfg.time_field, sensors=cfg.sensors,
+                            windows_s=cfg.windows_s, lateness_s=cfg.lateness_s)
+    return ScoringConfig(features=features, n_shards=cfg.shards)
+
+
+class _PassThrough:
+    def score_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return records
+
+
+class _DeviceProfiles:
+    """Adds Feast ``device_profile`` features and ``device_known`` to IoT records."""
+
+    def __init__(self, lookup: Any, key_field: str) -> None:
+        self.lookup = lookup
+        self.key_field = key_field
+
+    def score_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found = self.lookup.get_many(str(r[self.key_field]) for r in records)
+        for r in records:
+            r["device_profile"], r["device_known"] = found[str(r[self.key_field])]
+        return records
+
+
+def device_profile_enricher(cfg: IoTConfig) -> Callable[[], Any]:
+    """Builds the worker's device-profile step (a pass-through with ``IOT_DEVICE_PROFILE=false``)."""
 
     def build() -> Any:
         if not cfg.device_profile:
-            return None
-        from features.lookup import CachedLookup, feast_fetcher
+            return _PassThrough()
+        from dataflows.checks import feature_store
+        from features.store import CachedLookup, FeastFetcher
 
-        fetch = feast_fetcher(cfg.feature_repo, "iot_scoring", "device_profile", "device_id", cfg.feature_store_yaml)
-        try:
-            names = fetch.feature_names()  # opens the store once; the lookups reuse it
-        except Exception as exc:
-            log.info("device_profile_disabled", repo=str(cfg.feature_repo), reason=repr(exc)[:200])
-            return None
-        log.info("device_profile_enabled", repo=str(cfg.feature_repo), features=names)
-        return CachedLookup(fetch, dict.fromkeys(names), ttl_s=cfg.lookup_ttl_s, name="device_profile")
+        store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
+        fetch = FeastFetcher(store, "iot_scoring", "device_profile", "device_id")
+        lookup = CachedLookup(fetch, dict.fromkeys(fetch.feature_names()), ttl_s=cfg.lookup_ttl_s,
+                              name="device_profile")
+        return _DeviceProfiles(lookup, cfg.key_field)
 
-    def enrich(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not holder:
-            configure_logging()
-            holder.append(build())
-        lookup = holder[0]
-        if lookup is None:
-            return records
-        found = lookup.get_many(str(r[cfg.key_field]) for r in records)
-        for r in records:
-            r["device_profile"], r["device_known"] = found[str(r[cfg.key_field])]
-        return records
+    return build
 
-    return enrich
+
+def iot_dead_letter_key(cfg: IoTConfig) -> Callable[[DeadLetter], str]:
+    """Message key of an IoT dead letter: ``device@time`` when the raw input has
+    them, else ``topic:partition:offset``."""
+
+    def key(d: DeadLetter) -> str:
+        raw = d.raw
+        if isinstance(raw, Mapping) and raw.get(cfg.key_field) not in (None, ""):
+            return f"{raw.get(cfg.key_field)}@{raw.get(cfg.time_field, '')}"
+        return d.key()
+
+    return key

@@ -91,10 +91,17 @@ class DeadLetter(msgspec.Struct):
         >>> DeadLetter("bad", "{oops", topic="tx", partition=2, offset=7).key("transaction_id")
         'tx:2:7'
         """
-        if id_field is not None and isinstance(self.raw, Mapping):
-            v = self.raw.get(id_field)
-            if v is not None and v != "":
-                return str(v)
+        if id_field is not None:
+            raw = self.raw
+            if isinstance(raw, str):
+                try:
+                    raw = decode(raw)
+                except ValidationError:
+                    raw = None
+            if isinstance(raw, Mapping):
+                v = raw.get(id_field)
+                if v is not None and v != "" and not isinstance(v, (dict, list)):
+                    return str(v)
         if self.offset is not None:
             return f"{self.topic}:{self.partition}:{self.offset}"
         return ""

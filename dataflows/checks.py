@@ -1,0 +1,263 @@
+"""Checked at start: everything a run depends on, before the first event is read.
+
+:func:`start` is what ``dataflows.fraud:flow`` / ``get_flow()`` (and the IoT
+flow) run: configure logging, read the configuration, run the flow's checks,
+build the flow. Every problem found is one line naming the variable and its
+value; the run exits with status 2 before reading any input. (Outages *during*
+a run are handled by the steps: lookups fall back to defaults, Kafka retries.)
+
+Resources a check opens (the Feast store, the model) are kept for the process
+(:func:`feature_store`, :func:`fraud_model`), so the workers of a single-process
+run reuse them instead of opening them again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+import structlog
+
+from dataflows.config import ConfigError, FraudConfig, IOConfig, IoTConfig
+from dataflows.logs import configure_logging
+
+__all__ = [
+    "CheckFailed",
+    "start",
+    "check_io",
+    "check_fraud",
+    "check_iot",
+    "feature_store",
+    "fraud_model",
+    "resuming",
+]
+
+log = structlog.get_logger("dataflows.checks")
+
+C = TypeVar("C")
+F = TypeVar("F")
+
+
+class CheckFailed(Exception):
+    """Problems found before the run; one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def resuming(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> bool:
+    """Whether this run resumes from a Bytewax recovery store (``-r`` /
+    ``--recovery-directory`` or ``BYTEWAX_RECOVERY_DIRECTORY``): then the output
+    files are continued, not replaced."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if environ is None else environ
+    return bool(env.get("BYTEWAX_RECOVERY_DIRECTORY")) or any(
+        a in ("-r", "--recovery-directory") or a.startswith("--recovery-directory=") for a in argv
+    )
+
+
+# -- resources kept for the process ------------------------------------------------
+
+_STORES: dict[tuple[str, str | None], Any] = {}
+_MODELS: dict[tuple[str, str], Any] = {}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def feature_store(repo: Path, yaml_file: str | None = None) -> Any:
+    """The Feast ``FeatureStore`` of ``repo`` (``yaml_file`` inside it, or its
+    ``feature_store.yaml``), opened once per process. Raises ``ValueError`` naming
+    the variable at fault."""
+    key = (str(repo), yaml_file)
+    if key not in _STORES:
+        repo = Path(repo)
+        yaml = repo / (yaml_file or "feature_store.yaml")
+        var = "SCORING_FEATURE_STORE_YAML" if yaml_file else "SCORING_FEATURE_REPO"
+        shown = yaml_file if yaml_file else str(repo)
+        if not repo.is_dir():
+            raise ValueError(f"SCORING_FEATURE_REPO={str(repo)!r}: no such folder")
+        if not yaml.is_file():
+            raise ValueError(f"{var}={shown!r}: no {yaml.name} in feature repo {str(repo)!r}")
+        unset = [v for v in _ENV_REF.findall(yaml.read_text()) if not os.environ.get(v)]
+        if unset:
+            raise ValueError(f"{', '.join(sorted(set(unset)))}: not set, but {yaml} needs it")
+        from feast import FeatureStore
+
+        try:
+            _STORES[key] = FeatureStore(repo_path=str(repo), fs_yaml_file=yaml)
+        except Exception as exc:
+            raise ValueError(f"{var}={shown!r}: cannot open the feature store: {type(exc).__name__}: {exc}") from None
+    return _STORES[key]
+
+
+def fraud_model(ref: str, registry: Path) -> Any:
+    """The verified fraud model ``ref``, loaded once per process."""
+    key = (ref, str(registry))
+    if key not in _MODELS:
+        from models.fraud import FraudModel
+
+        _MODELS[key] = FraudModel.load(ref, registry)
+    return _MODELS[key]
+
+
+def _service_views(store: Any, service: str, label: str) -> dict[str, list[str]]:
+    try:
+        fs = store.get_feature_service(service)
+    except Exception:
+        names = sorted(s.name for s in store.list_feature_services())
+        raise ValueError(f"{label}: no such feature service (the repo has: {', '.join(names) or 'none'})") from None
+    return {p.name: [f.name for f in p.features] for p in fs.feature_view_projections}
+
+
+def check_feature_service(repo: Path, yaml_file: str | None, service: str, views: dict[str, str],
+                          label: str | None = None) -> None:
+    """The store opens, serves ``service`` with every view in ``views``
+    (view -> join key), and answers one online read per view. ``label`` names
+    the setting in errors (default ``SCORING_FEATURE_SERVICE=<service>``)."""
+    label = label or f"SCORING_FEATURE_SERVICE={service!r}"
+    store = feature_store(repo, yaml_file)
+    have = _service_views(store, service, label)
+    missing = [v for v in views if v not in have]
+    if missing:
+        raise ValueError(f"{label}: feature service has no view {', '.join(missing)} (it has: {', '.join(have)})")
+    for view, join_key in views.items():
+        try:
+            store.get_online_features(features=[f"{view}:{have[view][0]}"],
+                                      entity_rows=[{join_key: "__streamscore_check__"}]).to_dict()
+        except Exception as exc:
+            where = f"SCORING_FEATURE_STORE_YAML={yaml_file!r}" if yaml_file else f"SCORING_FEATURE_REPO={str(repo)!r}"
+            raise ValueError(f"{where}: online store read failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+# -- the checks --------------------------------------------------------------------
+
+def _problems(checks: Iterable[Callable[[], None]]) -> list[str]:
+    out: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except CheckFailed as exc:
+            out.extend(exc.problems)
+        except (ValueError, OSError, RuntimeError) as exc:
+            out.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return out
+
+
+def _check_output_dir(io: IOConfig) -> None:
+    from dataflows.sinks import output_files
+
+    out = io.output_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"SCORING_OUTPUT_DIR={str(out)!r}: not a writable folder ({exc.strerror or exc})") from None
+    files = output_files(out)
+    if resuming():
+        return  # continue the files of the interrupted run (the sinks truncate to the last snapshot)
+    present = [p.name for p in files.values() if p.exists() and p.stat().st_size > 0]
+    if present and not io.replace_outputs:
+        raise ValueError(f"SCORING_OUTPUT_DIR={str(out)!r} holds another run's outputs ({', '.join(present)}); "
+                         f"choose another folder or set SCORING_REPLACE_OUTPUTS=true")
+    for p in files.values():  # a run owns its outputs: every file is written, empty if nothing went there
+        p.write_bytes(b"")
+
+
+def check_io(io: IOConfig) -> list[Callable[[], None]]:
+    """Checks of the input and outputs: the input file, the output folder, Kafka
+    settings, broker and input topic."""
+    checks: list[Callable[[], None]] = []
+    if io.source == "file":
+        def input_file() -> None:
+            from features.formats import format_of
+
+            p = io.input_path
+            if p is None or not p.is_file():
+                raise ValueError(f"SCORING_INPUT={str(p)!r}: no such file")
+            format_of(p)
+            with open(p, "rb"):
+                pass
+        checks.append(input_file)
+    if io.output == "file":
+        checks.append(lambda: _check_output_dir(io))
+    if "kafka" in (io.source, io.output):
+        def kafka() -> None:
+            from dataflows.kafka import check_broker, check_options
+
+            k = io.kafka
+            check_options(k.options)
+            found = check_broker(k.bootstrap_servers, k.options, k.check_timeout_s, (k.input_topic,))
+            if io.source == "kafka" and k.input_topic not in found:
+                raise ValueError(f"SCORING_INPUT_TOPIC={k.input_topic!r}: no such topic on {k.bootstrap_servers}; "
+                                 f"create it or produce to it first (e.g. `.venv/bin/python -m dataflows.replay`)")
+        checks.append(kafka)
+    return checks
+
+
+def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
+    """The fraud flow's checks: I/O, the Feast feature service, the model."""
+
+    def feast() -> None:
+        check_feature_service(cfg.feature_repo, cfg.feature_store_yaml, cfg.feature_service,
+                              {"customer_profile": "customer_id", "merchant_risk": "merchant_id"})
+
+    def model() -> None:
+        try:
+            fraud_model(cfg.model, cfg.model_registry)
+        except Exception as exc:
+            raise ValueError(f"SCORING_MODEL={cfg.model!r} (SCORING_MODEL_REGISTRY={str(cfg.model_registry)!r}): "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                             f"train one with `.venv/bin/python -m models.train`") from None
+
+    return [*check_io(cfg.io), feast, model]
+
+
+def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
+    """The IoT flow's checks: I/O and, unless ``IOT_DEVICE_PROFILE=false``, the
+    Feast ``iot_scoring`` service with its ``device_profile`` view."""
+
+    def feast() -> None:
+        try:
+            check_feature_service(cfg.feature_repo, cfg.feature_store_yaml, "iot_scoring",
+                                  {"device_profile": "device_id"},
+                                  label=f"SCORING_FEATURE_REPO={str(cfg.feature_repo)!r} (feature service 'iot_scoring')")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or set IOT_DEVICE_PROFILE=false)") from None
+
+    return [*check_io(cfg.io), *([feast] if cfg.device_profile else [])]
+
+
+def start(
+    name: str,
+    load_config: Callable[[], C],
+    checks: Callable[[C], list[Callable[[], None]]],
+    build: Callable[[C], F],
+) -> F:
+    """Configure logging, read the configuration, run every check, build the flow.
+
+    Any problem exits with status 2 and one line per problem on stderr, before
+    any input is read.
+    """
+    t0 = time.perf_counter()
+    try:
+        configure_logging()
+        cfg = load_config()
+        configure_logging(getattr(cfg, "log_level", None))
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    problems = _problems(checks(cfg))
+    if problems:
+        for p in problems:
+            log.error("start_check_failed", flow=name, problem=p)
+        raise SystemExit("\n".join(f"error: {p}" for p in problems))
+    flow = build(cfg)
+    describe = getattr(cfg, "describe", None)
+    log.info("flow_ready", flow=name, seconds=round(time.perf_counter() - t0, 3),
+             config=describe() if callable(describe) else None)
+    return flow

@@ -1,0 +1,105 @@
+"""Outputs of the flows: JSON Lines files (the embedded default) or Kafka topics.
+
+A flow writes three outputs, ``scored``, ``alerts`` and ``dead_letter``: files
+``<SCORING_OUTPUT_DIR>/<kind>.jsonl`` or the configured topics. Kafka messages
+are keyed by the event's id so consumers can de-duplicate replays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from typing_extensions import override
+
+from dataflows.config import IOConfig
+from dataflows.metrics import METRICS
+from features.formats import to_json_line
+from features.records import DeadLetter
+
+__all__ = ["KINDS", "output_files", "JsonLinesSink", "write"]
+
+#: The outputs of every flow.
+KINDS = ("scored", "alerts", "dead_letter")
+
+
+def output_files(out_dir: Path) -> dict[str, Path]:
+    """The file of each output kind in ``out_dir``."""
+    return {kind: out_dir / f"{kind}.jsonl" for kind in KINDS}
+
+
+class _JsonLinesPartition(StatefulSinkPartition[bytes, int]):
+    def __init__(self, path: Path, resume: Optional[int]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "ab")
+        self._f.seek(resume or 0)
+        self._f.truncate()  # a restart drops what was written after the last snapshot
+
+    @override
+    def write_batch(self, values: List[bytes]) -> None:
+        self._f.write(b"".join(values))
+        self._f.flush()
+
+    @override
+    def snapshot(self) -> int:
+        return self._f.tell()
+
+    @override
+    def close(self) -> None:
+        self._f.close()
+
+
+class JsonLinesSink(FixedPartitionedSink[bytes, int]):
+    """One JSON Lines file, written by the worker that owns it; its folder is
+    created when the sink starts (never at import). Its size is its recovery
+    state, so a restart truncates what came after the last snapshot."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+
+    @override
+    def list_parts(self) -> List[str]:
+        return [str(self._path)]
+
+    @override
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _JsonLinesPartition:
+        return _JsonLinesPartition(self._path, resume_state)
+
+
+@operator
+def write(
+    step_id: str,
+    up: Stream[Any],
+    io: IOConfig,
+    kind: str,
+    key: Callable[[Any], str],
+) -> None:
+    """Write records (dicts or :class:`~features.records.DeadLetter`) to the
+    ``kind`` output the configuration names, counting each in the metrics.
+
+    ``key(record)`` is the Kafka message key (the event's id).
+    """
+    flow_id = up.stream_id.split(".", 1)[0]
+
+    def as_dict(r: Any) -> Any:
+        return r.to_dict() if isinstance(r, DeadLetter) else r
+
+    def observe(_step: str, r: Any) -> None:
+        METRICS.observe(flow_id, kind, as_dict(r))
+
+    up = op.inspect("metrics", up, observe)
+    if io.output == "kafka":
+        from bytewax.connectors.kafka import KafkaSinkMessage
+
+        from dataflows.kafka import ReliableKafkaSink
+
+        k = io.kafka
+        topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
+        msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+        op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options))
+    else:
+        lines = op.map("to_json", up, lambda r: (kind, to_json_line(as_dict(r)) + b"\n"))
+        op.output("out", lines, JsonLinesSink(output_files(io.output_dir)[kind]))

@@ -1,0 +1,114 @@
+"""The shared operators: routing by type, restore from snapshots through Bytewax
+recovery, and failed batches becoming dead letters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from dataflows.operators import score_batches, stateful_object, validate
+from features.records import DeadLetter, Raw, ValidationError, decode
+
+
+def parse(raw, arrival):
+    ev = decode(raw)
+    if "id" not in ev:
+        raise ValidationError("field 'id': missing")
+    return ev
+
+
+def test_an_input_field_named_error_is_not_a_failure():
+    flow, ok, bad = Dataflow("t"), [], []
+    items = ['{"id": 1, "error": "none"}', '{"id": 2, "error": {"code": 5}}', '{"x": 1}', b"\xff\xfe", "[1]"]
+    v = validate("validate", op.input("in", flow, TestingSource(items)), parse)
+    op.output("ok", v.oks, TestingSink(ok))
+    op.output("bad", v.errs, TestingSink(bad))
+    run_main(flow)
+    assert [e["id"] for e in ok] == [1, 2]
+    assert all(isinstance(d, DeadLetter) for d in bad)
+    assert [d.error.split(":")[0] for d in bad] == ["field 'id'", "not valid JSON", "expected a JSON object, got list"]
+    assert bad[1].raw == "\ufffd\ufffd" and bad[0].step == "validate"
+
+
+def test_kafka_origin_is_kept_in_dead_letters():
+    flow, bad = Dataflow("t"), []
+    items = [Raw(b"{oops", "tx", 2, 7), DeadLetter("Kafka consumer error: x", "", step="input", topic="tx",
+                                                  partition=0, offset=1)]
+    v = validate("validate", op.input("in", flow, TestingSource(items)), parse)
+    op.output("bad", v.errs, TestingSink(bad))
+    run_main(flow)
+    assert [(d.topic, d.partition, d.offset) for d in bad] == [("tx", 2, 7), ("tx", 0, 1)]
+    assert bad[0].key("id") == "tx:2:7" and bad[0].to_dict()["offset"] == 7
+
+
+class Running:
+    """A per-key running total whose configuration (``scale``) comes from the builder."""
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        self.total = 0
+
+    def snapshot(self) -> int:
+        return self.total
+
+    def load(self, snap: int) -> None:
+        self.total = snap
+
+    def update(self, value: int) -> tuple[int, int]:
+        self.total += value
+        return value, self.total * self.scale
+
+
+def running_flow(items, out, scale=1):
+    flow = Dataflow("restore")
+    keyed = op.key_on("key", op.input("in", flow, TestingSource(items, batch_size=1)), lambda x: str(x % 3))
+    op.output("out", stateful_object("running", keyed, lambda: Running(scale), Running.update), TestingSink(out))
+    return flow
+
+
+def test_stateful_object_restores_state_and_takes_configuration_from_the_builder(tmp_path):
+    values = list(range(1, 31))
+    straight: list = []
+    run_main(running_flow(values, straight))
+
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+    first: list = []
+    aborting = values[:15] + [TestingSource.ABORT()] + values[15:]
+    run_main(running_flow(aborting, first), epoch_interval=timedelta(0), recovery_config=recovery)
+    assert len(first) == 15
+    resumed: list = []
+    run_main(running_flow(aborting, resumed), epoch_interval=timedelta(0), recovery_config=recovery)
+    assert first + resumed == straight  # nothing lost, nothing counted twice
+
+    # The snapshot holds data only: a restart under a new configuration applies it to restored keys.
+    aborting = values[:15] + [TestingSource.ABORT()] + values[15:]  # an ABORT marker fires once
+    (tmp_path / "b").mkdir()
+    init_db_dir(tmp_path / "b", 1)
+    recovery = RecoveryConfig(str(tmp_path / "b"))
+    run_main(running_flow(aborting, []), epoch_interval=timedelta(0), recovery_config=recovery)
+    rescaled: list = []
+    run_main(running_flow(aborting, rescaled, scale=10), epoch_interval=timedelta(0), recovery_config=recovery)
+    assert rescaled == [(k, (v, 10 * total)) for k, (v, total) in straight[15:]]
+
+
+class Flaky:
+    def score_batch(self, items):
+        if any(i == 13 for i in items):
+            raise RuntimeError("model exploded")
+        return [i * 2 for i in items]
+
+
+def test_a_failing_batch_becomes_dead_letters_and_the_flow_goes_on():
+    flow, out = Dataflow("t"), []
+    up = op.input("in", flow, TestingSource(list(range(20)), batch_size=5))
+    op.output("out", score_batches("score", up, Flaky, lambda i: {"value": i}), TestingSink(out))
+    run_main(flow)
+    dead = [o for o in out if isinstance(o, DeadLetter)]
+    assert sorted(o for o in out if not isinstance(o, DeadLetter)) == [i * 2 for i in range(20) if not 10 <= i < 15]
+    assert [d.raw["value"] for d in dead] == [10, 11, 12, 13, 14]
+    assert all("model exploded" in d.error and d.step == "score" for d in dead)
