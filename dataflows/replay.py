@@ -4,29 +4,96 @@
                                [--rate EVENTS_PER_S] [--topic T] [--partitions P]
 
 Events come from the flow's generator (default) or from a ``.jsonl``, ``.csv``
-or ``.parquet`` file. Each message's key is the event's id (``transaction_id``;
-``device_id`` and ``timestamp`` for readings) and its value the event as JSON.
-The topic is created with ``--partitions`` partitions when it does not exist.
+or ``.parquet`` file, read with :func:`features.formats.iter_raw` (streamed; JSON
+Lines lines are sent byte for byte, malformed ones included). Each message's key
+is the event's id (``transaction_id``; ``device_id`` and ``timestamp`` for
+readings) and its value the event as JSON. The topic is created with
+``--partitions`` partitions when it does not exist.
+
 Broker and librdkafka settings come from ``KAFKA_BOOTSTRAP_SERVERS`` and
-``KAFKA_OPT_*``, as for the flows. Prints what it sent.
+``KAFKA_OPT_*`` (``KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``),
+as for the flows, read here directly from the environment (:func:`kafka_from_env`);
+``KAFKA_CHECK_TIMEOUT_S`` (10) bounds the broker check and ``SCORING_INPUT_TOPIC``
+overrides the default topic. An unreachable broker, a bad file or failed deliveries
+end the run with one line on stderr and a non-zero exit code (2 for bad arguments
+or input, 1 for Kafka). Prints what it sent.
+
+>>> k = kafka_from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:9093", "KAFKA_OPT_SASL_PASSWORD": "s3cret"})
+>>> k, k.options  # the repr never shows option values
+(KafkaTarget(bootstrap_servers='k:9093', check_timeout_s=10.0), {'sasl.password': 's3cret'})
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dataflows.config import Env, KafkaConfig
-from dataflows.kafka import check_broker, client_config
+from features.formats import iter_raw
 
-__all__ = ["replay", "ensure_topic", "FLOWS"]
+__all__ = ["replay", "ensure_topic", "FLOWS", "KafkaTarget", "kafka_from_env", "ReplayError"]
+
+
+class ReplayError(RuntimeError):
+    """A failure to report as one line (unreachable broker, undelivered messages)."""
+
+
+@dataclass(frozen=True)
+class KafkaTarget:
+    """Where to produce: the broker and extra librdkafka settings (may hold secrets:
+    never print ``options`` values)."""
+
+    bootstrap_servers: str = "localhost:9092"
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+    check_timeout_s: float = 10.0
+
+
+def kafka_from_env(environ: Mapping[str, str] | None = None) -> KafkaTarget:
+    """``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_OPT_*`` and ``KAFKA_CHECK_TIMEOUT_S``."""
+    env = os.environ if environ is None else environ
+    prefix = "KAFKA_OPT_"
+    options = {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items()
+               if k.startswith(prefix) and len(k) > len(prefix)}
+    raw_timeout = env.get("KAFKA_CHECK_TIMEOUT_S", "10")
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        raise ValueError(f"KAFKA_CHECK_TIMEOUT_S={raw_timeout!r}: expected seconds") from None
+    return KafkaTarget(env.get("KAFKA_BOOTSTRAP_SERVERS") or "localhost:9092", options, max(timeout, 0.1))
+
+
+def _client_config(kafka: Any) -> dict[str, Any]:
+    """librdkafka settings of ``kafka``: a mapping as is, or any object with
+    ``bootstrap_servers`` and ``options`` (:class:`KafkaTarget`, the flows' Kafka config)."""
+    if isinstance(kafka, Mapping):
+        return dict(kafka)
+    return {"bootstrap.servers": kafka.bootstrap_servers, **dict(getattr(kafka, "options", None) or {})}
+
+
+def _check_broker(kafka: Any, topics: tuple[str, ...] = ()) -> dict[str, int]:
+    """Broker metadata within the check timeout: partitions per existing topic, or
+    :class:`ReplayError` naming the address (never the options)."""
+    conf = _client_config(kafka)
+    timeout = float(getattr(kafka, "check_timeout_s", 10.0))
+    admin = AdminClient({**conf, "socket.connection.setup.timeout.ms": str(int(max(timeout, 1) * 1000)),
+                         "log_level": "0"})
+    try:
+        meta = admin.list_topics(timeout=timeout)
+    except Exception as exc:
+        raise ReplayError(
+            f"Kafka broker at {conf.get('bootstrap.servers')} unreachable after {timeout:g}s ({exc}); "
+            f"start one with `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+    return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
 
 
 def _fraud_events(n: int, seed: int, bad_rate: float) -> Iterable[Any]:
@@ -41,12 +108,27 @@ def _iot_events(n: int, seed: int, bad_rate: float) -> Iterable[Any]:
     return generate_readings(readings=n, seed=seed)
 
 
+def _fields(ev: Any) -> dict:
+    """The event as a dict when it is one or is a JSON object's text; else ``{}`` (no key)."""
+    if isinstance(ev, dict):
+        return ev
+    if isinstance(ev, (bytes, bytearray, str)):
+        try:
+            value = orjson.loads(ev)
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return {}
+
+
 def _fraud_key(ev: Any) -> str:
-    return str(ev.get("transaction_id", "")) if isinstance(ev, dict) else ""
+    tid = _fields(ev).get("transaction_id")
+    return "" if tid is None else str(tid)
 
 
 def _iot_key(ev: Any) -> str:
-    return f"{ev.get('device_id', '')}@{ev.get('timestamp', '')}" if isinstance(ev, dict) else ""
+    f = _fields(ev)
+    return f"{f.get('device_id', '')}@{f.get('timestamp', '')}" if f else ""
 
 
 #: flow -> (input topic, generator, message key)
@@ -56,29 +138,30 @@ FLOWS: dict[str, tuple[str, Callable[[int, int, float], Iterable[Any]], Callable
 }
 
 
-def read_file(path: Path) -> Iterator[Any]:
-    """Events of a file: JSON Lines lines as text (even malformed ones), CSV/Parquet rows as dicts."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        with path.open("rb") as f:
-            for line in f:
-                if line.strip():
-                    yield line.rstrip(b"\r\n")
-    elif suffix in (".csv", ".parquet"):
-        import pandas as pd
+def _encode(ev: Any) -> bytes:
+    """The message value: bytes as is (a JSON Lines line), text as UTF-8, a row as JSON.
 
-        df = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
-        yield from df.to_dict("records")
-    else:
-        raise SystemExit(f"replay: {path}: expected a .jsonl, .csv or .parquet file")
+    A CSV row holding undecodable bytes (lone surrogates, see ``iter_raw``) is sent
+    with those original bytes, so the flow dead-letters it as it would the file line.
+    """
+    if isinstance(ev, (bytes, bytearray)):
+        return bytes(ev)
+    if isinstance(ev, str):
+        return ev.encode("utf-8", "surrogateescape")
+    try:
+        return orjson.dumps(ev, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        return json.dumps(ev, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8", "surrogateescape")
 
 
-def ensure_topic(kafka: KafkaConfig, topic: str, partitions: int) -> int:
-    """Create ``topic`` when missing; returns its partition count."""
-    existing = check_broker(kafka, (topic,))
+def ensure_topic(kafka: Any, topic: str, partitions: int) -> int:
+    """Create ``topic`` when missing; returns its partition count. ``kafka``: a
+    :class:`KafkaTarget`, any object with ``bootstrap_servers``/``options``, or a
+    librdkafka config mapping. An unreachable broker is a :class:`ReplayError`."""
+    existing = _check_broker(kafka, (topic,))
     if topic in existing:
         return existing[topic]
-    admin = AdminClient(client_config(kafka))
+    admin = AdminClient(_client_config(kafka))
     fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
     try:
         fut.result(timeout=30)
@@ -90,7 +173,7 @@ def ensure_topic(kafka: KafkaConfig, topic: str, partitions: int) -> int:
 
 def replay(
     events: Iterable[Any],
-    kafka: KafkaConfig,
+    kafka: Any,
     topic: str,
     key: Callable[[Any], str],
     rate: float | None = None,
@@ -100,7 +183,7 @@ def replay(
     """Produce ``events``; paced to ``rate`` events/s when given. Returns counts."""
     from tqdm import tqdm
 
-    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **client_config(kafka)})
+    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka)})
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -111,8 +194,8 @@ def replay(
     t0 = time.perf_counter()
     bar = tqdm(total=total, unit="ev", disable=not progress, file=sys.stderr)
     for ev in events:
-        value = ev if isinstance(ev, bytes) else (ev.encode() if isinstance(ev, str) else orjson.dumps(ev))
-        k = key(ev).encode() or None
+        value = _encode(ev)
+        k = key(ev).encode("utf-8", "surrogateescape") or None
         while True:
             try:
                 producer.produce(topic, value=value, key=k, on_delivery=on_delivery)
@@ -131,14 +214,15 @@ def replay(
     bar.close()
     seconds = time.perf_counter() - t0
     if left or failures:
-        raise RuntimeError(f"replay: {left} messages undelivered, {len(failures)} rejected "
+        raise ReplayError(f"replay: {left} messages undelivered, {len(failures)} rejected "
                            f"(first: {failures[:1]}) on topic {topic!r}")
     return {"topic": topic, "sent": sent, "bytes": nbytes, "seconds": round(seconds, 3),
             "events_per_s": round(sent / seconds, 1) if seconds > 0 else None}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Produce events to a flow's input topic.")
+    p = argparse.ArgumentParser(prog="python -m dataflows.replay",
+                                description="Produce events to a flow's input topic.")
     p.add_argument("--flow", choices=sorted(FLOWS), default="fraud")
     p.add_argument("--input", type=Path, help="a .jsonl, .csv or .parquet file (default: generate)")
     p.add_argument("--events", type=int, default=20_000, help="generated events")
@@ -150,12 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     default_topic, generate, key = FLOWS[a.flow]
-    env = Env()
-    kafka = KafkaConfig.from_env(env, {"input": default_topic, "scored": "", "alerts": "", "dead_letter": ""})
-    topic = a.topic or kafka.input_topic
-    partitions = ensure_topic(kafka, topic, a.partitions)
-    events = read_file(a.input) if a.input else generate(a.events, a.seed, a.bad_rate)
-    stats = replay(events, kafka, topic, key, a.rate, None if a.input else a.events, not a.no_progress)
+    try:
+        kafka = kafka_from_env()
+        events: Iterable[Any] | None = iter_raw(a.input) if a.input else None  # checked before Kafka
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    topic = a.topic or os.environ.get("SCORING_INPUT_TOPIC") or default_topic
+    try:
+        partitions = ensure_topic(kafka, topic, a.partitions)
+        if events is None:
+            events = generate(a.events, a.seed, a.bad_rate)
+        stats = replay(events, kafka, topic, key, a.rate, None if a.input else a.events, not a.no_progress)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Kafka: unreachable broker, topic creation, deliveries
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"sent {stats['sent']} events ({stats['bytes']} bytes) to {topic} ({partitions} partitions) "
           f"on {kafka.bootstrap_servers} in {stats['seconds']}s: {stats['events_per_s']} events/s")
     return 0

@@ -30,9 +30,10 @@ Signatures::
 
     generate_readings(devices=50, readings=20000, seed=7, *, sensors=DEFAULT_SENSORS,
                       start="2024-01-01T00:00:00Z", faults=FaultConfig()) -> Iterator[dict]
-    write_readings(rows: Iterable[dict], path, fmt=None) -> int       # jsonl | csv | parquet
-    read_readings(path, fmt=None) -> list[dict]
     main(argv=None)   # python -m datagen.sensors --devices 50 --readings 20000 --seed 7 --out data/readings.jsonl
+
+Files are written and read with :mod:`features.formats` (``write_rows``, ``read_rows``,
+``iter_raw``): JSON Lines, CSV or Parquet by suffix.
 
 >>> rows = list(generate_readings(devices=3, readings=5, seed=1))
 >>> sorted(rows[0])
@@ -44,21 +45,18 @@ Signatures::
 from __future__ import annotations
 
 import argparse
-import csv
 import heapq
-import json
 import math
-import os
 import random
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from features.formats import FORMATS, format_of, write_rows
 from features.sensors import DEFAULT_SENSORS, format_time, parse_time
 
 __all__ = [
@@ -67,8 +65,6 @@ __all__ = [
     "SensorProfile",
     "PROFILES",
     "generate_readings",
-    "write_readings",
-    "read_readings",
     "main",
 ]
 
@@ -301,76 +297,6 @@ def generate_readings(
         heapq.heappush(heap, (t + step, i))
 
 
-def _fmt_of(path: Path, fmt: str | None) -> str:
-    if fmt:
-        fmt = fmt.lower()
-    else:
-        suffix = path.suffix.lower()
-        fmt = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-               ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "")
-    if fmt not in ("jsonl", "csv", "parquet"):
-        raise ValueError(
-            f"cannot tell the format of {str(path)!r}: use a .jsonl, .csv or .parquet name or pass fmt"
-        )
-    return fmt
-
-
-def write_readings(rows: Iterable[dict], path: str | os.PathLike, fmt: str | None = None) -> int:
-    """Write readings as JSON Lines, CSV or Parquet (by suffix unless ``fmt``);
-    returns the number of rows. Parent directories are created."""
-    path = Path(path)
-    fmt = _fmt_of(path, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    if fmt == "jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, separators=(",", ":")))
-                fh.write("\n")
-                n += 1
-        return n
-    rows = list(rows)
-    if fmt == "csv":
-        cols: list[str] = []
-        for row in rows:
-            cols.extend(k for k in row if k not in cols)
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        return len(rows)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return len(rows)
-
-
-def read_readings(path: str | os.PathLike, fmt: str | None = None) -> list[dict]:
-    """Read readings written by :func:`write_readings` (CSV cells come back as
-    strings, empty cells as None; ``features.sensors.parse_reading`` accepts both)."""
-    path = Path(path)
-    fmt = _fmt_of(path, fmt)
-    if fmt == "jsonl":
-        with open(path, encoding="utf-8") as fh:
-            out = []
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            return out
-    if fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as fh:
-            return [{k: (None if v == "" else v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: write a generated stream and print a one-line summary."""
     ap = argparse.ArgumentParser(
@@ -384,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start", default="2024-01-01T00:00:00Z", help="ISO-8601 UTC start time")
     ap.add_argument("--fault-scale", type=float, default=1.0, help="multiplies every fault rate")
     ap.add_argument("--out", default="data/readings.jsonl", help=".jsonl, .csv or .parquet")
-    ap.add_argument("--format", choices=("jsonl", "csv", "parquet"), default=None)
+    ap.add_argument("--format", choices=FORMATS, default=None, help="default: from the --out suffix")
     args = ap.parse_args(argv)
     sensors = tuple(s.strip() for s in args.sensors.split(",") if s.strip())
     try:
@@ -406,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 anomalies += row["is_anomaly"]
                 yield row
 
-        n = write_readings(counted(rows), args.out, args.format)
+        fmt = format_of(args.out, args.format)  # a bad name fails before generating
+        n = write_rows(counted(rows), args.out, fmt)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

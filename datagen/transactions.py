@@ -30,14 +30,17 @@ True
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import orjson
 import pandas as pd
+
+from features.formats import format_of, write_rows
 
 __all__ = [
     "World",
@@ -380,7 +383,7 @@ def build_dataset(spec: DatasetSpec, feature_data_dir: Path, history_path: Path)
     merchant_risk_snapshots(world, HISTORY_START, spec.history_days).to_parquet(
         feature_data_dir / "merchant_risk.parquet", index=False
     )
-    write_events(history, history_path)
+    write_rows(history, history_path)
     from datagen.sensors import device_profiles
 
     device_profiles().to_parquet(feature_data_dir / "device_profile.parquet", index=False)
@@ -401,11 +404,14 @@ def stream_transactions(
     return txs[:n_events]
 
 
-def corrupt_events(events: list[dict], rate: float, seed: int) -> list[dict | str]:
+def corrupt_events(events: list[dict], rate: float, seed: int, *, raw_lines: bool = True) -> list[dict | str]:
     """Replace a share ``rate`` of events with malformed ones, for dead-letter demos.
 
     Corruptions: a missing field, a non-numeric amount, a negative amount, a bad
-    timestamp, an out-of-range latitude, or a line that is not JSON at all.
+    timestamp, an out-of-range latitude, or a line that is not JSON at all (a ``str``,
+    only representable in JSON Lines). With ``raw_lines=False`` that last kind is an
+    event with no amount (``None``) instead, so every corrupted event is a row that a
+    CSV or Parquet file can hold. Which events are corrupted does not depend on it.
     """
     rng = np.random.default_rng([seed, 99])
     out: list[dict | str] = []
@@ -425,48 +431,37 @@ def corrupt_events(events: list[dict], rate: float, seed: int) -> list[dict | st
             bad["timestamp"] = "yesterday"
         elif kind == 4:
             bad["latitude"] = 123.4
-        else:
+        elif raw_lines:
             out.append(orjson.dumps(bad).decode()[:-7])  # truncated JSON
             continue
+        else:
+            bad["amount"] = None
         out.append(bad)
     return out
 
 
-def write_events(events: list[dict | str], path: Path) -> None:
-    """Write events as JSON Lines, CSV or Parquet, chosen by the file suffix.
+def write_events(events: Iterable[dict | str], path: Path) -> int:
+    """Write events to ``path`` (``.jsonl``, ``.csv`` or ``.parquet``); returns the count.
 
-    Raw strings (malformed lines) are only representable in JSON Lines.
+    A thin name kept for callers outside this module: it is
+    :func:`features.formats.write_rows`. Raw strings (malformed lines) are only
+    representable in JSON Lines (``ValueError`` otherwise).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open("wb") as f:
-            for ev in events:
-                f.write(ev.encode() if isinstance(ev, str) else orjson.dumps(ev))
-                f.write(b"\n")
-        return
-    if any(isinstance(ev, str) for ev in events):
-        raise ValueError(f"{path}: malformed raw lines can only be written to .jsonl")
-    df = pd.DataFrame(events)
-    if suffix == ".csv":
-        df.to_csv(path, index=False)
-    elif suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    else:
-        raise ValueError(f"{path}: unsupported suffix {suffix!r}; use .jsonl, .csv or .parquet")
+    return write_rows(events, path)
 
 
-def iter_stream(n_events: int, seed: int, bad_rate: float = 0.0) -> Iterator[dict | str]:
-    """Generated scoring stream, optionally with malformed events mixed in."""
+def iter_stream(n_events: int, seed: int, bad_rate: float = 0.0, *, raw_lines: bool = True) -> Iterator[dict | str]:
+    """Generated scoring stream, optionally with malformed events mixed in
+    (``raw_lines=False``: only malformed *rows*, see :func:`corrupt_events`)."""
     events: list[dict | str] = list(stream_transactions(n_events, seed))
     if bad_rate > 0:
-        events = corrupt_events(events, bad_rate, seed)  # type: ignore[arg-type]
+        events = corrupt_events(events, bad_rate, seed, raw_lines=raw_lines)  # type: ignore[arg-type]
     yield from events
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """Command line; a bad output name or value is one line on stderr and exit code 2."""
+    p = argparse.ArgumentParser(prog="python -m datagen.transactions", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dataset", help="write Feast source data and the labelled training history")
     d.add_argument("--seed", type=int, default=42)
@@ -474,21 +469,38 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--merchants", type=int, default=DatasetSpec.n_merchants)
     d.add_argument("--history-days", type=int, default=DatasetSpec.history_days)
     d.add_argument("--feature-data", type=Path, default=Path("feature_repo/data"))
-    d.add_argument("--history", type=Path, default=Path("data/history.parquet"))
+    d.add_argument("--history", type=Path, default=Path("data/history.parquet"), help=".jsonl, .csv or .parquet")
     s = sub.add_parser("stream", help="write a scoring stream to a file (.jsonl, .csv, .parquet)")
     s.add_argument("--events", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--bad-rate", type=float, default=0.0, help="share of malformed events (jsonl only)")
-    s.add_argument("--out", type=Path, default=Path("data/transactions.jsonl"))
+    s.add_argument(
+        "--bad-rate",
+        type=float,
+        default=0.0,
+        help="share of malformed events; in .jsonl some are lines that are not JSON, "
+        "in .csv/.parquet all are rows with bad field values",
+    )
+    s.add_argument("--out", type=Path, default=Path("data/transactions.jsonl"), help=".jsonl, .csv or .parquet")
     a = p.parse_args(argv)
-    if a.cmd == "dataset":
-        spec = DatasetSpec(a.seed, a.customers, a.merchants, a.history_days)
-        print(orjson.dumps(build_dataset(spec, a.feature_data, a.history)).decode())
-    else:
-        events = list(iter_stream(a.events, a.seed, a.bad_rate))
-        write_events(events, a.out)
-        print(f"wrote {len(events)} events to {a.out}")
+    try:
+        if a.cmd == "dataset":
+            format_of(a.history)
+            spec = DatasetSpec(a.seed, a.customers, a.merchants, a.history_days)
+            print(orjson.dumps(build_dataset(spec, a.feature_data, a.history)).decode())
+            return 0
+        if not 0.0 <= a.bad_rate <= 1.0:
+            raise ValueError(f"--bad-rate must be between 0 and 1, got {a.bad_rate!r}")
+        if a.events < 0:
+            raise ValueError(f"--events must be >= 0, got {a.events!r}")
+        fmt = format_of(a.out)
+        events = iter_stream(a.events, a.seed, a.bad_rate, raw_lines=fmt == "jsonl")
+        n = write_rows(events, a.out, fmt)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} events to {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

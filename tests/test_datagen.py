@@ -1,4 +1,9 @@
-"""Synthetic transactions: determinism, fraud share and patterns, corruption, file round trips."""
+"""Synthetic transactions: determinism, fraud share and patterns, corruption, file round trips, CLI.
+
+Events are checked with plain rules (:func:`problem`) on top of ``features.records``
+(``decode``, ``parse_time``), not with the flow's validator, so these tests do not
+depend on how the scoring code parses transactions.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,41 @@ from datagen.transactions import (
     World,
     corrupt_events,
     generate_transactions,
+    main,
     stream_transactions,
     write_events,
 )
-from features.validation import ValidationError
-from features.transactions import validate_transaction
+from features.formats import read_rows, write_rows
+from features.records import ValidationError, decode, parse_time
 
 SPEC = DatasetSpec(seed=7, n_customers=300, n_merchants=60, history_days=21)
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+REQUIRED = ("transaction_id", "customer_id", "merchant_id", "amount", "timestamp", "latitude", "longitude")
+
+
+def problem(raw) -> str | None:
+    """What is wrong with a raw event (JSON text or a row), or None: the rules the
+    corruptions of :func:`corrupt_events` break. CSV strings are accepted as numbers."""
+    try:
+        ev = decode(raw)
+    except ValidationError:
+        return "json"
+    for f in REQUIRED:
+        if ev.get(f) is None or ev.get(f) == "":
+            return f"missing {f}"
+    try:
+        amount = float(ev["amount"])
+    except (TypeError, ValueError):
+        return "amount not a number"
+    if not amount > 0:
+        return "amount not positive"
+    try:
+        parse_time(ev["timestamp"])
+    except ValidationError:
+        return "timestamp"
+    if not -90 <= float(ev["latitude"]) <= 90 or not -180 <= float(ev["longitude"]) <= 180:
+        return "coordinates"
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +139,10 @@ def test_timestamps_sorted_iso_utc_and_in_span(big_stream):
     assert len(set(ids)) == len(ids)
 
 
-def test_generated_events_validate(big_stream):
+def test_generated_events_are_well_formed(big_stream):
     for e in big_stream[:3000]:
-        ev = validate_transaction(e)
-        assert ev["amount"] > 0
+        assert problem(e) is None, e
+        assert problem(orjson.dumps(e)) is None
 
 
 def test_stream_transactions_returns_exactly_n():
@@ -132,15 +164,12 @@ def test_corrupt_events_are_rejected_and_untouched_ones_pass():
     corrupted = [i for i, (o, e) in enumerate(zip(out, events)) if o is not e]
     assert 100 <= len(corrupted) <= 320
     assert all(out[i] is events[i] for i in range(len(out)) if i not in set(corrupted))
-    kinds = set()
-    for i in corrupted:
-        with pytest.raises(ValidationError) as exc:
-            validate_transaction(out[i])
-        kinds.add(str(exc.value).split(":")[0])
-    assert len(kinds) >= 5  # customer_id, amount, timestamp, latitude, JSON
+    kinds = {problem(out[i]) for i in corrupted}
+    assert None not in kinds
+    assert len(kinds) >= 5  # customer_id, amount (2 ways), timestamp, latitude, JSON
     for i, e in enumerate(out):
         if i not in set(corrupted):
-            validate_transaction(e)
+            assert problem(e) is None
     # the input list is left alone, and corruption is deterministic by seed
     assert all(isinstance(e, dict) and "customer_id" in e for e in events)
     assert corrupt_events(events, rate=0.1, seed=9) == out
@@ -150,8 +179,22 @@ def test_corrupt_events_are_rejected_and_untouched_ones_pass():
 def test_corrupt_events_every_one_rejected_at_full_rate():
     events = stream_transactions(300, seed=2, spec=SPEC)
     for bad in corrupt_events(events, rate=1.0, seed=2):
-        with pytest.raises(ValidationError):
-            validate_transaction(bad)
+        assert problem(bad) is not None, bad
+
+
+def test_corrupt_events_rows_only():
+    """raw_lines=False: the same events are corrupted, every one stays a (bad) row."""
+    events = stream_transactions(2_000, seed=9, spec=SPEC)
+    lines = corrupt_events(events, rate=0.1, seed=9)
+    rows = corrupt_events(events, rate=0.1, seed=9, raw_lines=False)
+    assert any(isinstance(e, str) for e in lines)
+    assert all(isinstance(e, dict) for e in rows)
+    for a, b, e in zip(lines, rows, events):
+        assert (a is e) == (b is e)
+        if b is not e:
+            assert problem(b) is not None
+            if isinstance(a, str):
+                assert b["amount"] is None
 
 
 KEY_FIELDS = ["transaction_id", "customer_id", "merchant_id", "amount", "merchant_category", "timestamp",
@@ -159,11 +202,11 @@ KEY_FIELDS = ["transaction_id", "customer_id", "merchant_id", "amount", "merchan
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_write_events_round_trip(tmp_path, suffix):
+def test_write_rows_round_trip(tmp_path, suffix):
     events = stream_transactions(500, seed=3, spec=SPEC, fraud_rate=0.1)
     assert any(e["is_fraud"] for e in events)
     path = tmp_path / "sub" / f"events{suffix}"
-    write_events(events, path)
+    assert write_rows(events, path) == len(events)
     if suffix == ".jsonl":
         back = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
     elif suffix == ".csv":
@@ -179,18 +222,19 @@ def test_write_events_round_trip(tmp_path, suffix):
             assert np.allclose(np.asarray(got, dtype=float), np.asarray(exp, dtype=float)), col
         else:
             assert [str(v) for v in got] == [str(v) for v in exp], col
-    # every row read back validates to the same event time and amount
-    for row, ev in zip(back.to_dict("records"), events):
-        a, b = validate_transaction(row), validate_transaction(ev)
-        assert a["_t"] == b["_t"] and a["amount"] == b["amount"] and a["is_fraud"] == b["is_fraud"]
+    # every row read back (CSV: strings) has the same event time, amount and label
+    for row, ev in zip(read_rows(path), events):
+        assert problem(row) is None
+        assert parse_time(row["timestamp"]) == parse_time(ev["timestamp"])
+        assert float(row["amount"]) == ev["amount"] and int(row["is_fraud"]) == ev["is_fraud"]
 
 
-def test_write_events_jsonl_keeps_malformed_lines(tmp_path):
+def test_jsonl_keeps_malformed_lines(tmp_path):
     events = corrupt_events(stream_transactions(300, seed=4, spec=SPEC), rate=0.3, seed=4)
     raw = [e for e in events if isinstance(e, str)]
     assert raw
     path = tmp_path / "bad.jsonl"
-    write_events(events, path)
+    assert write_rows(events, path) == len(events)
     lines = path.read_bytes().splitlines()
     assert len(lines) == len(events)
     for line, ev in zip(lines, events):
@@ -200,6 +244,40 @@ def test_write_events_jsonl_keeps_malformed_lines(tmp_path):
             assert orjson.loads(line) == ev
     for suffix in (".csv", ".parquet"):
         with pytest.raises(ValueError, match="only be written to .jsonl"):
-            write_events(events, tmp_path / f"bad{suffix}")
-    with pytest.raises(ValueError, match="unsupported suffix"):
-        write_events([e for e in events if isinstance(e, dict)], tmp_path / "x.txt")
+            write_rows(events, tmp_path / f"bad{suffix}")
+        assert not (tmp_path / f"bad{suffix}").exists()
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        write_rows([e for e in events if isinstance(e, dict)], tmp_path / "x.txt")
+    # the old name still writes the same file (kept for callers outside datagen)
+    assert write_events(events, tmp_path / "again.jsonl") == len(events)
+    assert (tmp_path / "again.jsonl").read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_cli_stream_with_bad_rate(tmp_path, capsys, suffix):
+    """--bad-rate works with every format: JSON Lines may get lines that are not JSON;
+    CSV and Parquet get rows with bad values instead."""
+    out = tmp_path / f"tx{suffix}"
+    assert main(["stream", "--events", "400", "--seed", "5", "--bad-rate", "0.2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 400 events to {out}"
+    if suffix == ".jsonl":
+        lines = out.read_bytes().splitlines()
+        assert len(lines) == 400
+        kinds = [problem(line) for line in lines]
+    else:
+        rows = read_rows(out)
+        assert len(rows) == 400
+        kinds = [problem(r) for r in rows]
+        assert "json" not in kinds
+    bad = [k for k in kinds if k is not None]
+    assert 40 <= len(bad) <= 130
+    assert len(set(bad)) >= 4
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["stream", "--events", "10", "--out", str(tmp_path / "tx.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot tell the format") and "tx.txt" in err and err.count("\n") == 1
+    assert main(["stream", "--events", "10", "--bad-rate", "1.5", "--out", str(tmp_path / "tx.csv")]) == 2
+    assert "--bad-rate" in capsys.readouterr().err
+    assert not (tmp_path / "tx.csv").exists()

@@ -7,8 +7,9 @@ from collections import defaultdict
 
 import pytest
 
-from datagen.sensors import FAULTS, FaultConfig, generate_readings, main, read_readings, write_readings
-from features.sensors import parse_reading, parse_time
+from datagen.sensors import FAULTS, FaultConfig, generate_readings, main
+from features.formats import iter_raw, read_rows, write_rows
+from features.records import parse_time
 
 SENSORS = ("temperature", "humidity", "pressure")
 
@@ -89,18 +90,26 @@ def test_write_read_round_trip(tmp_path, suffix: str) -> None:
     rows = list(generate_readings(devices=5, readings=300, seed=3, faults=FaultConfig(scale=10.0)))
     assert any(r["temperature"] is None or r["humidity"] is None or r["pressure"] is None for r in rows)
     path = tmp_path / f"sub/readings{suffix}"
-    assert write_readings(rows, path) == 300
-    back = read_readings(path)
+    assert write_rows(rows, path) == 300
+    back = read_rows(path)
     assert len(back) == 300
+    assert len(list(iter_raw(path))) == 300
     for a, b in zip(rows, back):
-        # every format parses to the same reading (CSV gives strings, missing -> None)
-        assert parse_reading(a) == parse_reading(b)
+        # every format gives the same reading back (CSV gives strings, missing -> None)
+        assert list(b) == list(a)
+        assert b["device_id"] == a["device_id"] and parse_time(b["timestamp"]) == parse_time(a["timestamp"])
+        for s in SENSORS:
+            assert (b[s] is None) == (a[s] is None) and (a[s] is None or float(b[s]) == a[s]), (s, a, b)
         assert int(b["is_anomaly"]) == a["is_anomaly"] and (b["fault"] or "") == a["fault"]
 
 
-def test_unknown_format(tmp_path) -> None:
+def test_unknown_format(tmp_path, capsys) -> None:
     with pytest.raises(ValueError, match="cannot tell the format"):
-        write_readings([], tmp_path / "x.txt")
+        write_rows([], tmp_path / "x.txt")
+    assert main(["--readings", "5", "--out", str(tmp_path / "r.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot tell the format") and "r.txt" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.txt").exists()
 
 
 def test_cli(tmp_path, capsys) -> None:
@@ -109,4 +118,7 @@ def test_cli(tmp_path, capsys) -> None:
     lines = out.read_text().splitlines()
     assert len(lines) == 200 and json.loads(lines[0])["timestamp"].endswith("Z")
     assert "wrote 200 readings from 4 devices" in capsys.readouterr().out
-    assert main(["--readings", "5", "--out", str(tmp_path / "r.txt")]) == 2
+    # --format overrides the suffix
+    odd = tmp_path / "r.data"
+    assert main(["--devices", "2", "--readings", "30", "--out", str(odd), "--format", "csv"]) == 0
+    assert len(read_rows(odd, "csv")) == 30 and odd.read_text().startswith("device_id,timestamp,")
