@@ -1,23 +1,13 @@
-"""Per-device streaming features for sensor readings (IoT flow, issue 4).
+"""Sensor readings for the IoT flow: the typed :class:`Reading`, its parser, and
+the per-device streaming features.
 
-Pure logic, no stream engine: the dataflow keys readings by device and keeps one
-:class:`DeviceFeatures` per device (inside the per-device scorer of
-``models.sensor_scoring``). State is an :class:`~features.windows.EventTimeHistory`
-(plain lists of floats), so snapshots are cheap plain data.
-
-Signatures::
-
-    SensorConfig(key_field="device_id", time_field="timestamp",
-                 sensors=("temperature", "humidity", "pressure"),
-                 windows_s=(300.0, 3600.0), lateness_s=600.0, max_events=512)
-        .to_dict() -> dict ;  SensorConfig.from_dict(d) -> SensorConfig
-    parse_time(value: str | int | float | datetime) -> float          # epoch seconds, UTC
-    format_time(t: float) -> str                                      # ISO-8601 UTC with "Z"
-    parse_reading(record: Mapping, config) -> (device_id: str, t: float, values: dict[str, float | None])
-    shard_of(device_id: str, n_shards: int) -> int                    # stable across processes/runs
-    feature_names(config) -> list[str]
-    DeviceFeatures(config).update(t: float, values) -> dict[str, float | None]
-        .snapshot() -> tuple ;  DeviceFeatures.restore(snap) -> DeviceFeatures
+Pure logic, no stream engine. :func:`parse_reading` turns one raw input (JSON
+text or bytes, or a row mapping) into a :class:`Reading` or raises
+:class:`~features.records.ValidationError` naming the field. Times follow the
+one time policy of :mod:`features.records` (``parse_time``, ``format_time``).
+:class:`DeviceFeatures` keeps one device's recent readings in an
+:class:`~features.windows.EventTimeHistory`; its snapshot is plain data and
+holds no configuration.
 
 Features of one reading (``None`` where undefined, so records stay JSON-safe):
 
@@ -28,43 +18,43 @@ Features of one reading (``None`` where undefined, so records stay JSON-safe):
   and ``s_{mean,std,min,max}_{W}s`` over the event-time window ``(t - W, t]``
   (population std), for every window ``W`` in ``windows_s``.
 
-Readings missing some sensors (absent, None or NaN) are kept: the missing sensors
-get ``None`` for ``s_delta`` and are skipped by the window statistics, the sensors
-present are used as usual (and scored on their own by the scoring step).
+Readings missing some sensors (absent, None, empty or NaN) are kept: the missing
+sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
 
 >>> cfg = SensorConfig(sensors=("temperature",), windows_s=(120.0,))
+>>> r = parse_reading('{"device_id": "d1", "timestamp": "2024-01-01T00:00:00Z", "temperature": "20.5"}',
+...                   cfg, arrival=0.0)
+>>> r.device, r.t, r.values, r.timed_by_arrival
+('d1', 1704067200.0, {'temperature': 20.5}, False)
 >>> dev = DeviceFeatures(cfg)
->>> _ = dev.update(parse_time("2024-01-01T00:00:00Z"), {"temperature": 20.0})
->>> f = dev.update(parse_time("2024-01-01T00:01:00Z"), {"temperature": 21.0})
+>>> _ = dev.update(r.t, r.values)
+>>> f = dev.update(r.t + 60, {"temperature": 21.5})
 >>> f["dt_s"], f["temperature_delta"], f["temperature_mean_120s"], f["temperature_max_120s"]
-(60.0, 1.0, 20.5, 21.0)
->>> f = dev.update(parse_time("2024-01-01T00:02:00Z"), {"temperature": None})
->>> f["temperature_delta"] is None, f["temperature_mean_120s"]
-(True, 21.0)
->>> parse_reading({"device_id": "d1", "timestamp": "2024-01-01T00:00:00Z", "temperature": "20.5"}, cfg)
-('d1', 1704067200.0, {'temperature': 20.5})
+(60.0, 1.0, 21.0, 21.5)
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from typing import Any
 
+import msgspec
+
+from features.records import ValidationError, decode, format_time, parse_time
 from features.windows import EventTimeHistory
 
+# ``format_time`` and ``parse_time`` are imported for use here; they (and ``shard_of``)
+# live in (and should be imported from) ``features.records``.
 __all__ = [
     "DEFAULT_SENSORS",
     "SensorConfig",
+    "Reading",
+    "parse_reading",
     "DeviceFeatures",
     "feature_names",
-    "format_time",
-    "parse_reading",
-    "parse_time",
-    "shard_of",
     "window_label",
 ]
 
@@ -79,12 +69,19 @@ class SensorConfig:
 
     Args:
         key_field: name of the device id field.
-        time_field: name of the event-time field (ISO-8601 string or epoch seconds).
+        time_field: name of the event-time field (ISO-8601 or epoch seconds).
         sensors: names of the numeric sensor fields, any number.
         windows_s: event-time window lengths in seconds for the rolling statistics.
         lateness_s: how far behind a device's newest reading a reading may arrive
             and still be put into the device's history.
         max_events: cap on the readings kept per device.
+
+    >>> SensorConfig(sensors=("a",), windows_s=(60,)).retention_s
+    660.0
+    >>> SensorConfig(sensors=("device_id",))
+    Traceback (most recent call last):
+    ...
+    ValueError: SensorConfig: sensor names must be non-empty strings other than the key and time fields, got ['device_id']
     """
 
     key_field: str = "device_id"
@@ -104,7 +101,7 @@ class SensorConfig:
         if len(set(sensors)) != len(sensors):
             raise ValueError(f"SensorConfig: duplicate sensor names in {sensors!r}")
         reserved = {self.key_field, self.time_field}
-        clash = [s for s in sensors if s in reserved or not isinstance(s, str) or not s]
+        clash = [s for s in sensors if not isinstance(s, str) or not s or s in reserved]
         if clash:
             raise ValueError(
                 f"SensorConfig: sensor names must be non-empty strings other than the key and "
@@ -123,7 +120,7 @@ class SensorConfig:
         return max(self.windows_s) + self.lateness_s
 
     def to_dict(self) -> dict:
-        """Plain-data form (for snapshots and logs)."""
+        """Plain-data form (for logs and the detector version digest)."""
         d = asdict(self)
         d["sensors"] = list(self.sensors)
         d["windows_s"] = list(self.windows_s)
@@ -138,8 +135,103 @@ class SensorConfig:
         return cls(**d)
 
 
+class Reading(msgspec.Struct, frozen=True):
+    """One valid sensor reading.
+
+    ``device``: the key; ``t``: event time (epoch s); ``values``: every configured
+    sensor, ``None`` when missing; ``arrival``: when it was received (epoch s);
+    ``timed_by_arrival``: the input had no time, so ``t == arrival``; ``fields``:
+    the input mapping as received, carried unchanged into the output record.
+    """
+
+    device: str
+    t: float
+    values: dict[str, float | None]
+    arrival: float
+    timed_by_arrival: bool = False
+    fields: dict[str, Any] = {}
+
+    @property
+    def timestamp(self) -> str:
+        """The event time in the one output format (ISO-8601 UTC, ms, ``Z``)."""
+        return format_time(self.t)
+
+
+def _sensor_value(fields: Mapping[str, Any], name: str) -> float | None:
+    v = fields.get(name)
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        raise ValidationError(f"sensor {name!r} is a boolean ({v!r}), expected a number")
+    if isinstance(v, (int, float)):
+        f = float(v)
+    elif isinstance(v, str):
+        try:
+            f = float(v.strip())
+        except ValueError:
+            raise ValidationError(f"sensor {name!r} is not a number: {v[:64]!r}") from None
+    else:
+        raise ValidationError(f"sensor {name!r} is not a number: {v!r:.64}")
+    if f != f:
+        return None
+    if math.isinf(f):
+        raise ValidationError(f"sensor {name!r} is infinite: {v!r}")
+    return f
+
+
+def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: float | None = None) -> Reading:
+    """Decode and check one reading (JSON text or bytes, a mapping, or a
+    :class:`~features.records.Raw`).
+
+    Missing sensors (absent, None, empty string or NaN) are ``None``; numeric
+    strings are accepted. A reading without the time field (absent, None or
+    empty) is timed by ``arrival`` and flagged ``timed_by_arrival``. Invalid
+    (:class:`~features.records.ValidationError`, naming the field): no key, a
+    bad time, a boolean, non-numeric or infinite sensor value, no sensor at all.
+    ``arrival`` is required when the reading has no time.
+
+    >>> cfg = SensorConfig(key_field="id", time_field="ts", sensors=("a", "b"))
+    >>> r = parse_reading({"id": 7, "a": None, "b": "2", "label": 1}, cfg, arrival=42.0)
+    >>> r.device, r.t, r.values, r.timed_by_arrival, r.fields["label"]
+    ('7', 42.0, {'a': None, 'b': 2.0}, True, 1)
+    >>> parse_reading({"id": "d1", "ts": 1, "a": "hot"}, cfg, arrival=0.0)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: reading of id='d1': sensor 'a' is not a number: 'hot'
+    >>> parse_reading({"ts": 1, "a": 1}, cfg, arrival=0.0)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: reading has no 'id' field (fields: ['a', 'ts'])
+    """
+    fields = decode(raw)
+    key = fields.get(config.key_field)
+    if key is None or key == "" or isinstance(key, (dict, list)):
+        raise ValidationError(f"reading has no {config.key_field!r} field (fields: {sorted(fields)[:20]!r})")
+    device = str(key)
+    try:
+        when = fields.get(config.time_field)
+        if when is None or when == "":
+            if arrival is None:
+                raise ValidationError(f"field {config.time_field!r} is missing and no arrival time was given")
+            t, timed_by_arrival = float(arrival), True
+        else:
+            t, timed_by_arrival = parse_time(when, config.time_field), False
+        values = {s: _sensor_value(fields, s) for s in config.sensors}
+    except ValidationError as exc:
+        raise ValidationError(f"reading of {config.key_field}={device!r}: {exc}") from None
+    if all(v is None for v in values.values()):
+        raise ValidationError(
+            f"reading of {config.key_field}={device!r} has none of the sensor fields {list(config.sensors)!r}"
+        )
+    return Reading(device, t, values, t if arrival is None else float(arrival), timed_by_arrival, fields)
+
+
 def window_label(w: float) -> str:
-    """Suffix of a window's feature names: ``300.0 -> '300s'``, ``0.5 -> '0.5s'``."""
+    """Suffix of a window's feature names.
+
+    >>> window_label(300.0), window_label(0.5)
+    ('300s', '0.5s')
+    """
     return f"{int(w)}s" if float(w).is_integer() else f"{w:g}s"
 
 
@@ -157,120 +249,6 @@ def feature_names(config: SensorConfig) -> list[str]:
     return names
 
 
-def parse_time(value: str | int | float | datetime) -> float:
-    """Event time as float seconds since the epoch (UTC).
-
-    Accepts ISO-8601 strings with ``Z`` or an explicit offset, timezone-aware
-    datetimes, and numbers (already epoch seconds). Naive times are refused:
-    their zone is unknown.
-
-    >>> parse_time("2024-01-01T00:00:30Z"), parse_time("2024-01-01T01:00:30+01:00"), parse_time(5)
-    (1704067230.0, 1704067230.0, 5.0)
-    >>> parse_time("2024-01-01T00:00:30")
-    Traceback (most recent call last):
-    ...
-    ValueError: timestamp '2024-01-01T00:00:30' has no time zone (add 'Z' or an offset)
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"timestamp must be an ISO-8601 string or epoch seconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        t = float(value)
-        if not math.isfinite(t):
-            raise ValueError(f"timestamp {value!r} is not a finite number")
-        return t
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"timestamp {value!r} is not ISO-8601") from None
-    elif isinstance(value, datetime):
-        dt = value
-    else:
-        raise ValueError(
-            f"timestamp must be an ISO-8601 string, a datetime or epoch seconds, "
-            f"got {type(value).__name__}"
-        )
-    if dt.tzinfo is None:
-        raise ValueError(f"timestamp {value!r} has no time zone (add 'Z' or an offset)")
-    return dt.timestamp()
-
-
-def format_time(t: float) -> str:
-    """ISO-8601 UTC with ``Z``; milliseconds only when ``t`` has a fraction.
-
-    >>> format_time(1704067230.0), format_time(1704067230.25)
-    ('2024-01-01T00:00:30Z', '2024-01-01T00:00:30.250Z')
-    """
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _sensor_value(record: Mapping, name: str) -> float | None:
-    v = record.get(name)
-    if v is None or v == "":
-        return None
-    if isinstance(v, bool):
-        raise ValueError(f"sensor {name!r} is a boolean ({v!r}), expected a number")
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"sensor {name!r} is not a number: {v!r}") from None
-    if f != f:
-        return None
-    if math.isinf(f):
-        raise ValueError(f"sensor {name!r} is infinite: {v!r}")
-    return f
-
-
-def parse_reading(
-    record: Mapping, config: SensorConfig = SensorConfig()
-) -> tuple[str, float, dict[str, float | None]]:
-    """Split a reading into ``(device_id, event time in s, {sensor: value or None})``.
-
-    Missing sensors (absent, None, empty string or NaN) come back as None.
-    Numeric strings are accepted. Errors name the field and the device.
-
-    >>> parse_reading({"id": 7, "ts": 10, "x": None}, SensorConfig(key_field="id", time_field="ts", sensors=("x",)))
-    ('7', 10.0, {'x': None})
-    >>> parse_reading({"timestamp": 1}, SensorConfig())
-    Traceback (most recent call last):
-    ...
-    ValueError: reading has no 'device_id' field (fields: ['timestamp'])
-    """
-    if not isinstance(record, Mapping):
-        raise ValueError(f"reading must be a mapping, got {type(record).__name__}")
-    key = record.get(config.key_field)
-    if key is None or key == "":
-        raise ValueError(f"reading has no {config.key_field!r} field (fields: {sorted(record)!r})")
-    key = str(key)
-    if config.time_field not in record or record[config.time_field] is None:
-        raise ValueError(f"reading of {config.key_field}={key!r} has no {config.time_field!r} field")
-    try:
-        t = parse_time(record[config.time_field])
-    except ValueError as e:
-        raise ValueError(f"reading of {config.key_field}={key!r}: {e}") from None
-    try:
-        values = {s: _sensor_value(record, s) for s in config.sensors}
-    except ValueError as e:
-        raise ValueError(f"reading of {config.key_field}={key!r} at {record[config.time_field]!r}: {e}") from None
-    return key, t, values
-
-
-def shard_of(device_id: str, n_shards: int) -> int:
-    """Shard of a device: ``crc32(utf-8 id) % n_shards``.
-
-    Stable across processes and restarts (unlike ``hash()``, which is salted).
-
-    >>> shard_of("dev-0001", 4), shard_of("dev-0001", 4) == shard_of("dev-0001", 4)
-    (3, True)
-    """
-    if n_shards < 1:
-        raise ValueError(f"shard_of: n_shards must be >= 1, got {n_shards!r}")
-    return zlib.crc32(str(device_id).encode("utf-8")) % n_shards
-
-
 def _none_if_nan(v: float) -> float | None:
     return None if v != v else v
 
@@ -283,6 +261,17 @@ class DeviceFeatures:
     ``dt_s`` / deltas are relative to the reading just before it in event time.
     A reading older than the retention is not stored; its features are computed
     from what is kept.
+
+    :meth:`snapshot` is the history only; :meth:`load` puts it into features
+    built from the current configuration (its windows, retention and sensors).
+
+    >>> old = DeviceFeatures(SensorConfig(sensors=("x",), windows_s=(60,)))
+    >>> for i in range(3):
+    ...     _ = old.update(60.0 * i, {"x": float(i)})
+    >>> new = DeviceFeatures(SensorConfig(sensors=("x",), windows_s=(600,)))
+    >>> new.load(old.snapshot())
+    >>> new.update(180.0, {"x": 3.0})["x_mean_600s"]
+    1.5
     """
 
     __slots__ = ("config", "history", "_names")
@@ -311,21 +300,18 @@ class DeviceFeatures:
         h = self.history
         late_s = max(0.0, h.watermark - t) if h.watermark > -math.inf else 0.0
         idx = h.insert(t, values)
-        feats: dict[str, float | None] = {}
         if idx >= 0:
-            prev = idx - 1 if idx > 0 else None
+            prev = h.previous(idx)
         else:  # out of retention: not stored; look at what is kept
             pos = bisect_right(h.times, t)
             prev = pos - 1 if pos > 0 else None
-        feats["dt_s"] = t - h.times[prev] if prev is not None else None
-        feats["late_s"] = late_s
+        feats: dict[str, float | None] = {"dt_s": t - h.times[prev] if prev is not None else None, "late_s": late_s}
         for s in self.config.sensors:
             v = values.get(s)
             delta = None
             if v is not None and v == v and prev is not None:
                 col = h.columns[s]
-                stop = max(-1, prev - _DELTA_LOOKBACK)
-                for j in range(prev, stop, -1):
+                for j in range(prev, max(-1, prev - _DELTA_LOOKBACK), -1):
                     pv = col[j]
                     if pv == pv:
                         delta = float(v) - pv
@@ -340,15 +326,10 @@ class DeviceFeatures:
         return feats
 
     def snapshot(self) -> tuple:
-        """Plain data: ``(config dict, history snapshot)``."""
-        return (self.config.to_dict(), self.history.snapshot())
+        """The history as plain data (no configuration)."""
+        return self.history.snapshot()
 
-    @classmethod
-    def restore(cls, snap: tuple) -> "DeviceFeatures":
-        """Rebuild from :meth:`snapshot` output."""
-        if not isinstance(snap, tuple) or len(snap) != 2:
-            raise ValueError(f"DeviceFeatures.restore: expected a (config, history) tuple, got {snap!r:.80}")
-        cfg, hist = snap
-        dev = cls(SensorConfig.from_dict(cfg))
-        dev.history = EventTimeHistory.restore(hist)
-        return dev
+    def load(self, snap: tuple) -> None:
+        """Put :meth:`snapshot` output into these features (see
+        :meth:`~features.windows.EventTimeHistory.load`)."""
+        self.history.load(snap)

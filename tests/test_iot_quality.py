@@ -1,5 +1,6 @@
-"""A tiny run of the IoT quality benchmark: the project's scoring must beat the
-River baseline on the same stream, in the same run (no timing assertions)."""
+"""A tiny run of the IoT quality benchmark: the project's scoring (the flow's own
+DeviceState / ShardState through IoTScorer) must beat the River baseline on the
+same stream, in the same run (no timing assertions)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ except ModuleNotFoundError:  # `benchmarks` is not an installed package; run fro
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks import iot_quality
 
+from models.iot import IoTScorer
+
 
 def test_project_beats_baseline_on_the_same_stream() -> None:
     r = iot_quality.run(readings=5000, devices=20, seed=3)
@@ -19,7 +22,13 @@ def test_project_beats_baseline_on_the_same_stream() -> None:
     assert r["anomalies"] > 50
     assert p["pr_auc"] > 2.0 * b["pr_auc"], (p["pr_auc"], b["pr_auc"])
     assert p["roc_auc"] > b["roc_auc"], (p["roc_auc"], b["roc_auc"])
+    # warm-up readings have no score (the one rule), counted as 0.0 by the benchmark
+    assert 0 < r["null_scores"] < r["warming_readings"]
     assert "project" in iot_quality.format_report(r)
+
+
+def test_benchmark_drives_the_flow_classes() -> None:
+    assert iot_quality.IoTScorer is IoTScorer
 
 
 def test_cli_exit_code(capsys) -> None:
