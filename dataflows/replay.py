@@ -12,15 +12,11 @@ readings) and its value the event as JSON. The topic is created with
 
 Broker and librdkafka settings come from ``KAFKA_BOOTSTRAP_SERVERS`` and
 ``KAFKA_OPT_*`` (``KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``),
-as for the flows, read here directly from the environment (:func:`kafka_from_env`);
+as for the flows (:class:`dataflows.config.KafkaConfig`);
 ``KAFKA_CHECK_TIMEOUT_S`` (10) bounds the broker check and ``SCORING_INPUT_TOPIC``
 overrides the default topic. An unreachable broker, a bad file or failed deliveries
 end the run with one line on stderr and a non-zero exit code (2 for bad arguments
 or input, 1 for Kafka). Prints what it sent.
-
->>> k = kafka_from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:9093", "KAFKA_OPT_SASL_PASSWORD": "s3cret"})
->>> k, k.options  # the repr never shows option values
-(KafkaTarget(bootstrap_servers='k:9093', check_timeout_s=10.0), {'sasl.password': 's3cret'})
 """
 
 from __future__ import annotations
@@ -30,70 +26,34 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from dataflows.config import ConfigError, KafkaConfig
+from dataflows.kafka import KafkaUnavailable, check_broker, client_config
+
 from features.formats import iter_raw
 
-__all__ = ["replay", "ensure_topic", "FLOWS", "KafkaTarget", "kafka_from_env", "ReplayError"]
+__all__ = ["replay", "ensure_topic", "FLOWS", "ReplayError"]
 
 
 class ReplayError(RuntimeError):
     """A failure to report as one line (unreachable broker, undelivered messages)."""
 
 
-@dataclass(frozen=True)
-class KafkaTarget:
-    """Where to produce: the broker and extra librdkafka settings (may hold secrets:
-    never print ``options`` values)."""
-
-    bootstrap_servers: str = "localhost:9092"
-    options: dict[str, str] = field(default_factory=dict, repr=False)
-    check_timeout_s: float = 10.0
+def _client_config(kafka: KafkaConfig) -> dict[str, Any]:
+    return client_config(kafka.bootstrap_servers, kafka.options)
 
 
-def kafka_from_env(environ: Mapping[str, str] | None = None) -> KafkaTarget:
-    """``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_OPT_*`` and ``KAFKA_CHECK_TIMEOUT_S``."""
-    env = os.environ if environ is None else environ
-    prefix = "KAFKA_OPT_"
-    options = {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items()
-               if k.startswith(prefix) and len(k) > len(prefix)}
-    raw_timeout = env.get("KAFKA_CHECK_TIMEOUT_S", "10")
+def _check_broker(kafka: KafkaConfig, topics: tuple[str, ...] = ()) -> dict[str, int]:
     try:
-        timeout = float(raw_timeout)
-    except ValueError:
-        raise ValueError(f"KAFKA_CHECK_TIMEOUT_S={raw_timeout!r}: expected seconds") from None
-    return KafkaTarget(env.get("KAFKA_BOOTSTRAP_SERVERS") or "localhost:9092", options, max(timeout, 0.1))
-
-
-def _client_config(kafka: Any) -> dict[str, Any]:
-    """librdkafka settings of ``kafka``: a mapping as is, or any object with
-    ``bootstrap_servers`` and ``options`` (:class:`KafkaTarget`, the flows' Kafka config)."""
-    if isinstance(kafka, Mapping):
-        return dict(kafka)
-    return {"bootstrap.servers": kafka.bootstrap_servers, **dict(getattr(kafka, "options", None) or {})}
-
-
-def _check_broker(kafka: Any, topics: tuple[str, ...] = ()) -> dict[str, int]:
-    """Broker metadata within the check timeout: partitions per existing topic, or
-    :class:`ReplayError` naming the address (never the options)."""
-    conf = _client_config(kafka)
-    timeout = float(getattr(kafka, "check_timeout_s", 10.0))
-    admin = AdminClient({**conf, "socket.connection.setup.timeout.ms": str(int(max(timeout, 1) * 1000)),
-                         "log_level": "0"})
-    try:
-        meta = admin.list_topics(timeout=timeout)
-    except Exception as exc:
-        raise ReplayError(
-            f"Kafka broker at {conf.get('bootstrap.servers')} unreachable after {timeout:g}s ({exc}); "
-            f"start one with `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
-    return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
+        return check_broker(kafka.bootstrap_servers, kafka.options, kafka.check_timeout_s, topics)
+    except KafkaUnavailable as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def _fraud_events(n: int, seed: int, bad_rate: float) -> Iterable[Any]:
@@ -155,9 +115,8 @@ def _encode(ev: Any) -> bytes:
 
 
 def ensure_topic(kafka: Any, topic: str, partitions: int) -> int:
-    """Create ``topic`` when missing; returns its partition count. ``kafka``: a
-    :class:`KafkaTarget`, any object with ``bootstrap_servers``/``options``, or a
-    librdkafka config mapping. An unreachable broker is a :class:`ReplayError`."""
+    """Create ``topic`` when missing; returns its partition count. An unreachable
+    broker is a :class:`ReplayError`."""
     existing = _check_broker(kafka, (topic,))
     if topic in existing:
         return existing[topic]
@@ -235,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     default_topic, generate, key = FLOWS[a.flow]
     try:
-        kafka = kafka_from_env()
+        kafka = KafkaConfig.from_env()
         events: Iterable[Any] | None = iter_raw(a.input) if a.input else None  # checked before Kafka
-    except (ValueError, OSError) as exc:
+    except (ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     topic = a.topic or os.environ.get("SCORING_INPUT_TOPIC") or default_topic
