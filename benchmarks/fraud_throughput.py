@@ -4,9 +4,10 @@
 
 Needs the demo's Feast repo and model (`make model`). Three measurements:
 
-1. **Stages** in a plain Python loop (no stream engine): microseconds per event
-   of validation, streaming features, shared detector, scoring (Feast lookup
-   with cache, model, status) and JSON output. Shows where the time goes.
+1. **Stages** of :class:`models.fraud.FraudPipeline`, the dataflow's own steps in
+   a plain Python loop (no stream engine): microseconds per event of parsing,
+   streaming features, shared detector, scoring (Feast lookup with cache, model,
+   status) and JSON output. Shows where the time goes.
 2. **File to file** through the real dataflow (`bytewax.testing.run_main`):
    events/s and the in-flow latency (arrival in the dataflow -> scored).
 3. With ``--kafka`` (a broker at KAFKA_BOOTSTRAP_SERVERS; `make kafka-up`):
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from features.records import DeadLetter
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,61 +41,56 @@ def pct(values, ps=(50, 95, 99)) -> str:
     return "  ".join(f"p{p} {np.percentile(a, p):.1f}" for p in ps)
 
 
-def stage_costs(events: list[dict]) -> dict[str, float]:
-    """Microseconds per event of each stage, in one process, in order."""
-    from dataflows.config import FraudConfig
-    from dataflows.io import to_json
-    from dataflows.scoring import fraud_scorer_factory
-    from features.transactions import validate_transaction
-    from models.fraud_scoring import CustomerState, ShardState, shard_of
-
+def stage_costs(
+    events: list[dict],
+    feature_repo: Path = Path("feature_repo"),
+    registry: Path = Path("model_registry"),
+    model_ref: str = "fraud_model@production",
+) -> dict[str, float]:
+    """Microseconds per event of each stage of :class:`models.fraud.FraudPipeline`
+    (the classes and functions the dataflow runs), in one process, in order."""
     from datagen.transactions import stream_transactions
+    from features.formats import to_json_line
+    from features.store import fraud_lookups
+    from models.fraud import FraudModel, FraudPipeline, FraudScoringConfig
 
-    scorer = fraud_scorer_factory(FraudConfig.from_env({}))()
+    cfg = FraudScoringConfig()
     t = time.perf_counter()
-    warm = [validate_transaction(e) | {"_arrival": 0.0, "_amount_anomaly": 0.0, "_amount_warming": True,
-                                       "anomaly_score": None, "anomaly_scores": {}}
-            for e in stream_transactions(5000, seed=999)]
-    scorer.score_batch(warm)  # Feast client start-up and first reads, out of the timed stages
-    print(f"  (scorer start-up + first 5,000 events: {time.perf_counter() - t:.2f}s, not counted below)")
+    model = FraudModel.load(model_ref, registry)
+    customers, merchants = fraud_lookups(feature_repo)
+    # Feast client start-up and first reads, on a pipeline of its own, out of the timed stages
+    FraudPipeline(cfg, model, customers, merchants).process(
+        [orjson.dumps(e) for e in stream_transactions(5000, seed=999)])
+    print(f"  (model load, scorer start-up + first 5,000 events: {time.perf_counter() - t:.2f}s, not counted below)")
+    pipe = FraudPipeline(cfg, model, customers, merchants)
     raw = [orjson.dumps(e) for e in events]
     n = len(raw)
     out: dict[str, float] = {}
 
     t = time.perf_counter()
-    parsed = [validate_transaction(r) for r in raw]
-    out["validate (JSON decode + checks)"] = time.perf_counter() - t
-    for e in parsed:
-        e["_arrival"] = time.time()
+    parsed = [pipe.parse(r, time.time()) for r in raw]
+    out["parse_transaction (JSON decode + checks)"] = time.perf_counter() - t
+    txs = [tx for tx in parsed if not isinstance(tx, DeadLetter)]
 
-    customers: dict[str, CustomerState] = {}
     t = time.perf_counter()
-    for e in parsed:
-        s = customers.get(e["customer_id"])
-        if s is None:
-            s = customers[e["customer_id"]] = CustomerState()
-        s.update(e)
-    out["streaming features + amount detector"] = time.perf_counter() - t
+    for tx in txs:
+        pipe.customer_step(tx)
+    out["CustomerState: streaming features + amount detector"] = time.perf_counter() - t
 
-    shards: dict[str, ShardState] = {}
     t = time.perf_counter()
-    for e in parsed:
-        k = shard_of(e["customer_id"], 4)
-        s = shards.get(k)
-        if s is None:
-            s = shards[k] = ShardState()
-        s.update(e)
-    out["shared multivariate detector"] = time.perf_counter() - t
+    for tx in txs:
+        pipe.shard_step(tx)
+    out["ShardState: shared multivariate detector"] = time.perf_counter() - t
 
     t = time.perf_counter()
     scored = []
-    for i in range(0, n, 1000):
-        scored.extend(scorer.score_batch(parsed[i:i + 1000]))
-    out["score (Feast lookup, warm cache; model; status)"] = time.perf_counter() - t
+    for i in range(0, len(txs), 1000):
+        scored.extend(pipe.score(txs[i:i + 1000]))
+    out["FraudScorer (Feast lookup, warm cache; model; status)"] = time.perf_counter() - t
 
     t = time.perf_counter()
     for r in scored:
-        to_json(r)
+        to_json_line(r)
     out["JSON output"] = time.perf_counter() - t
     return {k: v / n * 1e6 for k, v in out.items()}
 

@@ -1,18 +1,30 @@
-"""Card transactions: validation, per-customer streaming features, derived features.
+"""Card transactions: the typed event, its parser, per-customer streaming features.
+
+- :class:`Transaction`: one validated transaction as it travels through the flow:
+  the validated fields, the event time ``t``, the ``arrival`` time, the input as
+  received (``fields``: every field, extra ones included, carried into the output
+  record) and the slots the steps fill (streaming features, detector scores).
+- :func:`parse_transaction`: raw input (JSON text or bytes, CSV or Parquet row) ->
+  :class:`Transaction`, or :class:`~features.records.ValidationError` naming the field.
+- :class:`CustomerFeatures`: rolling event-time features of one customer, exact
+  under out-of-order arrival.
+- :func:`derived_features`: features that need the event and its Feast profile.
 
 Everything here is plain Python, shared by the dataflow and by offline training
-(``models.train`` replays history through :class:`CustomerFeatures`, so the
-model sees exactly what the stream computes).
+(``models.train`` parses history with :func:`parse_transaction` and replays it
+through :class:`CustomerFeatures`, so the model sees exactly what the stream computes).
 
->>> tx = validate_transaction({
-...     "transaction_id": "t1", "customer_id": "C1", "merchant_id": "M1",
-...     "amount": 25.0, "merchant_category": "grocery",
-...     "timestamp": "2026-10-06T12:00:00Z", "latitude": 40.7, "longitude": -74.0})
->>> state = CustomerFeatures()
->>> f = state.update(tx["_t"], tx["amount"], tx["latitude"], tx["longitude"])
+>>> tx = parse_transaction({
+...     "transaction_id": "t1", "customer_id": "C1", "merchant_id": "M1", "amount": "25.0",
+...     "merchant_category": "grocery", "timestamp": "2026-10-06T12:00:00Z",
+...     "latitude": 40.7, "longitude": -74.0, "channel": "web"}, arrival=0.0)
+>>> tx.amount, tx.t, tx.fields["channel"]
+(25.0, 1791288000.0, 'web')
+>>> state = CustomerFeatures(lateness_s=600)
+>>> f = state.update(tx.t, tx.amount, tx.latitude, tx.longitude)
 >>> f["amount_count_1h"], f["time_since_last_transaction"]
 (1, None)
->>> f = state.update(tx["_t"] + 60, 500.0, 40.7, -74.0)
+>>> f = state.update(tx.t + 60, 500.0, 40.7, -74.0)
 >>> f["amount_count_1h"], f["time_since_last_transaction"], f["amount_max_24h"]
 (2, 60.0, 500.0)
 """
@@ -20,66 +32,192 @@ model sees exactly what the stream computes).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+import re
+from typing import Annotated, Any, Mapping, Union
 
-from features.validation import ValidationError, as_number, as_text, decode, parse_timestamp
+import msgspec
+
+from features.records import ValidationError, decode, parse_time
 from features.windows import EventTimeHistory
 
 __all__ = [
+    "Transaction",
+    "parse_transaction",
+    "parse_label",
+    "MAX_AMOUNT",
     "HORIZONS",
     "STREAM_FEATURES",
-    "validate_transaction",
     "CustomerFeatures",
     "haversine_km",
     "derived_features",
     "DERIVED_FEATURES",
 ]
 
-#: Rolling windows over event time, name -> seconds.
-HORIZONS: dict[str, float] = {"1h": 3_600.0, "24h": 86_400.0, "7d": 604_800.0}
-_STATS = ("count", "sum", "mean", "std", "max")
-
-#: Names of the features :meth:`CustomerFeatures.update` returns, in order.
-STREAM_FEATURES: tuple[str, ...] = (
-    "time_since_last_transaction",
-    *(f"amount_{s}_{h}" for h in HORIZONS for s in _STATS),
-    "amount_deviation",
-    "amount_to_mean_ratio",
-    "distance_from_previous_km",
-    "speed_kmh",
-)
-
-_TEXT_FIELDS = ("transaction_id", "customer_id", "merchant_id", "merchant_category")
+#: Amounts above this are refused as absurd (a unit or parsing error upstream, not a purchase).
+MAX_AMOUNT = 1e9
 
 
-def validate_transaction(raw: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
-    """Decode and validate one transaction; returns the normalised event.
+class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
+    """One validated transaction (see :func:`parse_transaction`).
 
-    Known fields are normalised (numbers from text, ids as text); unknown
-    fields are carried through unchanged. ``_t`` holds the event time in epoch
-    seconds. Raises :class:`ValidationError` naming the field at fault.
+    The validated fields are typed (ids are text, coordinates and amount floats),
+    ``t`` is the event time and ``arrival`` the time it entered the flow (epoch
+    seconds), ``is_fraud`` the 0/1 label (``None`` when absent or empty) and
+    ``fields`` the input exactly as received: the scorer starts the output record
+    from it, so every extra field survives. The steps fill the rest:
+
+    * ``features``: streaming features (:meth:`CustomerFeatures.update`);
+    * ``amount_score``, ``amount_warming``: the customer's amount detector;
+    * ``anomaly_scores``, ``anomaly_score``, ``anomaly_warming_up``: the detectors'
+      scores (``None`` where warming up) and their combination (``None`` when no
+      detector is warm yet).
+
+    Not tracked by the garbage collector (``gc=False``): it never takes part in
+    a reference cycle, and a stream creates millions of them.
     """
-    ev = decode(raw)
-    for f in _TEXT_FIELDS:
-        ev[f] = as_text(ev, f)
-    amount = as_number(ev, "amount")
-    if amount <= 0:
-        raise ValidationError(f"field 'amount': must be > 0, got {amount!r}")
-    ev["amount"] = amount
-    ev["latitude"] = as_number(ev, "latitude", -90.0, 90.0)
-    ev["longitude"] = as_number(ev, "longitude", -180.0, 180.0)
-    if "timestamp" not in ev or ev["timestamp"] in (None, ""):
+
+    transaction_id: str
+    customer_id: str
+    merchant_id: str
+    merchant_category: str
+    amount: float
+    latitude: float
+    longitude: float
+    t: float
+    arrival: float = 0.0
+    is_fraud: int | None = None
+    fields: dict[str, Any] = {}
+    features: dict[str, Any] = {}
+    amount_score: float | None = None
+    amount_warming: bool = True
+    anomaly_scores: dict[str, float | None] = {}
+    anomaly_score: float | None = None
+    anomaly_warming_up: bool = True
+
+
+_Id = Union[Annotated[str, msgspec.Meta(min_length=1)], int]
+_RANGES: dict[str, tuple[float, float]] = {
+    "amount": (0.0, MAX_AMOUNT),
+    "latitude": (-90.0, 90.0),
+    "longitude": (-180.0, 180.0),
+}
+
+
+class _Schema(msgspec.Struct, gc=False):
+    """The checked part of the input; msgspec validates it in C (``strict=False``
+    accepts numeric text, as CSV cells are)."""
+
+    transaction_id: _Id
+    customer_id: _Id
+    merchant_id: _Id
+    merchant_category: _Id
+    amount: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_AMOUNT)]
+    latitude: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+    longitude: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+
+
+_ID_FIELDS = ("transaction_id", "customer_id", "merchant_id", "merchant_category")
+_convert = msgspec.convert
+_json_decode = msgspec.json.Decoder().decode
+_FIELD_AT = re.compile(r"at `\$\.([A-Za-z_]\w*)`|missing required field `([A-Za-z_]\w*)`")
+
+
+def _decoded(raw: Any) -> dict[str, Any]:
+    """:func:`features.records.decode`, with a shortcut for the common case
+    (JSON text or bytes holding an object); anything else, errors included,
+    goes through ``decode`` itself."""
+    cls = raw.__class__
+    if cls is bytes or cls is str:
+        try:
+            d = _json_decode(raw)
+        except Exception:
+            d = None
+        if d.__class__ is dict:
+            return d
+    return decode(raw)
+
+
+def parse_transaction(raw: Any, arrival: float = 0.0) -> Transaction:
+    """Decode and validate one transaction.
+
+    ``raw`` is JSON text or bytes, or a mapping (CSV or Parquet row); ``arrival``
+    is when it entered the flow (epoch seconds). Required: ``transaction_id``,
+    ``customer_id``, ``merchant_id``, ``merchant_category`` (non-empty text; numbers
+    become text), ``amount`` (> 0 and at most :data:`MAX_AMOUNT`, 1e9: a larger
+    amount is refused as absurd), ``latitude`` in [-90, 90], ``longitude`` in
+    [-180, 180] (finite numbers, or numeric text without spaces) and ``timestamp``
+    (read by :func:`features.records.parse_time`). ``is_fraud``, when present, is
+    read by :func:`parse_label`. Other fields are kept, unchanged, in ``fields``.
+
+    Raises :class:`~features.records.ValidationError` whose message names the field.
+
+    >>> tx = parse_transaction(b'{"transaction_id": 7, "customer_id": "C1", "merchant_id": "M1",'
+    ...     b' "merchant_category": "gas", "amount": 9.5, "latitude": 1, "longitude": 2,'
+    ...     b' "timestamp": "2026-10-06T00:00:00Z", "error": "none"}', arrival=5.0)
+    >>> tx.transaction_id, tx.latitude, tx.arrival, tx.fields["error"]
+    ('7', 1.0, 5.0, 'none')
+    >>> parse_transaction({"transaction_id": "t", "customer_id": "C1", "merchant_id": "M1",
+    ...     "merchant_category": "gas", "amount": "twelve", "latitude": 1, "longitude": 2,
+    ...     "timestamp": "2026-10-06T00:00:00Z"})
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'amount': expected a number, got 'twelve'
+    """
+    d = _decoded(raw)
+    try:
+        s = _convert(d, _Schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _explain(d, str(exc)) from None
+    ts = d.get("timestamp")
+    if ts is None or ts == "":
         raise ValidationError("field 'timestamp': missing")
-    ev["_t"] = parse_timestamp(ev["timestamp"])
-    if "is_fraud" in ev:
-        ev["is_fraud"] = parse_label(ev["is_fraud"], "is_fraud")
-    return ev
+    tid, cid, mid, cat = s.transaction_id, s.customer_id, s.merchant_id, s.merchant_category
+    return Transaction(
+        tid if isinstance(tid, str) else str(tid),
+        cid if isinstance(cid, str) else str(cid),
+        mid if isinstance(mid, str) else str(mid),
+        cat if isinstance(cat, str) else str(cat),
+        s.amount, s.latitude, s.longitude, parse_time(ts, "timestamp"), arrival,
+        parse_label(d["is_fraud"], "is_fraud") if "is_fraud" in d else None,
+        d,
+    )
+
+
+def _explain(d: Mapping[str, Any], msgspec_error: str) -> ValidationError:
+    """The error for a refused input, naming the field and what was wrong (cold path)."""
+    m = _FIELD_AT.search(msgspec_error)
+    if m is None:
+        return ValidationError(msgspec_error)
+    field = m.group(1) or m.group(2)
+    value = d.get(field)
+    if value is None or value == "":
+        return ValidationError(f"field {field!r}: missing")
+    if field in _ID_FIELDS:
+        return ValidationError(f"field {field!r}: expected text, got {value!r:.64}")
+    if field in _RANGES:
+        number: Any = value
+        if isinstance(value, str):
+            try:
+                number = float(value) if value == value.strip() else None
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return ValidationError(f"field {field!r}: expected a number, got {value!r:.64}")
+        if not math.isfinite(number):
+            return ValidationError(f"field {field!r}: expected a finite number, got {value!r}")
+        lo, hi = _RANGES[field]
+        if field == "amount":
+            if number <= lo:
+                return ValidationError(f"field 'amount': must be > 0, got {number!r}")
+            return ValidationError(f"field 'amount': {number!r} is over {hi:g}, refused as absurd")
+        return ValidationError(f"field {field!r}: {float(number)!r} is outside [{lo:g}, {hi:g}]")
+    return ValidationError(f"field {field!r}: {msgspec_error}")
 
 
 _TRUE, _FALSE = ("1", "1.0", "true", "yes"), ("0", "0.0", "false", "no")
 
 
-def parse_label(value: Any, field: str) -> int | None:
+def parse_label(value: Any, field: str = "is_fraud") -> int | None:
     """A 0/1 label from a bool, a number or text; ``None`` when missing (null, empty, NaN).
 
     >>> [parse_label(v, "y") for v in (True, 0, 1.0, "0.0", " Yes ", "", float("nan"), None)]
@@ -87,7 +225,7 @@ def parse_label(value: Any, field: str) -> int | None:
     >>> parse_label("maybe", "y")
     Traceback (most recent call last):
     ...
-    features.validation.ValidationError: field 'y': expected a 0/1 label, got 'maybe'
+    features.records.ValidationError: field 'y': expected a 0/1 label, got 'maybe'
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -103,7 +241,23 @@ def parse_label(value: Any, field: str) -> int | None:
             return 1
         if text in _FALSE:
             return 0
-    raise ValidationError(f"field {field!r}: expected a 0/1 label, got {value!r}")
+    raise ValidationError(f"field {field!r}: expected a 0/1 label, got {value!r:.64}")
+
+
+#: Rolling windows over event time, name -> seconds.
+HORIZONS: dict[str, float] = {"1h": 3_600.0, "24h": 86_400.0, "7d": 604_800.0}
+_STATS = ("count", "sum", "mean", "std", "max")
+
+#: Names of the model features :meth:`CustomerFeatures.update` returns, in order
+#: (it also returns ``late_event``, which is not a model feature).
+STREAM_FEATURES: tuple[str, ...] = (
+    "time_since_last_transaction",
+    *(f"amount_{s}_{h}" for h in HORIZONS for s in _STATS),
+    "amount_deviation",
+    "amount_to_mean_ratio",
+    "distance_from_previous_km",
+    "speed_kmh",
+)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -127,13 +281,29 @@ class CustomerFeatures:
     transactions in the last 7 days. Speed uses the previous transaction in
     event time, with at least one minute between them.
 
-    State: a few parallel lists bounded by the longest horizon plus the
-    lateness and by ``max_events``; :meth:`snapshot` is plain data.
+    Args:
+        lateness_s: how late an event may arrive and still get exact features;
+            the history keeps the longest horizon plus this.
+        max_events: cap on the events kept, so a hot customer stays bounded.
+
+    :meth:`snapshot` is the learned state only (plain data); :meth:`load` puts it
+    into features built from the current configuration.
+
+    >>> a = CustomerFeatures(lateness_s=600)
+    >>> _ = a.update(0.0, 10.0, 40.7, -74.0)
+    >>> b = CustomerFeatures(lateness_s=60)
+    >>> b.load(a.snapshot())
+    >>> b.update(30.0, 20.0, 40.7, -74.0) == a.update(30.0, 20.0, 40.7, -74.0)
+    True
+    >>> b.lateness_s
+    60.0
     """
 
     __slots__ = ("history", "lateness_s")
 
     def __init__(self, lateness_s: float = 600.0, max_events: int = 512) -> None:
+        if lateness_s < 0:
+            raise ValueError(f"lateness_s must be >= 0, got {lateness_s!r}")
         self.lateness_s = float(lateness_s)
         self.history = EventTimeHistory(
             max(HORIZONS.values()) + self.lateness_s, ("amount", "lat", "lon"), max_events
@@ -187,17 +357,13 @@ class CustomerFeatures:
         return out
 
     def snapshot(self) -> tuple:
-        """Plain-data state for Bytewax snapshots."""
-        return (self.lateness_s, self.history.snapshot())
+        """The learned state as plain data (the event history); no configuration."""
+        return self.history.snapshot()
 
-    @classmethod
-    def restore(cls, snap: tuple) -> "CustomerFeatures":
-        """Inverse of :meth:`snapshot`."""
-        lateness_s, hist = snap
-        obj = cls.__new__(cls)
-        obj.lateness_s = lateness_s
-        obj.history = EventTimeHistory.restore(hist)
-        return obj
+    def load(self, snap: tuple) -> None:
+        """Put :meth:`snapshot` output into these features (kept under this
+        object's lateness and cap)."""
+        self.history.load(snap)
 
 
 #: Features computed after the Feast lookup, from the event and its profile.
@@ -208,7 +374,8 @@ DERIVED_FEATURES: tuple[str, ...] = (
 
 
 def derived_features(event: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, float | None]:
-    """Features that need both the event and the Feast customer profile.
+    """Features that need both the event (``amount``, ``latitude``, ``longitude``)
+    and the Feast customer profile.
 
     >>> derived_features({"amount": 50.0, "latitude": 40.71, "longitude": -74.01},
     ...                  {"home_latitude": 40.71, "home_longitude": -74.01, "avg_transaction_amount": 25.0})

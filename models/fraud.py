@@ -1,28 +1,72 @@
-"""The static fraud model: feature vector, vectorised scoring, explanations.
+"""Fraud scoring, free of any stream engine: the model and the steps the dataflow wires up.
 
-The model is a LightGBM booster stored in LightGBM's text format (loading it
-parses numbers; it never executes code), published in the :mod:`models.registry`
-with a manifest naming the features in order. :meth:`FraudModel.load` refuses an
-artifact whose sha256 or feature list does not match.
+Per transaction (a :class:`features.transactions.Transaction`), in order:
 
->>> rows = [{"amount_count_1h": 3, "merchant_category": "travel"}, {}]
->>> X = feature_matrix(rows)
->>> X.shape == (2, len(MODEL_FEATURES))
+1. :class:`CustomerState`, one per customer (keyed by ``customer_id``): streaming
+   features (:class:`~features.transactions.CustomerFeatures`) and a cheap
+   per-customer :class:`~models.detectors.KeyDetector` on the log amount.
+2. :class:`ShardState`, one per shard of customers (keyed by
+   ``features.records.shard_of(customer_id, shards)``): one shared multivariate
+   :class:`~models.detectors.ShardDetector` over :data:`SHARD_FEATURES` (never one
+   heavy model per customer), and the anomaly score by the warm-up rule of
+   :func:`models.status.anomaly_score`.
+3. :class:`FraudScorer`, per batch: one (cached) Feast lookup per batch of distinct
+   customers and merchants (:mod:`features.store`), derived features, the static
+   :class:`FraudModel` on one matrix, the combined risk
+   (:func:`models.status.combined_risk`), the status and, for alerts, reasons.
+
+All three take one :class:`FraudScoringConfig`. State objects hold state only:
+``snapshot()`` is plain data, restored with ``load()`` into an object built from
+the *current* configuration. :class:`FraudPipeline` runs exactly these classes in
+a plain loop (tests, benchmark, backfills).
+
+The model: a LightGBM booster in LightGBM's text format (loading parses numbers,
+never executes code), published in the :mod:`models.registry` with a manifest
+naming its features in order; :meth:`FraudModel.load` refuses an artifact whose
+sha256 or feature list does not match. :func:`feature_row` and
+:func:`feature_matrix` build its input, for serving and for training alike.
+
+>>> cfg = FraudScoringConfig(amount_warmup=2, shard_window=4, shard_calib_warmup=2)
+>>> cust, shard = CustomerState(cfg), ShardState(cfg)
+>>> for i in range(8):
+...     tx = parse_transaction({"transaction_id": f"t{i}", "customer_id": "C1", "merchant_id": "M1",
+...         "merchant_category": "gas", "amount": 20 + i, "latitude": 40.7, "longitude": -74.0,
+...         "timestamp": 1.79e9 + 60 * i}, arrival=0.0)
+...     tx = shard.update(cust.update(tx))
+...     if i in (0, 7):
+...         print(tx.features["amount_count_1h"], tx.anomaly_warming_up, tx.anomaly_score is None)
+1 True True
+8 False False
+>>> fresh = CustomerState(cfg)
+>>> fresh.load(cust.snapshot())
+>>> fresh.snapshot() == cust.snapshot()
 True
->>> X[:, MODEL_FEATURES.index("amount_count_1h")].tolist()
-[3.0, nan]
 """
 
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import structlog
 
-from features.transactions import DERIVED_FEATURES, STREAM_FEATURES
+from features.records import DeadLetter, Raw, ValidationError, dead_letter, format_time, shard_of
+from features.store import CachedLookup
+from features.transactions import (
+    DERIVED_FEATURES,
+    STREAM_FEATURES,
+    CustomerFeatures,
+    Transaction,
+    derived_features,
+    parse_transaction,
+)
+from models.detectors import KeyDetector, ShardDetector
 from models.registry import Registry, RegistryError
+from models.status import NORMAL, Thresholds, anomaly_score, combined_risk
 
 __all__ = [
     "MODEL_NAME",
@@ -30,26 +74,27 @@ __all__ = [
     "PROFILE_FEATURES",
     "MERCHANT_FEATURES",
     "CATEGORY_CODES",
+    "feature_row",
     "feature_matrix",
-    "PROFILE_DEFAULTS",
-    "MERCHANT_DEFAULTS",
     "FraudModel",
+    "FraudScoringConfig",
+    "CustomerState",
+    "SHARD_FEATURES",
+    "shard_vector",
+    "ShardState",
+    "FraudScorer",
+    "FraudPipeline",
 ]
+
+log = structlog.get_logger(__name__)
+
+# --- the model's input ------------------------------------------------------------------
 
 MODEL_NAME = "fraud_model"
 
-#: Feast features the model uses, per entity.
+#: Feast features the model uses, per entity (their defaults: :mod:`features.store`).
 PROFILE_FEATURES = ("avg_transaction_amount", "transaction_frequency")
 MERCHANT_FEATURES = ("merchant_risk_score", "chargeback_rate")
-
-#: Values the scorer uses when Feast does not know a key (training applies the same).
-PROFILE_DEFAULTS: dict[str, Any] = {
-    "avg_transaction_amount": 40.0,
-    "transaction_frequency": 2.0,
-    "home_latitude": None,
-    "home_longitude": None,
-}
-MERCHANT_DEFAULTS: dict[str, Any] = {"merchant_risk_score": 0.5, "chargeback_rate": 0.02}
 
 #: Merchant categories the model knows; others encode as missing.
 CATEGORY_CODES = (
@@ -71,23 +116,69 @@ _N = len(MODEL_FEATURES)
 _NUMERIC = MODEL_FEATURES[:-3]
 
 
+def feature_row(
+    tx: Transaction,
+    profile: Mapping[str, Any],
+    customer_known: bool,
+    risk: Mapping[str, Any],
+    merchant_known: bool,
+) -> dict[str, Any]:
+    """The record of one transaction with every model input: the input fields as
+    received, the validated values over them (typed ids, amount, coordinates,
+    label), the streaming features (``tx.features``), the Feast values with their
+    ``*_known`` flags (see :func:`features.store.with_defaults`) and the derived
+    features. The scorer and training both build rows with it.
+
+    >>> tx = parse_transaction({"transaction_id": 1, "customer_id": "C1", "merchant_id": "M1",
+    ...     "merchant_category": "gas", "amount": "20", "latitude": 0, "longitude": 0,
+    ...     "timestamp": 0, "channel": "web"})
+    >>> row = feature_row(tx, {"avg_transaction_amount": 10.0}, True, {"merchant_risk_score": 0.1}, False)
+    >>> row["transaction_id"], row["amount"], row["channel"], row["amount_to_profile_ratio"], row["merchant_known"]
+    ('1', 20.0, 'web', 2.0, False)
+    """
+    rec = {
+        **tx.fields,
+        "transaction_id": tx.transaction_id,
+        "customer_id": tx.customer_id,
+        "merchant_id": tx.merchant_id,
+        "merchant_category": tx.merchant_category,
+        "amount": tx.amount,
+        "latitude": tx.latitude,
+        "longitude": tx.longitude,
+    }
+    if "is_fraud" in rec:
+        rec["is_fraud"] = tx.is_fraud
+    rec.update(tx.features)
+    rec.update(profile)
+    rec.update(risk)
+    rec["customer_known"] = customer_known
+    rec["merchant_known"] = merchant_known
+    rec.update(derived_features(rec, profile))
+    return rec
+
+
 def feature_matrix(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The ``(len(rows), len(MODEL_FEATURES))`` float matrix, NaN where a value is missing.
 
     Built once per batch (turning lists into arrays is most of the cost of
     batched scoring).
+
+    >>> X = feature_matrix([{"amount_count_1h": 3, "merchant_category": "travel"}, {}])
+    >>> X.shape == (2, len(MODEL_FEATURES))
+    True
+    >>> X[:, MODEL_FEATURES.index("amount_count_1h")].tolist()
+    [3.0, nan]
     """
-    X = np.full((len(rows), _N), np.nan)
-    for i, r in enumerate(rows):
-        row = X[i]
-        for j, name in enumerate(_NUMERIC):
-            v = r.get(name)
-            if v is not None:
-                row[j] = v
-        row[_N - 3] = _CODE.get(r.get("merchant_category"), math.nan)
-        row[_N - 2] = float(r.get("customer_known", True))
-        row[_N - 1] = float(r.get("merchant_known", True))
-    return X
+    code, nan, names = _CODE.get, math.nan, _NUMERIC
+    X = np.array(
+        [
+            [*map(r.get, names), code(r.get("merchant_category"), nan),
+             r.get("customer_known", True), r.get("merchant_known", True)]
+            for r in rows
+        ],
+        dtype=float,
+    )  # None becomes NaN
+    return X.reshape(len(rows), _N)
 
 
 class FraudModel:
@@ -142,3 +233,333 @@ class FraudModel:
             [(self.feature_names[j], float(contrib[i, j])) for j in order[i] if contrib[i, j] > 0]
             for i in range(len(X))
         ]
+
+
+# --- configuration and state --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FraudScoringConfig:
+    """Settings of the fraud scoring steps; the builder gives them to every state
+    object (state snapshots never carry them, so a new value applies on restart).
+
+    Args:
+        lateness_s: how late an event may arrive and still get exact windows.
+        max_events: cap on the events kept per customer.
+        shards: number of shards of customers, one shared detector each.
+        amount_warmup, amount_alpha: the per-customer amount detector
+            (:class:`~models.detectors.KeyDetector`).
+        shard_window, shard_calib_warmup, shard_seed: the shared detector
+            (:class:`~models.detectors.ShardDetector`).
+        anomaly_method: how detector scores combine (:func:`models.status.combine_scores`).
+        anomaly_weight: how much the anomaly score may add to the risk
+            (:func:`models.status.combined_risk`).
+        thresholds: status thresholds on the risk.
+    """
+
+    lateness_s: float = 600.0
+    max_events: int = 512
+    shards: int = 4
+    amount_warmup: int = 5
+    amount_alpha: float = 0.02
+    shard_window: int = 250
+    shard_calib_warmup: int = 50
+    shard_seed: int = 42
+    anomaly_method: str = "noisy_or"
+    anomaly_weight: float = 0.4
+    thresholds: Thresholds = Thresholds()
+
+    def __post_init__(self) -> None:
+        if not self.lateness_s >= 0:
+            raise ValueError(f"FraudScoringConfig: lateness_s must be >= 0, got {self.lateness_s!r}")
+        if self.shards < 1:
+            raise ValueError(f"FraudScoringConfig: shards must be >= 1, got {self.shards!r}")
+        if not 0.0 <= self.anomaly_weight <= 1.0:
+            raise ValueError(f"FraudScoringConfig: anomaly_weight must be in [0, 1], got {self.anomaly_weight!r}")
+        if self.anomaly_method not in ("noisy_or", "max", "mean"):
+            raise ValueError(f"FraudScoringConfig: unknown anomaly_method {self.anomaly_method!r}")
+
+
+class CustomerState:
+    """Everything kept per customer: streaming features and an amount detector.
+
+    :meth:`update` fills ``tx.features``, ``tx.amount_score`` and ``tx.amount_warming``.
+
+    >>> s = CustomerState(FraudScoringConfig())
+    >>> tx = s.update(Transaction("t1", "C1", "M1", "gas", 20.0, 40.7, -74.0, t=0.0))
+    >>> tx.features["amount_count_24h"], tx.amount_warming
+    (1, True)
+    """
+
+    __slots__ = ("features", "amount_detector")
+
+    def __init__(self, cfg: FraudScoringConfig = FraudScoringConfig()) -> None:
+        self.features = CustomerFeatures(cfg.lateness_s, cfg.max_events)
+        self.amount_detector = KeyDetector(warmup=cfg.amount_warmup, alpha=cfg.amount_alpha)
+
+    def update(self, tx: Transaction) -> Transaction:
+        """Add the transaction's streaming features and amount anomaly score to it."""
+        tx.features = self.features.update(tx.t, tx.amount, tx.latitude, tx.longitude)
+        tx.amount_score, tx.amount_warming = self.amount_detector.score_learn(math.log1p(tx.amount))
+        return tx
+
+    def snapshot(self) -> dict[str, Any]:
+        """The learned state, plain data: ``{"features": ..., "amount": ...}``."""
+        return {"features": self.features.snapshot(), "amount": self.amount_detector.snapshot()}
+
+    def load(self, snap: Mapping[str, Any]) -> None:
+        """Put :meth:`snapshot` output into this state (built from the current configuration)."""
+        if not isinstance(snap, Mapping) or not {"features", "amount"} <= snap.keys():
+            raise ValueError(f"CustomerState.load: expected {{'features': ..., 'amount': ...}}, got {snap!r:.80}")
+        self.features.load(snap["features"])
+        self.amount_detector.load(snap["amount"])
+
+
+#: Inputs of the shared multivariate detector (log-scaled where heavy-tailed).
+SHARD_FEATURES = ("log_amount", "log_gap", "count_1h", "log_distance", "log_speed", "amount_deviation")
+
+
+def _log1p(v: float | None) -> float | None:
+    return None if v is None else math.log1p(max(v, 0.0))
+
+
+def shard_vector(tx: Transaction) -> dict[str, float | None]:
+    """The shared detector's input for one transaction (after :class:`CustomerState`)."""
+    f = tx.features
+    dev = f.get("amount_deviation")
+    return {
+        "log_amount": math.log1p(tx.amount),
+        "log_gap": _log1p(f.get("time_since_last_transaction")),
+        "count_1h": f.get("amount_count_1h"),
+        "log_distance": _log1p(f.get("distance_from_previous_km")),
+        "log_speed": _log1p(f.get("speed_kmh")),
+        "amount_deviation": None if dev is None else max(-5.0, min(dev, 20.0)),
+    }
+
+
+class ShardState:
+    """One shared multivariate detector for all customers of a shard.
+
+    :meth:`update` fills ``tx.anomaly_scores`` (``None`` for a detector warming
+    up), ``tx.anomaly_score`` (the warm detectors combined, ``None`` when none is
+    warm: :func:`models.status.anomaly_score`) and ``tx.anomaly_warming_up``.
+    """
+
+    __slots__ = ("detector", "method")
+
+    def __init__(self, cfg: FraudScoringConfig = FraudScoringConfig()) -> None:
+        self.detector = ShardDetector(SHARD_FEATURES, seed=cfg.shard_seed, window_size=cfg.shard_window,
+                                      calib_warmup=cfg.shard_calib_warmup)
+        self.method = cfg.anomaly_method
+
+    def update(self, tx: Transaction) -> Transaction:
+        """Score the transaction with the shared detector, learn from it, and
+        combine with the customer's amount detector."""
+        score, warming = self.detector.score_learn(shard_vector(tx))
+        scores = {"amount": tx.amount_score, "multivariate": score}
+        warm = [name for name, w in (("amount", tx.amount_warming), ("multivariate", warming)) if w]
+        tx.anomaly_scores = {k: None if k in warm or v is None else round(v, 4) for k, v in scores.items()}
+        combined = anomaly_score(scores, warm, method=self.method)
+        tx.anomaly_score = None if combined is None else round(combined, 4)
+        tx.anomaly_warming_up = bool(warm)
+        return tx
+
+    def snapshot(self) -> bytes:
+        """The learned state of the shared detector (see :meth:`ShardDetector.snapshot`)."""
+        return self.detector.snapshot()
+
+    def load(self, snap: bytes) -> bool:
+        """Put :meth:`snapshot` output into this state. False (and a fresh detector)
+        when the detector's configuration changed since the snapshot."""
+        return self.detector.load(snap)
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+
+class FraudScorer:
+    """Scores batches of transactions that went through :class:`CustomerState`
+    and :class:`ShardState`.
+
+    Args:
+        model: the loaded static model.
+        customers, merchants: cached Feast lookups of ``customer_profile`` (with
+            :data:`~features.store.PROFILE_DEFAULTS`) and ``merchant_risk`` (with
+            :data:`~features.store.MERCHANT_DEFAULTS`); see :func:`features.store.fraud_lookups`.
+        cfg: the anomaly weight and thresholds are read from it.
+    """
+
+    def __init__(
+        self,
+        model: FraudModel,
+        customers: CachedLookup,
+        merchants: CachedLookup,
+        cfg: FraudScoringConfig = FraudScoringConfig(),
+    ) -> None:
+        self.model = model
+        self.customers = customers
+        self.merchants = merchants
+        self.thresholds = cfg.thresholds
+        self.anomaly_weight = cfg.anomaly_weight
+
+    def score_batch(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
+        """JSON-ready scored records, in input order.
+
+        A record is :func:`feature_row` (every input field, typed values, streaming,
+        Feast and derived features, ``customer_known``/``merchant_known``) plus
+        ``anomaly_scores``, ``anomaly_score``, ``anomaly_warming_up``, ``fraud_score``,
+        ``risk_score``, ``status``, ``model_version``, ``scored_at``, ``latency_ms``
+        (arrival to scoring) and, on alerts (not NORMAL), ``reasons``. Computed
+        fields win over input fields of the same name.
+        """
+        if not txs:
+            return []
+        profiles = self.customers.get_many([tx.customer_id for tx in txs])
+        merchants = self.merchants.get_many([tx.merchant_id for tx in txs])
+        records: list[dict[str, Any]] = []
+        for tx in txs:
+            profile, customer_known = profiles[tx.customer_id]
+            risk, merchant_known = merchants[tx.merchant_id]
+            rec = feature_row(tx, profile, customer_known, risk, merchant_known)
+            rec["anomaly_scores"] = tx.anomaly_scores
+            rec["anomaly_score"] = tx.anomaly_score
+            rec["anomaly_warming_up"] = tx.anomaly_warming_up
+            records.append(rec)
+        X = feature_matrix(records)
+        fraud = self.model.predict(X).tolist()
+        scored_at = time.time()
+        stamp = format_time(scored_at)
+        version = self.model.version
+        status_of, weight = self.thresholds.status, self.anomaly_weight
+        alerts: list[int] = []
+        for i, (tx, rec, p) in enumerate(zip(txs, records, fraud)):
+            risk_score = combined_risk(p, tx.anomaly_score, weight)
+            status = status_of(risk_score)
+            rec["fraud_score"] = round(p, 6)
+            rec["risk_score"] = round(risk_score, 6)
+            rec["status"] = status
+            rec["model_version"] = version
+            rec["scored_at"] = stamp
+            rec["latency_ms"] = round((scored_at - tx.arrival) * 1000.0, 3)
+            if status != NORMAL:
+                alerts.append(i)
+        if alerts:
+            for i, top in zip(alerts, self.model.explain(X[alerts])):
+                records[i]["reasons"] = self.reasons(records[i], top)
+        return records
+
+    def reasons(self, rec: Mapping[str, Any], top: list[tuple[str, float]]) -> list[str]:
+        """Why an alert fired: the scores over their thresholds, then the model's
+        top features (``name=value``, largest TreeSHAP contribution first)."""
+        out = []
+        if rec["fraud_score"] > self.thresholds.warning:
+            out.append(f"fraud_score={rec['fraud_score']:.3f}")
+        anomaly = rec.get("anomaly_score")
+        if anomaly is not None and anomaly * self.anomaly_weight > 0.1:
+            detectors = [k for k, v in rec["anomaly_scores"].items() if v is not None and v > 0.5]
+            out.append(f"anomaly_score={anomaly:.3f}" + (f" ({', '.join(detectors)})" if detectors else ""))
+        for name, _ in top:
+            v = rec.get("merchant_category") if name == "merchant_category_code" else rec.get(name)
+            out.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
+        return out
+
+
+class FraudPipeline:
+    """The fraud flow in a plain loop: the same steps, classes and order as
+    ``dataflows.fraud``, for tests, benchmarks and backfills (one process, no engine).
+
+    ``parse`` -> ``customer_step`` (:class:`CustomerState` per customer) ->
+    ``shard_step`` (:class:`ShardState` per ``shard_of(customer_id, cfg.shards)``)
+    -> ``score`` (:meth:`FraudScorer.score_batch`). :meth:`process` runs them on a
+    batch; refused inputs and batches whose scoring raised become
+    :class:`~features.records.DeadLetter` in place, as in the flow.
+    :meth:`snapshot` / :meth:`load` save and restore every state object.
+
+    >>> import numpy as np
+    >>> from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS
+    >>> class Model:  # anything with a version, predict and explain
+    ...     version = "demo/1"
+    ...     def predict(self, X): return np.full(len(X), 0.1)
+    ...     def explain(self, X, top=3): return [[] for _ in X]
+    >>> nowhere = lambda keys: {}   # a feature store that knows nobody
+    >>> pipe = FraudPipeline(FraudScoringConfig(), Model(),
+    ...                      CachedLookup(nowhere, PROFILE_DEFAULTS), CachedLookup(nowhere, MERCHANT_DEFAULTS))
+    >>> out = pipe.process([b'{"transaction_id": "t1", "customer_id": "C1", "merchant_id": "M1", "error": "none",'
+    ...     b' "merchant_category": "gas", "amount": 12, "latitude": 1, "longitude": 2, "timestamp": 0}',
+    ...     b'{"transaction_id": "t2"}'])
+    >>> rec, dead = out
+    >>> rec["status"], rec["fraud_score"], rec["customer_known"], rec["error"], rec["anomaly_score"]
+    ('NORMAL', 0.1, False, 'none', None)
+    >>> dead.error
+    "field 'customer_id': missing"
+    """
+
+    def __init__(
+        self,
+        cfg: FraudScoringConfig,
+        model: FraudModel,
+        customers: CachedLookup,
+        merchants: CachedLookup,
+    ) -> None:
+        self.cfg = cfg
+        self.scorer = FraudScorer(model, customers, merchants, cfg)
+        self.customer_states: dict[str, CustomerState] = {}
+        self.shard_states: dict[int, ShardState] = {}
+
+    def parse(self, raw: Any, arrival: float) -> Transaction | DeadLetter:
+        """:func:`~features.transactions.parse_transaction`, or a dead letter naming why not."""
+        origin = raw if isinstance(raw, Raw) else None
+        value = raw.value if origin is not None else raw
+        try:
+            return parse_transaction(value, arrival)
+        except ValidationError as exc:
+            return dead_letter(value, str(exc), "validate", origin)
+        except Exception as exc:  # a parser bug must not stop the run either
+            return dead_letter(value, f"{type(exc).__name__}: {exc}", "validate", origin)
+
+    def customer_step(self, tx: Transaction) -> Transaction:
+        state = self.customer_states.get(tx.customer_id)
+        if state is None:
+            state = self.customer_states[tx.customer_id] = CustomerState(self.cfg)
+        return state.update(tx)
+
+    def shard_step(self, tx: Transaction) -> Transaction:
+        shard = shard_of(tx.customer_id, self.cfg.shards)
+        state = self.shard_states.get(shard)
+        if state is None:
+            state = self.shard_states[shard] = ShardState(self.cfg)
+        return state.update(tx)
+
+    def score(self, txs: Sequence[Transaction]) -> list[dict[str, Any] | DeadLetter]:
+        try:
+            return list(self.scorer.score_batch(txs))
+        except Exception as exc:  # as the flow does: the batch becomes dead letters
+            log.error("batch_scoring_failed", events=len(txs), error=repr(exc)[:500])
+            reason = f"scoring failed: {type(exc).__name__}: {exc}"
+            return [dead_letter(tx.fields, reason, "score") for tx in txs]
+
+    def process(self, batch: Iterable[Any], arrival: float | None = None) -> list[dict[str, Any] | DeadLetter]:
+        """Score a batch of raw inputs; one output per input, in input order."""
+        arrival = time.time() if arrival is None else arrival
+        parsed = [self.parse(raw, arrival) for raw in batch]
+        txs = [self.shard_step(self.customer_step(x)) for x in parsed if not isinstance(x, DeadLetter)]
+        scored = iter(self.score(txs))
+        return [x if isinstance(x, DeadLetter) else next(scored) for x in parsed]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every state's snapshot: ``{"customers": {id: ...}, "shards": {n: ...}}``."""
+        return {
+            "customers": {k: s.snapshot() for k, s in self.customer_states.items()},
+            "shards": {k: s.snapshot() for k, s in self.shard_states.items()},
+        }
+
+    def load(self, snap: Mapping[str, Any]) -> None:
+        """Restore :meth:`snapshot` output into states built from this pipeline's configuration."""
+        self.customer_states = {}
+        for key, s in snap["customers"].items():
+            state = self.customer_states[key] = CustomerState(self.cfg)
+            state.load(s)
+        self.shard_states = {}
+        for key, s in snap["shards"].items():
+            shard = self.shard_states[key] = ShardState(self.cfg)
+            shard.load(s)

@@ -3,12 +3,15 @@
     python -m models.train [--history data/history.parquet] [--feature-repo feature_repo]
                            [--registry model_registry] [--eval-fraction 0.3] [--no-promote]
 
-1. Replays the labelled history through :class:`features.transactions.CustomerFeatures`
-   in event-time order: the exact code the stream runs, so training and serving
-   features cannot diverge.
+1. Reads the labelled history with :func:`features.transactions.parse_transaction`
+   (the stream's parser and time policy) and replays it through
+   :class:`models.fraud.CustomerState` in event-time order: the exact code the
+   stream runs, so training and serving features cannot diverge.
 2. Joins Feast features point-in-time correctly with ``get_historical_features``
    over the ``fraud_scoring`` feature service: each transaction sees the profile
-   snapshot published before it, never a later one.
+   snapshot published before it, never a later one. Unknown keys get the same
+   defaults and ``*_known`` flags as online (:func:`features.store.with_defaults`),
+   and rows are built by the scorer's :func:`models.fraud.feature_row`.
 3. Trains a LightGBM classifier on the earlier part of the history and evaluates
    it on the later time window (ROC AUC, PR AUC, recall and precision at the
    WARNING and CRITICAL thresholds).
@@ -21,21 +24,24 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import structlog
 
-from features.transactions import CustomerFeatures, derived_features
+from features.records import ValidationError, format_time
+from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, with_defaults
+from features.transactions import Transaction, parse_transaction
 from models.fraud import (
-    MERCHANT_DEFAULTS,
     MERCHANT_FEATURES,
     MODEL_FEATURES,
     MODEL_NAME,
-    PROFILE_DEFAULTS,
     PROFILE_FEATURES,
+    CustomerState,
+    FraudScoringConfig,
     feature_matrix,
+    feature_row,
 )
 from models.registry import Registry
 
@@ -58,62 +64,85 @@ LGB_PARAMS: dict[str, Any] = {
 NUM_ROUNDS = 300
 
 
-def replay_stream_features(events: pd.DataFrame, lateness_s: float = 600.0) -> list[dict[str, Any]]:
-    """Streaming features of every event, computed in event-time order per customer."""
-    states: dict[str, CustomerFeatures] = {}
-    out: list[dict[str, Any]] = []
-    for cid, t, amount, lat, lon in zip(
-        events["customer_id"], events["_t"], events["amount"], events["latitude"], events["longitude"]
-    ):
-        state = states.get(cid)
+def load_history(path: Path) -> list[Transaction]:
+    """The labelled history (Parquet or JSON lines), parsed by
+    :func:`~features.transactions.parse_transaction` and sorted by event time
+    (stable). Rows it refuses, and rows without a label, are left out and logged."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training history; create it with `python -m datagen.transactions dataset`")
+    if path.suffix == ".parquet":
+        rows: Sequence[Any] = pd.read_parquet(path).to_dict("records")
+    else:
+        rows = [line for line in path.read_bytes().splitlines() if line.strip()]
+    txs: list[Transaction] = []
+    refused: list[str] = []
+    unlabelled = 0
+    for row in rows:
+        try:
+            tx = parse_transaction(row)
+        except ValidationError as exc:
+            refused.append(str(exc))
+            continue
+        if tx.is_fraud is None:
+            unlabelled += 1
+            continue
+        txs.append(tx)
+    if refused or unlabelled:
+        log.warning("history_rows_left_out", path=str(path), refused=len(refused), unlabelled=unlabelled,
+                    first_error=refused[0] if refused else None)
+    txs.sort(key=lambda tx: tx.t)
+    return txs
+
+
+def replay_stream_features(txs: Sequence[Transaction], cfg: FraudScoringConfig = FraudScoringConfig()) -> None:
+    """Fill every transaction's streaming features (``tx.features``), one
+    :class:`~models.fraud.CustomerState` per customer, in the given order (event time)."""
+    states: dict[str, CustomerState] = {}
+    for tx in txs:
+        state = states.get(tx.customer_id)
         if state is None:
-            state = states[cid] = CustomerFeatures(lateness_s)
-        out.append(state.update(t, amount, lat, lon))
-    return out
+            state = states[tx.customer_id] = CustomerState(cfg)
+        state.update(tx)
 
 
-def point_in_time_features(events: pd.DataFrame, repo_path: Path, service: str = "fraud_scoring") -> pd.DataFrame:
-    """Feast features as of each event's time, one row per event in ``events`` order."""
+def point_in_time_features(
+    txs: Sequence[Transaction], repo_path: Path, service: str = "fraud_scoring"
+) -> pd.DataFrame:
+    """Feast features as of each transaction's time, one row per transaction in
+    ``txs`` order; NaN where Feast has no value."""
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(repo_path))
+    ids = [tx.transaction_id for tx in txs]
     entity_df = pd.DataFrame(
         {
-            "transaction_id": events["transaction_id"].to_numpy(),
-            "customer_id": events["customer_id"].to_numpy(),
-            "merchant_id": events["merchant_id"].to_numpy(),
-            "event_timestamp": pd.to_datetime(events["_t"], unit="s", utc=True),
+            "transaction_id": ids,
+            "customer_id": [tx.customer_id for tx in txs],
+            "merchant_id": [tx.merchant_id for tx in txs],
+            # whole microseconds: Feast drops finer parts (with a warning)
+            "event_timestamp": pd.to_datetime(
+                np.round(np.array([tx.t for tx in txs], dtype=float) * 1e6).astype("int64"), unit="us", utc=True
+            ),
         }
     )
     job = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(service))
     df = job.to_df().set_index("transaction_id")
-    return df.loc[events["transaction_id"].to_numpy()].reset_index()
+    return df.loc[ids].reset_index()
 
 
-def build_training_rows(events: pd.DataFrame, pit: pd.DataFrame) -> list[dict[str, Any]]:
-    """Streaming + Feast + derived features per event, with the lookup's defaults."""
-    stream = replay_stream_features(events)
+def build_training_rows(
+    txs: Sequence[Transaction], pit: pd.DataFrame, cfg: FraudScoringConfig = FraudScoringConfig()
+) -> list[dict[str, Any]]:
+    """Model rows (:func:`~models.fraud.feature_row`), one per transaction: streaming
+    features replayed in ``txs`` order, Feast values from ``pit`` with the online defaults."""
+    replay_stream_features(txs, cfg)
+    prof = pit[list(PROFILE_DEFAULTS)].to_dict("records")
+    merch = pit[list(MERCHANT_DEFAULTS)].to_dict("records")
     rows: list[dict[str, Any]] = []
-    prof_cols = list(PROFILE_DEFAULTS)
-    merch_cols = list(MERCHANT_DEFAULTS)
-    prof = pit[prof_cols].astype(object).where(pit[prof_cols].notna(), None).to_dict("records")
-    merch = pit[merch_cols].astype(object).where(pit[merch_cols].notna(), None).to_dict("records")
-    for ev, feats, p, m in zip(events.to_dict("records"), stream, prof, merch):
-        customer_known = any(v is not None for v in p.values())
-        merchant_known = any(v is not None for v in m.values())
-        p = {k: (v if v is not None else PROFILE_DEFAULTS[k]) for k, v in p.items()}
-        m = {k: (v if v is not None else MERCHANT_DEFAULTS[k]) for k, v in m.items()}
-        rows.append(
-            {
-                **ev,
-                **feats,
-                **p,
-                **m,
-                **derived_features(ev, p),
-                "customer_known": customer_known,
-                "merchant_known": merchant_known,
-            }
-        )
+    for tx, p, m in zip(txs, prof, merch):
+        profile, customer_known = with_defaults(p, PROFILE_DEFAULTS)
+        risk, merchant_known = with_defaults(m, MERCHANT_DEFAULTS)
+        rows.append(feature_row(tx, profile, customer_known, risk, merchant_known))
     return rows
 
 
@@ -149,33 +178,26 @@ def train(
 
     thresholds = thresholds or {"critical": 0.8, "warning": 0.5}
     t0 = time.perf_counter()
-    if not history.is_file():
-        raise FileNotFoundError(
-            f"{history}: no training history; create it with `python -m datagen.transactions dataset`"
-        )
-    events = pd.read_parquet(history) if history.suffix == ".parquet" else pd.read_json(history, lines=True)
-    events["_t"] = pd.to_datetime(events["timestamp"], utc=True, format="ISO8601").astype("int64") / 1e9
-    events = events.sort_values("_t", kind="stable", ignore_index=True)
-    pit = point_in_time_features(events, repo_path)
-    rows = build_training_rows(events, pit)
+    txs = load_history(history)
+    pit = point_in_time_features(txs, repo_path)
+    rows = build_training_rows(txs, pit)
     X = feature_matrix(rows)
-    y = events["is_fraud"].to_numpy().astype(int)
-    t = events["_t"].to_numpy()
+    y = np.array([tx.is_fraud for tx in txs], dtype=int)
+    t = np.array([tx.t for tx in txs], dtype=float)
     split = t.min() + (t.max() - t.min()) * (1 - eval_fraction)
     train_mask, eval_mask = t < split, t >= split
-    log.info("training_set", events=len(events), train=int(train_mask.sum()), eval=int(eval_mask.sum()),
+    log.info("training_set", events=len(txs), train=int(train_mask.sum()), eval=int(eval_mask.sum()),
              fraud_rate=round(float(y.mean()), 4), seconds=round(time.perf_counter() - t0, 1))
     dtrain = lgb.Dataset(X[train_mask], y[train_mask], feature_name=list(MODEL_FEATURES), free_raw_data=False)
     booster = lgb.train(LGB_PARAMS, dtrain, num_boost_round=NUM_ROUNDS)
     p_eval = booster.predict(X[eval_mask])
     metrics = evaluate(y[eval_mask], p_eval, thresholds)
-    iso = lambda s: pd.Timestamp(s, unit="s", tz="UTC").isoformat()  # noqa: E731
     manifest = {
         "format": "lightgbm-text",
         "feature_names": list(MODEL_FEATURES),
         "metrics": metrics,
-        "training_window": {"start": iso(t.min()), "end": iso(split), "events": int(train_mask.sum())},
-        "evaluation_window": {"start": iso(split), "end": iso(t.max()), "events": int(eval_mask.sum())},
+        "training_window": {"start": format_time(t.min()), "end": format_time(split), "events": int(train_mask.sum())},
+        "evaluation_window": {"start": format_time(split), "end": format_time(t.max()), "events": int(eval_mask.sum())},
         "params": {**LGB_PARAMS, "num_boost_round": NUM_ROUNDS},
         "feast": {"feature_service": "fraud_scoring", "profile": list(PROFILE_FEATURES),
                   "merchant": list(MERCHANT_FEATURES)},

@@ -1,10 +1,13 @@
-"""Model registry, the fraud model, status thresholds, the trained manifest, point-in-time joins."""
+"""Model registry, the fraud model, the scoring steps and their restore, the scorer and
+pipeline, status thresholds, the trained manifest, point-in-time joins, train/serve parity."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import pickle
+import random
 import shutil
 from pathlib import Path
 from datetime import datetime, timedelta
@@ -13,11 +16,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datagen.transactions import HISTORY_START
-from models.fraud import MODEL_FEATURES, MODEL_NAME, FraudModel, feature_matrix
+from datagen.transactions import HISTORY_START, stream_transactions
+from features.records import DeadLetter, shard_of
+from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, CachedLookup, fraud_lookups
+from features.transactions import Transaction, parse_transaction
+from models.fraud import (
+    MODEL_FEATURES,
+    MODEL_NAME,
+    CustomerState,
+    FraudModel,
+    FraudPipeline,
+    FraudScorer,
+    FraudScoringConfig,
+    ShardState,
+    feature_matrix,
+)
 from models.registry import IntegrityError, Registry, RegistryError, parse_ref
 from models.status import CRITICAL, NORMAL, WARNING, Thresholds, combined_risk
-from models.train import build_training_rows, point_in_time_features
+from models.train import build_training_rows, load_history, point_in_time_features
 
 # --- Registry -------------------------------------------------------------------------
 
@@ -175,10 +191,8 @@ def model(fraud_env) -> FraudModel:
 @pytest.fixture(scope="module")
 def real_rows(fraud_env) -> list[dict]:
     """200 training rows (all frauds in the sample first) built the way training builds them."""
-    events = pd.read_parquet(fraud_env.history)
-    events["_t"] = pd.to_datetime(events["timestamp"], utc=True, format="ISO8601").astype("int64") / 1e9
-    events = events.sort_values("_t", kind="stable", ignore_index=True)
-    rows = build_training_rows(events, point_in_time_features(events, fraud_env.repo))
+    txs = load_history(fraud_env.history)
+    rows = build_training_rows(txs, point_in_time_features(txs, fraud_env.repo))
     fraud = [r for r in rows if r["is_fraud"]][:60]
     legit = [r for r in rows if not r["is_fraud"]]
     legit = legit[:: len(legit) // 140][:140]
@@ -267,7 +281,7 @@ def test_thresholds_must_be_ordered():
 def test_combined_risk():
     grid = np.linspace(0, 1, 11)
     for f in grid:
-        assert combined_risk(f, None, 0.4) == f
+        assert combined_risk(f, None, 0.4) == pytest.approx(f, abs=1e-15)  # noisy-OR: 1 - (1 - f)
         assert combined_risk(f, 0.0, 0.4) == pytest.approx(f)
         for a in grid:
             for w in (0.0, 0.4, 1.0):
@@ -307,6 +321,10 @@ def test_trained_manifest(fraud_env):
 # --- point-in-time join ----------------------------------------------------------------
 
 
+def tx_at(tid: str, cid: str, mid: str, t: float) -> Transaction:
+    return Transaction(tid, cid, mid, "gas", 10.0, 40.7, -74.0, t=t)
+
+
 def _snapshot(df: pd.DataFrame, key: str, value: str, day: int) -> pd.Series:
     at = pd.Timestamp(HISTORY_START + timedelta(days=day))
     row = df[(df[key] == value) & (df["event_timestamp"] == at)]
@@ -332,16 +350,9 @@ def test_point_in_time_join_uses_the_earlier_snapshot(fraud_env):
 
     base = (HISTORY_START + timedelta(days=day)).timestamp()
     times = [base + 12 * 3600, base + 86_399, base + 1]  # between the day-10 and day-11 snapshots
-    events = pd.DataFrame(
-        {
-            "transaction_id": [f"pit-{i}" for i in range(3)],
-            "customer_id": cids,
-            "merchant_id": [mid] * 3,
-            "_t": times,
-        }
-    )
-    pit = point_in_time_features(events, fraud_env.repo)
-    assert list(pit["transaction_id"]) == list(events["transaction_id"])  # same order as the events
+    txs = [tx_at(f"pit-{i}", cid, mid, t) for i, (cid, t) in enumerate(zip(cids, times))]
+    pit = point_in_time_features(txs, fraud_env.repo)
+    assert list(pit["transaction_id"]) == [tx.transaction_id for tx in txs]  # same order as the events
     for i, cid in enumerate(cids):
         earlier = _snapshot(profiles, "customer_id", cid, day)
         later = _snapshot(profiles, "customer_id", cid, day + 1)
@@ -357,18 +368,296 @@ def test_point_in_time_join_uses_the_earlier_snapshot(fraud_env):
 
 def test_point_in_time_join_unknown_keys_are_missing(fraud_env):
     t = (HISTORY_START + timedelta(days=5, hours=3)).timestamp()
-    events = pd.DataFrame(
-        {"transaction_id": ["u1", "u2"], "customer_id": ["C999999", "C000001"],
-         "merchant_id": ["M00001", "M99999"], "_t": [t, t]}
-    )
-    pit = point_in_time_features(events, fraud_env.repo)
+    txs = [tx_at("u1", "C999999", "M00001", t), tx_at("u2", "C000001", "M99999", t)]
+    pit = point_in_time_features(txs, fraud_env.repo)
     assert math.isnan(pit.loc[0, "avg_transaction_amount"])
     assert not math.isnan(pit.loc[0, "merchant_risk_score"])
     assert not math.isnan(pit.loc[1, "avg_transaction_amount"])
     assert math.isnan(pit.loc[1, "merchant_risk_score"])
-    rows = build_training_rows(
-        events.assign(amount=[10.0, 10.0], latitude=[40.7, 40.7], longitude=[-74.0, -74.0]), pit
-    )
+    rows = build_training_rows(txs, pit)
     assert rows[0]["customer_known"] is False and rows[0]["avg_transaction_amount"] == 40.0
     assert rows[1]["merchant_known"] is False and rows[1]["merchant_risk_score"] == 0.5
     assert rows[1]["customer_known"] is True
+
+
+# --- the scoring steps: state, snapshots, restore -----------------------------------------
+
+SMALL_CFG = FraudScoringConfig(amount_warmup=5, shard_window=30, shard_calib_warmup=10, shards=3)
+
+
+def synthetic_raw(n: int, seed: int, customers: int = 6) -> list[dict]:
+    """Raw transactions of a few customers, arriving up to 5 minutes out of order."""
+    rng = random.Random(seed)
+    t0 = 1_790_000_000.0
+    out = []
+    t = t0
+    for i in range(n):
+        t += rng.expovariate(1 / 40.0)
+        c = rng.randrange(customers)
+        out.append({
+            "transaction_id": f"s{seed}-{i}",
+            "customer_id": f"C{c:06d}",
+            "merchant_id": f"M{rng.randrange(40):05d}",
+            "merchant_category": rng.choice(["grocery", "gas", "online", "travel"]),
+            "amount": round(math.exp(rng.gauss(3.3 + 0.2 * c, 0.8)), 2),
+            "timestamp": t + rng.uniform(-300, 0),
+            "latitude": 40.7 + rng.gauss(0, 0.5),
+            "longitude": -74.0 + rng.gauss(0, 0.5),
+            "channel": rng.choice(["web", "pos"]),
+        })
+    return out
+
+
+def run_states(txs, customers: dict, shards: dict, cfg: FraudScoringConfig) -> list[tuple]:
+    """The flow's two keyed steps over ``txs``; returns what each step added to each transaction."""
+    out = []
+    for tx in txs:
+        cust = customers.get(tx.customer_id) or customers.setdefault(tx.customer_id, CustomerState(cfg))
+        cust.update(tx)
+        k = shard_of(tx.customer_id, cfg.shards)
+        shard = shards.get(k) or shards.setdefault(k, ShardState(cfg))
+        shard.update(tx)
+        out.append((tx.transaction_id, tx.features, tx.amount_score, tx.amount_warming,
+                    tx.anomaly_scores, tx.anomaly_score, tx.anomaly_warming_up))
+    return out
+
+
+def parsed(raws: list[dict]) -> list[Transaction]:
+    return [parse_transaction(r, arrival=0.0) for r in raws]
+
+
+def test_customer_and_shard_state_restore_continue_exactly():
+    raws = synthetic_raw(400, seed=1)
+    n = 250
+    # uninterrupted
+    whole = run_states(parsed(raws), {}, {}, SMALL_CFG)
+    # interrupted after n events: snapshot, pickle (as the recovery store does), load into fresh states
+    customers: dict = {}
+    shards: dict = {}
+    first = run_states(parsed(raws[:n]), customers, shards, SMALL_CFG)
+    assert first == whole[:n]
+    cust_snaps = pickle.loads(pickle.dumps({k: s.snapshot() for k, s in customers.items()}))
+    shard_snaps = pickle.loads(pickle.dumps({k: s.snapshot() for k, s in shards.items()}))
+    restored_c: dict = {}
+    for k, snap in cust_snaps.items():
+        restored_c[k] = CustomerState(SMALL_CFG)
+        restored_c[k].load(snap)
+    restored_s: dict = {}
+    for k, snap in shard_snaps.items():
+        restored_s[k] = ShardState(SMALL_CFG)
+        assert restored_s[k].load(snap) is True
+    rest = run_states(parsed(raws[n:]), restored_c, restored_s, SMALL_CFG)
+    assert rest == whole[n:]
+    # the comparison is not vacuous: the detectors were warm and scoring by then
+    assert any(r[5] is not None and r[5] > 0 for r in rest)
+    assert any(r[4]["multivariate"] is not None for r in rest)
+    assert len(restored_s) == SMALL_CFG.shards
+
+
+def test_snapshots_are_plain_data_without_configuration():
+    customers: dict = {}
+    shards: dict = {}
+    run_states(parsed(synthetic_raw(50, seed=2)), customers, shards, SMALL_CFG)
+    snap = next(iter(customers.values())).snapshot()
+    assert set(snap) == {"features", "amount"}
+
+    def plain(x) -> bool:
+        if isinstance(x, (list, tuple)):
+            return all(plain(v) for v in x)
+        if isinstance(x, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in x.items())
+        return x is None or isinstance(x, (int, float, str, bool))
+
+    assert plain(snap)
+    assert isinstance(next(iter(shards.values())).snapshot(), bytes)
+
+
+def test_restored_customer_state_uses_the_new_lateness():
+    old_cfg = FraudScoringConfig(lateness_s=600.0)
+    new_cfg = FraudScoringConfig(lateness_s=60.0)
+    base = {"transaction_id": "t", "customer_id": "C1", "merchant_id": "M1", "merchant_category": "gas",
+            "amount": 10.0, "latitude": 40.7, "longitude": -74.0}
+    state = CustomerState(old_cfg)
+    state.update(parse_transaction({**base, "timestamp": 10_000.0}))
+    snap = state.snapshot()
+    late = {**base, "timestamp": 9_900.0}  # 100 s behind the newest: late only under the new config
+    assert state.update(parse_transaction(late)).features["late_event"] is False
+    restored = CustomerState(new_cfg)
+    restored.load(snap)
+    assert restored.features.lateness_s == 60.0
+    assert restored.update(parse_transaction(late)).features["late_event"] is True
+    with pytest.raises(ValueError, match="CustomerState.load"):
+        CustomerState(new_cfg).load((1, 2))
+
+
+def test_shard_state_under_another_detector_configuration_starts_afresh():
+    shards: dict = {}
+    run_states(parsed(synthetic_raw(60, seed=3)), {}, shards, SMALL_CFG)
+    snap = next(iter(shards.values())).snapshot()
+    other = ShardState(FraudScoringConfig(shard_window=31, shard_calib_warmup=10))
+    assert other.load(snap) is False
+    assert other.detector.n == 0
+
+
+def test_anomaly_score_follows_the_warm_up_rule():
+    cfg = FraudScoringConfig(amount_warmup=3, shard_window=10, shard_calib_warmup=5)
+    customers: dict = {}
+    shards: dict = {}
+    raws = [r | {"customer_id": "C000001"} for r in synthetic_raw(40, seed=4)]
+    out = run_states(parsed(raws), customers, shards, cfg)
+    for i, (_, _, amount, amount_warming, scores, combined, warming_up) in enumerate(out):
+        assert amount_warming == (i < 3)
+        shard_warming = i < 15
+        assert warming_up == (amount_warming or shard_warming)
+        if amount_warming and shard_warming:
+            assert combined is None and scores == {"amount": None, "multivariate": None}
+        elif shard_warming:  # only the amount detector is warm: it alone is the anomaly score
+            assert scores["multivariate"] is None
+            assert combined == round(amount, 4) == scores["amount"]
+        else:
+            assert None not in scores.values() and combined is not None
+
+
+def test_config_is_checked():
+    for bad in ({"shards": 0}, {"lateness_s": -1.0}, {"anomaly_weight": 1.5}, {"anomaly_method": "sum"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            FraudScoringConfig(**bad)
+
+
+# --- the scorer and the plain-loop pipeline ---------------------------------------------
+
+
+class StubModel:
+    """A model stand-in: probability = min(amount / 1000, 1); explains with the amount."""
+
+    version = "stub/1"
+
+    def predict(self, X):
+        return np.minimum(X[:, MODEL_FEATURES.index("amount_sum_1h")] / 1000.0, 1.0)
+
+    def explain(self, X, top=3):
+        return [[("amount_sum_1h", 1.0)] for _ in range(len(X))]
+
+
+def fake_lookups(known_customers=("C000001",), known_merchants=("M00001",)):
+    def customers(keys):
+        return {k: {"avg_transaction_amount": 20.0, "transaction_frequency": 3.0, "home_latitude": 40.7,
+                    "home_longitude": None} for k in keys if k in known_customers}
+
+    def merchants(keys):
+        return {k: {"merchant_risk_score": 0.9, "chargeback_rate": float("nan")} for k in keys if k in known_merchants}
+
+    return CachedLookup(customers, PROFILE_DEFAULTS), CachedLookup(merchants, MERCHANT_DEFAULTS)
+
+
+RAW = {"transaction_id": "t1", "customer_id": "C000001", "merchant_id": "M00001", "merchant_category": "gas",
+       "amount": "900", "timestamp": "2026-10-06T12:00:00Z", "latitude": 40.7, "longitude": -74.0,
+       "error": "none", "channel": "web", "is_fraud": "1", "status": "from the input", "fraud_score": "input"}
+
+
+def test_scored_record_carries_every_input_field_and_the_scores():
+    customers, merchants = fake_lookups()
+    pipe = FraudPipeline(SMALL_CFG, StubModel(), customers, merchants)
+    other = {**RAW, "transaction_id": "t2", "customer_id": "C000002", "merchant_id": "M00002", "amount": 5.0}
+    out = pipe.process([json.dumps(RAW).encode(), other], arrival=1.0)
+    assert not any(isinstance(r, DeadLetter) for r in out)
+    rec, rec2 = out
+    # input fields, extra ones included: an input field named "error" is just a field
+    assert rec["error"] == "none" and rec["channel"] == "web" and rec["timestamp"] == RAW["timestamp"]
+    # validated values replace the text; computed fields win over input fields of the same name
+    assert rec["amount"] == 900.0 and rec["is_fraud"] == 1
+    assert rec["fraud_score"] == 0.9 and rec["status"] == CRITICAL and rec["risk_score"] >= 0.9
+    assert rec2["is_fraud"] == 1 and rec2["amount"] == 5.0
+    for field in ("time_since_last_transaction", "amount_mean_24h", "speed_kmh", "late_event", "anomaly_scores",
+                  "anomaly_score", "anomaly_warming_up", "distance_from_home_km", "amount_to_profile_ratio",
+                  "customer_known", "merchant_known", "model_version", "scored_at", "latency_ms"):
+        assert field in rec, field
+    assert all(not k.startswith("_") for k in rec)
+    assert rec["model_version"] == "stub/1" and rec["scored_at"].endswith("Z")
+    # Feast values through the defaults rule
+    assert rec["customer_known"] is True and rec["avg_transaction_amount"] == 20.0
+    assert rec["home_longitude"] is None and rec["distance_from_home_km"] is None
+    assert rec["merchant_known"] is True and rec["chargeback_rate"] == MERCHANT_DEFAULTS["chargeback_rate"]
+    assert rec2["customer_known"] is False and rec2["avg_transaction_amount"] == 40.0
+    assert rec2["merchant_known"] is False and rec2["merchant_risk_score"] == 0.5
+    # alerts explain themselves, normal records do not
+    assert rec["reasons"][0] == "fraud_score=0.900" and "amount_sum_1h=900" in rec["reasons"]
+    assert rec2["status"] == NORMAL and "reasons" not in rec2
+    # the output is JSON-ready
+    json.dumps(out)
+
+
+def test_pipeline_dead_letters_in_place():
+    customers, merchants = fake_lookups()
+    pipe = FraudPipeline(SMALL_CFG, StubModel(), customers, merchants)
+    out = pipe.process([RAW, "not json", {**RAW, "amount": "twelve"}, {**RAW, "transaction_id": "t3"}])
+    assert [type(r).__name__ for r in out] == ["dict", "DeadLetter", "DeadLetter", "dict"]
+    assert out[2].error == "field 'amount': expected a number, got 'twelve'" and out[2].step == "validate"
+    assert out[2].raw["transaction_id"] == "t1"
+
+    class Broken(StubModel):
+        def predict(self, X):
+            raise RuntimeError("model exploded")
+
+    broken = FraudPipeline(SMALL_CFG, Broken(), customers, merchants)
+    out = broken.process([RAW])
+    assert isinstance(out[0], DeadLetter) and "model exploded" in out[0].error and out[0].raw == RAW
+
+
+def test_pipeline_restore_gives_identical_outputs(fraud_env):
+    model = FraudModel.load(f"{MODEL_NAME}@production", fraud_env.registry)
+    customers, merchants = fraud_lookups(fraud_env.repo)
+    raws = stream_transactions(900, seed=11, spec=fraud_env.spec)
+    n = 600
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k not in ("scored_at", "latency_ms")} for r in records]
+
+    whole = FraudPipeline(SMALL_CFG, model, customers, merchants)
+    expected = strip(whole.process(raws[:n]) + whole.process(raws[n:]))
+    first = FraudPipeline(SMALL_CFG, model, customers, merchants)
+    assert strip(first.process(raws[:n])) == expected[:n]
+    snap = pickle.loads(pickle.dumps(first.snapshot()))
+    resumed = FraudPipeline(SMALL_CFG, model, customers, merchants)
+    resumed.load(snap)
+    assert strip(resumed.process(raws[n:])) == expected[n:]
+    assert sum(r["anomaly_score"] is not None for r in expected[n:]) > 100
+    assert any(r["status"] != NORMAL for r in expected)
+
+
+def test_training_rows_equal_served_records_for_the_same_feast_answer(fraud_env, tmp_path):
+    """One defaults rule and one row builder: for the same Feast answer, training and
+    serving produce identical model inputs, values and *_known flags."""
+    raws = synthetic_raw(120, seed=5, customers=4)
+    raws = [r | {"is_fraud": 0, "customer_id": c, "merchant_id": m}
+            for r, c, m in zip(raws, ["C000001", "C999999"] * 60, ["M00001", "M00002", "M99999"] * 40)]
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(json.dumps(r) for r in raws))
+    txs = load_history(history)
+    answer = {
+        "C000001": {"avg_transaction_amount": 33.0, "transaction_frequency": None, "home_latitude": 41.0,
+                    "home_longitude": -73.0},
+        "M00001": {"merchant_risk_score": 0.7, "chargeback_rate": 0.05},
+        "M00002": {"merchant_risk_score": None, "chargeback_rate": 0.01},
+    }
+    # what a point-in-time join returns for that answer: NaN where Feast has nothing
+    pit = pd.DataFrame([
+        {**{f: answer.get(tx.customer_id, {}).get(f) for f in PROFILE_DEFAULTS},
+         **{f: answer.get(tx.merchant_id, {}).get(f) for f in MERCHANT_DEFAULTS}} for tx in txs
+    ]).astype(float)
+    train_rows = build_training_rows(txs, pit, SMALL_CFG)
+
+    fetch = lambda keys: {k: answer[k] for k in keys if k in answer}  # noqa: E731
+    pipe = FraudPipeline(SMALL_CFG, StubModel(), CachedLookup(fetch, PROFILE_DEFAULTS),
+                         CachedLookup(fetch, MERCHANT_DEFAULTS))
+    order = sorted(raws, key=lambda r: r["timestamp"])  # served in event-time order, as training replays
+    served = {r["transaction_id"]: r for r in pipe.process(order)}
+    for row in train_rows:
+        rec = served[row["transaction_id"]]
+        for f in (*PROFILE_DEFAULTS, *MERCHANT_DEFAULTS, "customer_known", "merchant_known"):
+            assert rec[f] == row[f], f
+    X_train = feature_matrix(train_rows)
+    X_served = feature_matrix([served[r["transaction_id"]] for r in train_rows])
+    assert np.array_equal(X_train, X_served, equal_nan=True)
+    flags = {(r["customer_known"], r["merchant_known"]) for r in train_rows}
+    assert flags == {(True, True), (True, False), (False, True), (False, False)}

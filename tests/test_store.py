@@ -1,12 +1,19 @@
-"""CachedLookup's batching, cache, TTL and failure handling; feast_fetcher on a real Feast repo."""
+"""features.store: the defaults rule, CachedLookup's batching, cache, TTL and failures; Feast fetchers on a real repo."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from features.lookup import CachedLookup, feast_fetcher
-from models.fraud import MERCHANT_DEFAULTS, PROFILE_DEFAULTS
+from features.store import (
+    MERCHANT_DEFAULTS,
+    PROFILE_DEFAULTS,
+    CachedLookup,
+    FeastFetcher,
+    feast_fetcher,
+    fraud_lookups,
+    with_defaults,
+)
 
 
 class FakeClock:
@@ -38,6 +45,33 @@ DEFAULTS = {"risk": 0.5, "rate": 0.02}
 def make(ttl_s: float = 60.0, max_entries: int = 1000):
     store, clock = FakeStore(), FakeClock()
     return CachedLookup(store, DEFAULTS, ttl_s=ttl_s, max_entries=max_entries, clock=clock), store, clock
+
+
+# --- with_defaults ------------------------------------------------------------------------
+
+
+def test_with_defaults_fills_missing_values_and_flags_known():
+    assert with_defaults({"risk": 0.9, "rate": None}, DEFAULTS) == ({"risk": 0.9, "rate": 0.02}, True)
+    assert with_defaults({"risk": float("nan"), "rate": 0.1}, DEFAULTS) == ({"risk": 0.5, "rate": 0.1}, True)
+    assert with_defaults({"risk": None, "rate": float("nan")}, DEFAULTS) == (DEFAULTS, False)
+    assert with_defaults({}, DEFAULTS) == (DEFAULTS, False)
+    assert with_defaults(None, DEFAULTS) == (DEFAULTS, False)
+    # only the defaults' features come back; a value for another feature does not make the key known
+    assert with_defaults({"other": 1.0}, DEFAULTS) == (DEFAULTS, False)
+    # a zero is a value, not a missing one
+    assert with_defaults({"risk": 0.0}, DEFAULTS) == ({"risk": 0.0, "rate": 0.02}, True)
+    values, _ = with_defaults(None, DEFAULTS)
+    values["risk"] = 1.0
+    assert DEFAULTS["risk"] == 0.5
+
+
+def test_cached_lookup_applies_with_defaults():
+    """The online lookup's (values, known) is exactly with_defaults of the store's answer."""
+    answers = {"k1": {"risk": 0.3, "rate": None}, "k2": {"risk": None, "rate": None}, "k3": {"risk": float("nan")}}
+    lookup = CachedLookup(lambda keys: {k: answers[k] for k in keys if k in answers}, DEFAULTS, clock=FakeClock())
+    got = lookup.get_many(["k1", "k2", "k3", "k4"])
+    for key in ("k1", "k2", "k3", "k4"):
+        assert got[key] == with_defaults(answers.get(key), DEFAULTS), key
 
 
 # --- CachedLookup with a fake fetch function ---------------------------------------------
@@ -235,6 +269,20 @@ def test_cached_feast_lookup_makes_one_store_call_per_batch(fraud_env, customer_
     clock.t += 301
     assert lookup.get_many(batch)["C000001"] == res["C000001"]
     assert len(calls) == 2
+
+
+def test_fetcher_over_an_open_store_and_fraud_lookups(fraud_env, customer_fetch):
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(fraud_env.repo))
+    fetch = FeastFetcher(store, "fraud_scoring", "customer_profile", "customer_id")
+    assert fetch(["C000042", "C999999"]) == customer_fetch(["C000042", "C999999"])
+    assert fetch.for_view("merchant_risk", "merchant_id")(["M00003"])["M00003"]["merchant_risk_score"] is not None
+    for source in (store, fraud_env.repo):
+        customers, merchants = fraud_lookups(source, ttl_s=10)
+        assert customers.defaults == PROFILE_DEFAULTS and merchants.defaults == MERCHANT_DEFAULTS
+        assert customers.get_many(["C000042"])["C000042"][1] is True
+        assert merchants.get_many(["M99999"])["M99999"] == (MERCHANT_DEFAULTS, False)
 
 
 def test_cached_lookup_over_a_broken_feast_repo_gives_defaults(tmp_path):

@@ -1,0 +1,141 @@
+"""Checked at start: a wrong setting is one line naming the variable and its value,
+exit status 2, before any input is read. Real Feast repo, real model registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataflows import checks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def fraud_settings(fraud_env, tmp_path, monkeypatch):
+    """A valid file-to-file fraud configuration in the environment."""
+    for k in list(__import__("os").environ):
+        if k.startswith(("SCORING_", "KAFKA_OPT_", "IOT_")):
+            monkeypatch.delenv(k)
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"transaction_id": "t1"}\n')
+    env = {
+        "SCORING_SOURCE": "file",
+        "SCORING_INPUT": str(src),
+        "SCORING_OUTPUT_DIR": str(tmp_path / "out"),
+        "SCORING_FEATURE_REPO": str(fraud_env.repo),
+        "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(checks, "_STORES", {})
+    monkeypatch.setattr(checks, "_MODELS", {})
+    return env
+
+
+def start_errors(capsys) -> list[str]:
+    from dataflows.fraud import get_flow
+
+    with pytest.raises(SystemExit) as info:
+        get_flow()
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), lines
+    return lines
+
+
+def test_a_valid_configuration_builds_and_owns_its_outputs(fraud_settings, tmp_path):
+    from bytewax.dataflow import Dataflow
+
+    from dataflows.fraud import get_flow
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dead_letter.jsonl").write_text('{"from": "an earlier run"}\n')
+    assert isinstance(get_flow(), Dataflow)
+    # every output of the run exists and is empty before the first event: nothing of the earlier run is left
+    assert sorted(p.name for p in out.iterdir()) == ["alerts.jsonl", "dead_letter.jsonl", "scored.jsonl"]
+    assert all(p.stat().st_size == 0 for p in out.iterdir())
+
+
+def test_replace_outputs_false_refuses_a_folder_with_another_runs_files(fraud_settings, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scored.jsonl").write_text("{}\n")
+    monkeypatch.setenv("SCORING_REPLACE_OUTPUTS", "false")
+    [line] = start_errors(capsys)
+    assert f"SCORING_OUTPUT_DIR={str(out)!r} holds another run's outputs (scored.jsonl)" in line
+    assert (out / "scored.jsonl").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize(
+    "var, value, expected",
+    [
+        ("SCORING_FEATURE_REPO", "/nonexistent/repo", "SCORING_FEATURE_REPO='/nonexistent/repo': no such folder"),
+        ("SCORING_FEATURE_STORE_YAML", "nope.yaml", "SCORING_FEATURE_STORE_YAML='nope.yaml': no nope.yaml in"),
+        ("SCORING_FEATURE_SERVICE", "nope", "SCORING_FEATURE_SERVICE='nope': no such feature service (the repo has: "),
+        ("SCORING_MODEL", "fraud_model@nope", "SCORING_MODEL='fraud_model@nope' (SCORING_MODEL_REGISTRY="),
+        ("SCORING_MODEL", "fraud_model/99", "SCORING_MODEL='fraud_model/99'"),
+        ("KAFKA_OPT_LINGR_MS", "5", "KAFKA_OPT_LINGR_MS: librdkafka has no setting 'lingr.ms'"),
+    ],
+)
+def test_each_wrong_setting_is_one_line_naming_it(fraud_settings, monkeypatch, capsys, var, value, expected):
+    monkeypatch.setenv(var, value)
+    if var.startswith("KAFKA_OPT_"):
+        monkeypatch.setenv("SCORING_OUTPUT", "kafka")
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    lines = start_errors(capsys)
+    assert any(expected in line for line in lines), lines
+    if var == "SCORING_MODEL":
+        assert any("models.train" in line for line in lines)
+
+
+def test_redis_store_without_its_connection_string(fraud_settings, monkeypatch, capsys):
+    monkeypatch.setenv("SCORING_FEATURE_STORE_YAML", "feature_store.redis.yaml")
+    monkeypatch.delenv("REDIS_CONNECTION_STRING", raising=False)
+    [line] = start_errors(capsys)
+    assert "REDIS_CONNECTION_STRING: not set" in line
+
+
+def test_every_problem_is_reported_at_once(fraud_settings, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SCORING_OUTPUT_DIR", str(blocker / "out"))
+    monkeypatch.setenv("SCORING_MODEL", "fraud_model@nope")
+    monkeypatch.setenv("SCORING_INPUT", str(tmp_path / "missing.jsonl"))
+    lines = start_errors(capsys)
+    assert len(lines) == 3, lines
+    assert "SCORING_INPUT=" in lines[0] and "no such file" in lines[0]
+    assert "SCORING_OUTPUT_DIR=" in lines[1] and "not a writable folder" in lines[1]
+    assert "SCORING_MODEL=" in lines[2]
+
+
+def test_bad_settings_are_one_error(fraud_settings, monkeypatch, capsys):
+    monkeypatch.setenv("SCORING_LOG_LEVEL", "bogus")
+    monkeypatch.setenv("SCORING_BATCH_SIZE", "many")
+    [line] = start_errors(capsys)
+    assert "SCORING_LOG_LEVEL" in line and "SCORING_BATCH_SIZE" in line
+
+
+def test_resuming_is_read_from_the_command_line_and_environment():
+    assert checks.resuming(["bytewax.run", "m:flow", "-r", "rec"], {})
+    assert checks.resuming(["x"], {"BYTEWAX_RECOVERY_DIRECTORY": "rec"})
+    assert not checks.resuming(["bytewax.run", "m:flow"], {})
+
+
+@pytest.mark.parametrize("module", ["dataflows.fraud", "dataflows.iot"])
+def test_importing_a_flow_opens_nothing_and_loads_no_generator(module):
+    code = (
+        "import sys, time; t = time.perf_counter(); import " + module + "; "
+        "heavy = [m for m in ('datagen.transactions', 'datagen.sensors', 'pandas', 'feast', 'confluent_kafka', "
+        "'lightgbm', 'river', 'sklearn') if m in sys.modules]; print(heavy)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "SCORING_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert done.stderr == ""
