@@ -233,6 +233,12 @@ def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
     return [*check_io(cfg.io), *([feast] if cfg.device_profile else [])]
 
 
+def _fail(problems: list[str]) -> None:
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def start(
     name: str,
     load_config: Callable[[], C],
@@ -250,12 +256,10 @@ def start(
         cfg = load_config()
         configure_logging(getattr(cfg, "log_level", None))
     except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        _fail([str(exc)])
     problems = _problems(checks(cfg))
     if problems:
-        for p in problems:
-            log.error("start_check_failed", flow=name, problem=p)
-        raise SystemExit("\n".join(f"error: {p}" for p in problems))
+        _fail(problems)
     flow = build(cfg)
     describe = getattr(cfg, "describe", None)
     log.info("flow_ready", flow=name, seconds=round(time.perf_counter() - t0, 3),

@@ -26,6 +26,9 @@ from dataflows.config import ConfigError, parse_log_level
 __all__ = ["configure_logging"]
 
 _lock = threading.Lock()
+#: Libraries whose INFO lines are noise in a scoring run's log.
+_QUIET_LIBRARIES = ("feast", "urllib3", "asyncio", "filelock", "fsspec")
+
 _handler: logging.Handler | None = None  # ours, on the root logger once configured
 _level: str | None = None
 
@@ -111,4 +114,7 @@ def configure_logging(level: str | None = None) -> None:
             root.removeHandler(_handler)
         root.addHandler(handler)
         root.setLevel(name)
+        # chatty libraries (Feast logs every registry refresh at INFO) speak from WARNING up, unless DEBUG
+        for lib in _QUIET_LIBRARIES:
+            logging.getLogger(lib).setLevel(name if name == "DEBUG" else max(logging.getLevelName(name), logging.WARNING))
         _handler, _level = handler, name

@@ -163,12 +163,13 @@ def decode(raw: Any) -> dict[str, Any]:
     """
     if isinstance(raw, Raw):
         raw = raw.value
-    if isinstance(raw, Mapping):
-        return {str(k): v for k, v in raw.items()}
-    if isinstance(raw, memoryview):
-        raw = bytes(raw)
-    if not isinstance(raw, (bytes, bytearray, str)):
-        raise ValidationError(f"expected JSON text or a mapping, got {type(raw).__name__}")
+    if not isinstance(raw, (bytes, str)):
+        if isinstance(raw, Mapping):
+            return {str(k): v for k, v in raw.items()}
+        if isinstance(raw, (memoryview, bytearray)):
+            raw = bytes(raw)
+        else:
+            raise ValidationError(f"expected JSON text or a mapping, got {type(raw).__name__}")
     try:
         value = _json.decode(raw)
     except msgspec.DecodeError as exc:

@@ -118,23 +118,7 @@ class _Schema(msgspec.Struct, gc=False):
 
 _ID_FIELDS = ("transaction_id", "customer_id", "merchant_id", "merchant_category")
 _convert = msgspec.convert
-_json_decode = msgspec.json.Decoder().decode
 _FIELD_AT = re.compile(r"at `\$\.([A-Za-z_]\w*)`|missing required field `([A-Za-z_]\w*)`")
-
-
-def _decoded(raw: Any) -> dict[str, Any]:
-    """:func:`features.records.decode`, with a shortcut for the common case
-    (JSON text or bytes holding an object); anything else, errors included,
-    goes through ``decode`` itself."""
-    cls = raw.__class__
-    if cls is bytes or cls is str:
-        try:
-            d = _json_decode(raw)
-        except Exception:
-            d = None
-        if d.__class__ is dict:
-            return d
-    return decode(raw)
 
 
 def parse_transaction(raw: Any, arrival: float = 0.0) -> Transaction:
@@ -163,7 +147,7 @@ def parse_transaction(raw: Any, arrival: float = 0.0) -> Transaction:
     ...
     features.records.ValidationError: field 'amount': expected a number, got 'twelve'
     """
-    d = _decoded(raw)
+    d = decode(raw)
     try:
         s = _convert(d, _Schema, strict=False)
     except msgspec.ValidationError as exc:

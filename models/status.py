@@ -136,4 +136,6 @@ def combined_risk(fraud_score: float, anomaly_score: float | None, anomaly_weigh
     a borderline event by at most ``weight``. No anomaly score (detectors
     warming up) adds nothing.
     """
+    if anomaly_score is None:
+        return fraud_score
     return combine_scores({"fraud": fraud_score, "anomaly": anomaly_score}, {"anomaly": anomaly_weight})

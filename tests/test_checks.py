@@ -42,8 +42,13 @@ def start_errors(capsys) -> list[str]:
     with pytest.raises(SystemExit) as info:
         get_flow()
     assert info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines and all(line.startswith("error: ") for line in lines), lines
+    import json
+
+    err = capsys.readouterr().err.strip().splitlines()
+    lines = [line for line in err if line.startswith("error: ")]
+    assert lines, err
+    for line in err:  # everything else on stderr is a JSON log line
+        assert line.startswith("error: ") or json.loads(line)["event"], line
     return lines
 
 

@@ -68,7 +68,7 @@ def events(fraud_env) -> list:
 def test_jsonl_file_accounting_and_records(fraud_env, events, tmp_path):
     path = tmp_path / "in.jsonl"
     write_events(events, path)
-    n_lines = len(path.read_bytes().splitlines())
+    n_lines = len([ln for ln in path.read_bytes().splitlines() if ln.strip()])
     run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
     scored, alerts, dead = outputs(tmp_path)
     check_accounting(range(n_lines), scored, alerts, dead)
@@ -116,7 +116,7 @@ def test_two_workers_partition_state_and_lose_nothing(fraud_env, events, tmp_pat
     cfg = config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))
     cluster_main(build_flow(cfg), addresses=[], proc_id=0, worker_count_per_proc=2)
     scored, alerts, dead = outputs(tmp_path)
-    check_accounting(range(len(path.read_bytes().splitlines())), scored, alerts, dead)
+    check_accounting(range(len([ln for ln in path.read_bytes().splitlines() if ln.strip()])), scored, alerts, dead)
 
     # Per-customer features do not depend on how keys are spread over workers.
     one = tmp_path / "one"
@@ -149,11 +149,51 @@ def test_missing_model_fails_with_a_clear_error(fraud_env, tmp_path):
     assert any("no alias 'nope'" in m and "python -m models.train" in m for m in chain), chain
 
 
-def test_input_file_must_exist(tmp_path):
-    from dataflows.config import ConfigError
+def test_an_input_field_named_error_is_scored_not_dead_lettered(fraud_env, tmp_path):
+    """Regression: the flow used to branch on ``"error" not in record``."""
+    clean = stream_transactions(50, seed=8, spec=fraud_env.spec)
+    for e in clean:
+        e["error"] = "none"
+    path = tmp_path / "in.jsonl"
+    write_events(clean, path)
+    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    scored, alerts, dead = outputs(tmp_path)
+    check_accounting(clean, scored, alerts, dead)
+    assert not dead and len(scored) == 50 and all(r["error"] == "none" for r in scored)
 
-    with pytest.raises(ConfigError, match="no such file"):
-        build_flow(FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(tmp_path / "x.jsonl")}))
+
+def test_known_keys_carry_feast_values(fraud_env, tmp_path):
+    """The records hold what Feast serves for known customers and merchants, not defaults."""
+    from feast import FeatureStore
+
+    clean = stream_transactions(300, seed=9, spec=fraud_env.spec)
+    path = tmp_path / "in.jsonl"
+    write_events(clean, path)
+    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    scored, _, _ = outputs(tmp_path)
+    store = FeatureStore(repo_path=str(fraud_env.repo))
+    customers = sorted({r["customer_id"] for r in scored})[:20]
+    merchants = sorted({r["merchant_id"] for r in scored})[:20]
+    prof = store.get_online_features(
+        features=["customer_profile:avg_transaction_amount", "customer_profile:transaction_frequency",
+                  "customer_profile:home_latitude"],
+        entity_rows=[{"customer_id": c} for c in customers]).to_dict()
+    risk = store.get_online_features(features=["merchant_risk:merchant_risk_score", "merchant_risk:chargeback_rate"],
+                                     entity_rows=[{"merchant_id": m} for m in merchants]).to_dict()
+    by_customer = {r["customer_id"]: r for r in scored}
+    by_merchant = {r["merchant_id"]: r for r in scored}
+    assert all(v is not None for v in prof["avg_transaction_amount"])  # the test world knows them
+    for i, c in enumerate(customers):
+        rec = by_customer[c]
+        assert rec["customer_known"] is True
+        assert rec["avg_transaction_amount"] == pytest.approx(prof["avg_transaction_amount"][i])
+        assert rec["transaction_frequency"] == pytest.approx(prof["transaction_frequency"][i])
+        assert rec["home_latitude"] == pytest.approx(prof["home_latitude"][i])
+    for i, m in enumerate(merchants):
+        rec = by_merchant[m]
+        assert rec["merchant_known"] is True
+        assert rec["merchant_risk_score"] == pytest.approx(risk["merchant_risk_score"][i])
+        assert rec["chargeback_rate"] == pytest.approx(risk["chargeback_rate"][i])
 
 
 def test_metrics_count_every_record_written(fraud_env, events, tmp_path):

@@ -245,9 +245,9 @@ def test_snapshot_restore_round_trip_gives_identical_results():
     for t, v in first:
         h.insert(t, {"x": v})
     snap = pickle.loads(pickle.dumps(h.snapshot()))
-    restored = EventTimeHistory.restore(snap)
+    restored = EventTimeHistory(retention_s=1800 + lateness, fields=("x",), max_events=300)
+    restored.load(snap)
     assert restored.snapshot() == h.snapshot()
-    assert (restored.retention_s, restored.max_events, restored.fields) == (h.retention_s, 300, ("x",))
 
     for t, v in rest:
         assert h.insert(t, {"x": v}) == restored.insert(t, {"x": v})
@@ -262,10 +262,24 @@ def test_snapshot_is_independent_of_later_changes():
     h.insert(1.0, {"x": 1.0})
     snap = h.snapshot()
     h.insert(2.0, {"x": 2.0})
-    restored = EventTimeHistory.restore(snap)
+    restored = EventTimeHistory(retention_s=1000, fields=("x",))
+    restored.load(snap)
     assert restored.times == [1.0] and restored.columns == {"x": [1.0]}
     restored.insert(3.0, {"x": 3.0})
     assert h.times == [1.0, 2.0]
     # restoring twice from the same snapshot gives independent objects
-    again = EventTimeHistory.restore(snap)
+    again = EventTimeHistory(retention_s=1000, fields=("x",))
+    again.load(snap)
     assert again.times == [1.0]
+
+
+def test_restore_under_a_new_configuration_uses_it():
+    h = EventTimeHistory(retention_s=1000, fields=("x", "y"), max_events=100)
+    for i in range(50):
+        h.insert(float(i * 10), {"x": float(i), "y": 1.0})
+    shorter = EventTimeHistory(retention_s=100, fields=("x", "z"), max_events=5)
+    shorter.load(h.snapshot())
+    # the new retention and cap apply at once; a field it does not keep is dropped, a new one is missing
+    assert shorter.times == [450.0, 460.0, 470.0, 480.0, 490.0]
+    assert set(shorter.columns) == {"x", "z"} and all(v != v for v in shorter.columns["z"])
+    assert shorter.stats("x", 490.0, 100.0).count == 5
