@@ -29,6 +29,17 @@ class FraudEnv:
     manifest: dict
 
 
+def is_plain(obj) -> bool:
+    """Only builtin scalars, str, and tuples / lists / dicts of them: what a state snapshot may hold."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return all(is_plain(o) for o in obj)
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in obj.items())
+    return False
+
+
 def make_feature_repo(dest: Path, feature_data: Path | None = None) -> Path:
     """A copy of the project's Feast repo (definitions and both store configs) in ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from features.records import ValidationError, format_time, parse_time
 from features.sensors import SensorConfig, feature_names, parse_reading
 from models.iot import DeviceResult, DeviceState, IoTScorer, ScoringConfig, ShardState, detector_version
 from models.status import Thresholds
+from tests.conftest import is_plain
 
 T0 = parse_time("2024-01-01T00:00:00Z")
 SENSORS = ("temperature", "humidity", "pressure")
@@ -39,14 +40,6 @@ def stable(obj):
     return obj
 
 
-def is_plain(obj) -> bool:
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return all(is_plain(o) for o in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, str) and is_plain(v) for k, v in obj.items())
-    return False
 
 
 def reading(cfg: ScoringConfig, device: str, i: int, values: dict, **extra):

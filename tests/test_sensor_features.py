@@ -12,20 +12,12 @@ import pytest
 from features.records import Raw, ValidationError, format_time, parse_time
 from features.sensors import DeviceFeatures, Reading, SensorConfig, feature_names, parse_reading
 from features.windows import summarize
+from tests.conftest import is_plain
 
 T0 = parse_time("2024-01-01T00:00:00Z")
 SENSORS = ("temperature", "humidity", "pressure")
 
 
-def is_plain(obj) -> bool:
-    """Only builtin scalars, str, and tuples / lists / dicts of them."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return all(is_plain(o) for o in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, str) and is_plain(v) for k, v in obj.items())
-    return False
 
 
 def noisy_values(rng: random.Random, base=(20.0, 50.0, 1000.0), sd=(0.2, 1.0, 0.3)) -> dict:
