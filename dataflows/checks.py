@@ -14,7 +14,6 @@ run reuse them instead of opening them again.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -65,7 +64,6 @@ def resuming(argv: list[str] | None = None, environ: dict[str, str] | None = Non
 
 _STORES: dict[tuple[str, str | None], Any] = {}
 _MODELS: dict[tuple[str, str], Any] = {}
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def feature_store(repo: Path, yaml_file: str | None = None) -> Any:
@@ -74,23 +72,19 @@ def feature_store(repo: Path, yaml_file: str | None = None) -> Any:
     the variable at fault."""
     key = (str(repo), yaml_file)
     if key not in _STORES:
-        repo = Path(repo)
-        yaml = repo / (yaml_file or "feature_store.yaml")
-        var = "SCORING_FEATURE_STORE_YAML" if yaml_file else "SCORING_FEATURE_REPO"
-        shown = yaml_file if yaml_file else str(repo)
-        if not repo.is_dir():
-            raise ValueError(f"SCORING_FEATURE_REPO={str(repo)!r}: no such folder")
-        if not yaml.is_file():
-            raise ValueError(f"{var}={shown!r}: no {yaml.name} in feature repo {str(repo)!r}")
-        unset = [v for v in _ENV_REF.findall(yaml.read_text()) if not os.environ.get(v)]
-        if unset:
-            raise ValueError(f"{', '.join(sorted(set(unset)))}: not set, but {yaml} needs it")
-        from feast import FeatureStore
+        from features.store import open_store
 
+        var = f"SCORING_FEATURE_STORE_YAML={yaml_file!r}" if yaml_file else f"SCORING_FEATURE_REPO={str(repo)!r}"
+        if not Path(repo).is_dir():
+            raise ValueError(f"SCORING_FEATURE_REPO={str(repo)!r}: no such folder")
         try:
-            _STORES[key] = FeatureStore(repo_path=str(repo), fs_yaml_file=yaml)
+            _STORES[key] = open_store(repo, yaml_file)
+        except ValueError as exc:
+            if ": not set, but" in str(exc):
+                raise  # names the environment variable itself
+            raise ValueError(f"{var}: {exc}") from None
         except Exception as exc:
-            raise ValueError(f"{var}={shown!r}: cannot open the feature store: {type(exc).__name__}: {exc}") from None
+            raise ValueError(f"{var}: cannot open the feature store: {type(exc).__name__}: {exc}") from None
     return _STORES[key]
 
 

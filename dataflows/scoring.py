@@ -43,15 +43,12 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
 
     def build() -> Any:
         from dataflows.checks import feature_store, fraud_model
-        from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, CachedLookup, FeastFetcher
+        from features.store import fraud_lookups
         from models.fraud import FraudScorer
 
         model = fraud_model(cfg.model, cfg.model_registry)
         store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
-        customers = CachedLookup(FeastFetcher(store, cfg.feature_service, "customer_profile", "customer_id"),
-                                 PROFILE_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="customer_profile")
-        merchants = CachedLookup(FeastFetcher(store, cfg.feature_service, "merchant_risk", "merchant_id"),
-                                 MERCHANT_DEFAULTS, ttl_s=cfg.lookup_ttl_s, name="merchant_risk")
+        customers, merchants = fraud_lookups(store, cfg.feature_service, cfg.lookup_ttl_s)
         log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
         return FraudScorer(model, customers, merchants, fraud_scoring_config(cfg))
 

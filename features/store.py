@@ -29,6 +29,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -178,6 +181,28 @@ class CachedLookup:
         return out
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def open_store(repo_path: str | Path, yaml_file: str | Path | None = None) -> Any:
+    """Open the Feast ``FeatureStore`` of ``repo_path`` (``yaml_file`` inside it, else
+    its ``feature_store.yaml``). Raises ``ValueError`` naming what is wrong: a missing
+    folder or file, or an environment variable the YAML needs that is not set
+    (Feast would fail later with e.g. ``KeyError('port')``)."""
+    repo = Path(repo_path)
+    yaml = repo / (yaml_file or "feature_store.yaml")
+    if not repo.is_dir():
+        raise ValueError(f"feature repo {str(repo)!r}: no such folder")
+    if not yaml.is_file():
+        raise ValueError(f"feature repo {str(repo)!r}: no {Path(yaml_file or 'feature_store.yaml').name} in it")
+    unset = sorted({v for v in _ENV_REF.findall(yaml.read_text()) if not os.environ.get(v)})
+    if unset:
+        raise ValueError(f"{', '.join(unset)}: not set, but {yaml} needs it")
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml)
+
+
 class _LazyStore:
     """A Feast ``FeatureStore`` opened on first use (``import feast`` takes seconds)."""
 
@@ -188,10 +213,7 @@ class _LazyStore:
 
     def __call__(self) -> Any:
         if self._store is None:
-            from feast import FeatureStore
-
-            yaml = None if self.yaml_file is None else self.repo_path / self.yaml_file
-            self._store = FeatureStore(repo_path=str(self.repo_path), fs_yaml_file=yaml)
+            self._store = open_store(self.repo_path, self.yaml_file)
         return self._store
 
     def __str__(self) -> str:

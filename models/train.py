@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-promote", action="store_true", help="publish without moving the production alias")
     p.add_argument("--if-missing", action="store_true", help="do nothing when a production model exists")
     a = p.parse_args(argv)
+    from dataflows.logs import configure_logging  # the command line's logs: JSON lines on stderr
+
+    configure_logging()
     if a.if_missing and "production" in Registry(a.registry).aliases(MODEL_NAME):
         print(f"{MODEL_NAME}@production exists in {a.registry}; not retraining")
         return

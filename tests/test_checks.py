@@ -80,7 +80,7 @@ def test_replace_outputs_false_refuses_a_folder_with_another_runs_files(fraud_se
     "var, value, expected",
     [
         ("SCORING_FEATURE_REPO", "/nonexistent/repo", "SCORING_FEATURE_REPO='/nonexistent/repo': no such folder"),
-        ("SCORING_FEATURE_STORE_YAML", "nope.yaml", "SCORING_FEATURE_STORE_YAML='nope.yaml': no nope.yaml in"),
+        ("SCORING_FEATURE_STORE_YAML", "nope.yaml", "SCORING_FEATURE_STORE_YAML='nope.yaml': feature repo"),
         ("SCORING_FEATURE_SERVICE", "nope", "SCORING_FEATURE_SERVICE='nope': no such feature service (the repo has: "),
         ("SCORING_MODEL", "fraud_model@nope", "SCORING_MODEL='fraud_model@nope' (SCORING_MODEL_REGISTRY="),
         ("SCORING_MODEL", "fraud_model/99", "SCORING_MODEL='fraud_model/99'"),
