@@ -24,6 +24,7 @@ from bytewax.dataflow import Dataflow
 from dataflows.checks import check_fraud, start
 from dataflows.config import FraudConfig
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
+from dataflows.routing import enough_shards, shard_keys
 from dataflows.sinks import write
 from dataflows.sources import read_input
 
@@ -52,9 +53,11 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
     featured = op.key_rm("unkey_customer", stateful_object(
         "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update))
-    by_shard = op.key_on("by_shard", featured, lambda tx: str(shard_of(tx.customer_id, sc.shards)))
+    keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/routing.py)
+    by_shard = op.key_on("by_shard", featured, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
     detected = op.key_rm("unkey_shard", stateful_object(
-        "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update))
+        "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update,
+        getattr(ShardState, "update_many", None)))
 
     results = split_dead_letters("scored_or_failed",
                                  score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
@@ -71,7 +74,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
 def get_flow() -> Dataflow:
     """Read ``SCORING_*`` settings, check what the run needs, build the flow
     (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
-    return start("fraud", FraudConfig.from_env, check_fraud, build_flow)
+    return start("fraud", lambda: enough_shards(FraudConfig.from_env()), check_fraud, build_flow)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from bytewax.dataflow import Dataflow
 from dataflows.checks import check_iot, start
 from dataflows.config import IoTConfig
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
+from dataflows.routing import enough_shards, shard_keys
 from dataflows.sinks import write
 from dataflows.sources import read_input
 
@@ -55,9 +56,11 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
         "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update))
     drifts = op.flat_map("drift_records", devices, lambda d: d.drifts)
 
-    by_shard = op.key_on("by_shard", devices, lambda d: str(d.shard))
+    keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/routing.py)
+    by_shard = op.key_on("by_shard", devices, lambda d: keys[d.shard])
     scored = op.key_rm("unkey_shard", stateful_object(
-        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update))
+        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update,
+        getattr(ShardState, "update_many", None)))
     profiled = split_dead_letters("profiled_or_failed",
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks
@@ -72,7 +75,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
 def get_flow() -> Dataflow:
     """Read ``SCORING_*``/``IOT_*`` settings, check what the run needs, build the flow."""
-    return start("iot", IoTConfig.from_env, check_iot, build_flow)
+    return start("iot", lambda: enough_shards(IoTConfig.from_env()), check_iot, build_flow)
 
 
 def __getattr__(name: str) -> Any:

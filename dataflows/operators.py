@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, List, Optional, Protocol, Sequence, Tuple, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, Callable, Generic, Iterable, List, Optional, Protocol, S
 import bytewax.operators as op
 import structlog
 from bytewax.dataflow import Stream, operator
-from bytewax.operators import KeyedStream, StatefulLogic
+from bytewax.operators import KeyedStream, StatefulBatchLogic
 from typing_extensions import override
 
 from features.records import DeadLetter, Raw, ValidationError, dead_letter
@@ -105,14 +106,18 @@ class Snapshottable(Protocol):
 S = TypeVar("S", bound=Snapshottable)
 
 
-class _ObjectLogic(StatefulLogic[V, W, Any], Generic[V, W, S]):
-    def __init__(self, state: S, step: Callable[[S, V], W]) -> None:
+class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
+    def __init__(self, state: S, step: Callable[[S, V], W], step_many: Callable[[S, List[V]], List[W]] | None):
         self.state = state
         self.step = step
+        self.step_many = step_many
 
     @override
-    def on_item(self, value: V) -> Tuple[Iterable[W], bool]:
-        return (self.step(self.state, value),), StatefulLogic.RETAIN
+    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
+        if self.step_many is not None:
+            return self.step_many(self.state, values), StatefulBatchLogic.RETAIN
+        step, state = self.step, self.state
+        return [step(state, v) for v in values], StatefulBatchLogic.RETAIN
 
     @override
     def snapshot(self) -> Any:
@@ -125,12 +130,18 @@ def stateful_object(
     up: KeyedStream[V],
     new: Callable[[], S],
     step: Callable[[S, V], W],
+    step_many: Callable[[S, List[V]], List[W]] | None = None,
 ) -> KeyedStream[W]:
     """Keep one state object per key and emit ``step(state, value)`` for every item.
 
     ``new()`` builds a state from the *current* configuration; on a restart the
     recovered snapshot is put into it with ``state.load(snapshot)``, so snapshots
     hold data only and a changed configuration applies to restored keys too.
+
+    Items reach the state one upstream batch at a time (``stateful_batch``): a key's
+    values of a batch go to ``step_many(state, values)`` in one call when given (a
+    vectorised step, e.g. a shared detector scoring a whole batch), else to ``step``
+    one by one. Either way one output per input, in order.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, TestingSink, run_main
@@ -152,9 +163,9 @@ def stateful_object(
         state = new()
         if resume is not None:
             state.load(resume)
-        return _ObjectLogic(state, step)
+        return _ObjectLogic(state, step, step_many)
 
-    return op.stateful("stateful", up, builder)
+    return op.stateful_batch("stateful", up, builder)
 
 
 class BatchScorer(Protocol[V, W]):
@@ -169,21 +180,27 @@ def score_batches(
     raw_of: Callable[[V], Any],
 ) -> Stream[W | DeadLetter]:
     """Score each upstream batch with one scorer per worker, built by ``build()``
-    on the worker's first batch (never at import or flow build).
+    on the worker's first batch (never at import or flow build; worker threads of
+    one process do not share a scorer).
 
     If a batch raises, its items become dead letters (``raw_of(item)`` is the
     input as received) with the error, and the error is logged: every event
     still ends in exactly one output.
     """
-    holder: list[BatchScorer[V, W]] = []
+    # One scorer per worker thread. Bytewax's worker threads are Rust threads whose Python
+    # thread state does not persist between calls (a threading.local would be lost), so
+    # scorers are kept by OS thread id.
+    scorers: dict[int, BatchScorer[V, W]] = {}
 
     def score(items: List[V]) -> List[W | DeadLetter]:
-        if not holder:
+        scorer = scorers.get(threading.get_ident())
+        if scorer is None:
             t0 = time.perf_counter()
-            holder.append(build())
-            log.info("scorer_ready", step=step_id, seconds=round(time.perf_counter() - t0, 3))
+            scorer = scorers[threading.get_ident()] = build()
+            log.info("scorer_ready", step=step_id, seconds=round(time.perf_counter() - t0, 3),
+                     thread=threading.get_ident())
         try:
-            return list(holder[0].score_batch(items))
+            return list(scorer.score_batch(items))
         except Exception as exc:  # never let one batch kill the flow: dead-letter it
             log.error("batch_scoring_failed", step=step_id, events=len(items), error=repr(exc)[:500])
             reason = f"scoring failed: {type(exc).__name__}: {exc}"

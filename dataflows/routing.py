@@ -1,0 +1,143 @@
+"""Where Bytewax runs a key, so shared work spreads over every worker.
+
+Bytewax 0.21.1 sends each key of a stateful step to worker
+``SipHash-1-3(key) % worker_count`` (Rust's ``DefaultHasher`` with zero keys over the
+key string, ``src/operators.rs`` ``stateful_batch`` -> ``src/timely.rs`` ``partition``).
+A handful of shard keys such as ``"0"`` .. ``"3"`` can all land on one worker (with
+two workers they do: every one goes to worker 1), so one worker would run every shared
+detector and the scorer while the other idles.
+
+:func:`shard_keys` picks, for shard ``s``, a key whose hash is ``s`` modulo
+:data:`MODULUS` (2520, the least common multiple of 1..10), so with any worker count
+that divides 2520 (1-10, 12, 14, 15, 18, 20, 21, 24, 28, 30, ...) shard ``s`` runs on
+worker ``s % workers``: with at least as many shards as workers, every worker gets
+shards and they are as even as they can be. ``tests/test_routing.py`` checks
+:func:`worker_of` against where Bytewax really runs keys.
+
+>>> keys = shard_keys(4)
+>>> [worker_of(k, 2) for k in keys], [worker_of(k, 4) for k in keys]
+([0, 1, 0, 1], [0, 1, 2, 3])
+>>> [worker_of(str(s), 2) for s in range(4)]   # the naive keys: all on worker 1
+[1, 1, 1, 1]
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+__all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "total_workers", "enough_shards"]
+
+#: Shard keys are aligned modulo this: lcm(1..10).
+MODULUS = 2520
+_MASK = (1 << 64) - 1
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _MASK
+
+
+def siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
+    """SipHash-1-3 of ``data`` (Rust's ``std`` ``DefaultHasher`` algorithm).
+
+    >>> hex(siphash13(b""))
+    '0xd1fba762150c532c'
+    """
+    v0 = k0 ^ 0x736F6D6570736575
+    v1 = k1 ^ 0x646F72616E646F6D
+    v2 = k0 ^ 0x6C7967656E657261
+    v3 = k1 ^ 0x7465646279746573
+
+    def sip_round() -> None:
+        nonlocal v0, v1, v2, v3
+        v0 = (v0 + v1) & _MASK
+        v1 = _rotl(v1, 13) ^ v0
+        v0 = _rotl(v0, 32)
+        v2 = (v2 + v3) & _MASK
+        v3 = _rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & _MASK
+        v3 = _rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & _MASK
+        v1 = _rotl(v1, 17) ^ v2
+        v2 = _rotl(v2, 32)
+
+    n = len(data)
+    end = n - n % 8
+    for i in range(0, end, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        sip_round()
+        v0 ^= m
+    last = ((n & 0xFF) << 56) | int.from_bytes(data[end:], "little")
+    v3 ^= last
+    sip_round()
+    v0 ^= last
+    v2 ^= 0xFF
+    sip_round()
+    sip_round()
+    sip_round()
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def worker_of(key: str, workers: int) -> int:
+    """The worker Bytewax 0.21.1 runs ``key`` of a stateful step on (Rust hashes a
+    ``String`` as its bytes followed by ``0xff``)."""
+    return siphash13(key.encode("utf-8") + b"\xff") % workers
+
+
+@lru_cache(maxsize=64)
+def _aligned_key(shard: int) -> str:
+    target = shard % MODULUS
+    if worker_of(f"shard-{shard}", MODULUS) == target:
+        return f"shard-{shard}"
+    j = 0
+    while True:
+        key = f"shard-{shard}.{j}"
+        if worker_of(key, MODULUS) == target:
+            return key
+        j += 1
+
+
+def shard_keys(shards: int) -> list[str]:
+    """One routing key per shard, shard ``s`` on worker ``s % workers`` (see the module)."""
+    return [_aligned_key(s) for s in range(shards)]
+
+
+def total_workers(argv: list[str]) -> int | None:
+    """Workers of the whole run, from a ``bytewax.run`` / ``bytewax.testing`` command
+    line (``-w`` per process times ``-p`` processes or the ``-a`` address list), or
+    None when it does not say.
+
+    >>> total_workers(["-m", "bytewax.run", "m:flow", "-w", "2", "-a", "a:1;b:1", "-i", "0"])
+    4
+    >>> total_workers(["bytewax.testing", "m:flow", "-p", "2"]), total_workers(["x"])
+    (2, None)
+    """
+    per_proc, procs, said = 1, 1, False
+    for i, arg in enumerate(argv):
+        name, _, value = arg.partition("=")
+        if not value and i + 1 < len(argv):
+            value = argv[i + 1]
+        try:
+            if name in ("-w", "--workers-per-process"):
+                per_proc, said = int(value), True
+            elif name in ("-p", "--processes"):
+                procs, said = int(value), True
+            elif name in ("-a", "--addresses"):
+                procs, said = len([a for a in value.split(";") if a.strip()]), True
+        except ValueError:
+            return None
+    return per_proc * procs if said else None
+
+
+def enough_shards(cfg: C, argv: list[str] | None = None) -> C:
+    """``cfg`` with ``shards`` raised to the run's worker count (read from the command
+    line), so every worker gets a shard of the shared detectors; unchanged otherwise."""
+    workers = total_workers(sys.argv if argv is None else argv)
+    shards: Any = getattr(cfg, "shards")
+    if workers and workers > shards:
+        return cfg.model_copy(update={"shards": workers})  # type: ignore[attr-defined]
+    return cfg

@@ -1,0 +1,111 @@
+"""Scale-out: shard keys spread over every worker, and a flow gives the same per-key
+results with 1 worker, 2 worker threads, 2 local processes and a 2-process cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import bytewax.operators as op
+import orjson
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, cluster_main
+
+from dataflows.routing import shard_keys, total_workers, worker_of
+from datagen.transactions import stream_transactions, write_events
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def where_bytewax_runs(keys: list[str], workers: int) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    flow = Dataflow("where")
+    keyed = op.key_on("key", op.input("in", flow, TestingSource(keys)), lambda k: k)
+    counted = op.stateful_map("count", keyed, lambda n, _v: ((n or 0) + 1, n))
+    op.inspect_debug("who", counted, lambda _s, item, _e, worker: seen.__setitem__(item[0], worker))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    return seen
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_worker_of_is_where_bytewax_runs_a_key(workers):
+    keys = [f"k{i}" for i in range(30)] + ["0", "1", "shard-0", "C000001", "dev-0001", "ü-ключ"]
+    seen = where_bytewax_runs(keys, workers)
+    assert seen == {k: worker_of(k, workers) for k in keys}
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_shard_keys_put_shards_on_every_worker(workers):
+    keys = shard_keys(max(4, workers))
+    seen = where_bytewax_runs(keys, workers)
+    assert [seen[k] for k in keys] == [s % workers for s in range(len(keys))]
+
+
+def test_worker_count_from_the_command_line():
+    assert total_workers(["-m", "bytewax.run", "m:flow", "-w", "3"]) == 3
+    assert total_workers(["bytewax.testing", "m:flow", "-p", "2", "-w", "2"]) == 4
+    assert total_workers(["bytewax.run", "m:flow", "-i", "1", "-a", "h1:2101;h2:2101"]) == 2
+    assert total_workers(["bytewax.run", "m:flow"]) is None
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+KEPT = ("amount_count_1h", "amount_sum_24h", "amount_mean_7d", "time_since_last_transaction", "speed_kmh",
+        "avg_transaction_amount", "merchant_risk_score", "fraud_score", "customer_known")
+
+
+def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
+    """Per-key features, Feast values and the model's score are identical whatever the
+    layout; the shared detector's score depends on the order events reach its shard,
+    which differs between layouts, so it is not compared. Every worker runs a scorer."""
+    events = stream_transactions(1500, seed=12, spec=fraud_env.spec)
+    src = tmp_path / "in.jsonl"
+    write_events(events, src)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "KAFKA_OPT_"))}
+    base.update(SCORING_SOURCE="file", SCORING_INPUT=str(src), SCORING_FEATURE_REPO=str(fraud_env.repo),
+                SCORING_MODEL_REGISTRY=str(fraud_env.registry), SCORING_BATCH_SIZE="200")
+    flow_ref = "dataflows.fraud:get_flow()"
+    p0, p1 = free_ports(2)
+    layouts = {
+        "1 worker": [[sys.executable, "-m", "bytewax.run", flow_ref]],
+        "2 threads": [[sys.executable, "-m", "bytewax.run", flow_ref, "-w", "2"]],
+        "2 processes": [[sys.executable, "-m", "bytewax.testing", flow_ref, "-p", "2"]],
+        "2-process cluster": [[sys.executable, "-m", "bytewax.run", flow_ref, "-i", str(i), "-a",
+                               f"127.0.0.1:{p0};127.0.0.1:{p1}"] for i in (0, 1)],
+    }
+    results: dict[str, dict[str, tuple]] = {}
+    for name, commands in layouts.items():
+        out = tmp_path / name.replace(" ", "_")
+        env = {**base, "SCORING_OUTPUT_DIR": str(out)}
+        procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for c in commands]
+        logs = ""
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=240)
+            assert p.returncode == 0, f"{name}: {stderr[-3000:]}"
+            logs += stderr
+        scorers = logs.count('"event": "scorer_ready"')
+        assert scorers == (1 if name == "1 worker" else 2), f"{name}: {scorers} scorers"
+        scored = read_jsonl(out / "scored.jsonl")
+        assert len(scored) + len(read_jsonl(out / "dead_letter.jsonl")) == len(events)
+        results[name] = {r["transaction_id"]: tuple(r.get(k) for k in KEPT) for r in scored}
+    reference = results["1 worker"]
+    assert len(reference) == len(events)
+    for name, got in results.items():
+        assert got == reference, name
