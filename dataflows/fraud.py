@@ -56,8 +56,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/routing.py)
     by_shard = op.key_on("by_shard", featured, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
     detected = op.key_rm("unkey_shard", stateful_object(
-        "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update,
-        getattr(ShardState, "update_many", None)))
+        "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update, ShardState.update_many))
 
     results = split_dead_letters("scored_or_failed",
                                  score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))

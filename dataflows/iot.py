@@ -59,8 +59,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/routing.py)
     by_shard = op.key_on("by_shard", devices, lambda d: keys[d.shard])
     scored = op.key_rm("unkey_shard", stateful_object(
-        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update,
-        getattr(ShardState, "update_many", None)))
+        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update, ShardState.update_many))
     profiled = split_dead_letters("profiled_or_failed",
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks

@@ -354,15 +354,24 @@ class ShardState:
 
     def update(self, tx: Transaction) -> Transaction:
         """Score the transaction with the shared detector, learn from it, and
-        combine with the customer's amount detector."""
-        score, warming = self.detector.score_learn(shard_vector(tx))
-        scores = {"amount": tx.amount_score, "multivariate": score}
-        warm = [name for name, w in (("amount", tx.amount_warming), ("multivariate", warming)) if w]
-        tx.anomaly_scores = {k: None if k in warm or v is None else round(v, 4) for k, v in scores.items()}
-        combined = anomaly_score(scores, warm, method=self.method)
-        tx.anomaly_score = None if combined is None else round(combined, 4)
-        tx.anomaly_warming_up = bool(warm)
-        return tx
+        combine with the customer's amount detector: ``update_many([tx])[0]``."""
+        return self.update_many([tx])[0]
+
+    def update_many(self, txs: list[Transaction]) -> list[Transaction]:
+        """:meth:`update` for a batch of the shard's transactions, in order: the
+        shared detector scores the batch against its state before the batch,
+        then learns it (:meth:`ShardDetector.score_learn_many`). The flow's
+        vectorised step; a batch of one is :meth:`update`."""
+        results = self.detector.score_learn_many([shard_vector(tx) for tx in txs])
+        method = self.method
+        for tx, (score, warming) in zip(txs, results):
+            scores = {"amount": tx.amount_score, "multivariate": score}
+            warm = [name for name, w in (("amount", tx.amount_warming), ("multivariate", warming)) if w]
+            tx.anomaly_scores = {k: None if k in warm or v is None else round(v, 4) for k, v in scores.items()}
+            combined = anomaly_score(scores, warm, method=method)
+            tx.anomaly_score = None if combined is None else round(combined, 4)
+            tx.anomaly_warming_up = bool(warm)
+        return txs
 
     def snapshot(self) -> bytes:
         """The learned state of the shared detector (see :meth:`ShardDetector.snapshot`)."""

@@ -352,6 +352,10 @@ class ShardState:
     >>> rec = shard.update(dev.update(r))
     >>> rec["id"], rec["anomaly_score"], rec["status"], rec["warming_up"], rec["time_from_arrival"], rec["label"]
     ('d1@1970-01-01T00:00:07.000Z#1', None, 'NORMAL', True, True, 0)
+    >>> batch = [dev.update(parse_reading({"device_id": "d1", "temperature": t}, cfg.features, arrival=8.0))
+    ...          for t in (20.5, 21.0)]
+    >>> [rec["warming_up"] for rec in shard.update_many(batch)]     # one record per result, in order
+    [True, True]
     """
 
     __slots__ = ("config", "thresholds", "shard", "detector", "version")
@@ -379,13 +383,34 @@ class ShardState:
 
     def update(self, result: DeviceResult) -> dict[str, Any]:
         """Score the result with the shard detector (a reading with no sensor
-        present does not touch it), combine, and return the output record."""
+        present does not touch it), combine, and return the output record:
+        ``update_many([result])[0]``."""
+        return self.update_many([result])[0]
+
+    def update_many(self, results: list[DeviceResult]) -> list[dict[str, Any]]:
+        """:meth:`update` for a batch of the shard's results: one record per
+        result, in order. The shard detector scores the batch's inputs against
+        its state before the batch, then learns them
+        (:meth:`ShardDetector.score_learn_many`). The flow's vectorised step; a
+        batch of one is :meth:`update`."""
+        if not results:
+            return []
+        det = self._detector(results[0].shard)
+        inputs = [r.shard_input for r in results if r.shard_input]
+        if len(inputs) == 1:  # what score_learn_many does with one; any detector with score_learn works
+            shard_out = [det.score_learn(inputs[0])]
+        else:
+            shard_out = det.score_learn_many(inputs) if inputs else []
+        it = iter(shard_out)
+        return [self._record(r, next(it) if r.shard_input else None) for r in results]
+
+    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None) -> dict[str, Any]:
+        """The output record of one result given its shard detector output (None: not scored)."""
         c = self.config
         scores = dict(result.scores)
         warming = set(result.warming)
-        det = self._detector(result.shard)
-        if result.shard_input:
-            s, w = det.score_learn(result.shard_input)
+        if shard is not None:
+            s, w = shard
             scores["shard"] = s
             if w:
                 warming.add("shard")

@@ -10,7 +10,7 @@ from configuration: ``snapshot()`` returns plain data (or bytes) and
 |---|---|---|
 | :class:`KeyDetector` | key and variable | deviation from the key's own recent level and spread |
 | :class:`StuckDetector` | key and variable | a value repeated improbably often |
-| :class:`ShardDetector` | shard of keys | multivariate outliers (River HalfSpaceTrees) |
+| :class:`ShardDetector` | shard of keys | multivariate outliers (Half-Space Trees, :mod:`models.detectors.hst`) |
 | :class:`DriftMonitor` | key and score stream | a lasting rise of a score (River PageHinkley) |
 
 Scores are in ``[0, 1]``, higher = more anomalous; :func:`z_to_score` maps a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 __all__ = ["KeyDetector", "z_to_score"]
 
@@ -141,6 +141,41 @@ class KeyDetector:
             r = -lim
         self.mean += a * r
         self.var = (1.0 - a) * (self.var + a * r * r)
+
+    def learn_many(self, values: Iterable[float]) -> None:
+        """Learn the floats ``values`` in order: the same arithmetic as
+        :meth:`learn_one` on each, without its per-call checks (the caller
+        gives finite floats; a NaN is skipped).
+
+        >>> a, b = KeyDetector(warmup=3), KeyDetector(warmup=3)
+        >>> values = [1.0, 2.0, 1.5, 9.0, 1.2]
+        >>> a.learn_many(values)
+        >>> for v in values:
+        ...     b.learn_one(v)
+        >>> a.snapshot() == b.snapshot()
+        True
+        """
+        n, mean, var = self.n, self.mean, self.var
+        warmup, a, clip, min_std = self.warmup, self.alpha, self.clip, self.min_std
+        sqrt = math.sqrt
+        for v in values:
+            if v != v:
+                continue
+            n += 1
+            if n <= warmup:
+                delta = v - mean
+                mean += delta / n
+                var += (delta * (v - mean) - var) / n
+                continue
+            r = v - mean
+            lim = clip * max(sqrt(var), min_std)
+            if r > lim:
+                r = lim
+            elif r < -lim:
+                r = -lim
+            mean += a * r
+            var = (1.0 - a) * (var + a * r * r)
+        self.n, self.mean, self.var = n, mean, var
 
     def score_learn(self, x: float | Mapping[str, float] | None) -> tuple[float, bool]:
         """Score, then learn: ``(score, warming_up)`` where ``warming_up``
