@@ -124,6 +124,7 @@ def _seconds(value: Any) -> Any:
 Source = Annotated[Literal["generator", "file", "kafka"], BeforeValidator(_lower)]
 Output = Annotated[Literal["file", "kafka"], BeforeValidator(_lower)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+Explain = Annotated[Literal["alerts", "critical", "none"], BeforeValidator(_lower)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 Seconds = Annotated[tuple[float, ...], BeforeValidator(_seconds)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -421,6 +422,7 @@ class FraudConfig(_FlowConfig):
     model: str = _var("SCORING_MODEL", "fraud_model@production")
     model_registry: Path = _var("SCORING_MODEL_REGISTRY", Path("model_registry"))
     anomaly_weight: Share = _var("SCORING_ANOMALY_WEIGHT", 0.4)
+    explain: Explain = _var("SCORING_EXPLAIN", "alerts")
 
 
 class IoTConfig(_FlowConfig):

@@ -35,6 +35,7 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
         shards=cfg.shards,
         thresholds=Thresholds(cfg.critical, cfg.warning),
         anomaly_weight=cfg.anomaly_weight,
+        explain=cfg.explain,
     )
 
 

@@ -66,7 +66,7 @@ from features.transactions import (
 )
 from models.detectors import KeyDetector, ShardDetector
 from models.registry import Registry, RegistryError
-from models.status import NORMAL, Thresholds, anomaly_score, combined_risk
+from models.status import CRITICAL, NORMAL, Thresholds, anomaly_score, combined_risk
 
 __all__ = [
     "MODEL_NAME",
@@ -254,6 +254,9 @@ class FraudScoringConfig:
         anomaly_method: how detector scores combine (:func:`models.status.combine_scores`).
         anomaly_weight: how much the anomaly score may add to the risk
             (:func:`models.status.combined_risk`).
+        explain: which alerts get the model's top features (TreeSHAP, ~1.5 ms per
+            alert) in their ``reasons``: ``"alerts"`` (every non-NORMAL record),
+            ``"critical"`` (CRITICAL only) or ``"none"`` (reasons name the scores only).
         thresholds: status thresholds on the risk.
     """
 
@@ -268,8 +271,11 @@ class FraudScoringConfig:
     anomaly_method: str = "noisy_or"
     anomaly_weight: float = 0.4
     thresholds: Thresholds = Thresholds()
+    explain: str = "alerts"
 
     def __post_init__(self) -> None:
+        if self.explain not in ("alerts", "critical", "none"):
+            raise ValueError(f"FraudScoringConfig: explain must be 'alerts', 'critical' or 'none', got {self.explain!r}")
         if not self.lateness_s >= 0:
             raise ValueError(f"FraudScoringConfig: lateness_s must be >= 0, got {self.lateness_s!r}")
         if self.shards < 1:
@@ -410,6 +416,7 @@ class FraudScorer:
         self.merchants = merchants
         self.thresholds = cfg.thresholds
         self.anomaly_weight = cfg.anomaly_weight
+        self.explain = cfg.explain
 
     def score_batch(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
         """JSON-ready scored records, in input order.
@@ -452,9 +459,11 @@ class FraudScorer:
             rec["latency_ms"] = round((scored_at - tx.arrival) * 1000.0, 3)
             if status != NORMAL:
                 alerts.append(i)
-        if alerts:
-            for i, top in zip(alerts, self.model.explain(X[alerts])):
-                records[i]["reasons"] = self.reasons(records[i], top)
+        explained = [] if self.explain == "none" else (
+            alerts if self.explain == "alerts" else [i for i in alerts if records[i]["status"] == CRITICAL])
+        tops = dict(zip(explained, self.model.explain(X[explained]))) if explained else {}
+        for i in alerts:
+            records[i]["reasons"] = self.reasons(records[i], tops.get(i, []))
         return records
 
     def reasons(self, rec: Mapping[str, Any], top: list[tuple[str, float]]) -> list[str]:

@@ -218,3 +218,18 @@ def test_metrics_count_every_record_written(fraud_env, events, tmp_path):
         == len(scored)
     version = scored[0]["model_version"]
     assert REGISTRY.get_sample_value("scoring_model_info", {"flow": "fraud_scoring", "model_version": version}) == 1
+
+
+@pytest.mark.parametrize("explain", ["critical", "none"])
+def test_explanations_can_be_limited(fraud_env, events, tmp_path, explain):
+    path = tmp_path / "in.jsonl"
+    write_events(events, path)
+    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path),
+                               SCORING_EXPLAIN=explain)))
+    scored, alerts, dead = outputs(tmp_path)
+    assert alerts and all(a["reasons"] for a in alerts if a["fraud_score"] > 0.5)
+    model_named = [a for a in alerts if any(not r.startswith(("fraud_score=", "anomaly_score=")) for r in a["reasons"])]
+    if explain == "none":
+        assert not model_named
+    else:
+        assert model_named and all(a["status"] == "CRITICAL" for a in model_named)
