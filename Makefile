@@ -9,13 +9,14 @@ STAMP  := $(VENV)/.installed-stamp
 EVENTS ?= 20000
 export SCORING_GENERATOR_EVENTS ?= $(EVENTS)
 
-.PHONY: help venv data feast model demo demo-iot test test-fast bench kafka-up kafka-down redis-up redis-down clean
+.PHONY: help venv data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down clean
 
 help:
 	@echo "make demo       set up and score $(EVENTS) generated transactions (no servers needed)"
 	@echo "make demo-iot   set up and score generated sensor readings"
 	@echo "make test       set up and run all tests (starts Kafka and Redis locally if needed)"
-	@echo "make bench      throughput and latency benchmarks"
+	@echo "make bench      all benchmarks, one table + output/bench/bench.json (minutes; BENCH_ARGS=--no-kafka)"
+	@echo "make bench-quick  the same with fewer events (small machines: about 2 minutes)"
 	@echo "make kafka-up / kafka-down / redis-up / redis-down"
 
 $(STAMP): pyproject.toml
@@ -59,9 +60,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not kafka and not redis" -q
 
+# One run, one table, one JSON file (benchmarks/run.py; README "Benchmarks").
+# Starts the local Kafka broker if none answers (and stops it after); BENCH_ARGS=--no-kafka skips Kafka.
+BENCH_ARGS ?=
 bench: model
-	$(PY) -m benchmarks.fraud_throughput
-	$(PY) -m benchmarks.iot_quality
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: model
+	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
 kafka-up:
 	bash scripts/kafka.sh up
