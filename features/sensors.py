@@ -5,9 +5,9 @@ Pure logic, no stream engine. :func:`parse_reading` turns one raw input (JSON
 text or bytes, or a row mapping) into a :class:`Reading` or raises
 :class:`~features.records.ValidationError` naming the field. Times follow the
 one time policy of :mod:`features.records` (``parse_time``, ``format_time``).
-:class:`DeviceFeatures` keeps one device's recent readings in an
-:class:`~features.windows.EventTimeHistory`; its snapshot is plain data and
-holds no configuration.
+:class:`DeviceFeatures` keeps one device's windows as tiled aggregates and a
+short exact tail of recent readings (:class:`~features.windows.TiledWindows`);
+its snapshot is plain data and holds no configuration.
 
 Features of one reading (``None`` where undefined, so records stay JSON-safe):
 
@@ -16,7 +16,8 @@ Features of one reading (``None`` where undefined, so records stay JSON-safe):
   (0.0 when in order);
 * per sensor ``s``: ``s_delta`` (change since the previous reading that had ``s``)
   and ``s_{mean,std,min,max}_{W}s`` over the event-time window ``(t - W, t]``
-  (population std), for every window ``W`` in ``windows_s``.
+  (population std), for every window ``W`` in ``windows_s``, read by tiles of
+  ``W / 60``: between ``W`` and ``W + W / 60`` of event time (see :class:`DeviceFeatures`).
 
 Readings missing some sensors (absent, None, empty or NaN) are kept: the missing
 sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
@@ -36,7 +37,6 @@ sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,7 +44,7 @@ from typing import Any
 import msgspec
 
 from features.records import ValidationError, decode, format_time, parse_time
-from features.windows import EventTimeHistory
+from features.windows import TILES, TiledWindows
 
 # ``format_time`` and ``parse_time`` are imported for use here; they (and ``shard_of``)
 # live in (and should be imported from) ``features.records``.
@@ -254,16 +254,29 @@ def _none_if_nan(v: float) -> float | None:
 
 
 class DeviceFeatures:
-    """Rolling features of one device (see the module docstring for the list).
+    """Rolling features of one device (see the module docstring for the list),
+    over tiled event-time windows (:class:`~features.windows.TiledWindows`):
+    cost per reading and memory per device do not grow with the reading rate,
+    and no window is capped.
+
+    Each window ``W`` has ``tiles`` (60) tiles of ``W / tiles`` seconds; the
+    statistics of the window of ``t`` are over ``(floor((t - W) / w) * w, t]``:
+    at least ``W`` and less than ``W + w`` of event time, exactly ``(t - W, t]``
+    when ``t`` is a multiple of ``w`` (full rule in :mod:`features.windows`).
 
     Out-of-order readings are placed by event time: a reading arriving up to
-    ``lateness_s`` late gets the windows it would have had in order, and its
-    ``dt_s`` / deltas are relative to the reading just before it in event time.
-    A reading older than the retention is not stored; its features are computed
-    from what is kept.
+    ``lateness_s`` late lands in its tiles, so later windows are as in order,
+    and its own windows end at its time while the exact tail still holds its
+    tile. ``dt_s`` / deltas are relative to the reading just before it in event
+    time, taken from the exact tail of recent readings (at most
+    ``config.max_events`` readings, at least 33 for the delta lookback); a late
+    reading older than everything in the tail gets ``None`` for them. A reading
+    older than the retention (longest window + lateness) is not stored; its
+    features are computed from what is kept.
 
-    :meth:`snapshot` is the history only; :meth:`load` puts it into features
-    built from the current configuration (its windows, retention and sensors).
+    :meth:`snapshot` is plain data only; :meth:`load` puts it into features
+    built from the current configuration (its windows, retention and sensors:
+    see :meth:`~features.windows.TiledWindows.load`).
 
     >>> old = DeviceFeatures(SensorConfig(sensors=("x",), windows_s=(60,)))
     >>> for i in range(3):
@@ -274,62 +287,75 @@ class DeviceFeatures:
     1.5
     """
 
-    __slots__ = ("config", "history", "_names")
+    __slots__ = ("config", "windows", "_names")
 
-    def __init__(self, config: SensorConfig = SensorConfig()) -> None:
+    def __init__(self, config: SensorConfig = SensorConfig(), tiles: int = TILES) -> None:
         self.config = config
-        self.history = EventTimeHistory(config.retention_s, config.sensors, config.max_events)
+        self.windows = TiledWindows(
+            config.windows_s, config.sensors, config.lateness_s, tiles,
+            max_tail=max(config.max_events, _DELTA_LOOKBACK + 1),
+            min_tail=_DELTA_LOOKBACK + 1,
+        )
+        # feature names in output order (sensor, then window), with the position of each aggregate
+        nf = len(config.sensors)
         self._names = [
-            (s, w, tuple(f"{s}_{stat}_{window_label(w)}" for stat in _STATS))
-            for s in config.sensors
-            for w in config.windows_s
+            ((j * nf + i) * 5, tuple(f"{s}_{stat}_{window_label(w)}" for stat in _STATS))
+            for i, s in enumerate(config.sensors)
+            for j, w in enumerate(config.windows_s)
         ]
 
     def __len__(self) -> int:
-        return len(self.history)
+        """Readings in the exact tail."""
+        return len(self.windows)
 
     @property
     def watermark(self) -> float:
         """Newest event time seen (``-inf`` before the first reading)."""
-        return self.history.watermark
+        return self.windows.watermark
 
     def update(self, t: float, values: Mapping[str, float | None]) -> dict[str, float | None]:
         """Add the reading at event time ``t`` and return its features."""
         if not math.isfinite(t):
             raise ValueError(f"DeviceFeatures.update: event time must be finite, got {t!r}")
-        h = self.history
-        late_s = max(0.0, h.watermark - t) if h.watermark > -math.inf else 0.0
-        idx = h.insert(t, values)
-        if idx >= 0:
-            prev = h.previous(idx)
-        else:  # out of retention: not stored; look at what is kept
-            pos = bisect_right(h.times, t)
-            prev = pos - 1 if pos > 0 else None
-        feats: dict[str, float | None] = {"dt_s": t - h.times[prev] if prev is not None else None, "late_s": late_s}
+        w = self.windows
+        wm = w.watermark
+        late_s = max(0.0, wm - t) if wm > -math.inf else 0.0
+        row = []
         for s in self.config.sensors:
             v = values.get(s)
+            row.append(math.nan if v is None else float(v))
+        prev = w.previous(t)  # before inserting: the reading just before t in event time, or -1
+        tail, width = w.tail, w.spec.row
+        feats: dict[str, float | None] = {"dt_s": t - tail[prev * width] if prev >= 0 else None, "late_s": late_s}
+        for i, s in enumerate(self.config.sensors):
+            v = row[i]
             delta = None
-            if v is not None and v == v and prev is not None:
-                col = h.columns[s]
+            if v == v and prev >= 0:
                 for j in range(prev, max(-1, prev - _DELTA_LOOKBACK), -1):
-                    pv = col[j]
+                    pv = tail[j * width + 1 + i]
                     if pv == pv:
-                        delta = float(v) - pv
+                        delta = v - pv
                         break
             feats[f"{s}_delta"] = delta
-        for s, w, (n_mean, n_std, n_min, n_max) in self._names:
-            st = h.stats(s, t, w)
-            feats[n_mean] = _none_if_nan(st.mean)
-            feats[n_std] = _none_if_nan(st.std)
-            feats[n_min] = _none_if_nan(st.min)
-            feats[n_max] = _none_if_nan(st.max)
+        mask = w.insert_row(t, row)
+        agg = w.aggregates(t, mask, row)
+        for p, (n_mean, n_std, n_min, n_max) in self._names:
+            n = agg[p]
+            if n > 0:
+                feats[n_mean] = agg[p + 1] / n
+                m2 = agg[p + 2]
+                feats[n_std] = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
+                feats[n_min] = agg[p + 3]
+                feats[n_max] = agg[p + 4]
+            else:
+                feats[n_mean] = feats[n_std] = feats[n_min] = feats[n_max] = None
         return feats
 
     def snapshot(self) -> tuple:
-        """The history as plain data (no configuration)."""
-        return self.history.snapshot()
+        """The windows' state as plain data (no configuration)."""
+        return self.windows.snapshot()
 
     def load(self, snap: tuple) -> None:
         """Put :meth:`snapshot` output into these features (see
-        :meth:`~features.windows.EventTimeHistory.load`)."""
-        self.history.load(snap)
+        :meth:`~features.windows.TiledWindows.load`)."""
+        self.windows.load(snap)

@@ -6,8 +6,9 @@
   record) and the slots the steps fill (streaming features, detector scores).
 - :func:`parse_transaction`: raw input (JSON text or bytes, CSV or Parquet row) ->
   :class:`Transaction`, or :class:`~features.records.ValidationError` naming the field.
-- :class:`CustomerFeatures`: rolling event-time features of one customer, exact
-  under out-of-order arrival.
+- :class:`CustomerFeatures`: rolling event-time features of one customer (tiled
+  windows: bounded cost and memory per customer, stated exactness, late events
+  land in their tiles).
 - :func:`derived_features`: features that need the event and its Feast profile.
 
 Everything here is plain Python, shared by the dataflow and by offline training
@@ -38,7 +39,7 @@ from typing import Annotated, Any, Mapping, Union
 import msgspec
 
 from features.records import ValidationError, decode, parse_time
-from features.windows import EventTimeHistory
+from features.windows import TiledWindows
 
 __all__ = [
     "Transaction",
@@ -257,18 +258,32 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 class CustomerFeatures:
-    """Streaming features of one customer, exact for events up to ``lateness_s`` late.
+    """Streaming features of one customer over event time, by tiled windows
+    (:class:`~features.windows.TiledWindows`): cost per event and memory do not
+    grow with the customer's rate, and no window is capped.
 
-    Windows count the current transaction: ``amount_count_1h`` is the number of
-    the customer's transactions in ``(t - 1h, t]``. ``amount_deviation`` and
-    ``amount_to_mean_ratio`` compare the amount with the customer's other
-    transactions in the last 7 days. Speed uses the previous transaction in
-    event time, with at least one minute between them.
+    Windows count the current transaction: ``amount_count_1h`` counts the
+    customer's transactions in the window of ``t``. Each horizon ``H`` (1 h,
+    24 h, 7 d) has 60 tiles of ``H / 60`` (1 min, 24 min, 168 min): the window
+    read is ``(floor((t - H) / w) * w, t]``, i.e. at least ``H`` and less than
+    ``H + w`` of event time; exactly ``(t - H, t]`` when ``t`` is a multiple of
+    ``w`` (see :mod:`features.windows` for the full rule). ``amount_deviation``
+    and ``amount_to_mean_ratio`` compare the amount with the customer's other
+    transactions in the 7-day window (the current one removed by an exact
+    reverse Welford step, not by subtracting squares). Speed uses the previous
+    transaction in event time, with at least one minute between them.
+
+    An event up to ``lateness_s`` late lands in its tiles (later windows are as
+    in order) and its own windows end at its time. Later than that it is
+    flagged ``late_event``; more than 7 days + ``lateness_s`` behind the newest
+    it is not stored (window features ``None``).
 
     Args:
-        lateness_s: how late an event may arrive and still get exact features;
-            the history keeps the longest horizon plus this.
-        max_events: cap on the events kept, so a hot customer stays bounded.
+        lateness_s: how late an event may arrive and still be in every window.
+        max_events: cap on the exact recent events kept (for the previous
+            transaction and the end of a late event's window), not on the
+            windows. A late event older than every kept event gets ``None``
+            for ``time_since_last_transaction``, distance and speed.
 
     :meth:`snapshot` is the learned state only (plain data); :meth:`load` puts it
     into features built from the current configuration.
@@ -283,15 +298,21 @@ class CustomerFeatures:
     60.0
     """
 
-    __slots__ = ("history", "lateness_s")
+    __slots__ = ("windows",)
 
     def __init__(self, lateness_s: float = 600.0, max_events: int = 512) -> None:
         if lateness_s < 0:
             raise ValueError(f"lateness_s must be >= 0, got {lateness_s!r}")
-        self.lateness_s = float(lateness_s)
-        self.history = EventTimeHistory(
-            max(HORIZONS.values()) + self.lateness_s, ("amount", "lat", "lon"), max_events
+        if max_events < 1:
+            raise ValueError(f"max_events must be >= 1, got {max_events!r}")
+        self.windows = TiledWindows(
+            tuple(HORIZONS.values()), ("amount",), float(lateness_s), extra_fields=("lat", "lon"),
+            max_tail=int(max_events),
         )
+
+    @property
+    def lateness_s(self) -> float:
+        return self.windows.spec.lateness
 
     def update(self, t: float, amount: float, lat: float, lon: float) -> dict[str, Any]:
         """Add a transaction and return its features (``None`` where undefined).
@@ -299,15 +320,14 @@ class CustomerFeatures:
         ``late_event`` is True when the event is more than ``lateness_s``
         behind the newest one seen: its windows may miss evicted events.
         """
-        h = self.history
-        late = h.is_late(t, self.lateness_s)
-        idx = h.insert(t, {"amount": amount, "lat": lat, "lon": lon})
-        times = h.times
+        w = self.windows
+        late = w.is_late(t)
         out: dict[str, Any] = {"late_event": late}
-        prev = h.previous(idx)  # None for the first event, or one not kept (idx == -1)
-        if prev is not None:
-            dt = t - times[prev]
-            dist = haversine_km(h.columns["lat"][prev], h.columns["lon"][prev], lat, lon)
+        prev = w.previous(t)  # -1: the first event, or none kept before it
+        if prev >= 0:
+            tail, r = w.tail, prev * 4
+            dt = t - tail[r]
+            dist = haversine_km(tail[r + 2], tail[r + 3], lat, lon)
             out["time_since_last_transaction"] = dt
             out["distance_from_previous_km"] = dist
             out["speed_kmh"] = dist / (max(dt, 60.0) / 3600.0)
@@ -315,24 +335,28 @@ class CustomerFeatures:
             out["time_since_last_transaction"] = None
             out["distance_from_previous_km"] = None
             out["speed_kmh"] = None
-        for name, horizon in HORIZONS.items():
-            s = h.stats("amount", t, horizon) if idx >= 0 else None
-            if s is None or s.count == 0:  # only when the event itself was not kept
+        row = (amount, lat, lon)
+        mask = w.insert_row(t, row)
+        if mask < 0:  # older than the retention: not stored
+            for name in HORIZONS:
                 out.update({f"amount_{k}_{name}": None for k in _STATS})
-                continue
-            out[f"amount_count_{name}"] = s.count
-            out[f"amount_sum_{name}"] = s.sum
-            out[f"amount_mean_{name}"] = s.mean
-            out[f"amount_std_{name}"] = s.std
-            out[f"amount_max_{name}"] = s.max
-        n = out["amount_count_7d"]
-        if n is not None and n > 1:
-            # Leave the current transaction out: compare it with the others.
-            others = n - 1
-            mean = (out["amount_sum_7d"] - amount) / others
-            var_all = out["amount_std_7d"] ** 2
-            sq_all = (var_all + out["amount_mean_7d"] ** 2) * n
-            var = max((sq_all - amount * amount) / others - mean * mean, 0.0)
+            out["amount_deviation"] = None
+            out["amount_to_mean_ratio"] = None
+            return out
+        agg = w.aggregates(t, mask, row)
+        for j, name in enumerate(HORIZONS):
+            n, s, m2, _, hi = agg[5 * j : 5 * j + 5]
+            out[f"amount_count_{name}"] = int(n)
+            out[f"amount_sum_{name}"] = s
+            out[f"amount_mean_{name}"] = s / n
+            out[f"amount_std_{name}"] = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
+            out[f"amount_max_{name}"] = hi
+        n, s, m2 = agg[10], agg[11], agg[12]
+        if n > 1:
+            # Leave the current transaction out (reverse Welford step): compare it with the others.
+            others = n - 1.0
+            mean = (s - amount) / others
+            var = max((m2 - (amount - mean) * (amount - s / n)) / others, 0.0)
             out["amount_deviation"] = (amount - mean) / max(math.sqrt(var), 1.0)
             out["amount_to_mean_ratio"] = amount / max(mean, 0.01)
         else:
@@ -341,13 +365,13 @@ class CustomerFeatures:
         return out
 
     def snapshot(self) -> tuple:
-        """The learned state as plain data (the event history); no configuration."""
-        return self.history.snapshot()
+        """The learned state as plain data (tiles and the exact tail); no configuration."""
+        return self.windows.snapshot()
 
     def load(self, snap: tuple) -> None:
         """Put :meth:`snapshot` output into these features (kept under this
-        object's lateness and cap)."""
-        self.history.load(snap)
+        object's horizons, lateness and cap; see :meth:`~features.windows.TiledWindows.load`)."""
+        self.windows.load(snap)
 
 
 #: Features computed after the Feast lookup, from the event and its profile.

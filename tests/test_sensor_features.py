@@ -156,7 +156,10 @@ def test_device_features_match_brute_force() -> None:
             else:
                 assert f[f"{s}_delta"] == pytest.approx(vals[s] - prev[-1])
             for w in (300, 3600):
-                inside = [v[s] if v[s] is not None else math.nan for tt, v in seen if t - w < tt <= t]
+                # the documented tile rule: whole tiles of w/60 from the one holding t - w
+                a = math.floor((t - w) / (w / 60))
+                inside = [v[s] if v[s] is not None else math.nan for tt, v in seen
+                          if math.ceil(tt / (w / 60)) - 1 >= a and tt <= t]
                 st = summarize(inside)
                 if st.count == 0:  # undefined statistics are None, not NaN (JSON-safe)
                     assert all(f[f"{s}_{k}_{w}s"] is None for k in ("mean", "std", "min", "max"))
@@ -201,7 +204,7 @@ def test_device_features_snapshot_load_round_trip() -> None:
     for i in range(50, 60):
         vals = noisy_values(rng)
         assert clone.update(T0 + 45 * i, vals) == dev.update(T0 + 45 * i, vals)
-    with pytest.raises(ValueError, match="EventTimeHistory.load"):
+    with pytest.raises(ValueError, match="TiledWindows.load"):
         DeviceFeatures().load(("x",))
 
 

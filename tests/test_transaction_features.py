@@ -22,6 +22,7 @@ from features.transactions import (
     haversine_km,
     parse_transaction,
 )
+from tests.conftest import is_plain
 
 NY = (40.71, -74.01)
 LONDON = (51.51, -0.13)
@@ -239,8 +240,19 @@ def pstd(vals: list[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals))
 
 
+#: Tile width of each horizon (60 tiles per horizon): the documented window rule reads whole tiles
+#: from the one holding t - H, i.e. event time (floor((t - H) / w) * w, t].
+WIDTHS = {name: hz / 60 for name, hz in HORIZONS.items()}
+
+
+def in_window(ts: float, t: float, name: str) -> bool:
+    w = WIDTHS[name]
+    return math.ceil(ts / w) - 1 >= math.floor((t - HORIZONS[name]) / w) and ts <= t
+
+
 def brute_features(arrived: list[tuple[float, float, float, float]], cur: tuple[float, float, float, float]) -> dict:
-    """The features of ``cur`` given every event that has arrived so far (``cur`` included)."""
+    """The features of ``cur`` given every event that has arrived so far (``cur`` included),
+    windows by the documented tile rule."""
     t, amount, lat, lon = cur
     out: dict = {}
     earlier = [e for e in arrived if e is not cur and e[0] <= t]
@@ -253,14 +265,14 @@ def brute_features(arrived: list[tuple[float, float, float, float]], cur: tuple[
         out["speed_kmh"] = dist / (max(gap, 60.0) / 3600.0)
     else:
         out["time_since_last_transaction"] = out["distance_from_previous_km"] = out["speed_kmh"] = None
-    for name, hz in HORIZONS.items():
-        vals = [e[1] for e in arrived if t - hz < e[0] <= t]
+    for name in HORIZONS:
+        vals = [e[1] for e in arrived if in_window(e[0], t, name)]
         out[f"amount_count_{name}"] = len(vals)
         out[f"amount_sum_{name}"] = sum(vals)
         out[f"amount_mean_{name}"] = sum(vals) / len(vals)
         out[f"amount_std_{name}"] = pstd(vals)
         out[f"amount_max_{name}"] = max(vals)
-    others = [e[1] for e in arrived if e is not cur and t - HORIZONS["7d"] < e[0] <= t]
+    others = [e[1] for e in arrived if e is not cur and in_window(e[0], t, "7d")]
     if others:
         m = sum(others) / len(others)
         out["amount_deviation"] = (amount - m) / max(pstd(others), 1.0)
@@ -364,9 +376,9 @@ def test_late_event_gets_in_order_features_and_later_events_are_unaffected():
         assert got["late_event"] is False
         assert_features_match(got, brute_features(arrived, ev), where=f"t={ev[0]}: ")
         if ev is events[k] or events.index(ev) > delayed_until:
-            # the late one, and everything after it, is exactly what in-order arrival gives
-            assert got == expected[ev]
-    assert state.snapshot() == in_order.snapshot()
+            # the late one, and everything after it, is what in-order arrival gives (float rounding aside)
+            assert_features_match(got, expected[ev], where=f"t={ev[0]}: ")
+            assert got["late_event"] == expected[ev]["late_event"]
     # the events that overtook it could not count it yet
     overtaker = events[k + 1]
     assert late_run[overtaker]["amount_count_1h"] == expected[overtaker]["amount_count_1h"] - 1
@@ -408,7 +420,7 @@ def test_event_beyond_retention_gets_no_window_features():
     f = s.update(too_old, 50.0, *NY)
     assert f["late_event"] is True
     assert f["amount_count_7d"] is None and f["time_since_last_transaction"] is None
-    assert len(s.history) == 1  # not stored
+    assert len(s.windows) == 1  # not stored
 
 
 def test_haversine_new_york_london():
@@ -466,24 +478,47 @@ def test_amount_deviation_on_large_amounts_matches_brute_force():
             assert got["amount_to_mean_ratio"] == pytest.approx(exp["amount_to_mean_ratio"], rel=1e-9)
 
 
-def test_state_is_bounded():
+def test_state_is_bounded_and_windows_are_not_capped():
     s = CustomerFeatures(lateness_s=600.0, max_events=512)
     t = 0.0
+    events = []
     for i in range(10_000):
         t += 5.0  # a hot key: 10k events in 14 hours
+        events.append(t)
         f = s.update(t, 10.0, *NY)
-        assert len(s.history) <= 512
-    assert len(s.history) == 512
-    assert s.history.times[-1] == t
-    assert f["amount_count_1h"] == 512  # the cap, not the 720 events of the last hour
+        assert len(s.windows) <= 512
+    # every event of the rule's window, not a cap: the 720 of the last hour plus the oldest tile's part
+    assert f["amount_count_1h"] == sum(1 for e in events if in_window(e, t, "1h")) == 724
+    assert 720 <= f["amount_count_1h"] <= 720 + 60 // 5
+    assert f["amount_count_24h"] == sum(1 for e in events if in_window(e, t, "24h")) == 10_000
+    assert s.windows.tile_count() <= (60 + 10 + 2) + (60 + 1 + 2) + 10_000 * 5 // 10_080 + 2
     s2 = CustomerFeatures(lateness_s=600.0)
     t = 0.0
     for i in range(2_000):
-        t += 3_600.0  # one an hour for ~83 days: bounded by retention
+        t += 3_600.0  # one an hour for ~83 days: bounded by retention, few tiles, a tiny tail
         s2.update(t, 10.0, *NY)
-    retention = HORIZONS["7d"] + 600.0
-    assert len(s2.history) == int(retention // 3600) + 1
-    assert s2.history.times[0] >= t - retention
+    assert s2.windows.tile_count() <= 2 + (60 + 2) + (60 + 2)
+    assert len(s2.windows) <= 5
+
+
+def test_merchant_like_customer_gets_amount_count_7d_right():
+    """5,000 transactions in a week: the old exact history capped the count at 512."""
+    rng = random.Random(5)
+    s = CustomerFeatures(lateness_s=600.0)
+    t0 = 1_790_000_000.0
+    times = sorted(t0 + rng.uniform(0, HORIZONS["7d"]) for _ in range(5_000))
+    for t in times:
+        f = s.update(t, 10.0 + rng.random(), *NY)
+    t = times[-1]
+    exact = sum(1 for x in times if t - HORIZONS["7d"] < x <= t)
+    assert exact == 5_000
+    assert f["amount_count_7d"] == sum(1 for x in times if in_window(x, t, "7d")) == 5_000
+    # and one tile later, the window has moved by the documented rule
+    later = t + 3 * WIDTHS["7d"]
+    g = s.update(later, 10.0, *NY)
+    assert g["amount_count_7d"] == sum(1 for x in times if in_window(x, later, "7d")) + 1
+    assert sum(1 for x in times if later - HORIZONS["7d"] < x <= later) + 1 <= g["amount_count_7d"]
+    assert g["amount_count_7d"] <= sum(1 for x in times if later - HORIZONS["7d"] - WIDTHS["7d"] < x <= later) + 1
 
 
 def test_snapshot_load_gives_identical_features():
@@ -497,8 +532,9 @@ def test_snapshot_load_gives_identical_features():
     b = CustomerFeatures(lateness_s=600.0)
     b.load(snap)
     for ev in arrival[200:]:
-        assert a.update(*ev) == b.update(*ev)
+        assert a.update(*ev) == b.update(*ev)  # identical, bit for bit
     assert a.snapshot() == b.snapshot()
+    assert is_plain(snap)
 
 
 def test_snapshot_holds_no_configuration_and_load_uses_the_new_one():
@@ -510,6 +546,15 @@ def test_snapshot_holds_no_configuration_and_load_uses_the_new_one():
     # 100 s late: within the old lateness, beyond the new one
     assert a.update(9_900.0, 10.0, *NY)["late_event"] is False
     assert b.update(9_900.0, 10.0, *NY)["late_event"] is True
+    assert "lateness" not in repr(a.snapshot()) and "3600" not in repr(a.snapshot())
+
+
+def test_load_of_a_snapshot_of_the_previous_exact_history_replays_it():
+    old = (7_200.0, [3_600.0, 7_200.0], {"amount": [10.0, 30.0], "lat": [NY[0]] * 2, "lon": [NY[1]] * 2})
+    s = CustomerFeatures()
+    s.load(old)
+    f = s.update(7_260.0, 20.0, *NY)
+    assert f["amount_count_24h"] == 3 and f["time_since_last_transaction"] == 60.0
 
 
 def test_derived_features():
