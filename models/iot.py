@@ -240,7 +240,8 @@ class DeviceState:
     >>> res.id, res.missing, res.warming
     ('d@1970-01-01T00:00:04.000Z', ['humidity', 'pressure'], [])
     >>> again = DeviceState(cfg); again.load(dev.snapshot())
-    >>> again.snapshot() == dev.snapshot()
+    >>> nxt = parse_reading({"device_id": "d", "timestamp": 5, "temperature": 25.0}, cfg.features, arrival=0.0)
+    >>> again.update(nxt).scores == dev.update(nxt).scores
     True
     """
 
