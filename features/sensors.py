@@ -74,7 +74,8 @@ class SensorConfig:
         windows_s: event-time window lengths in seconds for the rolling statistics.
         lateness_s: how far behind a device's newest reading a reading may arrive
             and still be put into the device's history.
-        max_events: cap on the readings kept per device.
+        max_events: cap on the exact tail of newest readings kept per device (the
+            previous reading for dt_s and deltas); windows are tiled and uncapped.
 
     >>> SensorConfig(sensors=("a",), windows_s=(60,)).retention_s
     660.0

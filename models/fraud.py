@@ -245,7 +245,8 @@ class FraudScoringConfig:
 
     Args:
         lateness_s: how late an event may arrive and still get exact windows.
-        max_events: cap on the events kept per customer.
+        max_events: cap on the exact tail of newest events kept per customer (the
+            previous event for time/distance/speed); windows are tiled and uncapped.
         shards: number of shards of customers, one shared detector each.
         amount_warmup, amount_alpha: the per-customer amount detector
             (:class:`~models.detectors.KeyDetector`).
