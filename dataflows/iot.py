@@ -53,7 +53,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
     by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
     devices = op.key_rm("unkey_device", stateful_object(
-        "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update))
+        "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update, DeviceState.update_many))
     drifts = op.flat_map("drift_records", devices, lambda d: d.drifts)
 
     keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/routing.py)

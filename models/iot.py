@@ -57,7 +57,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,8 +65,10 @@ import msgspec
 
 from features.records import format_time, shard_of
 from features.sensors import DeviceFeatures, Reading, SensorConfig, parse_reading
-from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
+from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector, z_to_score
 from models.status import NORMAL, Thresholds, anomaly_score
+
+_INF = float("inf")
 
 __all__ = ["ScoringConfig", "DeviceResult", "DeviceState", "ShardState", "IoTScorer", "detector_version"]
 
@@ -245,7 +247,7 @@ class DeviceState:
     True
     """
 
-    __slots__ = ("config", "seq", "features", "level", "slow", "stuck", "drift", "_version")
+    __slots__ = ("config", "seq", "features", "level", "slow", "stuck", "drift", "_version", "_steps")
 
     def __init__(self, config: ScoringConfig = ScoringConfig()) -> None:
         c = self.config = config
@@ -263,50 +265,121 @@ class DeviceState:
             for s in c.sensors
         }
         self._version = detector_version(c)
+        self._steps: list[tuple] | None = None  # see _plan
 
     def update(self, reading: Reading) -> DeviceResult:
-        """Score, then learn, one reading of this device."""
+        """Score, then learn, one reading of this device: ``update_many([reading])[0]``."""
+        return self.update_many((reading,))[0]
+
+    def update_many(self, readings: Sequence[Reading]) -> list[DeviceResult]:
+        """Score, then learn, a batch of this device's readings in order: one
+        result per reading, equal to :meth:`update` on each in turn (the flow's
+        ``step_many``; the per-sensor work is planned once in :meth:`_plan`).
+
+        Per present sensor value ``v``: the value detector's z (before learning)
+        is both the shard input (clipped) and the value score; each detector
+        scores ``v`` against its state, then learns it; the drift monitor is fed
+        the watched score once the watched detector is warm.
+        """
         c = self.config
-        self.seq += 1
-        feats = self.features.update(reading.t, reading.values)
-        ts = format_time(reading.t)
-        rid = f"{reading.device}@{ts}" + (f"#{self.seq}" if reading.timed_by_arrival else "")
-        scores: dict[str, float] = {}
-        warming: list[str] = []
-        shard_input: dict[str, float] = {}
-        missing: list[str] = []
-        drifts: list[dict[str, Any]] = []
+        plan = self._plan()
         zc = c.z_clip
-        for s in c.sensors:
-            v = reading.values.get(s)
-            if v is None or v != v:
-                missing.append(s)
-                continue
-            kd = self.level[s]
-            z = kd.z(v)
-            shard_input[s] = zc if z > zc else -zc if z < -zc else z
-            for name, det in ((s, kd), (f"{s}_slow", self.slow.get(s)), (f"{s}_stuck", self.stuck[s])):
-                if det is None:
+        n_shards = c.n_shards
+        version = self._version
+        features_update = self.features.update
+        seq = self.seq
+        out: list[DeviceResult] = []
+        append = out.append
+        last_device: str | None = None
+        shard = 0
+        for reading in readings:
+            self.seq = seq = seq + 1
+            t = reading.t
+            device = reading.device
+            values = reading.values
+            feats = features_update(t, values)
+            ts = format_time(t)
+            rid = f"{device}@{ts}#{seq}" if reading.timed_by_arrival else f"{device}@{ts}"
+            if device != last_device:
+                shard = shard_of(device, n_shards)
+                last_device = device
+            scores: dict[str, float] = {}
+            warming: list[str] = []
+            shard_input: dict[str, float] = {}
+            missing: list[str] = []
+            drifts: list[dict[str, Any]] = []
+            for s, kd, sk, st, dm, n_slow, n_stuck, slow_watched, drift_suffix in plan:
+                v = values.get(s)
+                if v is None or v != v:
+                    missing.append(s)
                     continue
-                scores[name], w = det.score_learn(v)
-                if w:
-                    warming.append(name)
-            watched = f"{s}_slow" if c.drift_on == "slow" and s in self.slow else s
-            if watched not in warming and self.drift[s].update(scores[watched]):
-                drifts.append({
-                    "kind": "drift",
-                    "id": f"{rid}#drift:{watched}",
-                    "device_id": reading.device,
-                    "timestamp": ts,
-                    "sensor": s,
-                    "detector": watched,
-                    "method": "PageHinkley",
-                    "score": round(scores[watched], 6),
-                    "model_version": self._version,
-                    "scored_at": format_time(time.time()),
-                })
-        return DeviceResult(reading, rid, shard_of(reading.device, c.n_shards), feats, missing, scores, warming,
-                            shard_input, drifts)
+                z = kd.z(v)
+                shard_input[s] = zc if z > zc else -zc if z < -zc else z
+                if type(v) is float and -_INF < v < _INF:
+                    # KeyDetector.score_learn without re-checking the value: score from
+                    # the z above (same state), then learn (learn_many == learn_one)
+                    w = kd.warming_up
+                    score = scores[s] = z_to_score(z, kd.scale)
+                    kd.learn_many((v,))
+                    if w:
+                        warming.append(s)
+                    if sk is not None:
+                        ws = sk.warming_up
+                        slow_score = scores[n_slow] = z_to_score(sk.z(v), sk.scale)
+                        sk.learn_many((v,))
+                        if ws:
+                            warming.append(n_slow)
+                        if slow_watched:
+                            score, w = slow_score, ws
+                else:  # anything else: the detectors' own checks (ints, infinities raise as before)
+                    score, w = kd.score_learn(v)
+                    scores[s] = score
+                    if w:
+                        warming.append(s)
+                    if sk is not None:
+                        slow_score, ws = sk.score_learn(v)
+                        scores[n_slow] = slow_score
+                        if ws:
+                            warming.append(n_slow)
+                        if slow_watched:
+                            score, w = slow_score, ws
+                scores[n_stuck], w_stuck = st.score_learn(v)
+                if w_stuck:
+                    warming.append(n_stuck)
+                if not w and dm.update(score):
+                    watched = n_slow if slow_watched else s
+                    drifts.append({
+                        "kind": "drift",
+                        "id": rid + drift_suffix,
+                        "device_id": device,
+                        "timestamp": ts,
+                        "sensor": s,
+                        "detector": watched,
+                        "method": "PageHinkley",
+                        "score": round(score, 6),
+                        "model_version": version,
+                        "scored_at": format_time(time.time()),
+                    })
+            append(DeviceResult(reading, rid, shard, feats, missing, scores, warming, shard_input, drifts))
+        return out
+
+    def _plan(self) -> list[tuple]:
+        """Per sensor, in order: ``(sensor, value detector, slow detector or None,
+        stuck detector, drift monitor, slow name, stuck name, drift watches the
+        slow detector, drift id suffix)``. Built from the configuration and the
+        detector objects (which :meth:`load` keeps), once."""
+        plan = self._steps
+        if plan is None:
+            c = self.config
+            plan = []
+            for s in c.sensors:
+                sk = self.slow.get(s)
+                slow_watched = c.drift_on == "slow" and s in self.slow
+                watched = f"{s}_slow" if slow_watched else s
+                plan.append((s, self.level[s], sk, self.stuck[s], self.drift[s], f"{s}_slow", f"{s}_stuck",
+                             slow_watched, f"#drift:{watched}"))
+            self._steps = plan
+        return plan
 
     def snapshot(self) -> dict[str, Any]:
         """The learned state as plain data (no configuration)."""
