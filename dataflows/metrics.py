@@ -30,17 +30,25 @@ class _Metrics:
                                buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
         self.model_info = Gauge("scoring_model_info", "Model version in use", ["flow", "model_version"])
         self._seen_versions: set[tuple[str, str]] = set()
+        self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, flow: str, output: str, record: dict[str, Any]) -> None:
         """Count one written record; scored records also feed latency, score and model info."""
         status = record.get("status") or record.get("kind") or "-"
-        self.records.labels(flow=flow, output=output, status=status).inc()
+        self._child(self.records, flow, output, status).inc()
         if output != "scored":
             return
-        self.latency.labels(flow=flow).observe(record.get("latency_ms", 0.0) / 1000.0)
+        self._child(self.latency, flow).observe(record.get("latency_ms", 0.0) / 1000.0)
         score = record.get("risk_score", record.get("anomaly_score"))
         if score is not None:
-            self.score.labels(flow=flow).observe(score)
+            self._child(self.score, flow).observe(score)
         version = (flow, str(record.get("model_version")))
         if version not in self._seen_versions:
             self._seen_versions.add(version)
