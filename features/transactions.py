@@ -245,6 +245,12 @@ STREAM_FEATURES: tuple[str, ...] = (
 )
 
 
+#: Window feature names in the order :meth:`CustomerFeatures.update` returns them.
+_WINDOW_NAMES: tuple[str, ...] = tuple(f"amount_{k}_{h}" for h in HORIZONS for k in _STATS)
+#: The window features of an event older than the retention (not stored).
+_NO_WINDOWS: dict[str, None] = dict.fromkeys((*_WINDOW_NAMES, "amount_deviation", "amount_to_mean_ratio"))
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in kilometres.
 
@@ -322,42 +328,43 @@ class CustomerFeatures:
         """
         w = self.windows
         late = w.is_late(t)
-        out: dict[str, Any] = {"late_event": late}
         prev = w.previous(t)  # -1: the first event, or none kept before it
         if prev >= 0:
             tail, r = w.tail, prev * 4
             dt = t - tail[r]
             dist = haversine_km(tail[r + 2], tail[r + 3], lat, lon)
-            out["time_since_last_transaction"] = dt
-            out["distance_from_previous_km"] = dist
-            out["speed_kmh"] = dist / (max(dt, 60.0) / 3600.0)
+            out: dict[str, Any] = {
+                "late_event": late,
+                "time_since_last_transaction": dt,
+                "distance_from_previous_km": dist,
+                "speed_kmh": dist / ((60.0 if dt < 60.0 else dt) / 3600.0),  # max(dt, 60.0)
+            }
         else:
-            out["time_since_last_transaction"] = None
-            out["distance_from_previous_km"] = None
-            out["speed_kmh"] = None
+            out = {
+                "late_event": late,
+                "time_since_last_transaction": None,
+                "distance_from_previous_km": None,
+                "speed_kmh": None,
+            }
         row = (amount, lat, lon)
         mask = w.insert_row(t, row)
         if mask < 0:  # older than the retention: not stored
-            for name in HORIZONS:
-                out.update({f"amount_{k}_{name}": None for k in _STATS})
-            out["amount_deviation"] = None
-            out["amount_to_mean_ratio"] = None
+            out.update(_NO_WINDOWS)
             return out
         agg = w.aggregates(t, mask, row)
-        for j, name in enumerate(HORIZONS):
-            n, s, m2, _, hi = agg[5 * j : 5 * j + 5]
-            out[f"amount_count_{name}"] = int(n)
-            out[f"amount_sum_{name}"] = s
-            out[f"amount_mean_{name}"] = s / n
-            out[f"amount_std_{name}"] = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
-            out[f"amount_max_{name}"] = hi
+        vals: list[Any] = []
+        sqrt = math.sqrt
+        for j in range(0, 5 * len(HORIZONS), 5):
+            n, s, m2, _, hi = agg[j : j + 5]
+            vals += (int(n), s, s / n, sqrt(m2 / n) if m2 > 0.0 else 0.0, hi)
+        out.update(zip(_WINDOW_NAMES, vals))
         n, s, m2 = agg[10], agg[11], agg[12]
         if n > 1:
             # Leave the current transaction out (reverse Welford step): compare it with the others.
             others = n - 1.0
             mean = (s - amount) / others
             var = max((m2 - (amount - mean) * (amount - s / n)) / others, 0.0)
-            out["amount_deviation"] = (amount - mean) / max(math.sqrt(var), 1.0)
+            out["amount_deviation"] = (amount - mean) / max(sqrt(var), 1.0)
             out["amount_to_mean_ratio"] = amount / max(mean, 0.01)
         else:
             out["amount_deviation"] = None
