@@ -124,6 +124,7 @@ def _seconds(value: Any) -> Any:
 Source = Annotated[Literal["generator", "file", "kafka"], BeforeValidator(_lower)]
 Output = Annotated[Literal["file", "kafka"], BeforeValidator(_lower)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+KafkaStart = Annotated[Literal["earliest", "latest", "committed"], BeforeValidator(_lower)]
 Explain = Annotated[Literal["alerts", "critical", "none"], BeforeValidator(_lower)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 Seconds = Annotated[tuple[float, ...], BeforeValidator(_seconds)]
@@ -321,6 +322,8 @@ class KafkaConfig(_Settings):
     alerts_topic: str = _var("SCORING_ALERTS_TOPIC", "fraud-alerts")
     dead_letter_topic: str = _var("SCORING_DEAD_LETTER_TOPIC", "transactions-dead-letter")
     tail: bool = _var("SCORING_KAFKA_TAIL", True)
+    start: KafkaStart = _var("SCORING_KAFKA_START", "committed")
+    group: str = _var("SCORING_KAFKA_GROUP", "streamscore")
     check_timeout_s: float = _var("KAFKA_CHECK_TIMEOUT_S", 10.0, ge=0.1)
     #: extra librdkafka settings from ``KAFKA_OPT_*`` (may hold secrets: never log values)
     options: dict[str, str] = Field(default_factory=dict, repr=False, exclude=True)
@@ -416,6 +419,7 @@ class FraudConfig(_FlowConfig):
         "SCORING_SCORED_TOPIC": "scored-transactions",
         "SCORING_ALERTS_TOPIC": "fraud-alerts",
         "SCORING_DEAD_LETTER_TOPIC": "transactions-dead-letter",
+        "SCORING_KAFKA_GROUP": "streamscore-fraud",
     }
 
     feature_service: str = _var("SCORING_FEATURE_SERVICE", "fraud_scoring")
@@ -445,6 +449,7 @@ class IoTConfig(_FlowConfig):
         "SCORING_SCORED_TOPIC": "scored-readings",
         "SCORING_ALERTS_TOPIC": "iot-alerts",
         "SCORING_DEAD_LETTER_TOPIC": "iot-readings-dead-letter",
+        "SCORING_KAFKA_GROUP": "streamscore-iot",
     }
 
     key_field: str = _var("IOT_KEY_FIELD", "device_id")

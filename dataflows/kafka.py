@@ -25,7 +25,7 @@ import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from typing_extensions import override
 
@@ -181,23 +181,40 @@ def kafka_source(
     tail: bool = True,
     options: Mapping[str, str] | None = None,
     batch_size: int = 1000,
-    starting_offset: int = OFFSET_BEGINNING,
+    start: str = "committed",
+    group: str = "streamscore",
 ) -> StoppableKafkaSource:
     """Bytewax's ``KafkaSource`` for ``topic``, with consumer errors turned into
     items (``raise_on_errors=False``) and a graceful stop on SIGINT/SIGTERM when
     tailing. Opens nothing until the flow runs; check the broker first with
     :func:`check_broker` (Bytewax's own metadata call has no timeout).
-    Its items go through :func:`unwrap`."""
-    log.info("kafka_source", brokers=brokers, topic=topic, tail=tail,
+    Its items go through :func:`unwrap`.
+
+    Where it starts reading, when Bytewax recovery has no offsets for a partition
+    (with recovery on, the recovered offsets always win):
+
+    * ``"earliest"``: the beginning of each partition;
+    * ``"latest"``: only messages produced after the start;
+    * ``"committed"`` (default): the offsets consumer group ``group`` committed,
+      and the beginning of a partition the group never read. The consumer commits
+      what it has read every few seconds and when it stops (librdkafka's
+      auto-commit), so a restart without recovery continues near where the last
+      run stopped instead of re-scoring the whole topic.
+    """
+    log.info("kafka_source", brokers=brokers, topic=topic, tail=tail, start=start, group=group,
              options={k: "***" for k in (options or {})})
     if tail:
         install_graceful_stop()
+    config = dict(options or {})
+    if start == "committed":
+        config = {"group.id": group, "enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
+    offset = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END, "committed": OFFSET_STORED}[start]
     return StoppableKafkaSource(KafkaSource(
         brokers=brokers.split(","),
         topics=[topic],
         tail=tail,
-        starting_offset=starting_offset,
-        add_config=dict(options or {}),
+        starting_offset=offset,
+        add_config=config,
         batch_size=batch_size,
         raise_on_errors=False,
     ))

@@ -109,5 +109,6 @@ def read_input(step_id: str, flow: Dataflow, io: IOConfig, generate: Callable[[]
 
     k = io.kafka
     msgs = op.input(step_id, flow, kafka_source(k.bootstrap_servers, k.input_topic, tail=k.tail,
-                                                options=k.options, batch_size=io.batch_size))
+                                                options=k.options, batch_size=io.batch_size,
+                                                start=k.start, group=k.group))
     return op.map(f"{step_id}_unwrap", msgs, unwrap)
