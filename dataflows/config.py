@@ -388,7 +388,12 @@ class _FlowConfig(_Settings):
     warning: Share = _var("SCORING_WARNING_THRESHOLD", 0.5)
     lateness_s: float = _var("SCORING_ALLOWED_LATENESS_S", 600.0, ge=0.0)
     lookup_ttl_s: float = _var("SCORING_LOOKUP_TTL_S", 300.0, ge=0.0)
+    lookup_timeout_s: float = _var("SCORING_LOOKUP_TIMEOUT_S", 1.0, gt=0.0)
+    lookup_retry_s: float = _var("SCORING_LOOKUP_RETRY_S", 5.0, ge=0.0)
+    lookup_failures: int = _var("SCORING_LOOKUP_FAILURES", 3, ge=1)
     shards: int = _var("SCORING_DETECTOR_SHARDS", 4, ge=1)
+    #: event times more than this many seconds after their arrival are refused (dead letter)
+    max_future_s: float = _var("SCORING_MAX_FUTURE_S", 86_400.0, ge=0.0)
 
     @field_validator("warning")
     @classmethod
@@ -427,6 +432,17 @@ class FraudConfig(_FlowConfig):
     model_registry: Path = _var("SCORING_MODEL_REGISTRY", Path("model_registry"))
     anomaly_weight: Share = _var("SCORING_ANOMALY_WEIGHT", 0.4)
     explain: Explain = _var("SCORING_EXPLAIN", "alerts")
+    #: amounts must be > this (exclusive) and <= SCORING_MAX_AMOUNT; others are dead letters
+    min_amount: float = _var("SCORING_MIN_AMOUNT", 0.0, ge=0.0)
+    max_amount: float = _var("SCORING_MAX_AMOUNT", 1e9, gt=0.0)
+
+    @field_validator("max_amount")
+    @classmethod
+    def _max_above_min(cls, max_amount: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_amount")
+        if low is not None and max_amount <= low:
+            raise PydanticCustomError("amounts", "must be above SCORING_MIN_AMOUNT={low}", {"low": low})
+        return max_amount
 
 
 class IoTConfig(_FlowConfig):

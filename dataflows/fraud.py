@@ -39,16 +39,15 @@ def _generated(cfg: FraudConfig) -> Iterable[Any]:
 
 def build_flow(cfg: FraudConfig) -> Dataflow:
     """The fraud scoring dataflow for ``cfg``; nothing is opened until it runs."""
-    from dataflows.scoring import fraud_scorer, fraud_scoring_config
+    from dataflows.scoring import fraud_scorer, fraud_scoring_config, transaction_parser
     from features.records import shard_of
-    from features.transactions import parse_transaction
     from models.fraud import CustomerState, ShardState
     from models.status import NORMAL
 
     sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
-    events = validate("validate", raw, parse_transaction)
+    events = validate("validate", raw, transaction_parser(cfg))
 
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
     featured = op.key_rm("unkey_customer", stateful_object(

@@ -40,8 +40,7 @@ def _generated(cfg: IoTConfig) -> Iterable[Any]:
 
 def build_flow(cfg: IoTConfig) -> Dataflow:
     """The IoT scoring dataflow for ``cfg``; nothing is opened until it runs."""
-    from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config
-    from features.sensors import parse_reading
+    from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
     from models.iot import DeviceState, ShardState
     from models.status import NORMAL, Thresholds
 
@@ -49,7 +48,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     thresholds = Thresholds(cfg.critical, cfg.warning)
     flow = Dataflow("iot_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
-    readings = validate("validate", raw, lambda r, arrival: parse_reading(r, sc.features, arrival))
+    readings = validate("validate", raw, reading_parser(cfg))
 
     by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
     devices = op.key_rm("unkey_device", stateful_object(

@@ -17,6 +17,8 @@ from features.records import DeadLetter
 __all__ = [
     "fraud_scoring_config",
     "fraud_scorer",
+    "transaction_parser",
+    "reading_parser",
     "iot_scoring_config",
     "device_profile_enricher",
     "iot_dead_letter_key",
@@ -39,6 +41,31 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
     )
 
 
+def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
+    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_transaction``
+    with the configured bounds (``SCORING_MIN_AMOUNT``, ``SCORING_MAX_AMOUNT``,
+    ``SCORING_MAX_FUTURE_S``)."""
+    from functools import partial
+
+    from features.transactions import parse_transaction
+
+    return partial(parse_transaction, min_amount=cfg.min_amount, max_amount=cfg.max_amount,
+                   max_future_s=cfg.max_future_s)
+
+
+def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
+    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_reading``
+    with the configured fields and ``SCORING_MAX_FUTURE_S``."""
+    from features.sensors import parse_reading
+
+    features, max_future_s = iot_scoring_config(cfg).features, cfg.max_future_s
+
+    def parse(raw: Any, arrival: float) -> Any:
+        return parse_reading(raw, features, arrival, max_future_s)
+
+    return parse
+
+
 def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
     """Builds the worker's fraud scorer: the verified model and cached Feast lookups."""
 
@@ -49,7 +76,9 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
 
         model = fraud_model(cfg.model, cfg.model_registry)
         store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
-        customers, merchants = fraud_lookups(store, cfg.feature_service, cfg.lookup_ttl_s)
+        customers, merchants = fraud_lookups(store, cfg.feature_service, cfg.lookup_ttl_s,
+                                             timeout_s=cfg.lookup_timeout_s, failures=cfg.lookup_failures,
+                                             retry_s=cfg.lookup_retry_s)
         log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
         return FraudScorer(model, customers, merchants, fraud_scoring_config(cfg))
 
@@ -97,7 +126,8 @@ def device_profile_enricher(cfg: IoTConfig) -> Callable[[], Any]:
         store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
         fetch = FeastFetcher(store, "iot_scoring", "device_profile", "device_id")
         lookup = CachedLookup(fetch, dict.fromkeys(fetch.feature_names()), ttl_s=cfg.lookup_ttl_s,
-                              name="device_profile")
+                              name="device_profile", timeout_s=cfg.lookup_timeout_s,
+                              failures=cfg.lookup_failures, retry_s=cfg.lookup_retry_s)
         return _DeviceProfiles(lookup, cfg.key_field)
 
     return build

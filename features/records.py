@@ -31,6 +31,7 @@ features.records.ValidationError: field 'timestamp': 1700000000000.0 looks like 
 from __future__ import annotations
 
 import math
+import re
 import time
 import zlib
 from datetime import datetime, timezone
@@ -114,9 +115,18 @@ class DeadLetter(msgspec.Struct):
         return out
 
 
+#: A dead letter keeps at most this much of a raw text input (the rest is cut and marked).
+MAX_RAW_CHARS = 64 * 1024
+
+
 def _printable(raw: Any) -> Any:
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        return bytes(raw).decode("utf-8", errors="replace")
+        raw = bytes(raw)
+        if len(raw) > MAX_RAW_CHARS:
+            return raw[:MAX_RAW_CHARS].decode("utf-8", errors="replace") + f"…[truncated: {len(raw)} bytes]"
+        return raw.decode("utf-8", errors="replace")
+    if isinstance(raw, str) and len(raw) > MAX_RAW_CHARS:
+        return raw[:MAX_RAW_CHARS] + f"…[truncated: {len(raw)} characters]"
     if isinstance(raw, Raw):
         return _printable(raw.value)
     if isinstance(raw, Mapping):
@@ -125,7 +135,8 @@ def _printable(raw: Any) -> Any:
 
 
 def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None = None) -> DeadLetter:
-    """A :class:`DeadLetter` for ``raw`` (bytes become text), stamped now.
+    """A :class:`DeadLetter` for ``raw`` (bytes become text; a text over
+    :data:`MAX_RAW_CHARS` is cut and marked ``…[truncated: N bytes]``), stamped now.
 
     >>> d = dead_letter(b'{"x"\\xff', "not valid JSON")
     >>> d.raw, d.error
@@ -144,11 +155,60 @@ def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None
 
 
 _json = msgspec.json.Decoder()
+_AT_BYTE = re.compile(r"\(byte (\d+)\)")
+
+
+def _near(raw: bytes | str, message: str) -> str:
+    """`` near '...'``: the text around the byte a JSON error points at (cold path)."""
+    m = _AT_BYTE.search(message)
+    if m is None:
+        return ""
+    data = raw.encode("utf-8", errors="replace") if isinstance(raw, str) else raw
+    at = int(m.group(1))
+    return f" near {data[max(0, at - 24):at + 24].decode('utf-8', errors='replace')!r}"
+
+
+def _non_finite_at(value: Any, path: str = "") -> str | None:
+    """The path (``amount``, ``meta.x``, ``xs[2]``) of the first non-finite number in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "$"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite_at(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_finite_at(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _non_finite(raw: bytes | str) -> ValidationError | None:
+    """For JSON that only a lenient parser reads, because it holds ``NaN``, ``Infinity``
+    or a number too large for a float (``1e400``): the error naming that field, else
+    ``None`` (cold path)."""
+    import json
+
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeError, RecursionError):
+        return None
+    where = _non_finite_at(value)
+    if where is None:
+        return None
+    return ValidationError(f"field {where!r}: not a finite number (NaN, Infinity or out of range)")
 
 
 def decode(raw: Any) -> dict[str, Any]:
     """Turn a raw event (JSON text or bytes, or a row mapping) into a dict, or raise
     :class:`ValidationError`.
+
+    Malformed JSON names the byte and shows the text around it; a number too large
+    for a float (``1e400``, which would be infinity) and the non-JSON tokens ``NaN``
+    and ``Infinity`` name their field. (The strings ``"NaN"``, ``"Infinity"`` are
+    JSON; the event's parser decides about them.)
 
     >>> decode('{"a": 1}'), decode({"a": 2})
     ({'a': 1}, {'a': 2})
@@ -160,6 +220,14 @@ def decode(raw: Any) -> dict[str, Any]:
     Traceback (most recent call last):
     ...
     features.records.ValidationError: expected a JSON object, got list
+    >>> decode('{"id": 1, "amount": 1e400}')
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'amount': not a finite number (NaN, Infinity or out of range)
+    >>> decode('{"id": 1, "amount": 5,}')
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: not valid JSON: JSON is malformed: trailing comma in object (byte 22) near '{"id": 1, "amount": 5,}'
     """
     if isinstance(raw, Raw):
         raw = raw.value
@@ -173,7 +241,11 @@ def decode(raw: Any) -> dict[str, Any]:
     try:
         value = _json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise ValidationError(f"not valid JSON: {exc}") from None
+        message = str(exc)
+        named = _non_finite(raw)
+        if named is not None:
+            raise named from None
+        raise ValidationError(f"not valid JSON: {message}{_near(raw, message)}") from None
     except UnicodeError as exc:
         raise ValidationError(f"not valid UTF-8: {exc}") from None
     if not isinstance(value, dict):
@@ -181,8 +253,17 @@ def decode(raw: Any) -> dict[str, Any]:
     return value
 
 
-def parse_time(value: Any, field: str = "timestamp") -> float:
+#: The earliest event time accepted: 0001-01-02T00:00:00Z (earlier ones cannot be
+#: written back as ISO-8601 in every time zone).
+MIN_EPOCH_S = -62135510400.0
+
+
+def parse_time(value: Any, field: str = "timestamp", not_after: float | None = None) -> float:
     """Epoch seconds of an event time, by the module's time policy; errors name ``field``.
+
+    A time must lie in [0001-01-02, 1e11 s (year 5138)), so it can be written back
+    (:func:`format_time`). With ``not_after`` (epoch seconds; the flows pass arrival
+    + ``SCORING_MAX_FUTURE_S``) a later time is refused as in the future.
 
     >>> parse_time("2024-01-01T01:00:30+01:00"), parse_time(5)
     (1704067230.0, 5.0)
@@ -190,6 +271,10 @@ def parse_time(value: Any, field: str = "timestamp") -> float:
     Traceback (most recent call last):
     ...
     features.records.ValidationError: field 'ts': expected an ISO-8601 time or epoch seconds, got 'yesterday'
+    >>> parse_time("2030-01-01T00:00:00Z", not_after=1704067230.0)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'timestamp': 2030-01-01T00:00:00.000Z is too far in the future (later than 2024-01-01T00:00:30.000Z)
     """
     if isinstance(value, bool) or value is None:
         raise ValidationError(f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r}")
@@ -201,24 +286,32 @@ def parse_time(value: Any, field: str = "timestamp") -> float:
             raise ValidationError(
                 f"field {field!r}: {t!r} looks like epoch milliseconds; expected epoch seconds or ISO-8601"
             )
-        return t
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValidationError(
-                f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value[:64]!r}"
-            ) from None
     else:
-        raise ValidationError(f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r:.64}")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    try:
-        return dt.timestamp()
-    except (OverflowError, OSError, ValueError) as exc:
-        raise ValidationError(f"field {field!r}: time out of range ({exc})") from None
+        if isinstance(value, datetime):
+            dt = value
+        elif isinstance(value, str):
+            try:
+                dt = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValidationError(
+                    f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value[:64]!r}"
+                ) from None
+        else:
+            raise ValidationError(
+                f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r:.64}")
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        try:
+            t = dt.timestamp()
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValidationError(f"field {field!r}: time out of range ({exc})") from None
+    if not MIN_EPOCH_S <= t < MAX_EPOCH_S:
+        raise ValidationError(
+            f"field {field!r}: time out of range, got {str(value)[:64]!r}; expected 0001-01-02 to 5138")
+    if not_after is not None and t > not_after:
+        raise ValidationError(
+            f"field {field!r}: {format_time(t)} is too far in the future (later than {format_time(not_after)})")
+    return t
 
 
 def format_time(t: float) -> str:

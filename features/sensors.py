@@ -158,6 +158,9 @@ class Reading(msgspec.Struct, frozen=True):
         return format_time(self.t)
 
 
+_INF = float("inf")
+
+
 def _sensor_value(fields: Mapping[str, Any], name: str) -> float | None:
     v = fields.get(name)
     if v is None or v == "":
@@ -180,16 +183,21 @@ def _sensor_value(fields: Mapping[str, Any], name: str) -> float | None:
     return f
 
 
-def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: float | None = None) -> Reading:
+def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: float | None = None,
+                  max_future_s: float | None = None) -> Reading:
     """Decode and check one reading (JSON text or bytes, a mapping, or a
     :class:`~features.records.Raw`).
 
     Missing sensors (absent, None, empty string or NaN) are ``None``; numeric
     strings are accepted. A reading without the time field (absent, None or
     empty) is timed by ``arrival`` and flagged ``timed_by_arrival``. Invalid
-    (:class:`~features.records.ValidationError`, naming the field): no key, a
-    bad time, a boolean, non-numeric or infinite sensor value, no sensor at all.
-    ``arrival`` is required when the reading has no time.
+    (:class:`~features.records.ValidationError`, naming the field): no key, or a
+    key that is a boolean, a list, an object or a non-finite number; a bad time
+    (and, with ``max_future_s`` and ``arrival``, a time more than ``max_future_s``
+    seconds after ``arrival``; the flow passes ``SCORING_MAX_FUTURE_S``); a boolean,
+    non-numeric or infinite sensor value (``"Infinity"``; ``1e400`` is refused by
+    :func:`~features.records.decode`); no sensor at all (a ``NaN`` sensor counts
+    as missing). ``arrival`` is required when the reading has no time.
 
     >>> cfg = SensorConfig(key_field="id", time_field="ts", sensors=("a", "b"))
     >>> r = parse_reading({"id": 7, "a": None, "b": "2", "label": 1}, cfg, arrival=42.0)
@@ -203,11 +211,20 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
     Traceback (most recent call last):
     ...
     features.records.ValidationError: reading has no 'id' field (fields: ['a', 'ts'])
+    >>> parse_reading({"id": True, "ts": 1, "a": 1}, cfg, arrival=0.0)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'id': expected text or a number as the key, got True
     """
     fields = decode(raw)
     key = fields.get(config.key_field)
-    if key is None or key == "" or isinstance(key, (dict, list)):
+    if key is None or key == "":
+        if config.key_field in fields:
+            raise ValidationError(f"reading has no {config.key_field!r} field: it is {key!r}")
         raise ValidationError(f"reading has no {config.key_field!r} field (fields: {sorted(fields)[:20]!r})")
+    if not isinstance(key, str) and (
+            isinstance(key, bool) or not isinstance(key, (int, float)) or key != key or key in (_INF, -_INF)):
+        raise ValidationError(f"field {config.key_field!r}: expected text or a number as the key, got {key!r:.64}")
     device = str(key)
     try:
         when = fields.get(config.time_field)
@@ -216,7 +233,8 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
                 raise ValidationError(f"field {config.time_field!r} is missing and no arrival time was given")
             t, timed_by_arrival = float(arrival), True
         else:
-            t, timed_by_arrival = parse_time(when, config.time_field), False
+            not_after = None if max_future_s is None or arrival is None else float(arrival) + max_future_s
+            t, timed_by_arrival = parse_time(when, config.time_field, not_after), False
         values = {s: _sensor_value(fields, s) for s in config.sensors}
     except ValidationError as exc:
         raise ValidationError(f"reading of {config.key_field}={device!r}: {exc}") from None

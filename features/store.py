@@ -30,10 +30,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -45,6 +48,7 @@ __all__ = [
     "with_defaults",
     "CachedLookup",
     "LookupStats",
+    "CircuitBreaker",
     "FetchFn",
     "FeastFetcher",
     "feast_fetcher",
@@ -95,19 +99,119 @@ FetchFn = Callable[[list[str]], Mapping[str, Mapping[str, Any]]]
 
 
 class LookupStats:
-    """Counters of one lookup: store calls, keys asked, cache hits, unknown keys, errors."""
+    """Counters of one lookup: store calls, keys asked, cache hits, unknown keys, errors
+    (failed or timed-out calls), timeouts, calls skipped while the breaker was open,
+    keys served with defaults because the store failed (``fallback``) and expired
+    entries served because the store failed (``stale``)."""
 
-    __slots__ = ("calls", "keys_fetched", "hits", "unknown", "errors")
+    __slots__ = ("calls", "keys_fetched", "hits", "unknown", "errors", "timeouts", "skipped", "fallback", "stale")
 
     def __init__(self) -> None:
-        self.calls = self.keys_fetched = self.hits = self.unknown = self.errors = 0
+        for k in self.__slots__:
+            setattr(self, k, 0)
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+class CircuitBreaker:
+    """Stops asking a failing store for a while.
+
+    Closed: every call goes through. After ``failures`` consecutive failures, or
+    one timeout, it opens: no call for ``retry_s`` seconds, then one probe call;
+    a successful probe closes it, a failed one opens it again for ``retry_s``.
+    Logs ``feature_lookup_failed`` (first failure after a success),
+    ``feature_store_circuit_open`` and ``feature_store_circuit_closed`` once per
+    transition. One breaker may be shared by the lookups of one store.
+    """
+
+    def __init__(self, failures: int = 3, retry_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, name: str = "feature_store") -> None:
+        self.failures = max(1, int(failures))
+        self.retry_s = retry_s
+        self._clock = clock
+        self.name = name
+        self.consecutive = 0
+        self.is_open = False
+        self.opened_at = 0.0
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Whether to ask the store now (while open: one probe per ``retry_s``)."""
+        with self._lock:
+            if not self.is_open:
+                return True
+            now = self._clock()
+            if now >= self._retry_at:
+                self._retry_at = now + self.retry_s  # this call is the probe
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            was_open, self.is_open, self.consecutive = self.is_open, False, 0
+        if was_open:
+            log.warning("feature_store_circuit_closed", store=self.name,
+                        outage_s=round(self._clock() - self.opened_at, 3))
+
+    def failure(self, error: str, lookup: str = "", timeout: bool = False) -> None:
+        with self._lock:
+            self.consecutive += 1
+            first = self.consecutive == 1 and not self.is_open
+            opens = not self.is_open and (timeout or self.consecutive >= self.failures)
+            now = self._clock()
+            if opens:
+                self.is_open, self.opened_at = True, now
+            if self.is_open:
+                self._retry_at = now + self.retry_s
+        if first:
+            log.warning("feature_lookup_failed", store=self.name, lookup=lookup, timeout=timeout, error=error)
+        if opens:
+            log.warning("feature_store_circuit_open", store=self.name, lookup=lookup,
+                        failures=self.consecutive, timeout=timeout, retry_s=self.retry_s)
+
+
+class _CallThread:
+    """One daemon thread running calls in order (a hung call never blocks the exit);
+    it ends after ``idle_s`` without work and is started again by the next call."""
+
+    def __init__(self, name: str, idle_s: float = 30.0) -> None:
+        self.name = name
+        self.idle_s = idle_s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        fut: Future = Future()
+        with self._lock:
+            self._queue.put((fut, fn, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"lookup-{self.name}", daemon=True)
+                self._thread.start()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            try:
+                fut, fn, args = self._queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller
+                fut.set_exception(exc)
+
+
 class CachedLookup:
-    """Batched lookups through a bounded, time-limited cache.
+    """Batched lookups through a bounded, time-limited cache, with a timeout and a circuit breaker.
 
     Args:
         fetch: returns the values of the keys the store knows; keys it does
@@ -118,9 +222,18 @@ class CachedLookup:
         max_entries: cache size; the least recently used entries go first.
         clock: monotonic seconds, replaceable in tests.
         name: names the lookup in logs.
+        timeout_s: give up on a store call after this long (``None``: wait; the
+            call then runs in the caller's thread). The call runs in this lookup's
+            one worker thread; a timed-out call is left to finish there and no
+            other call is started while it runs (threads never pile up).
+        breaker: a :class:`CircuitBreaker` (shared by the lookups of one store),
+            else one of its own with ``failures`` and ``retry_s``.
 
-    When ``fetch`` raises, the batch gets the defaults with ``known=False``
-    and the error is logged; nothing is cached, so the next batch retries.
+    When ``fetch`` raises or times out, or the breaker is open, the keys to fetch
+    get, if they have an expired cache entry, that entry (stale, served while the
+    store is down), else the defaults with ``known=False``; nothing is cached,
+    so a later batch asks again. :attr:`last_fallback` holds the keys of the last
+    :meth:`get_many` that got defaults because the store could not answer.
     Returned value dicts are shared with the cache: read them, do not modify them.
     """
 
@@ -132,6 +245,10 @@ class CachedLookup:
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
         name: str = "lookup",
+        timeout_s: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        failures: int = 3,
+        retry_s: float = 5.0,
     ) -> None:
         self._fetch = fetch
         self.defaults = dict(defaults)
@@ -139,8 +256,27 @@ class CachedLookup:
         self.max_entries = max_entries
         self._clock = clock
         self.name = name
+        self.timeout_s = timeout_s
+        self.breaker = breaker if breaker is not None else CircuitBreaker(failures, retry_s, clock, name)
         self._cache: OrderedDict[str, tuple[float, dict[str, Any], bool]] = OrderedDict()
+        self._worker: _CallThread | None = None
+        self._inflight: Future | None = None
+        self.last_fallback: set[str] = set()
         self.stats = LookupStats()
+
+    def _call(self, keys: list[str]) -> Mapping[str, Mapping[str, Any]]:
+        """``fetch(keys)``, within ``timeout_s``; raises ``TimeoutError`` when it takes longer."""
+        if self.timeout_s is None:
+            return self._fetch(keys)
+        if self._inflight is not None and not self._inflight.done():
+            raise TimeoutError(f"previous {self.name} lookup still running")
+        if self._worker is None:
+            self._worker = _CallThread(self.name)
+        self._inflight = fut = self._worker.submit(self._fetch, keys)
+        try:
+            return fut.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise TimeoutError(f"{self.name} lookup took more than {self.timeout_s}s") from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], bool]]:
         """``{key: (values, known)}`` for every distinct key, with one store call at most."""
@@ -156,17 +292,34 @@ class CachedLookup:
             else:
                 missing.append(key)
         self.stats.hits += len(out)
+        self.last_fallback = set()
         if not missing:
             return out
-        self.stats.calls += 1
-        self.stats.keys_fetched += len(missing)
-        try:
-            fetched = self._fetch(missing)
-        except Exception as exc:  # the store is down: score with defaults, retry next batch
-            self.stats.errors += 1
-            log.warning("feature_lookup_failed", lookup=self.name, keys=len(missing), error=repr(exc)[:500])
+        fetched: Mapping[str, Mapping[str, Any]] | None = None
+        if not self.breaker.allow():
+            self.stats.skipped += 1
+        else:
+            self.stats.calls += 1
+            self.stats.keys_fetched += len(missing)
+            try:
+                fetched = self._call(missing)
+            except Exception as exc:  # the store is down or slow: serve what we have, retry later
+                timeout = isinstance(exc, TimeoutError)
+                self.stats.errors += 1
+                self.stats.timeouts += timeout
+                self.breaker.failure(repr(exc)[:500], lookup=self.name, timeout=timeout)
+            else:
+                self.breaker.success()
+        if fetched is None:
             for key in missing:
-                out[key] = with_defaults(None, self.defaults)
+                entry = cache.get(key)
+                if entry is not None:  # expired: stale values beat defaults while the store is down
+                    self.stats.stale += 1
+                    out[key] = (entry[1], entry[2])
+                else:
+                    self.stats.fallback += 1
+                    self.last_fallback.add(key)
+                    out[key] = with_defaults(None, self.defaults)
             return out
         expires = now + self.ttl_s
         for key in missing:
@@ -276,18 +429,28 @@ def feast_fetcher(
 
 
 def fraud_lookups(
-    store: Any, service: str = "fraud_scoring", ttl_s: float = 300.0
+    store: Any,
+    service: str = "fraud_scoring",
+    ttl_s: float = 300.0,
+    timeout_s: float | None = None,
+    failures: int = 3,
+    retry_s: float = 5.0,
 ) -> tuple[CachedLookup, CachedLookup]:
     """The fraud scorer's two lookups, ``(customers, merchants)``, over one store:
     ``customer_profile`` by ``customer_id`` with :data:`PROFILE_DEFAULTS` and
     ``merchant_risk`` by ``merchant_id`` with :data:`MERCHANT_DEFAULTS`.
 
     ``store`` is an open ``FeatureStore`` or a Feast repo path (opened on first use).
+    Both lookups share one :class:`CircuitBreaker` (``failures``, ``retry_s``): when
+    one finds the store down, the other does not wait for it too.
     """
     if isinstance(store, (str, Path)):
         store = _LazyStore(store, None)
+    breaker = CircuitBreaker(failures, retry_s, name=service)
     customers = CachedLookup(FeastFetcher(store, service, "customer_profile", "customer_id"),
-                             PROFILE_DEFAULTS, ttl_s=ttl_s, name="customer_profile")
+                             PROFILE_DEFAULTS, ttl_s=ttl_s, name="customer_profile",
+                             timeout_s=timeout_s, breaker=breaker)
     merchants = CachedLookup(FeastFetcher(store, service, "merchant_risk", "merchant_id"),
-                             MERCHANT_DEFAULTS, ttl_s=ttl_s, name="merchant_risk")
+                             MERCHANT_DEFAULTS, ttl_s=ttl_s, name="merchant_risk",
+                             timeout_s=timeout_s, breaker=breaker)
     return customers, merchants

@@ -46,6 +46,7 @@ __all__ = [
     "parse_transaction",
     "parse_label",
     "MAX_AMOUNT",
+    "MIN_AMOUNT",
     "HORIZONS",
     "STREAM_FEATURES",
     "CustomerFeatures",
@@ -54,8 +55,11 @@ __all__ = [
     "DERIVED_FEATURES",
 ]
 
-#: Amounts above this are refused as absurd (a unit or parsing error upstream, not a purchase).
+#: Amounts above this are refused as absurd (a unit or parsing error upstream, not a purchase);
+#: the default of ``max_amount`` (``SCORING_MAX_AMOUNT`` in the flow).
 MAX_AMOUNT = 1e9
+#: Amounts must be above this (exclusive); the default of ``min_amount`` (``SCORING_MIN_AMOUNT``).
+MIN_AMOUNT = 0.0
 
 
 class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
@@ -98,7 +102,7 @@ class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
 
 _Id = Union[Annotated[str, msgspec.Meta(min_length=1)], int]
 _RANGES: dict[str, tuple[float, float]] = {
-    "amount": (0.0, MAX_AMOUNT),
+    "amount": (MIN_AMOUNT, MAX_AMOUNT),
     "latitude": (-90.0, 90.0),
     "longitude": (-180.0, 180.0),
 }
@@ -112,7 +116,7 @@ class _Schema(msgspec.Struct, gc=False):
     customer_id: _Id
     merchant_id: _Id
     merchant_category: _Id
-    amount: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_AMOUNT)]
+    amount: float  # bounds are arguments of parse_transaction, checked after
     latitude: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
     longitude: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 
@@ -122,17 +126,30 @@ _convert = msgspec.convert
 _FIELD_AT = re.compile(r"at `\$\.([A-Za-z_]\w*)`|missing required field `([A-Za-z_]\w*)`")
 
 
-def parse_transaction(raw: Any, arrival: float = 0.0) -> Transaction:
+def parse_transaction(
+    raw: Any,
+    arrival: float = 0.0,
+    *,
+    min_amount: float = MIN_AMOUNT,
+    max_amount: float = MAX_AMOUNT,
+    max_future_s: float | None = None,
+) -> Transaction:
     """Decode and validate one transaction.
 
     ``raw`` is JSON text or bytes, or a mapping (CSV or Parquet row); ``arrival``
     is when it entered the flow (epoch seconds). Required: ``transaction_id``,
-    ``customer_id``, ``merchant_id``, ``merchant_category`` (non-empty text; numbers
-    become text), ``amount`` (> 0 and at most :data:`MAX_AMOUNT`, 1e9: a larger
-    amount is refused as absurd), ``latitude`` in [-90, 90], ``longitude`` in
-    [-180, 180] (finite numbers, or numeric text without spaces) and ``timestamp``
-    (read by :func:`features.records.parse_time`). ``is_fraud``, when present, is
-    read by :func:`parse_label`. Other fields are kept, unchanged, in ``fields``.
+    ``customer_id``, ``merchant_id``, ``merchant_category`` (non-empty text or an
+    integer; integers become text; booleans, floats, lists and objects are refused),
+    ``amount`` (a finite number, > ``min_amount`` (default 0) and at most
+    ``max_amount`` (default :data:`MAX_AMOUNT`, 1e9: a larger amount is refused as
+    absurd)), ``latitude`` in [-90, 90], ``longitude`` in [-180, 180] (finite numbers,
+    or numeric text without spaces; ``"NaN"``, ``"Infinity"`` and ``1e400`` are
+    refused) and ``timestamp`` (read by :func:`features.records.parse_time`; with
+    ``max_future_s``, a time more than that many seconds after ``arrival`` is
+    refused; ``None``, the default for offline use, checks no such bound).
+    ``is_fraud``, when present, is read by :func:`parse_label`. Other fields are
+    kept, unchanged, in ``fields``. The flow passes the bounds from its settings
+    (``SCORING_MIN_AMOUNT``, ``SCORING_MAX_AMOUNT``, ``SCORING_MAX_FUTURE_S``).
 
     Raises :class:`~features.records.ValidationError` whose message names the field.
 
@@ -141,34 +158,57 @@ def parse_transaction(raw: Any, arrival: float = 0.0) -> Transaction:
     ...     b' "timestamp": "2026-10-06T00:00:00Z", "error": "none"}', arrival=5.0)
     >>> tx.transaction_id, tx.latitude, tx.arrival, tx.fields["error"]
     ('7', 1.0, 5.0, 'none')
-    >>> parse_transaction({"transaction_id": "t", "customer_id": "C1", "merchant_id": "M1",
+    >>> row = {"transaction_id": "t", "customer_id": "C1", "merchant_id": "M1",
     ...     "merchant_category": "gas", "amount": "twelve", "latitude": 1, "longitude": 2,
-    ...     "timestamp": "2026-10-06T00:00:00Z"})
+    ...     "timestamp": "2026-10-06T00:00:00Z"}
+    >>> parse_transaction(row)
     Traceback (most recent call last):
     ...
     features.records.ValidationError: field 'amount': expected a number, got 'twelve'
+    >>> parse_transaction({**row, "amount": 0.5}, min_amount=1.0)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'amount': must be > 1, got 0.5
+    >>> parse_transaction({**row, "amount": 5}, arrival=1791244800.0 - 7200, max_future_s=3600)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: field 'timestamp': 2026-10-06T00:00:00.000Z is too far in the future (later than 2026-10-05T23:00:00.000Z)
     """
     d = decode(raw)
     try:
         s = _convert(d, _Schema, strict=False)
     except msgspec.ValidationError as exc:
-        raise _explain(d, str(exc)) from None
+        raise _explain(d, str(exc), min_amount, max_amount) from None
+    amount = s.amount
+    if not min_amount < amount <= max_amount:  # NaN fails too
+        raise _amount_error(d.get("amount"), amount, min_amount, max_amount)
     ts = d.get("timestamp")
     if ts is None or ts == "":
         raise ValidationError("field 'timestamp': missing")
+    t = parse_time(ts, "timestamp", None if max_future_s is None else arrival + max_future_s)
     tid, cid, mid, cat = s.transaction_id, s.customer_id, s.merchant_id, s.merchant_category
     return Transaction(
         tid if isinstance(tid, str) else str(tid),
         cid if isinstance(cid, str) else str(cid),
         mid if isinstance(mid, str) else str(mid),
         cat if isinstance(cat, str) else str(cat),
-        s.amount, s.latitude, s.longitude, parse_time(ts, "timestamp"), arrival,
+        amount, s.latitude, s.longitude, t, arrival,
         parse_label(d["is_fraud"], "is_fraud") if "is_fraud" in d else None,
         d,
     )
 
 
-def _explain(d: Mapping[str, Any], msgspec_error: str) -> ValidationError:
+def _amount_error(value: Any, number: float, lo: float, hi: float) -> ValidationError:
+    """The error for an amount outside ``(lo, hi]`` or not finite (cold path)."""
+    if not math.isfinite(number):
+        return ValidationError(f"field 'amount': expected a finite number, got {value!r:.64}")
+    if number <= lo:
+        return ValidationError(f"field 'amount': must be > {lo:g}, got {value!r:.64}")
+    return ValidationError(f"field 'amount': {number!r} is over {hi:g}, refused as absurd")
+
+
+def _explain(d: Mapping[str, Any], msgspec_error: str, min_amount: float = MIN_AMOUNT,
+             max_amount: float = MAX_AMOUNT) -> ValidationError:
     """The error for a refused input, naming the field and what was wrong (cold path)."""
     m = _FIELD_AT.search(msgspec_error)
     if m is None:
@@ -190,11 +230,9 @@ def _explain(d: Mapping[str, Any], msgspec_error: str) -> ValidationError:
             return ValidationError(f"field {field!r}: expected a number, got {value!r:.64}")
         if not math.isfinite(number):
             return ValidationError(f"field {field!r}: expected a finite number, got {value!r}")
-        lo, hi = _RANGES[field]
         if field == "amount":
-            if number <= lo:
-                return ValidationError(f"field 'amount': must be > 0, got {number!r}")
-            return ValidationError(f"field 'amount': {number!r} is over {hi:g}, refused as absurd")
+            return _amount_error(value, float(number), min_amount, max_amount)
+        lo, hi = _RANGES[field]
         return ValidationError(f"field {field!r}: {float(number)!r} is outside [{lo:g}, {hi:g}]")
     return ValidationError(f"field {field!r}: {msgspec_error}")
 

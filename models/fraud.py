@@ -424,7 +424,9 @@ class FraudScorer:
 
         A record is :func:`feature_row` (every input field, typed values, streaming,
         Feast and derived features, ``customer_known``/``merchant_known``) plus
-        ``anomaly_scores``, ``anomaly_score``, ``anomaly_warming_up``, ``fraud_score``,
+        ``feature_fallback`` (true when some Feast values are defaults because the
+        store failed, timed out or its circuit breaker was open), ``anomaly_scores``,
+        ``anomaly_score``, ``anomaly_warming_up``, ``fraud_score``,
         ``risk_score``, ``status``, ``model_version``, ``scored_at``, ``latency_ms``
         (arrival to scoring) and, on alerts (not NORMAL), ``reasons``. Computed
         fields win over input fields of the same name.
@@ -432,12 +434,16 @@ class FraudScorer:
         if not txs:
             return []
         profiles = self.customers.get_many([tx.customer_id for tx in txs])
+        no_profile = getattr(self.customers, "last_fallback", ())
         merchants = self.merchants.get_many([tx.merchant_id for tx in txs])
+        no_risk = getattr(self.merchants, "last_fallback", ())
         records: list[dict[str, Any]] = []
         for tx in txs:
             profile, customer_known = profiles[tx.customer_id]
             risk, merchant_known = merchants[tx.merchant_id]
             rec = feature_row(tx, profile, customer_known, risk, merchant_known)
+            # defaults because the store could not answer, not because it does not know the key
+            rec["feature_fallback"] = tx.customer_id in no_profile or tx.merchant_id in no_risk
             rec["anomaly_scores"] = tx.anomaly_scores
             rec["anomaly_score"] = tx.anomaly_score
             rec["anomaly_warming_up"] = tx.anomaly_warming_up
