@@ -63,16 +63,21 @@ def _splice(d: dict, field: str, token: str) -> bytes:
 # --- transactions ------------------------------------------------------------------
 
 
-def tx(case: str, **over) -> dict:
-    d = {"transaction_id": f"h-{case}", "customer_id": "C000001", "merchant_id": "M00001",
-         "merchant_category": "grocery", "amount": 25.5, "timestamp": iso(NOW - 3600),
-         "latitude": 40.7, "longitude": -74.0, "channel": "web", "case": case}
+def _with(d: dict, over: dict) -> dict:
+    """``d`` with ``over`` applied; a value of ``...`` removes the field."""
     for k, v in over.items():
         if v is ...:
             d.pop(k)
         else:
             d[k] = v
     return d
+
+
+def tx(case: str, **over) -> dict:
+    d = {"transaction_id": f"h-{case}", "customer_id": "C000001", "merchant_id": "M00001",
+         "merchant_category": "grocery", "amount": 25.5, "timestamp": iso(NOW - 3600),
+         "latitude": 40.7, "longitude": -74.0, "channel": "web", "case": case}
+    return _with(d, over)
 
 
 def tx_cases(big: int) -> list[Case]:
@@ -141,12 +146,7 @@ IOT_FIELDS = {"IOT_KEY_FIELD": "sensor", "IOT_TIME_FIELD": "ts", "IOT_SENSOR_FIE
 
 def rd(case: str, i: int = 0, **over) -> dict:
     d = {"sensor": "dev-1", "ts": iso(NOW - 600 + i), "a": 20.0 + i % 3, "b": 40.0, "c": 1013.0, "case": case}
-    for k, v in over.items():
-        if v is ...:
-            d.pop(k)
-        else:
-            d[k] = v
-    return d
+    return _with(d, over)
 
 
 def reading_cases(big: int) -> list[Case]:
