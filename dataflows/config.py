@@ -322,7 +322,7 @@ class KafkaConfig(_Settings):
     alerts_topic: str = _var("SCORING_ALERTS_TOPIC", "fraud-alerts")
     dead_letter_topic: str = _var("SCORING_DEAD_LETTER_TOPIC", "transactions-dead-letter")
     tail: bool = _var("SCORING_KAFKA_TAIL", True)
-    start: KafkaStart = _var("SCORING_KAFKA_START", "committed")
+    start: KafkaStart = _var("SCORING_KAFKA_START", "earliest")
     group: str = _var("SCORING_KAFKA_GROUP", "streamscore")
     check_timeout_s: float = _var("KAFKA_CHECK_TIMEOUT_S", 10.0, ge=0.1)
     #: extra librdkafka settings from ``KAFKA_OPT_*`` (may hold secrets: never log values)

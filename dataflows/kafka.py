@@ -181,7 +181,7 @@ def kafka_source(
     tail: bool = True,
     options: Mapping[str, str] | None = None,
     batch_size: int = 1000,
-    start: str = "committed",
+    start: str = "earliest",
     group: str = "streamscore",
 ) -> StoppableKafkaSource:
     """Bytewax's ``KafkaSource`` for ``topic``, with consumer errors turned into
@@ -193,9 +193,9 @@ def kafka_source(
     Where it starts reading, when Bytewax recovery has no offsets for a partition
     (with recovery on, the recovered offsets always win):
 
-    * ``"earliest"``: the beginning of each partition;
+    * ``"earliest"`` (default): the beginning of each partition;
     * ``"latest"``: only messages produced after the start;
-    * ``"committed"`` (default): the offsets consumer group ``group`` committed,
+    * ``"committed"``: the offsets consumer group ``group`` committed,
       and the beginning of a partition the group never read. The consumer commits
       what it has read every few seconds and when it stops (librdkafka's
       auto-commit), so a restart without recovery continues near where the last

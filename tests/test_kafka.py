@@ -305,17 +305,25 @@ def test_iot_kafka_in_kafka_out_exactly_n():
 
 
 def test_restart_without_recovery_continues_from_the_committed_offsets(fraud_env):
-    """SCORING_KAFKA_START=committed (the default): a second run without recovery scores
-    only what arrived since the first; `earliest` would score the whole topic again."""
+    """SCORING_KAFKA_START=committed: a second run without recovery scores only what
+    arrived since the first; `earliest` (the default) scores the whole topic again."""
     from bytewax.testing import run_main
+
+    from confluent_kafka import TopicPartition
 
     t = topics("offsets")
     create_topics(t)
     group = f"test-{uuid.uuid4().hex[:8]}"
+    # The group coordinator must be up (a fresh broker creates __consumer_offsets on first use).
+    c = Consumer({"bootstrap.servers": BROKER, "group.id": group})
+    try:
+        c.committed([TopicPartition(t["in"], 0)], timeout=60)
+    finally:
+        c.close()
     first = stream_transactions(300, seed=31, spec=fraud_env.spec)
     produce(t["in"], first)
     env = kafka_env(t, SCORING_FEATURE_REPO=str(fraud_env.repo), SCORING_MODEL_REGISTRY=str(fraud_env.registry),
-                    SCORING_KAFKA_GROUP=group)
+                    SCORING_KAFKA_GROUP=group, SCORING_KAFKA_START="committed")
     run_main(build_flow(FraudConfig.from_env(env)))
     assert len(consume_all(t["scored"], expected=300, idle_s=1.0)) == 300
     second = stream_transactions(200, seed=32, spec=fraud_env.spec)
