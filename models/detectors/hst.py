@@ -458,15 +458,17 @@ class HalfSpaceTrees:
 
     def snapshot(self) -> dict[str, Any]:
         """The learned state as plain data: feature names, the window counter and
-        the masses (small unsigned arrays); the trees are rebuilt from ``seed``."""
-        dtype = np.uint16 if self.window_size < 2**16 else np.uint32
+        the masses (small unsigned integers, as raw little-endian bytes); the trees
+        are rebuilt from ``seed``."""
+        dtype = np.dtype("<u2" if self.window_size < 2**16 else "<u4")
         return {
             "features": None if self.features is None else list(self.features),
             "digest": None if self.features is None else self._digest(),
             "counter": self.counter,
             "first_window": self._first_window,
-            "r_mass": self.r_mass.astype(dtype),
-            "l_mass": self.l_mass.astype(dtype),
+            "dtype": dtype.str,
+            "r_mass": self.r_mass.astype(dtype).tobytes(),
+            "l_mass": self.l_mass.astype(dtype).tobytes(),
         }
 
     def load(self, snap: Mapping[str, Any]) -> None:
@@ -475,7 +477,9 @@ class HalfSpaceTrees:
         if not isinstance(snap, Mapping) or not {"features", "digest", "counter", "r_mass", "l_mass"} <= set(snap):
             raise ValueError(f"HalfSpaceTrees.load: expected a HalfSpaceTrees snapshot, got {snap!r:.80}")
         shape = (self.n_trees, self.n_nodes)
-        r, lm = np.asarray(snap["r_mass"]), np.asarray(snap["l_mass"])
+        r, lm = (np.frombuffer(m, dtype=snap.get("dtype", "<u2")).reshape(shape)
+                 if isinstance(m, (bytes, bytearray)) else np.asarray(m)
+                 for m in (snap["r_mass"], snap["l_mass"]))
         if r.shape != shape or lm.shape != shape:
             raise ValueError(f"HalfSpaceTrees.load: masses of shape {r.shape}, expected {shape}")
         if snap["features"] is not None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Mapping, Sequence
 
+import msgspec
 import numpy as np
 import structlog
 
@@ -70,9 +70,8 @@ class ShardDetector:
 
     Cost with the defaults (6 features): ~1.5-2 us per reading in batches of
     1,000, about River's cost one by one. :meth:`snapshot` is ~21 KiB of
-    ``pickle.dumps`` bytes (the masses as uint16 arrays; the trees are redrawn
-    from ``seed``); only ever restore bytes produced by :meth:`snapshot`
-    (never unpickle data from outside).
+    MessagePack bytes of plain data (the masses as uint16 bytes; the trees are
+    redrawn from ``seed``); loading it runs no code.
 
     >>> sd = ShardDetector(["a", "b"], window_size=20, calib_warmup=20)
     >>> import random
@@ -366,14 +365,14 @@ class ShardDetector:
         )
 
     def snapshot(self) -> bytes:
-        """The learned state as bytes: the trees' masses, the scaler, the imputation
-        means, the calibrator (``pickle.dumps`` of plain data and numpy arrays;
-        restore only bytes produced here, never data from outside)."""
-        state = (
-            self._fingerprint(), self.hst.snapshot(), self._min, self._max, self._mean, self._count, self.n,
-            None if self.calibrator is None else self.calibrator.snapshot(), self.last_raw_score,
-        )
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        """The learned state as MessagePack bytes of plain data: the trees' masses,
+        the scaler, the imputation means, the calibrator. Decoding it runs no code
+        (no pickle)."""
+        state = [
+            repr(self._fingerprint()), self.hst.snapshot(), self._min, self._max, self._mean, self._count, self.n,
+            None if self.calibrator is None else list(self.calibrator.snapshot()), self.last_raw_score,
+        ]
+        return msgspec.msgpack.encode(state)
 
     def load(self, snap: bytes) -> bool:
         """Put :meth:`snapshot` bytes into this detector. The trees' learned
@@ -383,12 +382,15 @@ class ShardDetector:
         starts afresh, the discard is logged, and ``False`` is returned."""
         if not isinstance(snap, (bytes, bytearray)):
             raise TypeError(f"ShardDetector.load: expected bytes, got {type(snap).__name__}")
-        state = pickle.loads(snap)
-        if not isinstance(state, tuple) or not state or state[0] != self._fingerprint():
+        try:
+            state = msgspec.msgpack.decode(snap)
+        except msgspec.DecodeError:
+            state = None  # not this format (e.g. a pickled snapshot of an older version)
+        if not isinstance(state, list) or len(state) != 9 or state[0] != repr(self._fingerprint()):
             log.warning("detector_state_discarded", detector="ShardDetector",
                         reason="configuration changed since the snapshot", features=list(self.features))
             return False
-        if state[1].get("digest") != self.hst._digest():  # same settings, other trees (a changed RNG?)
+        if not isinstance(state[1], dict) or state[1].get("digest") != self.hst._digest():  # same settings, other trees (a changed RNG?)
             log.warning("detector_state_discarded", detector="ShardDetector",
                         reason="the trees differ from the snapshot's", features=list(self.features))
             return False
