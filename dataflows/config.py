@@ -394,6 +394,14 @@ class _FlowConfig(_Settings):
     shards: int = _var("SCORING_DETECTOR_SHARDS", 4, ge=1)
     #: event times more than this many seconds after their arrival are refused (dead letter)
     max_future_s: float = _var("SCORING_MAX_FUTURE_S", 86_400.0, ge=0.0)
+    #: an event id seen again for the same key within this much event time is a duplicate (0: off)
+    dedup_horizon_s: float = _var("SCORING_DEDUP_HORIZON_S", 3_600.0, ge=0.0)
+    #: ... and among the key's last this many ids (0: off)
+    dedup_max_ids: int = _var("SCORING_DEDUP_MAX_IDS", 256, ge=0)
+    #: a key idle this long in event time is dropped and starts afresh (0: keep every key forever)
+    idle_expiry_s: float = _var("SCORING_IDLE_EXPIRY_S", 30 * 86_400.0, ge=0.0)
+    #: wall-clock seconds between a key's idle checks at most (expiry itself follows event time)
+    idle_check_s: float = _var("SCORING_IDLE_CHECK_S", 300.0, gt=0.0)
 
     @field_validator("warning")
     @classmethod
@@ -466,6 +474,7 @@ class IoTConfig(_FlowConfig):
         "SCORING_ALERTS_TOPIC": "iot-alerts",
         "SCORING_DEAD_LETTER_TOPIC": "iot-readings-dead-letter",
         "SCORING_KAFKA_GROUP": "streamscore-iot",
+        "SCORING_IDLE_EXPIRY_S": str(7 * 86_400.0),
     }
 
     key_field: str = _var("IOT_KEY_FIELD", "device_id")

@@ -1,10 +1,11 @@
 """Transaction fraud scoring: ``python -m bytewax.run dataflows.fraud:flow``.
 
-    input -> validate --(bad)------------------------------------------------> dead_letter
-               |                                                                ^
-               +-> key by customer -> customer_features (windows, amount detector)  |
-                   -> key by shard -> shard_detector (shared multivariate detector) |
-                   -> score (Feast lookup per batch, model, risk, status) --(failed)-+
+    input -> validate --(bad)----------------------------------------------> dead_letter
+               |                                                                 ^  ^  ^
+               +-> key by customer -> customer_features --(duplicate id)---------+  |  |
+                   (windows, amount detector, recent ids; idle customers expire)    |  |
+                   -> key by shard -> shard_detector (shared multivariate detector) |  |
+                   -> score (Feast lookup per batch, model, risk, status) --(failed)-+--+
                    -> scored; the non-NORMAL ones also -> alerts
 
 Each step is a class or function of :mod:`features.transactions` and
@@ -50,10 +51,11 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     events = validate("validate", raw, transaction_parser(cfg))
 
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
-    featured = op.key_rm("unkey_customer", stateful_object(
-        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update))
+    featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
+        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update,
+        expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
     keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/routing.py)
-    by_shard = op.key_on("by_shard", featured, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
+    by_shard = op.key_on("by_shard", featured.oks, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
     detected = op.key_rm("unkey_shard", stateful_object(
         "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update, ShardState.update_many))
 
@@ -64,7 +66,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
 
     write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"])
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["transaction_id"])
-    write("dead_letter_out", op.merge("dead_letters", events.errs, results.errs), cfg.io, "dead_letter",
+    write("dead_letter_out", op.merge("dead_letters", events.errs, featured.errs, results.errs), cfg.io, "dead_letter",
           lambda d: d.key("transaction_id"))
     return flow
 

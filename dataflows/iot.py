@@ -1,8 +1,9 @@
 """IoT sensor anomaly scoring: ``python -m bytewax.run dataflows.iot:flow``.
 
     input -> validate --(bad)---------------------------------------------------> dead_letter
-               |
-               +-> key by device -> device_scoring (windows, per-sensor detectors, drift)
+               |                                                                   ^
+               +-> key by device -> device_scoring --(duplicate id)----------------+
+                   (windows, per-sensor detectors, drift; idle devices expire)
                    |                    +--(drift records)------------------------------> alerts
                    +-> key by shard -> shard_scoring (shared detector, warm-up rule, status)
                        -> device_profile (Feast, unless IOT_DEVICE_PROFILE=false)
@@ -51,8 +52,11 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     readings = validate("validate", raw, reading_parser(cfg))
 
     by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
-    devices = op.key_rm("unkey_device", stateful_object(
-        "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update, DeviceState.update_many))
+    devices = split_dead_letters("new_or_duplicate", op.key_rm("unkey_device", stateful_object(
+        "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update, DeviceState.update_many,
+        expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
+    duplicates = devices.errs
+    devices = devices.oks
     drifts = op.flat_map("drift_records", devices, lambda d: d.drifts)
 
     keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/routing.py)
@@ -66,7 +70,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
     write("scored_out", scored, cfg.io, "scored", lambda r: r["id"])
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"])
-    write("dead_letter_out", op.merge("dead_letters", readings.errs, profiled.errs), cfg.io, "dead_letter",
+    write("dead_letter_out", op.merge("dead_letters", readings.errs, duplicates, profiled.errs), cfg.io, "dead_letter",
           iot_dead_letter_key(cfg))
     return flow
 

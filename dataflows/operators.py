@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Generic, Iterable, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
 import bytewax.operators as op
@@ -106,18 +107,78 @@ class Snapshottable(Protocol):
 S = TypeVar("S", bound=Snapshottable)
 
 
+class _Clock:
+    """The newest event time a stateful step has seen on one worker: the event-time
+    "now" that idle keys are measured against (event time does not move while no
+    events arrive, so nothing expires then)."""
+
+    __slots__ = ("t",)
+
+    def __init__(self) -> None:
+        self.t = float("-inf")
+
+
+_UTC = timezone.utc
+
+
 class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
-    def __init__(self, state: S, step: Callable[[S, V], W], step_many: Callable[[S, List[V]], List[W]] | None):
+    def __init__(
+        self,
+        state: S,
+        step: Callable[[S, V], W],
+        step_many: Callable[[S, List[V]], List[W]] | None,
+        expire_s: float | None = None,
+        check_s: float = 300.0,
+        clocks: dict[int, _Clock] | None = None,
+    ):
         self.state = state
         self.step = step
         self.step_many = step_many
+        self.expire_s = expire_s
+        self.check_s = check_s
+        self.clocks = clocks
+
+    def _clock(self) -> _Clock:
+        clocks = self.clocks
+        assert clocks is not None
+        clock = clocks.get(threading.get_ident())
+        if clock is None:
+            clock = clocks[threading.get_ident()] = _Clock()
+        return clock
 
     @override
     def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
         if self.step_many is not None:
-            return self.step_many(self.state, values), StatefulBatchLogic.RETAIN
-        step, state = self.step, self.state
-        return [step(state, v) for v in values], StatefulBatchLogic.RETAIN
+            out = self.step_many(self.state, values)
+        else:
+            step, state = self.step, self.state
+            out = [step(state, v) for v in values]
+        if self.expire_s is not None:
+            last = self.state.last_event_time  # type: ignore[attr-defined]
+            clock = self._clock()
+            if last is not None and last > clock.t:
+                clock.t = last
+        return out, StatefulBatchLogic.RETAIN
+
+    @override
+    def notify_at(self) -> Optional[datetime]:
+        if self.expire_s is None:
+            return None
+        last = self.state.last_event_time  # type: ignore[attr-defined]
+        if last is None:
+            return None
+        # Event time left before this key expires, checked on the wall clock at the
+        # latest every check_s (event time may run faster than the wall: backfills).
+        left = last + self.expire_s - self._clock().t
+        wait = self.check_s if left > self.check_s else max(left, 0.001)
+        return datetime.fromtimestamp(time.time() + wait, _UTC)
+
+    @override
+    def on_notify(self) -> Tuple[Iterable[W], bool]:
+        last = self.state.last_event_time  # type: ignore[attr-defined]
+        if last is not None and self.expire_s is not None and self._clock().t - last >= self.expire_s:
+            return (), StatefulBatchLogic.DISCARD
+        return (), StatefulBatchLogic.RETAIN
 
     @override
     def snapshot(self) -> Any:
@@ -131,6 +192,8 @@ def stateful_object(
     new: Callable[[], S],
     step: Callable[[S, V], W],
     step_many: Callable[[S, List[V]], List[W]] | None = None,
+    expire_after_s: float | None = None,
+    check_every_s: float = 300.0,
 ) -> KeyedStream[W]:
     """Keep one state object per key and emit ``step(state, value)`` for every item.
 
@@ -142,6 +205,14 @@ def stateful_object(
     values of a batch go to ``step_many(state, values)`` in one call when given (a
     vectorised step, e.g. a shared detector scoring a whole batch), else to ``step``
     one by one. Either way one output per input, in order.
+
+    With ``expire_after_s``, a key whose state's ``last_event_time`` is that far
+    behind the newest event time this step has seen on the worker is dropped (its
+    state and snapshot are discarded; a later event starts it afresh), so memory
+    follows the active keys. Expiry is in event time, checked on the wall clock
+    at most ``check_every_s`` apart: while no events arrive nothing expires. (The
+    state itself should also start afresh when its next event comes after an
+    idle gap, so the rule does not depend on when the check ran.)
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, TestingSink, run_main
@@ -158,12 +229,15 @@ def stateful_object(
     >>> run_main(flow); out
     [('a', ('a', 1)), ('b', ('b', 1)), ('a', ('a', 2))]
     """
+    if expire_after_s is not None and not expire_after_s > 0:
+        raise ValueError(f"stateful_object {step_id!r}: expire_after_s must be > 0 or None, got {expire_after_s!r}")
+    clocks: dict[int, _Clock] = {}  # by OS thread id: one per worker (see score_batches)
 
     def builder(resume: Optional[Any]) -> _ObjectLogic[V, W, S]:
         state = new()
         if resume is not None:
             state.load(resume)
-        return _ObjectLogic(state, step, step_many)
+        return _ObjectLogic(state, step, step_many, expire_after_s, check_every_s, clocks)
 
     return op.stateful_batch("stateful", up, builder)
 

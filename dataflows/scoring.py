@@ -38,6 +38,9 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
         thresholds=Thresholds(cfg.critical, cfg.warning),
         anomaly_weight=cfg.anomaly_weight,
         explain=cfg.explain,
+        dedup_horizon_s=cfg.dedup_horizon_s,
+        dedup_max_ids=cfg.dedup_max_ids,
+        idle_expiry_s=cfg.idle_expiry_s,
     )
 
 
@@ -92,7 +95,8 @@ def iot_scoring_config(cfg: IoTConfig) -> Any:
 
     features = SensorConfig(key_field=cfg.key_field, time_field=cfg.time_field, sensors=cfg.sensors,
                             windows_s=cfg.windows_s, lateness_s=cfg.lateness_s)
-    return ScoringConfig(features=features, n_shards=cfg.shards)
+    return ScoringConfig(features=features, n_shards=cfg.shards, dedup_horizon_s=cfg.dedup_horizon_s,
+                         dedup_max_ids=cfg.dedup_max_ids, idle_expiry_s=cfg.idle_expiry_s)
 
 
 class _PassThrough:

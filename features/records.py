@@ -44,6 +44,7 @@ __all__ = [
     "Raw",
     "DeadLetter",
     "dead_letter",
+    "duplicate",
     "decode",
     "parse_time",
     "format_time",
@@ -151,6 +152,22 @@ def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None
         topic=None if o is None else o.topic,
         partition=None if o is None else o.partition,
         offset=None if o is None else o.offset,
+    )
+
+
+def duplicate(
+    raw: Any, id_field: str, event_id: str, key_field: str, key: str, first_t: float, horizon_s: float
+) -> DeadLetter:
+    """The dead letter of a re-delivered event (step ``dedup``): scored once, not twice.
+
+    >>> duplicate({"transaction_id": "t1"}, "transaction_id", "t1", "customer", "C1", 0.0, 3600).error
+    "duplicate: transaction_id 't1' of customer 'C1' was already scored (first copy at 1970-01-01T00:00:00.000Z); a copy within 3600 s of event time is not scored again"
+    """
+    return dead_letter(
+        raw,
+        f"duplicate: {id_field} {event_id!r} of {key_field} {key!r} was already scored (first copy at "
+        f"{format_time(first_t)}); a copy within {horizon_s:g} s of event time is not scored again",
+        "dedup",
     )
 
 

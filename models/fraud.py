@@ -54,7 +54,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import structlog
 
-from features.records import DeadLetter, Raw, ValidationError, dead_letter, format_time, shard_of
+from features.dedup import RecentIds
+from features.records import DeadLetter, Raw, ValidationError, dead_letter, duplicate, format_time, shard_of
 from features.store import CachedLookup
 from features.transactions import (
     DERIVED_FEATURES,
@@ -259,6 +260,13 @@ class FraudScoringConfig:
             alert) in their ``reasons``: ``"alerts"`` (every non-NORMAL record),
             ``"critical"`` (CRITICAL only) or ``"none"`` (reasons name the scores only).
         thresholds: status thresholds on the risk.
+        dedup_horizon_s, dedup_max_ids: a transaction id seen again for the same
+            customer within this much event time (and among the customer's last
+            ``dedup_max_ids`` ids) is a duplicate: a dead letter (step ``dedup``),
+            never counted twice (:class:`~features.dedup.RecentIds`). ``0`` turns it off.
+        idle_expiry_s: a customer idle this long in event time starts afresh (its
+            state is dropped, so memory follows active customers); ``0`` keeps
+            every customer forever.
     """
 
     lateness_s: float = 600.0
@@ -273,6 +281,9 @@ class FraudScoringConfig:
     anomaly_weight: float = 0.4
     thresholds: Thresholds = Thresholds()
     explain: str = "alerts"
+    dedup_horizon_s: float = 3600.0
+    dedup_max_ids: int = 256
+    idle_expiry_s: float = 30 * 86400.0
 
     def __post_init__(self) -> None:
         if self.explain not in ("alerts", "critical", "none"):
@@ -285,34 +296,70 @@ class FraudScoringConfig:
             raise ValueError(f"FraudScoringConfig: anomaly_weight must be in [0, 1], got {self.anomaly_weight!r}")
         if self.anomaly_method not in ("noisy_or", "max", "mean"):
             raise ValueError(f"FraudScoringConfig: unknown anomaly_method {self.anomaly_method!r}")
+        if not (self.dedup_horizon_s >= 0 and self.dedup_max_ids >= 0 and self.idle_expiry_s >= 0):
+            raise ValueError(
+                "FraudScoringConfig: dedup_horizon_s, dedup_max_ids and idle_expiry_s must be >= 0, got "
+                f"{self.dedup_horizon_s!r}, {self.dedup_max_ids!r}, {self.idle_expiry_s!r}"
+            )
 
 
 class CustomerState:
-    """Everything kept per customer: streaming features and an amount detector.
+    """Everything kept per customer: streaming features, an amount detector and
+    the ids seen lately.
 
-    :meth:`update` fills ``tx.features``, ``tx.amount_score`` and ``tx.amount_warming``.
+    :meth:`update` fills ``tx.features``, ``tx.amount_score`` and ``tx.amount_warming``,
+    or returns a :class:`~features.records.DeadLetter` (step ``dedup``) for a
+    transaction id the customer already had within the dedup horizon: a
+    re-delivered event is not counted twice. A customer idle for more than
+    ``idle_expiry_s`` of event time starts afresh (the flow also drops such
+    states between events: :attr:`last_event_time`).
 
     >>> s = CustomerState(FraudScoringConfig())
     >>> tx = s.update(Transaction("t1", "C1", "M1", "gas", 20.0, 40.7, -74.0, t=0.0))
     >>> tx.features["amount_count_24h"], tx.amount_warming
     (1, True)
+    >>> s.update(Transaction("t1", "C1", "M1", "gas", 20.0, 40.7, -74.0, t=0.0)).step
+    'dedup'
+    >>> s.update(Transaction("t2", "C1", "M1", "gas", 20.0, 40.7, -74.0, t=60.0)).features["amount_count_24h"]
+    2
+    >>> late = s.update(Transaction("t3", "C1", "M1", "gas", 20.0, 40.7, -74.0, t=31 * 86400.0))
+    >>> late.features["amount_count_24h"], late.features["time_since_last_transaction"]  # idle 31 days
+    (1, None)
     """
 
-    __slots__ = ("features", "amount_detector")
+    __slots__ = ("features", "amount_detector", "ids", "cfg")
 
     def __init__(self, cfg: FraudScoringConfig = FraudScoringConfig()) -> None:
+        self.cfg = cfg
         self.features = CustomerFeatures(cfg.lateness_s, cfg.max_events)
         self.amount_detector = KeyDetector(warmup=cfg.amount_warmup, alpha=cfg.amount_alpha)
+        self.ids = RecentIds(cfg.dedup_horizon_s, cfg.dedup_max_ids)
 
-    def update(self, tx: Transaction) -> Transaction:
-        """Add the transaction's streaming features and amount anomaly score to it."""
+    @property
+    def last_event_time(self) -> float | None:
+        """The newest event time seen (``None`` before the first transaction)."""
+        t = self.features.windows.watermark
+        return None if t == -math.inf else t
+
+    def update(self, tx: Transaction) -> Transaction | DeadLetter:
+        """Add the transaction's streaming features and amount anomaly score to it
+        (or refuse a duplicate: see the class docstring)."""
+        cfg = self.cfg
+        last = self.features.windows.watermark
+        if cfg.idle_expiry_s and tx.t - last > cfg.idle_expiry_s and last != -math.inf:
+            self.__init__(cfg)  # idle too long: start afresh, as if the state had been dropped
+        first = self.ids.check(tx.transaction_id, tx.t)
+        if first is not None:
+            return duplicate(tx.fields, "transaction_id", tx.transaction_id, "customer", tx.customer_id, first,
+                             cfg.dedup_horizon_s)
         tx.features = self.features.update(tx.t, tx.amount, tx.latitude, tx.longitude)
         tx.amount_score, tx.amount_warming = self.amount_detector.score_learn(math.log1p(tx.amount))
         return tx
 
     def snapshot(self) -> dict[str, Any]:
-        """The learned state, plain data: ``{"features": ..., "amount": ...}``."""
-        return {"features": self.features.snapshot(), "amount": self.amount_detector.snapshot()}
+        """The learned state, plain data: ``{"features": ..., "amount": ..., "ids": ...}``."""
+        return {"features": self.features.snapshot(), "amount": self.amount_detector.snapshot(),
+                "ids": self.ids.snapshot()}
 
     def load(self, snap: Mapping[str, Any]) -> None:
         """Put :meth:`snapshot` output into this state (built from the current configuration)."""
@@ -320,6 +367,7 @@ class CustomerState:
             raise ValueError(f"CustomerState.load: expected {{'features': ..., 'amount': ...}}, got {snap!r:.80}")
         self.features.load(snap["features"])
         self.amount_detector.load(snap["amount"])
+        self.ids.load(snap.get("ids"))
 
 
 #: Inputs of the shared multivariate detector (log-scaled where heavy-tailed).
@@ -542,7 +590,7 @@ class FraudPipeline:
         except Exception as exc:  # a parser bug must not stop the run either
             return dead_letter(value, f"{type(exc).__name__}: {exc}", "validate", origin)
 
-    def customer_step(self, tx: Transaction) -> Transaction:
+    def customer_step(self, tx: Transaction) -> Transaction | DeadLetter:
         state = self.customer_states.get(tx.customer_id)
         if state is None:
             state = self.customer_states[tx.customer_id] = CustomerState(self.cfg)
@@ -580,9 +628,10 @@ class FraudPipeline:
         """Score a batch of raw inputs; one output per input, in input order."""
         arrival = time.time() if arrival is None else arrival
         parsed = [self.parse(raw, arrival) for raw in batch]
-        txs = self.shard_step_many([self.customer_step(x) for x in parsed if not isinstance(x, DeadLetter)])
+        featured = [x if isinstance(x, DeadLetter) else self.customer_step(x) for x in parsed]
+        txs = self.shard_step_many([x for x in featured if not isinstance(x, DeadLetter)])
         scored = iter(self.score(txs))
-        return [x if isinstance(x, DeadLetter) else next(scored) for x in parsed]
+        return [x if isinstance(x, DeadLetter) else next(scored) for x in featured]
 
     def snapshot(self) -> dict[str, Any]:
         """Every state's snapshot: ``{"customers": {id: ...}, "shards": {n: ...}}``."""

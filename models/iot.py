@@ -63,7 +63,8 @@ from typing import Any
 
 import msgspec
 
-from features.records import format_time, shard_of
+from features.dedup import RecentIds
+from features.records import DeadLetter, ValidationError, duplicate, format_time, shard_of
 from features.sensors import DeviceFeatures, Reading, SensorConfig, parse_reading
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector, z_to_score
 from models.status import NORMAL, Thresholds, anomaly_score
@@ -96,6 +97,11 @@ class ScoringConfig:
         drift_on: the score stream of each sensor the drift monitor watches:
             "slow" (the long-memory detector: catches slow drifts) or "fast".
         drift_threshold, drift_delta, drift_min_instances: PageHinkley settings.
+        dedup_horizon_s, dedup_max_ids: a reading whose id (``device@time``) the
+            device had within this much event time (among its last
+            ``dedup_max_ids``) is a duplicate: a dead letter, not scored twice.
+            ``0`` turns it off.
+        idle_expiry_s: a device idle this long in event time starts afresh (``0``: never).
 
     >>> ScoringConfig(features=SensorConfig(sensors=("a", "a_slow")))
     Traceback (most recent call last):
@@ -124,6 +130,9 @@ class ScoringConfig:
     drift_threshold: float = 20.0
     drift_delta: float = 0.02
     drift_min_instances: int = 30
+    dedup_horizon_s: float = 3600.0
+    dedup_max_ids: int = 256
+    idle_expiry_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.features, SensorConfig):
@@ -138,6 +147,11 @@ class ScoringConfig:
             raise ValueError(f"ScoringConfig: drift_on must be 'slow' or 'fast', got {self.drift_on!r}")
         if self.n_shards < 1:
             raise ValueError(f"ScoringConfig: n_shards must be >= 1, got {self.n_shards!r}")
+        if not (self.dedup_horizon_s >= 0 and self.dedup_max_ids >= 0 and self.idle_expiry_s >= 0):
+            raise ValueError(
+                "ScoringConfig: dedup_horizon_s, dedup_max_ids and idle_expiry_s must be >= 0, got "
+                f"{self.dedup_horizon_s!r}, {self.dedup_max_ids!r}, {self.idle_expiry_s!r}"
+            )
         if not self.z_clip > 0:
             raise ValueError(f"ScoringConfig: z_clip must be > 0, got {self.z_clip!r}")
         names = ["shard"]
@@ -247,7 +261,7 @@ class DeviceState:
     True
     """
 
-    __slots__ = ("config", "seq", "features", "level", "slow", "stuck", "drift", "_version", "_steps")
+    __slots__ = ("config", "seq", "features", "level", "slow", "stuck", "drift", "ids", "_version", "_steps")
 
     def __init__(self, config: ScoringConfig = ScoringConfig()) -> None:
         c = self.config = config
@@ -264,14 +278,21 @@ class DeviceState:
             s: DriftMonitor(threshold=c.drift_threshold, delta=c.drift_delta, min_instances=c.drift_min_instances)
             for s in c.sensors
         }
+        self.ids = RecentIds(c.dedup_horizon_s, c.dedup_max_ids)
         self._version = detector_version(c)
         self._steps: list[tuple] | None = None  # see _plan
 
-    def update(self, reading: Reading) -> DeviceResult:
+    @property
+    def last_event_time(self) -> float | None:
+        """The newest event time seen (``None`` before the first reading)."""
+        t = self.features.watermark
+        return None if t == -_INF else t
+
+    def update(self, reading: Reading) -> DeviceResult | DeadLetter:
         """Score, then learn, one reading of this device: ``update_many([reading])[0]``."""
         return self.update_many((reading,))[0]
 
-    def update_many(self, readings: Sequence[Reading]) -> list[DeviceResult]:
+    def update_many(self, readings: Sequence[Reading]) -> list[DeviceResult | DeadLetter]:
         """Score, then learn, a batch of this device's readings in order: one
         result per reading, equal to :meth:`update` on each in turn (the flow's
         ``step_many``; the per-sensor work is planned once in :meth:`_plan`).
@@ -280,6 +301,11 @@ class DeviceState:
         is both the shard input (clipped) and the value score; each detector
         scores ``v`` against its state, then learns it; the drift monitor is fed
         the watched score once the watched detector is warm.
+
+        A reading whose id the device had within the dedup horizon becomes a
+        :class:`~features.records.DeadLetter` (step ``dedup``) and changes nothing;
+        a reading more than ``idle_expiry_s`` after the device's newest starts
+        the device afresh.
         """
         c = self.config
         plan = self._plan()
@@ -288,18 +314,31 @@ class DeviceState:
         version = self._version
         features_update = self.features.update
         seq = self.seq
-        out: list[DeviceResult] = []
+        out: list[DeviceResult | DeadLetter] = []
         append = out.append
         last_device: str | None = None
         shard = 0
+        idle, check_id = c.idle_expiry_s, self.ids.check
         for reading in readings:
-            self.seq = seq = seq + 1
             t = reading.t
             device = reading.device
+            if idle:
+                last = self.features.watermark
+                if t - last > idle and last != -_INF:  # idle too long: start afresh
+                    self.__init__(c)  # type: ignore[misc]
+                    plan, features_update, check_id, seq = self._plan(), self.features.update, self.ids.check, 0
+            ts = format_time(t)
+            if reading.timed_by_arrival:
+                rid = f"{device}@{ts}#{seq + 1}"
+            else:
+                rid = f"{device}@{ts}"
+                first = check_id(rid, t)
+                if first is not None:
+                    append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
+                    continue
+            self.seq = seq = seq + 1
             values = reading.values
             feats = features_update(t, values)
-            ts = format_time(t)
-            rid = f"{device}@{ts}#{seq}" if reading.timed_by_arrival else f"{device}@{ts}"
             if device != last_device:
                 shard = shard_of(device, n_shards)
                 last_device = device
@@ -390,6 +429,7 @@ class DeviceState:
             "slow": {s: d.snapshot() for s, d in self.slow.items()},
             "stuck": {s: d.snapshot() for s, d in self.stuck.items()},
             "drift": {s: d.snapshot() for s, d in self.drift.items()},
+            "ids": self.ids.snapshot(),
         }
 
     def load(self, snap: Mapping[str, Any]) -> None:
@@ -400,6 +440,7 @@ class DeviceState:
             raise ValueError(f"DeviceState.load: expected a DeviceState snapshot, got {snap!r:.80}")
         self.seq = int(snap["seq"])
         self.features.load(snap["features"])
+        self.ids.load(snap.get("ids"))
         for part in ("level", "slow", "stuck", "drift"):
             dets = getattr(self, part)
             for s, state in snap.get(part, {}).items():
@@ -560,7 +601,7 @@ class IoTScorer:
     :class:`ShardState` per shard, exactly as the dataflow keys them.
 
     :meth:`process` returns ``[reading record, *drift records]``; invalid input
-    raises :class:`~features.records.ValidationError` naming the field.
+    (and a duplicate reading) raises :class:`~features.records.ValidationError` naming why.
     """
 
     def __init__(self, config: ScoringConfig = ScoringConfig(), thresholds: Thresholds = Thresholds()) -> None:
@@ -577,6 +618,8 @@ class IoTScorer:
         if dev is None:
             dev = self.devices[reading.device] = DeviceState(self.config)
         result = dev.update(reading)
+        if isinstance(result, DeadLetter):
+            raise ValidationError(result.error)
         key = str(result.shard)
         shard = self.shards.get(key)
         if shard is None:

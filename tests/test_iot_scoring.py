@@ -438,9 +438,11 @@ def reference_update(dev: DeviceState, reading) -> DeviceResult:
     from features.records import shard_of
 
     c = dev.config
+    ts = format_time(reading.t)
+    if not reading.timed_by_arrival:  # the stream has no duplicate ids: every one is remembered
+        assert dev.ids.check(f"{reading.device}@{ts}", reading.t) is None
     dev.seq += 1
     feats = dev.features.update(reading.t, reading.values)
-    ts = format_time(reading.t)
     rid = f"{reading.device}@{ts}" + (f"#{dev.seq}" if reading.timed_by_arrival else "")
     scores, warming, shard_input, missing, drifts = {}, [], {}, [], []
     zc = c.z_clip
