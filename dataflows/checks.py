@@ -98,6 +98,23 @@ def fraud_model(ref: str, registry: Path) -> Any:
     return _MODELS[key]
 
 
+def fraud_router(cfg: FraudConfig) -> Any:
+    """A :class:`~models.serving.ModelRouter` of the flow's model settings (one per
+    worker: each polls the registry; loaded versions are shared by the process)."""
+    from models.registry import Registry, Routes
+    from models.serving import ModelRouter
+
+    routes = None
+    if cfg.model_routes:
+        routes = Routes.parse(cfg.model_routes, cfg.model_shadow)
+    elif cfg.model_shadow:
+        routes = Routes.parse(cfg.model, cfg.model_shadow)
+    registry = cfg.model_registry
+    return ModelRouter(Registry(registry), cfg.model, routes,
+                       load=lambda name, version: fraud_model(f"{name}/{version}", registry),
+                       poll_s=cfg.model_poll_s or None)
+
+
 def _service_views(store: Any, service: str, label: str) -> dict[str, list[str]]:
     try:
         fs = store.get_feature_service(service)
@@ -203,9 +220,13 @@ def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
 
     def model() -> None:
         try:
-            fraud_model(cfg.model, cfg.model_registry)
+            fraud_router(cfg)  # every version the routes name loads and verifies
         except Exception as exc:
-            raise ValueError(f"SCORING_MODEL={cfg.model!r} (SCORING_MODEL_REGISTRY={str(cfg.model_registry)!r}): "
+            setting = (f"SCORING_MODEL_ROUTES={cfg.model_routes!r}" if cfg.model_routes
+                       else f"SCORING_MODEL={cfg.model!r}")
+            if cfg.model_shadow:
+                setting += f" SCORING_MODEL_SHADOW={cfg.model_shadow!r}"
+            raise ValueError(f"{setting} (SCORING_MODEL_REGISTRY={str(cfg.model_registry)!r}): "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                              f"train one with `.venv/bin/python -m models.train`") from None
 

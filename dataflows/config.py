@@ -438,11 +438,42 @@ class FraudConfig(_FlowConfig):
     feature_service: str = _var("SCORING_FEATURE_SERVICE", "fraud_scoring")
     model: str = _var("SCORING_MODEL", "fraud_model@production")
     model_registry: Path = _var("SCORING_MODEL_REGISTRY", Path("model_registry"))
+    #: traffic split, e.g. ``fraud_model/3:90,fraud_model/4:10`` (default: the registry's routes, else SCORING_MODEL)
+    model_routes: str = _var("SCORING_MODEL_ROUTES", "")
+    #: shadow versions and the percent of customers they score, e.g. ``fraud_model@staging:10``
+    model_shadow: str = _var("SCORING_MODEL_SHADOW", "")
+    #: seconds between two looks at the registry for alias / route changes (0: never)
+    model_poll_s: float = _var("SCORING_MODEL_POLL_S", 10.0, ge=0.0)
     anomaly_weight: Share = _var("SCORING_ANOMALY_WEIGHT", 0.4)
     explain: Explain = _var("SCORING_EXPLAIN", "alerts")
     #: amounts must be > this (exclusive) and <= SCORING_MAX_AMOUNT; others are dead letters
     min_amount: float = _var("SCORING_MIN_AMOUNT", 0.0, ge=0.0)
     max_amount: float = _var("SCORING_MAX_AMOUNT", 1e9, gt=0.0)
+
+    @field_validator("model")
+    @classmethod
+    def _model_ref(cls, ref: str) -> str:
+        from models.registry import RegistryError, canonical_ref
+
+        try:
+            return canonical_ref(ref)
+        except RegistryError as exc:
+            raise PydanticCustomError("model", str(exc)) from None
+
+    @field_validator("model_routes", "model_shadow")
+    @classmethod
+    def _routes_spec(cls, spec: str, info: ValidationInfo) -> str:
+        from models.registry import RegistryError, Routes
+
+        if spec.strip():
+            try:
+                if info.field_name == "model_routes":
+                    Routes.parse(spec)
+                else:
+                    Routes.parse("m/1", spec)
+            except (RegistryError, ValueError) as exc:
+                raise PydanticCustomError("routes", str(exc)) from None
+        return spec.strip()
 
     @field_validator("max_amount")
     @classmethod

@@ -7,7 +7,10 @@ Served by Bytewax at ``/metrics`` when the flow runs with
   (``scored``, ``alerts``, ``dead_letter``), by status;
 - ``scoring_latency_seconds{flow}``: arrival in the dataflow to scored;
 - ``scoring_score{flow}``: the final score (fraud ``risk_score``, IoT ``anomaly_score``);
-- ``scoring_model_info{flow, model_version}``: 1 for each model version seen.
+- ``scoring_model_info{flow, model_version}``: 1 for each model version seen;
+- ``scoring_predictions_total{flow, model_version, role}``: scored records by the
+  version that decided them (``role="decide"``) and by each shadow version that
+  scored them too (``role="shadow"``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class _Metrics:
         self.score = Histogram("scoring_score", "Final risk or anomaly score", ["flow"],
                                buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
         self.model_info = Gauge("scoring_model_info", "Model version in use", ["flow", "model_version"])
+        self.predictions = Counter("scoring_predictions_total", "Scored records by model version and role",
+                                   ["flow", "model_version", "role"])
         self._seen_versions: set[tuple[str, str]] = set()
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
 
@@ -50,6 +55,9 @@ class _Metrics:
         if score is not None:
             self._child(self.score, flow).observe(score)
         version = (flow, str(record.get("model_version")))
+        self._child(self.predictions, flow, version[1], "decide").inc()
+        for shadow in record.get("shadow_scores") or ():
+            self._child(self.predictions, flow, str(shadow), "shadow").inc()
         if version not in self._seen_versions:
             self._seen_versions.add(version)
             self.model_info.labels(flow=flow, model_version=version[1]).set(1)

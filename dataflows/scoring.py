@@ -70,20 +70,23 @@ def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
 
 
 def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
-    """Builds the worker's fraud scorer: the verified model and cached Feast lookups."""
+    """Builds the worker's fraud scorer: its model router (versions, split, shadow,
+    following the registry) and cached Feast lookups."""
 
     def build() -> Any:
-        from dataflows.checks import feature_store, fraud_model
+        from dataflows.checks import feature_store, fraud_router
         from features.store import fraud_lookups
         from models.fraud import FraudScorer
 
-        model = fraud_model(cfg.model, cfg.model_registry)
+        router = fraud_router(cfg)
         store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
         customers, merchants = fraud_lookups(store, cfg.feature_service, cfg.lookup_ttl_s,
                                              timeout_s=cfg.lookup_timeout_s, failures=cfg.lookup_failures,
                                              retry_s=cfg.lookup_retry_s)
-        log.info("model_loaded", model=model.version, metrics=model.manifest.get("metrics"))
-        return FraudScorer(model, customers, merchants, fraud_scoring_config(cfg))
+        a = router.assignment
+        log.info("model_loaded", model=a.label, poll_s=router.poll_s,
+                 metrics={m.version: m.manifest.get("metrics") for m in (*a.deciders, *a.shadows.values())})
+        return FraudScorer(router, customers, merchants, fraud_scoring_config(cfg))
 
     return build
 

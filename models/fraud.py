@@ -67,6 +67,7 @@ from features.transactions import (
 )
 from models.detectors import KeyDetector, ShardDetector
 from models.registry import Registry, RegistryError
+from models.serving import Assignment, ModelRouter
 from models.status import CRITICAL, NORMAL, Thresholds, anomaly_score, combined_risk
 
 __all__ = [
@@ -446,7 +447,8 @@ class FraudScorer:
     and :class:`ShardState`.
 
     Args:
-        model: the loaded static model.
+        model: the loaded static model, or a :class:`~models.serving.ModelRouter`
+            (versions followed in the registry, traffic split by customer, shadows).
         customers, merchants: cached Feast lookups of ``customer_profile`` (with
             :data:`~features.store.PROFILE_DEFAULTS`) and ``merchant_risk`` (with
             :data:`~features.store.MERCHANT_DEFAULTS`); see :func:`features.store.fraud_lookups`.
@@ -455,12 +457,12 @@ class FraudScorer:
 
     def __init__(
         self,
-        model: FraudModel,
+        model: FraudModel | ModelRouter,
         customers: CachedLookup,
         merchants: CachedLookup,
         cfg: FraudScoringConfig = FraudScoringConfig(),
     ) -> None:
-        self.model = model
+        self.models = model if isinstance(model, ModelRouter) else ModelRouter.fixed(model)
         self.customers = customers
         self.merchants = merchants
         self.thresholds = cfg.thresholds
@@ -475,9 +477,14 @@ class FraudScorer:
         ``feature_fallback`` (true when some Feast values are defaults because the
         store failed, timed out or its circuit breaker was open), ``anomaly_scores``,
         ``anomaly_score``, ``anomaly_warming_up``, ``fraud_score``,
-        ``risk_score``, ``status``, ``model_version``, ``scored_at``, ``latency_ms``
-        (arrival to scoring) and, on alerts (not NORMAL), ``reasons``. Computed
-        fields win over input fields of the same name.
+        ``risk_score``, ``status``, ``model_version`` (the version that decided),
+        ``shadow_scores`` (``{version: fraud_score}`` of the shadow versions that
+        scored this customer, only then; never used for the status), ``scored_at``,
+        ``latency_ms`` (arrival to scoring) and, on alerts (not NORMAL), ``reasons``.
+        Computed fields win over input fields of the same name.
+
+        The models come from the router's current assignment, taken once per batch:
+        a version switch happens between batches.
         """
         if not txs:
             return []
@@ -497,10 +504,14 @@ class FraudScorer:
             rec["anomaly_warming_up"] = tx.anomaly_warming_up
             records.append(rec)
         X = feature_matrix(records)
-        fraud = self.model.predict(X).tolist()
+        models = self.models.current(event_time=max(tx.t for tx in txs))
+        keys = [tx.customer_id for tx in txs]
+        decider = models.decider_of(keys)
+        fraud, versions = self._predict(X, models.deciders, decider)
+        if models.shadows:
+            self._shadow(X, models, keys, records)
         scored_at = time.time()
         stamp = format_time(scored_at)
-        version = self.model.version
         status_of, weight = self.thresholds.status, self.anomaly_weight
         alerts: list[int] = []
         for i, (tx, rec, p) in enumerate(zip(txs, records, fraud)):
@@ -509,17 +520,42 @@ class FraudScorer:
             rec["fraud_score"] = round(p, 6)
             rec["risk_score"] = round(risk_score, 6)
             rec["status"] = status
-            rec["model_version"] = version
+            rec["model_version"] = versions[i]
             rec["scored_at"] = stamp
             rec["latency_ms"] = round((scored_at - tx.arrival) * 1000.0, 3)
             if status != NORMAL:
                 alerts.append(i)
         explained = [] if self.explain == "none" else (
             alerts if self.explain == "alerts" else [i for i in alerts if records[i]["status"] == CRITICAL])
-        tops = dict(zip(explained, self.model.explain(X[explained]))) if explained else {}
+        tops: dict[int, list[tuple[str, float]]] = {}
+        for m, rows in _groups(explained, decider, len(models.deciders)):
+            tops.update(zip(rows, models.deciders[m].explain(X[rows])))
         for i in alerts:
             records[i]["reasons"] = self.reasons(records[i], tops.get(i, []))
         return records
+
+    @staticmethod
+    def _predict(X: np.ndarray, deciders: Sequence[Any], decider: list[int]) -> tuple[list[float], list[str]]:
+        """Each row's fraud probability by its deciding model, and that model's version."""
+        if len(deciders) == 1:
+            return deciders[0].predict(X).tolist(), [deciders[0].version] * len(X)
+        fraud, versions = [0.0] * len(X), [""] * len(X)
+        for m, rows in _groups(range(len(X)), decider, len(deciders)):
+            model = deciders[m]
+            for i, p in zip(rows, model.predict(X[rows]).tolist()):
+                fraud[i], versions[i] = p, model.version
+        return fraud, versions
+
+    @staticmethod
+    def _shadow(X: np.ndarray, models: Assignment, keys: list[str], records: list[dict[str, Any]]) -> None:
+        """``shadow_scores`` of the rows each shadow model scores (never used for the status)."""
+        wanted = models.shadows_of(keys)
+        for ref, model in models.shadows.items():
+            rows = [i for i, refs in enumerate(wanted) if ref in refs]
+            if not rows:
+                continue
+            for i, p in zip(rows, model.predict(X[rows]).tolist()):
+                records[i].setdefault("shadow_scores", {})[model.version] = round(p, 6)
 
     def reasons(self, rec: Mapping[str, Any], top: list[tuple[str, float]]) -> list[str]:
         """Why an alert fired: the scores over their thresholds, then the model's
@@ -535,6 +571,17 @@ class FraudScorer:
             v = rec.get("merchant_category") if name == "merchant_category_code" else rec.get(name)
             out.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
         return out
+
+
+def _groups(rows: Iterable[int], group_of: Sequence[int], n: int) -> list[tuple[int, list[int]]]:
+    """``[(group, rows of it), ...]`` for the non-empty groups, rows in order."""
+    if n == 1:
+        rows = list(rows)
+        return [(0, rows)] if rows else []
+    out: list[list[int]] = [[] for _ in range(n)]
+    for i in rows:
+        out[group_of[i]].append(i)
+    return [(g, r) for g, r in enumerate(out) if r]
 
 
 class FraudPipeline:

@@ -15,8 +15,11 @@
 3. Trains a LightGBM classifier on the earlier part of the history and evaluates
    it on the later time window (ROC AUC, PR AUC, recall and precision at the
    WARNING and CRITICAL thresholds).
-4. Publishes the model text and a manifest to the registry and, unless
-   ``--no-promote``, points the ``production`` alias at it.
+4. Evaluates the model ``production`` points at (if any) on the same evaluation
+   rows, stored as the manifest's ``baseline``: a like-for-like comparison.
+5. Publishes the model text and a manifest to the registry and, unless
+   ``--no-promote``, points the ``production`` alias at it; prints how the new
+   version compares with the baseline (``streamscore train`` does the same).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from features.dedup import RecentIds
 from features.records import ValidationError, format_time
 from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, with_defaults
 from features.transactions import Transaction, parse_transaction
@@ -67,7 +71,8 @@ NUM_ROUNDS = 300
 def load_history(path: Path) -> list[Transaction]:
     """The labelled history (Parquet or JSON lines), parsed by
     :func:`~features.transactions.parse_transaction` and sorted by event time
-    (stable). Rows it refuses, and rows without a label, are left out and logged."""
+    (stable). Rows it refuses, rows without a label and copies of an id the stream
+    would refuse as duplicates are left out and logged."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training history; create it with `python -m datagen.transactions dataset`")
     if path.suffix == ".parquet":
@@ -87,22 +92,42 @@ def load_history(path: Path) -> list[Transaction]:
             unlabelled += 1
             continue
         txs.append(tx)
-    if refused or unlabelled:
-        log.warning("history_rows_left_out", path=str(path), refused=len(refused), unlabelled=unlabelled,
-                    first_error=refused[0] if refused else None)
     txs.sort(key=lambda tx: tx.t)
-    return txs
+    # copies of an id the stream would refuse as duplicates (features.dedup.RecentIds, the stream's settings)
+    cfg, recent = FraudScoringConfig(), {}
+    unique: list[Transaction] = []
+    for tx in txs:
+        ids = recent.get(tx.customer_id)
+        if ids is None:
+            ids = recent[tx.customer_id] = RecentIds(cfg.dedup_horizon_s, cfg.dedup_max_ids)
+        if ids.check(tx.transaction_id, tx.t) is None:
+            unique.append(tx)
+    duplicates = len(txs) - len(unique)
+    if refused or unlabelled or duplicates:
+        log.warning("history_rows_left_out", path=str(path), refused=len(refused), unlabelled=unlabelled,
+                    duplicates=duplicates, first_error=refused[0] if refused else None)
+    return unique
 
 
-def replay_stream_features(txs: Sequence[Transaction], cfg: FraudScoringConfig = FraudScoringConfig()) -> None:
+def replay_stream_features(
+    txs: Sequence[Transaction], cfg: FraudScoringConfig = FraudScoringConfig()
+) -> list[Transaction]:
     """Fill every transaction's streaming features (``tx.features``), one
-    :class:`~models.fraud.CustomerState` per customer, in the given order (event time)."""
+    :class:`~models.fraud.CustomerState` per customer, in the given order (event
+    time). Returns the transactions the stream would score: the copies it refuses
+    as duplicates (the same id for the same customer, within the dedup horizon) are
+    left out, as the stream leaves them out of scoring."""
     states: dict[str, CustomerState] = {}
+    kept: list[Transaction] = []
     for tx in txs:
         state = states.get(tx.customer_id)
         if state is None:
             state = states[tx.customer_id] = CustomerState(cfg)
-        state.update(tx)
+        if state.update(tx) is tx:
+            kept.append(tx)
+    if len(kept) < len(txs):
+        log.warning("history_duplicates_left_out", duplicates=len(txs) - len(kept))
+    return kept
 
 
 def point_in_time_features(
@@ -135,7 +160,9 @@ def build_training_rows(
 ) -> list[dict[str, Any]]:
     """Model rows (:func:`~models.fraud.feature_row`), one per transaction: streaming
     features replayed in ``txs`` order, Feast values from ``pit`` with the online defaults."""
-    replay_stream_features(txs, cfg)
+    kept = {id(tx) for tx in replay_stream_features(txs, cfg)}
+    if len(kept) < len(txs):
+        raise ValueError("build_training_rows: the history holds duplicate ids; read it with load_history")
     prof = pit[list(PROFILE_DEFAULTS)].to_dict("records")
     merch = pit[list(MERCHANT_DEFAULTS)].to_dict("records")
     rows: list[dict[str, Any]] = []
@@ -172,8 +199,13 @@ def train(
     eval_fraction: float = 0.3,
     promote: bool = True,
     thresholds: dict[str, float] | None = None,
+    baseline: str | None = f"{MODEL_NAME}@production",
 ) -> dict[str, Any]:
-    """Run the whole pipeline; returns the published manifest."""
+    """Run the whole pipeline; returns the published manifest.
+
+    When ``baseline`` resolves (by default the ``production`` alias, before it moves), that
+    model is also evaluated on this candidate's evaluation rows and the result stored
+    in the manifest's ``baseline`` (see :func:`evaluate_baseline`): a like-for-like comparison."""
     import lightgbm as lgb
 
     thresholds = thresholds or {"critical": 0.8, "warning": 0.5}
@@ -192,7 +224,7 @@ def train(
     booster = lgb.train(LGB_PARAMS, dtrain, num_boost_round=NUM_ROUNDS)
     p_eval = booster.predict(X[eval_mask])
     metrics = evaluate(y[eval_mask], p_eval, thresholds)
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": "lightgbm-text",
         "feature_names": list(MODEL_FEATURES),
         "metrics": metrics,
@@ -204,11 +236,88 @@ def train(
         "defaults": {"customer_profile": PROFILE_DEFAULTS, "merchant_risk": MERCHANT_DEFAULTS},
     }
     reg = Registry(registry)
+    if baseline is not None:
+        manifest["baseline"] = evaluate_baseline(reg, baseline, X[eval_mask], y[eval_mask], thresholds)
     version = reg.publish(MODEL_NAME, booster.model_to_string().encode(), manifest,
                           alias="production" if promote else None)
     log.info("model_published", model=f"{MODEL_NAME}/{version}", promoted=promote, **metrics,
              seconds=round(time.perf_counter() - t0, 1))
     return reg.load(f"{MODEL_NAME}/{version}")[1]
+
+
+def evaluate_baseline(
+    reg: Registry, ref: str, X: np.ndarray, y: np.ndarray, thresholds: dict[str, float]
+) -> dict[str, Any] | None:
+    """``{"ref", "alias", "metrics"}`` of the model ``ref`` points at, evaluated on the rows
+    ``X, y`` (a candidate's evaluation window); ``None`` when ``ref`` does not resolve (no
+    model yet); ``{"ref", "error"}`` when it cannot be loaded or scored (e.g. another
+    feature list)."""
+    from models.fraud import FraudModel
+    from models.registry import RegistryError, format_ref, parse_ref
+
+    try:
+        name, version = reg.resolve(ref)
+    except RegistryError:
+        return None
+    out: dict[str, Any] = {"ref": format_ref(name, version=version), "alias": parse_ref(ref)[1]}
+    try:
+        model = FraudModel.load(out["ref"], reg)
+        out["metrics"] = evaluate(y, model.predict(X), thresholds)
+    except (RegistryError, ValueError) as exc:
+        out["error"] = str(exc)
+    return out
+
+
+def comparison_text(manifest: dict[str, Any]) -> str:
+    """How a published candidate compares with its ``baseline`` on the candidate's
+    evaluation window: a small table, or one line saying why there is none."""
+    from models.registry import compare_metrics, render_comparison
+
+    cand = f"{manifest['name']}/{manifest['version']}"
+    base = manifest.get("baseline")
+    window = manifest.get("evaluation_window", {})
+    if not base:
+        return f"no {MODEL_NAME}@production model to compare {cand} with"
+    if "error" in base:
+        return f"could not evaluate {base['ref']} on {cand}'s evaluation window: {base['error']}"
+    alias = f" (@{base['alias']})" if base.get("alias") else ""
+    head = (f"{cand} vs {base['ref']}{alias}, both on {cand}'s evaluation window "
+            f"{window.get('start')} .. {window.get('end')} ({window.get('events')} events):")
+    table = render_comparison(compare_metrics(base["metrics"], manifest["metrics"]), base["ref"], cand)
+    return head + "\n" + table
+
+
+def run(
+    history: Path = Path("data/history.parquet"),
+    feature_repo: Path = Path("feature_repo"),
+    registry: Path = Path("model_registry"),
+    eval_fraction: float = 0.3,
+    promote: bool = True,
+    if_missing: bool = False,
+) -> dict[str, Any] | None:
+    """The command line's work: train, publish, print what was published and how it compares
+    with the version ``production`` points at (on the same evaluation window). Returns the
+    manifest, or ``None`` when ``if_missing`` and a production model exists."""
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"--eval-fraction {eval_fraction}: expected a number between 0 and 1")
+    if if_missing and "production" in Registry(registry).aliases(MODEL_NAME):
+        print(f"{MODEL_NAME}@production exists in {registry}; not retraining")
+        return None
+    manifest = train(history, feature_repo, registry, eval_fraction, promote)
+    m = manifest["metrics"]
+    ref = f"{manifest['name']}/{manifest['version']}"
+    print(
+        f"published {ref}: ROC AUC {m['roc_auc']}, PR AUC {m['pr_auc']}, "
+        f"CRITICAL recall {m['recall_at_critical']} precision {m['precision_at_critical']} "
+        f"on {manifest['evaluation_window']['events']} later events"
+    )
+    if promote:
+        print(f"{MODEL_NAME}@production -> {ref}")
+    else:
+        print(f"{MODEL_NAME}@production not moved; promote with: streamscore models alias "
+              f"{MODEL_NAME} production {manifest['version']}")
+    print(comparison_text(manifest))
+    return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -217,22 +326,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feature-repo", type=Path, default=Path("feature_repo"))
     p.add_argument("--registry", type=Path, default=Path("model_registry"))
     p.add_argument("--eval-fraction", type=float, default=0.3)
-    p.add_argument("--no-promote", action="store_true", help="publish without moving the production alias")
+    p.add_argument("--no-promote", action="store_true",
+                   help="publish a candidate without moving the production alias, and compare it with production")
     p.add_argument("--if-missing", action="store_true", help="do nothing when a production model exists")
     a = p.parse_args(argv)
     from dataflows.logs import configure_logging  # the command line's logs: JSON lines on stderr
 
     configure_logging()
-    if a.if_missing and "production" in Registry(a.registry).aliases(MODEL_NAME):
-        print(f"{MODEL_NAME}@production exists in {a.registry}; not retraining")
-        return
-    manifest = train(a.history, a.feature_repo, a.registry, a.eval_fraction, not a.no_promote)
-    m = manifest["metrics"]
-    print(
-        f"published {manifest['name']}/{manifest['version']}: ROC AUC {m['roc_auc']}, PR AUC {m['pr_auc']}, "
-        f"CRITICAL recall {m['recall_at_critical']} precision {m['precision_at_critical']} "
-        f"on {manifest['evaluation_window']['events']} later events"
-    )
+    run(a.history, a.feature_repo, a.registry, a.eval_fraction, not a.no_promote, a.if_missing)
 
 
 if __name__ == "__main__":

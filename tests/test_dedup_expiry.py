@@ -259,3 +259,14 @@ def test_iot_flow_refuses_a_repeated_reading(tmp_path):
     scored, dead = _read(out / "scored.jsonl"), _read(out / "dead_letter.jsonl")
     assert len(scored) == 5 and len(dead) == 2 and {d["step"] for d in dead} == {"dedup"}
     assert sorted(d["raw"]["temperature"] for d in dead) == [22.0, 24.0]
+
+
+def test_training_history_leaves_out_the_copies_the_stream_would_refuse(tmp_path):
+    from models.train import load_history
+
+    rows = [{"transaction_id": i, "customer_id": c, "merchant_id": "M1", "merchant_category": "gas", "amount": 5.0,
+             "latitude": 1.0, "longitude": 2.0, "timestamp": T0 + k, "is_fraud": 0}
+            for k, (i, c) in enumerate([("a", "C1"), ("a", "C1"), ("a", "C2"), ("b", "C1")])]
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    assert [(tx.transaction_id, tx.customer_id) for tx in load_history(path)] == [("a", "C1"), ("a", "C2"), ("b", "C1")]
