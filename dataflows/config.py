@@ -360,7 +360,24 @@ class IOConfig(_Settings):
     output_dir: Path = _var("SCORING_OUTPUT_DIR", Path("output"))
     batch_size: int = _var("SCORING_BATCH_SIZE", 1000, ge=1)
     replace_outputs: bool = _var("SCORING_REPLACE_OUTPUTS", True)
+    #: the inference log (Parquet by date): unset = on with file outputs, off with Kafka outputs
+    inference_log: bool | None = _var("SCORING_INFERENCE_LOG", None)
+    #: its folder (default <SCORING_OUTPUT_DIR>/inference_log); it grows across runs
+    inference_log_dir: Path | None = _var("SCORING_INFERENCE_LOG_DIR", None)
+    #: a log file holds at most this many rows
+    inference_log_max_rows: int = _var("SCORING_INFERENCE_LOG_MAX_ROWS", 100_000, ge=1)
+    #: log rows wait at most this many seconds before they are written (and at every snapshot)
+    inference_log_flush_s: float = _var("SCORING_INFERENCE_LOG_FLUSH_S", 10.0, gt=0.0)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+
+    @property
+    def log_enabled(self) -> bool:
+        """Whether the flow writes the inference log (see ``SCORING_INFERENCE_LOG``)."""
+        return self.output == "file" if self.inference_log is None else self.inference_log
+
+    @property
+    def log_dir(self) -> Path:
+        return self.inference_log_dir or self.output_dir / "inference_log"
 
     @field_validator("input_path")
     @classmethod
@@ -446,6 +463,10 @@ class FraudConfig(_FlowConfig):
     model_poll_s: float = _var("SCORING_MODEL_POLL_S", 10.0, ge=0.0)
     anomaly_weight: Share = _var("SCORING_ANOMALY_WEIGHT", 0.4)
     explain: Explain = _var("SCORING_EXPLAIN", "alerts")
+    #: drift of each model version's score stream (PageHinkley, rises): threshold (0: off), delta, warm-up
+    score_drift_threshold: float = _var("SCORING_SCORE_DRIFT_THRESHOLD", 20.0, ge=0.0)
+    score_drift_delta: float = _var("SCORING_SCORE_DRIFT_DELTA", 0.02, ge=0.0)
+    score_drift_min_instances: int = _var("SCORING_SCORE_DRIFT_MIN_INSTANCES", 200, ge=1)
     #: amounts must be > this (exclusive) and <= SCORING_MAX_AMOUNT; others are dead letters
     min_amount: float = _var("SCORING_MIN_AMOUNT", 0.0, ge=0.0)
     max_amount: float = _var("SCORING_MAX_AMOUNT", 1e9, gt=0.0)

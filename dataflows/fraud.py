@@ -7,6 +7,8 @@
                    -> key by shard -> shard_detector (shared multivariate detector) |  |
                    -> score (Feast lookup per batch, model, risk, status) --(failed)-+--+
                    -> scored; the non-NORMAL ones also -> alerts
+                   -> inference log (Parquet by date)
+                   -> key by model version -> score_drift --(drift records)-------------> alerts
 
 Each step is a class or function of :mod:`features.transactions` and
 :mod:`models.fraud`; this file only wires them. Configuration comes from
@@ -17,6 +19,7 @@ configuration, checks everything the run depends on, then builds the flow.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable
 
 import bytewax.operators as op
@@ -25,8 +28,8 @@ from bytewax.dataflow import Dataflow
 from dataflows.checks import check_fraud, start
 from dataflows.config import FraudConfig
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
-from dataflows.routing import enough_shards, shard_keys
-from dataflows.sinks import write
+from dataflows.routing import enough_shards, shard_keys, total_workers
+from dataflows.sinks import log_inference, write
 from dataflows.sources import read_input
 
 __all__ = ["build_flow", "get_flow"]
@@ -42,7 +45,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     """The fraud scoring dataflow for ``cfg``; nothing is opened until it runs."""
     from dataflows.scoring import fraud_scorer, fraud_scoring_config, transaction_parser
     from features.records import shard_of
-    from models.fraud import CustomerState, ShardState
+    from models.fraud import LOG_SPEC, CustomerState, ScoreDrift, ShardState
     from models.status import NORMAL
 
     sc = fraud_scoring_config(cfg)
@@ -63,12 +66,28 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
                                  score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
     scored = results.oks
     alerts = op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL)
+    if cfg.score_drift_threshold > 0:  # drift of each version's score stream -> drift records on alerts
+        scores = op.key_on("by_version", op.map("score_of", scored, _score_of), lambda r: r["model_version"])
+        drifts = op.key_rm("unkey_version", stateful_object(
+            "score_drift", scores,
+            lambda: ScoreDrift(cfg.score_drift_threshold, cfg.score_drift_delta, cfg.score_drift_min_instances),
+            lambda d, r: d.update_many([r]), ScoreDrift.update_many))
+        alerts = op.merge("alerts_and_drift", alerts, op.flat_map("drift_records", drifts, lambda d: [d]))
+    if cfg.io.log_enabled:
+        log_inference("inference_log", scored, cfg.io.log_dir, LOG_SPEC, parts=total_workers(sys.argv) or 1,
+                      max_rows=cfg.io.inference_log_max_rows, flush_s=cfg.io.inference_log_flush_s)
 
     write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"])
-    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["transaction_id"])
+    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"] if r.get("kind") == "drift" else r["transaction_id"])
     write("dead_letter_out", op.merge("dead_letters", events.errs, featured.errs, results.errs), cfg.io, "dead_letter",
           lambda d: d.key("transaction_id"))
     return flow
+
+
+def _score_of(r: dict) -> dict:
+    """What the score-drift step needs of a scored record (small: it crosses workers)."""
+    return {"model_version": r["model_version"], "fraud_score": r["fraud_score"],
+            "transaction_id": r["transaction_id"], "event_time": r["event_time"]}
 
 
 def get_flow() -> Dataflow:

@@ -8,6 +8,7 @@
                    +-> key by shard -> shard_scoring (shared detector, warm-up rule, status)
                        -> device_profile (Feast, unless IOT_DEVICE_PROFILE=false)
                        -> scored; the non-NORMAL ones also -> alerts
+                       -> inference log (Parquet by date)
 
 Each step is a class of :mod:`features.sensors` and :mod:`models.iot`; this file
 only wires them. Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``,
@@ -17,6 +18,7 @@ only wires them. Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``,
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable
 
 import bytewax.operators as op
@@ -25,8 +27,8 @@ from bytewax.dataflow import Dataflow
 from dataflows.checks import check_iot, start
 from dataflows.config import IoTConfig
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
-from dataflows.routing import enough_shards, shard_keys
-from dataflows.sinks import write
+from dataflows.routing import enough_shards, shard_keys, total_workers
+from dataflows.sinks import log_inference, write
 from dataflows.sources import read_input
 
 __all__ = ["build_flow", "get_flow"]
@@ -42,7 +44,7 @@ def _generated(cfg: IoTConfig) -> Iterable[Any]:
 def build_flow(cfg: IoTConfig) -> Dataflow:
     """The IoT scoring dataflow for ``cfg``; nothing is opened until it runs."""
     from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
-    from models.iot import DeviceState, ShardState
+    from models.iot import DeviceState, ShardState, log_spec
     from models.status import NORMAL, Thresholds
 
     sc = iot_scoring_config(cfg)
@@ -67,6 +69,10 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks
     alerts = op.merge("alerts", op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL), drifts)
+
+    if cfg.io.log_enabled:
+        log_inference("inference_log", scored, cfg.io.log_dir, log_spec(sc), parts=total_workers(sys.argv) or 1,
+                      max_rows=cfg.io.inference_log_max_rows, flush_s=cfg.io.inference_log_flush_s)
 
     write("scored_out", scored, cfg.io, "scored", lambda r: r["id"])
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"])

@@ -65,13 +65,14 @@ import msgspec
 
 from features.dedup import RecentIds
 from features.records import DeadLetter, ValidationError, duplicate, format_time, shard_of
-from features.sensors import DeviceFeatures, Reading, SensorConfig, parse_reading
+from features.sensors import DeviceFeatures, Reading, SensorConfig, feature_names, parse_reading
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector, z_to_score
+from models.inference_log import LogSpec
 from models.status import NORMAL, Thresholds, anomaly_score
 
 _INF = float("inf")
 
-__all__ = ["ScoringConfig", "DeviceResult", "DeviceState", "ShardState", "IoTScorer", "detector_version"]
+__all__ = ["ScoringConfig", "DeviceResult", "DeviceState", "ShardState", "IoTScorer", "detector_version", "log_spec"]
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,13 @@ def detector_version(config: ScoringConfig) -> str:
     """
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     return f"iot-detectors/{digest[:12]}"
+
+
+def log_spec(config: ScoringConfig) -> LogSpec:
+    """What the inference log keeps of a scored reading: ids, the anomaly score, each
+    sensor's value and its rolling features (:mod:`models.inference_log`)."""
+    return LogSpec("iot", "id", config.features.key_field, ("anomaly_score",),
+                   (*config.sensors, *feature_names(config.features)))
 
 
 class DeviceResult(msgspec.Struct):
@@ -454,7 +462,7 @@ class ShardState:
     The detector is built on the first result (``seed + shard``). :meth:`update`
     returns the output record: every input field unchanged, then ``kind``,
     ``id``, ``anomaly_score``, ``status``, ``scores``, ``warming_up``,
-    ``missing``, ``features``, ``model_version``, ``scored_at``, ``latency_ms``;
+    ``missing``, ``features``, ``model_version``, ``event_time``, ``scored_at``, ``latency_ms``;
     non-NORMAL records add ``reasons``; readings timed by their arrival add
     ``time_from_arrival: true`` (and their id ends with ``#seq``).
 
@@ -546,6 +554,7 @@ class ShardState:
             missing=list(result.missing),
             features=dict(result.features),
             model_version=self.version,
+            event_time=reading.timestamp,
             scored_at=format_time(scored_at),
             latency_ms=round((scored_at - reading.arrival) * 1000.0, 3),
         )

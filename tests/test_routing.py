@@ -62,6 +62,12 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def pq_dataset(root: Path):
+    import pyarrow.dataset as ds
+
+    return ds.dataset(root, format="parquet", partitioning="hive")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
@@ -105,6 +111,10 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
         scored = read_jsonl(out / "scored.jsonl")
         assert len(scored) + len(read_jsonl(out / "dead_letter.jsonl")) == len(events)
         results[name] = {r["transaction_id"]: tuple(r.get(k) for k in KEPT) for r in scored}
+        # the inference log holds exactly the scored events, whoever wrote them
+        log = pq_dataset(out / "inference_log").to_table(columns=["event_id", "fraud_score"]).to_pylist()
+        assert sorted((x["event_id"], x["fraud_score"]) for x in log) == sorted(
+            (r["transaction_id"], r["fraud_score"]) for r in scored), name
     reference = results["1 worker"]
     assert len(reference) == len(events)
     for name, got in results.items():

@@ -1,0 +1,184 @@
+"""The inference log: exactly the scored events, as Parquet by date, rotated by size,
+resumed correctly; and the fraud flow's score-drift records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow.dataset as ds
+import pytest
+from bytewax.testing import run_main
+
+from dataflows.config import FraudConfig, IoTConfig
+from dataflows.fraud import build_flow as build_fraud_flow
+from dataflows.iot import build_flow as build_iot_flow
+from datagen.transactions import stream_transactions, write_events
+from models.fraud import LOG_SPEC, ScoreDrift
+from models.inference_log import LogSpec, LogWriter, log_row
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [orjson.loads(x) for x in path.read_bytes().splitlines() if x.strip()] if path.exists() else []
+
+
+def log_rows(root: Path) -> list[dict]:
+    return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def test_fraud_log_holds_exactly_the_scored_records(fraud_env, tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out"
+    write_events(stream_transactions(3000, seed=21, spec=fraud_env.spec), src)
+    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
+                                "SCORING_FEATURE_REPO": str(fraud_env.repo),
+                                "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
+                                "SCORING_INFERENCE_LOG_MAX_ROWS": "400", "SCORING_BATCH_SIZE": "100"})
+    run_main(build_fraud_flow(cfg))
+    scored = {r["transaction_id"]: r for r in read_jsonl(out / "scored.jsonl")}
+    rows = log_rows(out / "inference_log")
+    assert sorted(r["event_id"] for r in rows) == sorted(scored)
+    for row in rows:
+        rec = scored[row["event_id"]]
+        assert (row["key"], row["model_version"], row["fraud_score"], row["risk_score"], row["status"],
+                row["latency_ms"], row["amount_count_1h"]) == (
+            rec["customer_id"], rec["model_version"], rec["fraud_score"], rec["risk_score"], rec["status"],
+            rec["latency_ms"], rec["amount_count_1h"])
+        assert row["scored_at"].isoformat(timespec="milliseconds").replace("+00:00", "Z") == rec["scored_at"]
+        assert row["event_time"].isoformat(timespec="milliseconds").replace("+00:00", "Z") == rec["event_time"]
+        assert str(row["date"]) == rec["scored_at"][:10]
+    files = list((out / "inference_log").rglob("*.parquet"))
+    assert len(files) >= 3000 // 400  # rotated by size
+    assert all(ds.dataset(f).count_rows() <= 400 for f in files)
+    assert not list((out / "inference_log").rglob(".*.tmp"))
+
+
+def test_iot_log_holds_the_scored_readings_with_their_sensor_features(tmp_path):
+    out = tmp_path / "out"
+    cfg = IoTConfig.from_env({"SCORING_GENERATOR_EVENTS": "1500", "SCORING_OUTPUT_DIR": str(out),
+                              "IOT_DEVICE_PROFILE": "false"})
+    run_main(build_iot_flow(cfg))
+    scored = {r["id"]: r for r in read_jsonl(out / "scored.jsonl")}
+    rows = {r["event_id"]: r for r in log_rows(out / "inference_log")}
+    assert set(rows) == set(scored)
+    some = next(r for r in rows.values() if r["temperature"] is not None)
+    rec = scored[some["event_id"]]
+    assert some["temperature"] == rec["temperature"]
+    assert some["temperature_mean_300s"] == rec["features"]["temperature_mean_300s"]
+    assert some["anomaly_score"] == rec["anomaly_score"] and some["key"] == rec["device_id"]
+
+
+def test_log_off_with_kafka_outputs_by_default_and_on_demand():
+    assert FraudConfig.from_env({}).io.log_enabled
+    assert not FraudConfig.from_env({"SCORING_OUTPUT": "kafka"}).io.log_enabled
+    assert FraudConfig.from_env({"SCORING_OUTPUT": "kafka", "SCORING_INFERENCE_LOG": "true"}).io.log_enabled
+    assert not FraudConfig.from_env({"SCORING_INFERENCE_LOG": "false"}).io.log_enabled
+    assert str(FraudConfig.from_env({}).io.log_dir) == "output/fraud/inference_log"
+
+
+def _rec(i: int) -> dict:
+    return {"transaction_id": f"t{i}", "customer_id": "C1", "fraud_score": 0.1, "model_version": "m/1",
+            "status": "NORMAL", "latency_ms": 1.0, "scored_at": "2026-11-26T10:00:00.000Z",
+            "event_time": "2026-11-26T09:00:00.000Z", "shadow_scores": {"m/2": 0.3}}
+
+
+def test_a_resumed_writer_deletes_what_it_wrote_after_the_snapshot(tmp_path):
+    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(25)])  # two files of 10 written, 5 buffered
+    state = w.snapshot()  # the third file, then (run, 3)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(25, 45)])  # after the snapshot: two more files
+    assert len(list(tmp_path.rglob("*.parquet"))) == 5
+    # crash; the restart resumes from the snapshot: the two later files go, their events are scored again
+    again = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, resume=state)
+    assert len(list(tmp_path.rglob("*.parquet"))) == 3
+    again.write([log_row(_rec(i), LOG_SPEC) for i in range(25, 45)])
+    again.close()
+    rows = log_rows(tmp_path)
+    assert sorted(r["event_id"] for r in rows) == sorted(f"t{i}" for i in range(45))
+    assert rows[0]["shadow_scores"] == [("m/2", 0.3)]
+    # another partition's files are never touched
+    other = LogWriter(tmp_path, LOG_SPEC, part=1, max_rows=10)
+    other.write([log_row(_rec(99), LOG_SPEC)])
+    other.close()
+    LogWriter(tmp_path, LOG_SPEC, part=0, resume=state)
+    assert "t99" in {r["event_id"] for r in log_rows(tmp_path)}
+
+
+def test_log_rows_split_by_the_date_scored():
+    spec = LogSpec("x", "id", "k", ("score",))
+    row = log_row({"id": 1, "k": 2, "score": "0.5", "scored_at": "2026-11-26T23:59:59.999Z"}, spec)
+    assert row["event_id"] == "1" and row["score"] == 0.5 and row["scored_at"].day == 26 and row["event_time"] is None
+
+
+def test_score_drift_fires_on_a_rising_score_stream_and_not_on_a_calm_one():
+    import random
+
+    rng = random.Random(3)
+
+    def recs(n: int, shift: float, start: int) -> list[dict]:
+        return [{"fraud_score": min(1.0, rng.betavariate(0.3, 20) + shift), "model_version": "m/1",
+                 "transaction_id": f"t{start + i}", "event_time": None} for i in range(n)]
+
+    calm = ScoreDrift()
+    assert calm.update_many(recs(20_000, 0.0, 0)) == []
+    shifted = ScoreDrift()
+    assert shifted.update_many(recs(5000, 0.0, 0)) == []
+    found = shifted.update_many(recs(2000, 0.1, 5000))
+    assert found and found[0]["kind"] == "drift" and found[0]["model_version"] == "m/1"
+    assert int(found[0]["transaction_id"][1:]) < 5000 + 1000  # found within 1,000 events of the shift
+    again = ScoreDrift()
+    again.load(shifted.snapshot())
+    assert again.snapshot() == shifted.snapshot()
+
+
+def test_fraud_flow_emits_drift_records_on_alerts_told_apart_by_kind(fraud_env, tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out"
+    write_events(stream_transactions(2000, seed=22, spec=fraud_env.spec), src)
+    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
+                                "SCORING_FEATURE_REPO": str(fraud_env.repo),
+                                "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
+                                "SCORING_SCORE_DRIFT_THRESHOLD": "0.05", "SCORING_SCORE_DRIFT_MIN_INSTANCES": "20"})
+    run_main(build_fraud_flow(cfg))
+    alerts = read_jsonl(out / "alerts.jsonl")
+    drifts = [a for a in alerts if a.get("kind") == "drift"]
+    scored_alerts = [a for a in alerts if a.get("kind") != "drift"]
+    assert drifts and all(d["detector"] == "fraud_score" and d["model_version"] for d in drifts)
+    assert {a["transaction_id"] for a in scored_alerts} == {
+        r["transaction_id"] for r in read_jsonl(out / "scored.jsonl") if r["status"] != "NORMAL"}
+    off = FraudConfig.from_env({"SCORING_SCORE_DRIFT_THRESHOLD": "0"})
+    assert off.score_drift_threshold == 0
+
+
+@pytest.mark.kafka
+def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path):
+    """With Kafka outputs the scored topic is the log: landing it gives the same rows
+    as the embedded default's log of the same run."""
+    import os
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from dataflows.land import land
+
+    brokers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    src, out = tmp_path / "in.jsonl", tmp_path / "out"
+    write_events(stream_transactions(1500, seed=23, spec=fraud_env.spec), src)
+    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
+                                "SCORING_FEATURE_REPO": str(fraud_env.repo),
+                                "SCORING_MODEL_REGISTRY": str(fraud_env.registry)})
+    run_main(build_fraud_flow(cfg))
+    topic = f"scored-land-{uuid.uuid4().hex[:8]}"
+    p = Producer({"bootstrap.servers": brokers})
+    lines = (out / "scored.jsonl").read_bytes().splitlines()
+    for line in lines:
+        p.produce(topic, line, key=orjson.loads(line)["transaction_id"].encode())
+    p.produce(topic, b"not json")
+    assert p.flush(30) == 0
+    landed = tmp_path / "landed"
+    counts = land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", idle_s=2.0)
+    assert counts["rows"] == len(lines) and counts["skipped"] == 1
+    key = lambda r: r["event_id"]  # noqa: E731
+    want = sorted(log_rows(out / "inference_log"), key=key)
+    got = sorted(log_rows(landed), key=key)
+    assert [{k: v for k, v in r.items()} for r in got] == want
+    # a second run continues from the committed offsets: nothing new, nothing twice
+    assert land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", idle_s=1.0)["rows"] == 0
