@@ -10,7 +10,10 @@ Served by Bytewax at ``/metrics`` when the flow runs with
 - ``scoring_model_info{flow, model_version}``: 1 for each model version seen;
 - ``scoring_predictions_total{flow, model_version, role}``: scored records by the
   version that decided them (``role="decide"``) and by each shadow version that
-  scored them too (``role="shadow"``).
+  scored them too (``role="shadow"``);
+- ``scoring_model_score{flow, model_version, role}``: the model's own score
+  (``fraud_score``; a shadow's score for ``role="shadow"``) by version, so versions
+  of a split or a shadow can be compared live.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class _Metrics:
         self.score = Histogram("scoring_score", "Final risk or anomaly score", ["flow"],
                                buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
         self.model_info = Gauge("scoring_model_info", "Model version in use", ["flow", "model_version"])
+        self.model_score = Histogram("scoring_model_score", "Model score by version and role",
+                                     ["flow", "model_version", "role"],
+                                     buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
         self.predictions = Counter("scoring_predictions_total", "Scored records by model version and role",
                                    ["flow", "model_version", "role"])
         self._seen_versions: set[tuple[str, str]] = set()
@@ -56,8 +62,13 @@ class _Metrics:
             self._child(self.score, flow).observe(score)
         version = (flow, str(record.get("model_version")))
         self._child(self.predictions, flow, version[1], "decide").inc()
-        for shadow in record.get("shadow_scores") or ():
+        own = record.get("fraud_score")
+        if own is not None:
+            self._child(self.model_score, flow, version[1], "decide").observe(own)
+        for shadow, value in (record.get("shadow_scores") or {}).items():
             self._child(self.predictions, flow, str(shadow), "shadow").inc()
+            if value is not None:
+                self._child(self.model_score, flow, str(shadow), "shadow").observe(value)
         if version not in self._seen_versions:
             self._seen_versions.add(version)
             self.model_info.labels(flow=flow, model_version=version[1]).set(1)

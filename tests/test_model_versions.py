@@ -134,8 +134,25 @@ def test_split_in_the_flow_by_setting(fraud_env, registry, tmp_path):
         "SCORING_FEATURE_REPO": str(fraud_env.repo), "SCORING_MODEL_REGISTRY": str(registry),
         "SCORING_MODEL_ROUTES": f"fraud_model/1:50,fraud_model/{v2}:50",
         "SCORING_MODEL_SHADOW": "fraud_model@production:100"})
+    from prometheus_client import REGISTRY
+
+    def count(version: str, role: str) -> float:
+        labels = {"flow": "fraud_scoring", "model_version": version, "role": role}
+        return REGISTRY.get_sample_value("scoring_predictions_total", labels) or 0.0
+
+    def scores(version: str, role: str) -> float:
+        labels = {"flow": "fraud_scoring", "model_version": version, "role": role}
+        return REGISTRY.get_sample_value("scoring_model_score_count", labels) or 0.0
+
+    keys = [("fraud_model/1", "decide"), (f"fraud_model/{v2}", "decide"), ("fraud_model/1", "shadow")]
+    before = {k: (count(*k), scores(*k)) for k in keys}
     run_main(build_fraud_flow(cfg))
     scored = read_jsonl(out / "scored.jsonl")
+    # the metrics count by version and role, shadows included
+    for version, role in keys:
+        n = len(scored) if role == "shadow" else sum(r["model_version"] == version for r in scored)
+        assert count(version, role) - before[(version, role)][0] == n > 0
+        assert scores(version, role) - before[(version, role)][1] == n
     versions = {r["model_version"] for r in scored}
     assert versions == {"fraud_model/1", f"fraud_model/{v2}"}
     assert all(r["shadow_scores"] == {"fraud_model/1": pytest.approx(r["shadow_scores"]["fraud_model/1"])}
