@@ -180,6 +180,39 @@ def _check_output_dir(io: IOConfig) -> None:
         p.write_bytes(b"")
 
 
+def check_log(io: IOConfig, flow: str) -> list[Callable[[], None]]:
+    """The inference log's folder is writable; a new run (not resuming) starts the
+    flow's log afresh unless ``SCORING_INFERENCE_LOG_APPEND=true`` (a run owns its
+    outputs, the log included)."""
+    if not io.log_enabled:
+        return []
+
+    def log_dir() -> None:
+        from models.inference_log import FILE_PATTERN
+
+        root = io.log_dir
+        label = (f"SCORING_INFERENCE_LOG_DIR={str(root)!r}" if io.inference_log_dir
+                 else f"SCORING_OUTPUT_DIR={str(io.output_dir)!r} (its inference_log folder)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write-check-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ValueError(f"{label}: not a writable folder ({exc.strerror or exc})") from None
+        if resuming() or io.inference_log_append:
+            return
+        files = [p for p in root.glob("date=*/*.parquet")
+                 if (m := FILE_PATTERN.match(p.name)) is not None and m["flow"] == flow]
+        if files and not io.replace_outputs:
+            raise ValueError(f"{label} holds another run's inference log ({len(files)} files); set "
+                             f"SCORING_INFERENCE_LOG_APPEND=true to add to it, or SCORING_REPLACE_OUTPUTS=true")
+        for p in files:
+            p.unlink()
+
+    return [log_dir]
+
+
 def check_io(io: IOConfig) -> list[Callable[[], None]]:
     """Checks of the input and outputs: the input file, the output folder, Kafka
     settings, broker and input topic."""
@@ -230,7 +263,7 @@ def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                              f"train one with `.venv/bin/python -m models.train`") from None
 
-    return [*check_io(cfg.io), feast, model]
+    return [*check_io(cfg.io), *check_log(cfg.io, "fraud"), feast, model]
 
 
 def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
@@ -245,7 +278,7 @@ def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
         except ValueError as exc:
             raise ValueError(f"{exc} (or set IOT_DEVICE_PROFILE=false)") from None
 
-    return [*check_io(cfg.io), *([feast] if cfg.device_profile else [])]
+    return [*check_io(cfg.io), *check_log(cfg.io, "iot"), *([feast] if cfg.device_profile else [])]
 
 
 def _fail(problems: list[str]) -> None:

@@ -364,6 +364,8 @@ class IOConfig(_Settings):
     inference_log: bool | None = _var("SCORING_INFERENCE_LOG", None)
     #: its folder (default <SCORING_OUTPUT_DIR>/inference_log); it grows across runs
     inference_log_dir: Path | None = _var("SCORING_INFERENCE_LOG_DIR", None)
+    #: false: a new run starts the flow's log afresh (as its other outputs); true: the log grows across runs
+    inference_log_append: bool = _var("SCORING_INFERENCE_LOG_APPEND", False)
     #: a log file holds at most this many rows
     inference_log_max_rows: int = _var("SCORING_INFERENCE_LOG_MAX_ROWS", 100_000, ge=1)
     #: log rows wait at most this many seconds before they are written (and at every snapshot)

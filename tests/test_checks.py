@@ -62,8 +62,10 @@ def test_a_valid_configuration_builds_and_owns_its_outputs(fraud_settings, tmp_p
     (out / "dead_letter.jsonl").write_text('{"from": "an earlier run"}\n')
     assert isinstance(get_flow(), Dataflow)
     # every output of the run exists and is empty before the first event: nothing of the earlier run is left
-    assert sorted(p.name for p in out.iterdir()) == ["alerts.jsonl", "dead_letter.jsonl", "scored.jsonl"]
-    assert all(p.stat().st_size == 0 for p in out.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["alerts.jsonl", "dead_letter.jsonl", "inference_log",
+                                                     "scored.jsonl"]
+    assert all(p.stat().st_size == 0 for p in out.iterdir() if p.is_file())
+    assert list((out / "inference_log").iterdir()) == []  # the log folder is there, empty
 
 
 def test_replace_outputs_false_refuses_a_folder_with_another_runs_files(fraud_settings, tmp_path, monkeypatch, capsys):

@@ -182,3 +182,29 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path):
     assert [{k: v for k, v in r.items()} for r in got] == want
     # a second run continues from the committed offsets: nothing new, nothing twice
     assert land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", idle_s=1.0)["rows"] == 0
+
+
+def test_a_new_run_owns_its_log_unless_appending(tmp_path):
+    from dataflows.checks import check_log
+    from dataflows.config import IOConfig
+
+    def files() -> list[str]:
+        return sorted(p.name for p in (tmp_path / "inference_log").rglob("*.parquet"))
+
+    def earlier_run(flow: str) -> None:
+        w = LogWriter(tmp_path / "inference_log", LogSpec(flow, "transaction_id", "customer_id", ("fraud_score",)), 0)
+        w.write([log_row(_rec(1), LOG_SPEC)])
+        w.close()
+
+    env = {"SCORING_OUTPUT_DIR": str(tmp_path)}
+    earlier_run("fraud"), earlier_run("iot")
+    [check] = check_log(IOConfig.from_env({**env, "SCORING_INFERENCE_LOG_APPEND": "true"}), "fraud")
+    check()
+    assert len(files()) == 2  # appending: kept
+    [check] = check_log(IOConfig.from_env({**env, "SCORING_REPLACE_OUTPUTS": "false"}), "fraud")
+    with pytest.raises(ValueError, match="holds another run's inference log"):
+        check()
+    [check] = check_log(IOConfig.from_env(env), "fraud")
+    check()
+    assert len(files()) == 1 and files()[0].startswith("iot-")  # only this flow's files go
+    assert check_log(IOConfig.from_env({**env, "SCORING_INFERENCE_LOG": "false"}), "fraud") == []
