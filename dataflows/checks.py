@@ -199,6 +199,8 @@ def check_log(io: IOConfig, flow: str) -> list[Callable[[], None]]:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
+            if io.inference_log_dir is None and io.output == "file":
+                return  # inside SCORING_OUTPUT_DIR: its own check names the problem once
             raise ValueError(f"{label}: not a writable folder ({exc.strerror or exc})") from None
         if resuming() or io.inference_log_append:
             return
@@ -259,9 +261,9 @@ def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
                        else f"SCORING_MODEL={cfg.model!r}")
             if cfg.model_shadow:
                 setting += f" SCORING_MODEL_SHADOW={cfg.model_shadow!r}"
-            raise ValueError(f"{setting} (SCORING_MODEL_REGISTRY={str(cfg.model_registry)!r}): "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                             f"train one with `.venv/bin/python -m models.train`") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = "" if "train one" in reason else "; train one with `.venv/bin/streamscore train`"
+            raise ValueError(f"{setting} (SCORING_MODEL_REGISTRY={str(cfg.model_registry)!r}): {reason}{hint}") from None
 
     return [*check_io(cfg.io), *check_log(cfg.io, "fraud"), feast, model]
 
