@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole suite. Starts a local Kafka broker and Redis when none is
-# reachable (and stops what it started), so it passes on a clean machine.
+# reachable (and stops what it started), and installs chromium when missing,
+# so it passes on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -34,6 +35,12 @@ fi
 if ! reachable "$REDIS_CONNECTION_STRING"; then
   bash scripts/redis.sh up
   started+=(redis)
+fi
+
+# The browser test of the HTML monitoring report needs a headless chromium (Debian's
+# package); without apt-get, root or sudo the run stops here, saying why.
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  bash scripts/chromium.sh install || { echo "test.sh: chromium could not be installed (tests/test_monitor_report.py needs it; set CHROMIUM=/path/to/chromium)" >&2; exit 1; }
 fi
 
 set +e

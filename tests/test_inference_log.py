@@ -182,6 +182,16 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path):
     assert [{k: v for k, v in r.items()} for r in got] == want
     # a second run continues from the committed offsets: nothing new, nothing twice
     assert land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", idle_s=1.0)["rows"] == 0
+    # the command does the same
+    from click.testing import CliRunner
+
+    from dataflows.cli import main
+
+    res = CliRunner().invoke(main, ["log", "land", "--topic", topic, "--to", str(tmp_path / "cli"), "--json"],
+                             env={"KAFKA_BOOTSTRAP_SERVERS": brokers})
+    assert res.exit_code == 0, res.output
+    assert orjson.loads(res.output.strip().splitlines()[-1])["rows"] == len(lines)
+    assert sorted(log_rows(tmp_path / "cli"), key=key) == want
 
 
 def test_a_new_run_owns_its_log_unless_appending(tmp_path):
