@@ -46,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["LogSpec", "log_row", "schema", "LogWriter", "FILE_PATTERN"]
+__all__ = ["LogSpec", "columns", "log_row", "schema", "to_table", "LogWriter", "FILE_PATTERN"]
 
 #: ``<flow>-<run>-p<part>-<seq>.parquet``
 FILE_PATTERN = re.compile(r"^(?P<flow>[\w.-]+?)-(?P<run>[0-9a-f]{12})-p(?P<part>\d+)-(?P<seq>\d{6,})\.parquet$")
@@ -71,39 +71,56 @@ class LogSpec:
 def _ts(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None if v is None else float(v)
+    """A float column's value: numbers as floats (booleans 0/1), anything else null."""
+    if type(v) is float or v is None:
+        return v
     try:
         return float(v)
     except (TypeError, ValueError):
         return None
 
 
-def log_row(rec: Mapping[str, Any], spec: LogSpec) -> dict[str, Any]:
-    """The log row of one scored record (see the module docstring for the columns)."""
-    feats = rec.get("features")
-    nested = feats if isinstance(feats, Mapping) else {}
-    shadow = rec.get("shadow_scores")
-    row: dict[str, Any] = {
-        "event_id": str(rec.get(spec.id_field)),
-        "key": str(rec.get(spec.key_field)),
-        "flow": spec.flow,
-        "model_version": rec.get("model_version"),
-        "shadow_scores": [(str(k), _num(v)) for k, v in shadow.items()] if shadow else None,
-    }
-    for name in spec.scores:
-        row[name] = _num(rec.get(name))
-    row["status"] = rec.get("status")
-    row["latency_ms"] = _num(rec.get("latency_ms"))
-    row["scored_at"] = _ts(rec.get("scored_at"))
-    row["event_time"] = _ts(rec.get("event_time"))
-    for name in spec.features:
-        row[name] = _num(rec[name] if name in rec else nested.get(name))
-    return row
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def columns(spec: LogSpec) -> tuple[str, ...]:
+    """The log's column names, in the order of :func:`log_row`'s values."""
+    return ("event_id", "key", "flow", "model_version", "shadow_scores", *spec.scores, "status", "latency_ms",
+            "scored_at", "event_time", *spec.features)
+
+
+def log_row(rec: Mapping[str, Any], spec: LogSpec) -> tuple:
+    """The log row of one scored record: its values in :func:`columns` order, as
+    they are in the record (types are made right per file, by Arrow: see
+    :meth:`LogWriter.flush`). Cheap on purpose: it runs for every scored event.
+
+    >>> spec = LogSpec("demo", "id", "user", scores=("score",), features=("amount", "mean_60s"))
+    >>> dict(zip(columns(spec), log_row({"id": 7, "user": "u", "score": 0.5, "amount": 3,
+    ...     "features": {"mean_60s": 2.5}}, spec)))["mean_60s"]
+    2.5
+    """
+    get = rec.get
+    shadow = get("shadow_scores")
+    feats = [get(n) for n in spec.features]
+    nested = get("features")
+    if isinstance(nested, Mapping):
+        nested_get = nested.get
+        feats = [nested_get(n) if v is None else v for n, v in zip(spec.features, feats)]
+    return (
+        _str(get(spec.id_field)), _str(get(spec.key_field)), spec.flow, get("model_version"),
+        list(shadow.items()) if shadow else None,
+        *[get(n) for n in spec.scores],
+        get("status"), get("latency_ms"), get("scored_at"), get("event_time"),
+        *feats,
+    )
 
 
 def schema(spec: LogSpec) -> Any:
@@ -119,6 +136,36 @@ def schema(spec: LogSpec) -> Any:
         *((name, pa.float64()) for name in spec.features),
     ]
     return pa.schema(fields)
+
+
+def to_table(rows: Sequence[tuple], spec_schema: Any) -> Any:
+    """Rows of :func:`log_row` as an Arrow table of ``spec_schema``, column by column
+    (Arrow converts a whole column at once). A column Arrow refuses as it is (text
+    in a number column, a time it cannot read) is converted value by value:
+    numbers as floats, anything else null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = []
+    for field, values in zip(spec_schema, zip(*rows) if rows else [()] * len(spec_schema)):
+        values = list(values)
+        t = field.type
+        try:
+            if pa.types.is_timestamp(t):
+                arr = pc.cast(pa.array(values, pa.string()), t)
+            else:
+                arr = pa.array(values, t)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+            if pa.types.is_timestamp(t):
+                arr = pa.array([_ts(v) for v in values], t)
+            elif pa.types.is_floating(t):
+                arr = pa.array([_num(v) for v in values], t)
+            elif pa.types.is_map(t):
+                arr = pa.array([None if not v else [(str(k), _num(x)) for k, x in v] for v in values], t)
+            else:
+                arr = pa.array([_str(v) for v in values], t)
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=spec_schema)
 
 
 class LogWriter:
@@ -151,7 +198,8 @@ class LogWriter:
         self.max_rows = int(max_rows)
         self.flush_s = float(flush_s)
         self._schema = schema(spec)
-        self._rows: list[dict[str, Any]] = []
+        self._at = columns(spec).index("scored_at")
+        self._rows: list[tuple] = []
         self._oldest = 0.0
         if resume is None:
             self.run, self.seq = uuid.uuid4().hex[:12], 0
@@ -169,7 +217,7 @@ class LogWriter:
             if m and m["run"] == self.run and int(m["part"]) == self.part and int(m["seq"]) >= seq:
                 path.unlink(missing_ok=True)
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[tuple]) -> None:
         """Buffer rows; write files when the size or time bound is reached."""
         if not rows:
             return
@@ -181,15 +229,16 @@ class LogWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write every buffered row: one file per date per ``max_rows`` rows."""
-        import pyarrow as pa
+        """Write every buffered row: one file per date (of ``scored_at``) per ``max_rows`` rows."""
         import pyarrow.parquet as pq
 
         rows, self._rows = self._rows, []
-        by_date: dict[str, list[dict[str, Any]]] = {}
+        at = self._at
+        by_date: dict[str, list[tuple]] = {}
         for r in rows:
-            at = r.get("scored_at")
-            by_date.setdefault(at.strftime("%Y-%m-%d") if at is not None else "unknown", []).append(r)
+            t = r[at]
+            day = t[:10] if isinstance(t, str) and len(t) >= 10 else "unknown"
+            by_date.setdefault(day, []).append(r)
         for date, group in sorted(by_date.items()):
             folder = self.root / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -197,7 +246,7 @@ class LogWriter:
                 name = f"{self.spec.flow}-{self.run}-p{self.part}-{self.seq:06d}.parquet"
                 self.seq += 1
                 tmp = folder / f".{name}.tmp"
-                pq.write_table(pa.Table.from_pylist(group[i:i + self.max_rows], schema=self._schema), tmp)
+                pq.write_table(to_table(group[i:i + self.max_rows], self._schema), tmp)
                 os.replace(tmp, folder / name)
 
     def snapshot(self) -> tuple[str, int]:

@@ -106,7 +106,15 @@ def test_a_resumed_writer_deletes_what_it_wrote_after_the_snapshot(tmp_path):
 def test_log_rows_split_by_the_date_scored():
     spec = LogSpec("x", "id", "k", ("score",))
     row = log_row({"id": 1, "k": 2, "score": "0.5", "scored_at": "2026-11-26T23:59:59.999Z"}, spec)
-    assert row["event_id"] == "1" and row["score"] == 0.5 and row["scored_at"].day == 26 and row["event_time"] is None
+    other = log_row({"id": 2, "k": 2, "score": 0.25, "scored_at": "2026-11-27T00:00:00.000Z",
+                     "event_time": "not a time"}, spec)
+    w = LogWriter(Path(__import__("tempfile").mkdtemp()), spec, 0)
+    w.write([row, other])
+    w.close()
+    back = sorted(log_rows(w.root), key=lambda r: r["event_id"])
+    assert [str(r["date"]) for r in back] == ["2026-11-26", "2026-11-27"]  # by the date scored
+    assert [r["event_id"] for r in back] == ["1", "2"] and [r["score"] for r in back] == [0.5, 0.25]  # text made a number
+    assert back[0]["scored_at"].microsecond == 999_000 and back[1]["event_time"] is None  # unreadable: null
 
 
 def test_score_drift_fires_on_a_rising_score_stream_and_not_on_a_calm_one():

@@ -89,14 +89,24 @@ def write_log(root: Path, seed: int = 7, per_day: int = 600) -> list[dict]:
         for p, w in enumerate(writers):
             batch = [log_row(r, SPEC) for r in old[i:i + 250] if int(r["customer_id"][1:]) % 2 == p]
             w.write(batch)
-            rows += batch
+            rows += [_as_dict(b, SPEC) for b in batch]
     for w in writers:
         w.close()
     later = LogWriter(root, SPEC_V2, part=0, max_rows=400)
     batch = [log_row(r, SPEC_V2) for r in new]
     later.write(batch)
     later.close()
-    return rows + batch
+    return rows + [_as_dict(b, SPEC_V2) for b in batch]
+
+
+def _as_dict(row: tuple, spec: LogSpec) -> dict:
+    """A log row as the log holds it: named columns, times as UTC datetimes."""
+    from models.inference_log import columns
+
+    d = dict(zip(columns(spec), row))
+    for k in ("scored_at", "event_time"):
+        d[k] = None if d[k] is None else datetime.fromisoformat(d[k].replace("Z", "+00:00"))
+    return d
 
 
 @pytest.fixture(scope="module")
