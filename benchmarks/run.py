@@ -23,6 +23,9 @@ asserted. Rows (see README "Benchmarks"):
    and the fraud flow over 1,000,000 distinct customers (100,000 with ``--quick``);
 6. quality: :func:`benchmarks.iot_quality.run` and the production fraud model's
    later-window metrics from its registry manifest;
+7. recovery: snapshot bytes per key, the cost of an epoch's snapshots, and the
+   fraud flow with and without Bytewax recovery (:mod:`benchmarks.snapshots`, in
+   a process of its own);
 
 then the ratios project/naive, project/reference and hot device/River.
 """
@@ -53,12 +56,16 @@ SIZES: dict[str, dict[str, Any]] = {
         "stage_events": 20_000, "naive_events": 2_000, "memory_keys": 100_000, "distinct_customers": 1_000_000,
         "kafka_events": 100_000, "kafka_rates": [2_000, 10_000], "kafka_live_seconds": 10,
         "kafka_processes": [1, 2], "quality_readings": 100_000,
+        "snapshot_keys": 100_000, "snapshot_flow_events": 20_000, "snapshot_hot_tx": 100_000, "snapshot_repeats": 2,
+        "snapshot_flow_inputs": "demo,distinct",
     },
     "quick": {
         "fraud_events": 10_000, "iot_events": 10_000, "iot_devices": 200, "hot_events": 10_000,
         "stage_events": 5_000, "naive_events": 200, "memory_keys": 100_000, "distinct_customers": 100_000,
         "kafka_events": 10_000, "kafka_rates": [1_000], "kafka_live_seconds": 4,
         "kafka_processes": [1, 2], "quality_readings": 10_000,
+        "snapshot_keys": 10_000, "snapshot_flow_events": 5_000, "snapshot_hot_tx": 100_000, "snapshot_repeats": 1,
+        "snapshot_flow_inputs": "demo",
     },
 }
 
@@ -107,6 +114,19 @@ def stage_costs_section(events: list[dict], feature_repo: Path = Path("feature_r
 def memory_section(keys: int) -> dict:
     out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--keys", str(keys)], cwd=common.ROOT,
                          check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def snapshots_section(keys: int, flow_events: int, hot_tx: int, base_events: int, repeats: int, flow_inputs: str,
+                      work: Path, feature_repo: Path, registry: Path) -> dict:
+    """:mod:`benchmarks.snapshots` in a process of its own (its states do not weigh on this one)."""
+    cmd = [sys.executable, "-m", "benchmarks.snapshots", "--keys", str(keys), "--flow-events", str(flow_events),
+           "--hot-tx", str(hot_tx), "--base-events", str(base_events), "--repeats", str(repeats),
+           "--flow-inputs", flow_inputs, "--work", str(Path(work).resolve()),
+           "--feature-repo", str(Path(feature_repo).resolve()), "--registry", str(Path(registry).resolve())]
+    out = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[1:4])} exited {out.returncode}: {out.stderr.strip()[-1500:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -213,6 +233,13 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
     # --- 6. quality -----------------------------------------------------------------------
     _section(res, "iot_quality", lambda: iot_quality_section(sz["quality_readings"]))
     _section(res, "fraud_model", lambda: fraud_model_quality(registry))
+
+    # --- 7. recovery: snapshot sizes, epoch cost, the flow with and without recovery ----
+    # capped by the run's own sizes, so a tiny run of the harness stays tiny
+    _section(res, "snapshots", lambda: snapshots_section(
+        min(sz["snapshot_keys"], sz["memory_keys"]), min(sz["snapshot_flow_events"], sz["fraud_events"]),
+        min(sz["snapshot_hot_tx"], 10 * sz["fraud_events"]), min(20_000, 2 * sz["fraud_events"]),
+        sz["snapshot_repeats"], sz["snapshot_flow_inputs"], work / "snapshots", feature_repo, registry))
 
     doc["ratios"] = ratios(res)
     doc["seconds"] = round(time.perf_counter() - started, 1)
@@ -348,6 +375,7 @@ def build_table(doc: dict) -> list[dict[str, str]]:
     add("6 fraud model, later window (manifest)", r, None, "-",
         r and not _err(r) and f"{r['model']}: ROC AUC {r['roc_auc']}, PR AUC {r['pr_auc']}, recall/precision at "
                               f"CRITICAL {r['recall_at_critical']}/{r['precision_at_critical']}" or "")
+    snapshot_rows(rows, res.get("snapshots"), add)
     rt = doc.get("ratios", {})
     rows.append({"row": "ratio project / naive", "events_s": _num(rt.get("project_over_naive"), "{:,.1f}x"),
                  "latency_ms": "", "notes": "file->file fraud vs per-event calls"})
@@ -357,6 +385,56 @@ def build_table(doc: dict) -> list[dict[str, str]]:
     rows.append({"row": "ratio hot device / River alone", "events_s": _num(rt.get("hot_device_over_river"), "{:.2f}x"),
                  "latency_ms": "", "notes": ">= 1.00x is the target"})
     return rows
+
+
+def snapshot_rows(rows: list[dict[str, str]], r: Any, add: Callable[..., None]) -> None:
+    """Rows 7 (recovery) of :func:`build_table`, from :mod:`benchmarks.snapshots`' JSON."""
+    if r is None or _err(r):
+        add("7 recovery (benchmarks/snapshots.py)", r)
+        return
+    sz, ep, fl = r.get("sizes", {}), r.get("epoch", {}), r.get("flow", {})
+
+    def at(d: dict, *keys: str) -> str:  # bytes after so many events
+        return "/".join(_num(d.get("bytes", {}).get(k)) for k in keys)
+
+    def largest(d: dict) -> Any:  # bytes at the last checkpoint
+        by = d.get("bytes", {})
+        return by[max(by, key=int)] if by else None
+
+    def warm(d: dict) -> Any:  # a shard state's bytes at the last checkpoint
+        marks = [k for k in d if k.isdigit()]
+        return d[max(marks, key=int)].get("max_bytes") if marks else None
+
+    c, hot, dev, hd = (sz.get(k, {}) for k in ("customer", "hot_customer", "device", "hot_device_10hz"))
+    shards = sz.get("shards", {})
+    add("7 snapshot bytes per key (pickled, as stored)", r, None, "-",
+        f"customer after 1/10/100/1,000 tx {at(c, '1', '10', '100', '1000')} B; hot customer "
+        f"({_num(hot.get('transactions'))} tx) {_num(largest(hot))} B, bound {_num(hot.get('bound_bytes'))}; "
+        f"device after 1/100/10,000 {at(dev, '1', '100', '10000')} B, at 10 Hz {_num(largest(hd))} B; "
+        f"shard fraud/IoT {_num(warm(shards.get('fraud', {})))}/{_num(warm(shards.get('iot', {})))} B")
+    for kind in ("customers", "devices"):
+        for x in ep.get(kind, {}).get("per_k", []):
+            add(f"7 epoch end: snapshot + pickle {x['keys']:,} {kind}", x, None, "-",
+                f"{x['ms_per_epoch']:,.1f} ms per epoch, {x['us_per_key']:.1f} us/key "
+                f"({x['gc_off_us_per_key']:.1f} with gc off), {x['bytes_per_epoch'] / 2**20:,.1f} MiB")
+    for x in ep.get("bytewax", {}).get("per_k", []):
+        add(f"7 epoch end in Bytewax: {x['keys']:,} new customers, recovery on vs off", x, None, "-",
+            f"+{_num(x.get('recovery_us_per_key'), '{:,.1f}')} us CPU per key (pickle + SQLite write); "
+            f"{_num(x.get('stored_bytes_per_key'))} B stored per key")
+    for name, inp in fl.get("inputs", {}).items():
+        who = "demo customers" if name == "demo" else "each tx a new customer"
+        for run_ in inp.get("runs", []):
+            s = run_.get("snapshot_interval_s")
+            notes = f"wall {run_.get('wall_s') or 0:.1f}s, CPU {run_.get('cpu_s') or 0:.1f}s"
+            if s is not None:
+                notes += (f"; vs off: wall {_num(run_.get('wall_vs_off'), '{:.2f}x')}, CPU "
+                          f"{_num(run_.get('cpu_vs_off'), '{:.2f}x')}, events/s "
+                          f"{_num(run_.get('events_per_s_vs_off'), '{:.2f}x')}; recovery dir "
+                          f"{run_.get('recovery_dir_bytes', 0) / 2**20:,.1f} MiB, "
+                          f"{_num(run_.get('recovery_dir_bytes_per_customer'))} B/customer")
+            add(f"7 file->file fraud, recovery {'off' if s is None else f'-s {s:g}'} "
+                f"({fl.get('events', 0):,} tx, {who})", run_, run_.get("events_per_s"),
+                _lat(run_.get("latency_ms")), notes)
 
 
 def format_table(doc: dict) -> str:

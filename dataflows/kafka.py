@@ -6,8 +6,10 @@
   items (they become dead letters with their partition and offset) instead of
   stopping the flow; ``SCORING_KAFKA_TAIL=false`` stops at the end of the topic.
 - :class:`ReliableKafkaSink`: produces with a delivery callback, retries when
-  librdkafka's local queue is full (Bytewax issue 522), and fails loudly if the
-  broker rejects a message, rather than dropping it silently.
+  librdkafka's local queue is full (Bytewax issue 522), waits through a broker
+  outage up to ``message.timeout.ms``, and fails loudly (an error log line naming
+  the topic and the librdkafka error, then :class:`KafkaDeliveryError`) if a record
+  is refused or not delivered in time, rather than dropping it silently.
 
 Extra librdkafka settings come from ``KAFKA_OPT_*`` variables
 (``KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``); their values
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from datetime import datetime
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
@@ -40,6 +43,9 @@ __all__ = [
     "kafka_source",
     "unwrap",
     "ReliableKafkaSink",
+    "KafkaDeliveryError",
+    "delivery_timeout_s",
+    "consumer_options",
     "install_graceful_stop",
     "StoppableKafkaSource",
 ]
@@ -174,6 +180,27 @@ class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
         return _StoppablePartition(self._inner.build_part(step_id, for_part, resume_state))
 
 
+#: librdkafka settings only producers read (checked against librdkafka, which warns that a
+#: consumer ignores them): ``KAFKA_OPT_*`` ones are kept out of the input consumer's settings.
+PRODUCER_ONLY = frozenset({
+    "message.timeout.ms", "delivery.timeout.ms", "linger.ms", "queue.buffering.max.ms", "batch.size",
+    "batch.num.messages", "compression.type", "compression.codec", "acks", "request.required.acks",
+    "enable.idempotence", "retries", "message.send.max.retries", "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes", "transactional.id", "transaction.timeout.ms", "partitioner",
+    "request.timeout.ms", "sticky.partitioning.linger.ms", "enable.gapless.guarantee",
+})
+
+
+def consumer_options(options: Mapping[str, str]) -> dict[str, str]:
+    """``options`` without the producer-only settings (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``
+    is for the output producers; the consumer would log that it ignores it).
+
+    >>> consumer_options({"message.timeout.ms": "10000", "security.protocol": "SSL"})
+    {'security.protocol': 'SSL'}
+    """
+    return {k: v for k, v in options.items() if k not in PRODUCER_ONLY}
+
+
 def kafka_source(
     brokers: str,
     topic: str,
@@ -205,7 +232,7 @@ def kafka_source(
              options={k: "***" for k in (options or {})})
     if tail:
         install_graceful_stop()
-    config = dict(options or {})
+    config = consumer_options(options or {})
     if start == "committed":
         config = {"group.id": group, "enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
     offset = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END, "committed": OFFSET_STORED}[start]
@@ -237,51 +264,152 @@ def unwrap(item: Any) -> Raw | DeadLetter:
     return Raw(item)
 
 
+#: librdkafka's ``message.timeout.ms`` for the output producers, unless
+#: ``KAFKA_OPT_MESSAGE_TIMEOUT_MS`` says otherwise: how long a produced record may wait
+#: for the broker (through a broker restart, a leader election, an outage) before it
+#: counts as not delivered and the run fails. librdkafka's own default is 5 minutes.
+DELIVERY_TIMEOUT_MS = 120_000
+#: While a batch waits for the broker, ``kafka_delivery_waiting`` is logged this often.
+WAIT_LOG_S = 5.0
+#: Extra wait after ``message.timeout.ms``, for librdkafka's own timeout callbacks.
+_MARGIN_S = 5.0
+
+_HINTS = {
+    "MSG_SIZE_TOO_LARGE": "a record is larger than the topic's max.message.bytes (or librdkafka's "
+                          "message.max.bytes): raise the limit",
+    "UNKNOWN_TOPIC_OR_PART": "no such topic and the broker does not create topics: create it",
+    "_UNKNOWN_TOPIC": "no such topic and the broker does not create topics: create it",
+    "_MSG_TIMED_OUT": "no broker took them within message.timeout.ms: is the broker up?",
+    "_UNKNOWN_PARTITION": "the topic was deleted (or re-created with fewer partitions): re-create it",
+    "TOPIC_AUTHORIZATION_FAILED": "the client may not write to the topic: check the ACLs / credentials",
+}
+
+
+def _text(key: Any) -> Any:
+    return key.decode(errors="replace") if isinstance(key, bytes) else key
+
+
+class KafkaDeliveryError(RuntimeError):
+    """Output records the broker refused, or did not take within ``message.timeout.ms``.
+    The run stops (non-zero exit); restarted with recovery, it produces them again."""
+
+
+def delivery_timeout_s(options: Mapping[str, str] | None = None) -> float:
+    """Seconds a produced record may wait for the broker: ``message.timeout.ms`` (alias
+    ``delivery.timeout.ms``) from ``options``, else :data:`DELIVERY_TIMEOUT_MS`; ``0``
+    (librdkafka: no limit) is infinity.
+
+    >>> delivery_timeout_s(), delivery_timeout_s({"message.timeout.ms": "10000"})
+    (120.0, 10.0)
+    """
+    opts = options or {}
+    for name in ("message.timeout.ms", "delivery.timeout.ms"):
+        if name in opts:
+            ms = int(opts[name])
+            return float("inf") if ms == 0 else ms / 1000
+    return DELIVERY_TIMEOUT_MS / 1000
+
+
+def _reason(err: Any) -> tuple[str, str]:
+    """``(code name, "text (CODE)")`` of a librdkafka error (or anything else)."""
+    if isinstance(err, KafkaException) and err.args:
+        err = err.args[0]
+    if hasattr(err, "name") and hasattr(err, "str"):
+        return err.name(), f"{err.str()} ({err.name()})"
+    return type(err).__name__, str(err)
+
+
 class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
-    def __init__(self, producer: Producer, topic: str, flush_timeout_s: float) -> None:
+    def __init__(self, producer: Producer, topic: str, timeout_s: float) -> None:
         self._producer = producer
         self._topic = topic
-        self._flush_timeout_s = flush_timeout_s
-        self._failures: list[str] = []
+        self._timeout_s = timeout_s
+        # (librdkafka error, message key, value size) of each message not delivered
+        self._failures: list[tuple[Any, Optional[bytes], int]] = []
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
-            self._failures.append(f"{err} (key {msg.key()!r})")
+            self._failures.append((err, msg.key(), len(msg.value() or b"")))
+
+    def _fail(self, err: Any, count: int, failed: list[tuple[Any, Optional[bytes], int]]) -> None:
+        """Log one ``kafka_delivery_failed`` error line naming the topic and the
+        librdkafka error, drop what is still queued (so the process exits at once
+        instead of waiting for a broker) and raise :class:`KafkaDeliveryError`."""
+        code, reason = _reason(err)
+        hint = _HINTS.get(code, "")
+        keys = {}
+        if failed:  # the first record not delivered, and the largest (the culprit when too large)
+            largest = max(failed, key=lambda f: f[2])
+            keys = {"first_key": _text(failed[0][1]), "largest_key": _text(largest[1]), "largest_bytes": largest[2]}
+        log.error("kafka_delivery_failed", topic=self._topic, error=reason, messages=count, **keys,
+                  hint=hint, detail="the run stops; restarted with recovery it produces these records again")
+        try:
+            self._producer.purge()
+            self._producer.flush(0)
+        except Exception:  # pragma: no cover - best effort
+            pass
+        self._failures = []
+        raise KafkaDeliveryError(f"Kafka topic {self._topic!r}: {count} messages not delivered: {reason}"
+                                 + (f"; {hint}" if hint else ""))
+
+    def _produce(self, m: KafkaSinkMessage) -> None:
+        while True:
+            try:
+                self._producer.produce(self._topic, value=m.value, key=m.key, headers=m.headers or None,
+                                       on_delivery=self._on_delivery)
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
+            except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
+                self._fail(exc, 1, [(exc, m.key, len(m.value or b""))])
+
+    def _wait(self) -> None:
+        """Until every produced message is delivered or failed; fails at the first
+        failure, or ``message.timeout.ms`` (+ a margin) after the wait began."""
+        t0 = time.monotonic()
+        limit = self._timeout_s + _MARGIN_S
+        waiting = False
+        while True:
+            remaining = self._producer.flush(min(WAIT_LOG_S, max(limit - (time.monotonic() - t0), 0.0)))
+            if self._failures:
+                self._fail(self._failures[0][0], len(self._failures) + remaining, self._failures)
+            if remaining == 0:
+                break
+            waited = time.monotonic() - t0
+            if waited >= limit:
+                self._fail(f"not delivered within message.timeout.ms + {_MARGIN_S:g}s = {limit:g}s",
+                           remaining, [])
+            waiting = True
+            log.warning("kafka_delivery_waiting", topic=self._topic, undelivered=remaining,
+                        waited_s=round(waited, 1), timeout_s=self._timeout_s)
+        if waiting:
+            log.info("kafka_delivery_resumed", topic=self._topic, waited_s=round(time.monotonic() - t0, 1))
 
     @override
     def write_batch(self, items: List[KafkaSinkMessage]) -> None:
         for m in items:
-            while True:
-                try:
-                    self._producer.produce(self._topic, value=m.value, key=m.key, headers=m.headers or None,
-                                           on_delivery=self._on_delivery)
-                    break
-                except BufferError:  # local queue full: let deliveries drain, then retry
-                    self._producer.poll(0.05)
+            self._produce(m)
             self._producer.poll(0)
-        remaining = self._producer.flush(self._flush_timeout_s)
-        if remaining:
-            raise RuntimeError(f"Kafka topic {self._topic!r}: {remaining} messages not delivered "
-                               f"within {self._flush_timeout_s:g}s")
-        if self._failures:
-            failures, self._failures = self._failures, []
-            raise RuntimeError(f"Kafka topic {self._topic!r}: {len(failures)} messages rejected, "
-                               f"first: {failures[0]}")
+        self._wait()
 
     @override
     def close(self) -> None:
-        self._producer.flush(self._flush_timeout_s)
+        self._wait()  # write_batch left nothing behind; fails loudly rather than drop if it did
 
 
 class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
-    """One topic; every worker produces its own items; a batch returns only once delivered."""
+    """One topic; every worker produces its own items; a batch returns only once every
+    record is delivered. A record the broker refuses (too large, no such topic, not
+    authorized) or does not take within ``message.timeout.ms`` (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``,
+    default :data:`DELIVERY_TIMEOUT_MS`) stops the run with :class:`KafkaDeliveryError`,
+    after one ``kafka_delivery_failed`` error log line naming the topic and the
+    librdkafka error; nothing is dropped silently. While the broker is away, each worker
+    waits (its input is not read meanwhile) and logs ``kafka_delivery_waiting``."""
 
-    def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
-                 flush_timeout_s: float = 60.0) -> None:
+    def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None) -> None:
         self._brokers = brokers
         self._options = dict(options or {})
         self._topic = topic
-        self._flush_timeout_s = flush_timeout_s
 
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReliablePartition:
@@ -289,6 +417,7 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
             "linger.ms": "5",
             "compression.type": "lz4",
             "enable.idempotence": "true",
+            "message.timeout.ms": str(DELIVERY_TIMEOUT_MS),
             **client_config(self._brokers, self._options),
         })
-        return _ReliablePartition(producer, self._topic, self._flush_timeout_s)
+        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options))

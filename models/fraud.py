@@ -45,6 +45,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -191,6 +192,20 @@ def feature_matrix(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     return X.reshape(len(rows), _N)
 
 
+def _whole_model_text(data: bytes, where: str) -> str:
+    """The LightGBM model text, refused (:class:`RegistryError`) unless it is whole:
+    LightGBM's parser crashes the process on some truncated texts, so its end
+    markers are checked first."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RegistryError(f"{where}: the artifact is not a LightGBM model text (not UTF-8)") from None
+    if not text.startswith("tree\n") or "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
+        raise RegistryError(f"{where}: the artifact is not a whole LightGBM model text (truncated or another "
+                            "format: no 'end of trees' / 'end of parameters'); publish it again")
+    return text
+
+
 class FraudModel:
     """A loaded, verified fraud model. ``version`` is ``name/number``."""
 
@@ -199,8 +214,13 @@ class FraudModel:
 
         self.manifest = dict(manifest)
         self.version = f"{manifest['name']}/{manifest['version']}"
-        self.feature_names = tuple(manifest["feature_names"])
-        self._booster = lgb.Booster(model_str=model_text.decode("utf-8"))
+        self.feature_names = tuple(manifest.get("feature_names") or ())
+        text = _whole_model_text(model_text, self.version)
+        lgb.register_logger(logging.getLogger("lightgbm"))  # its messages join the JSON log, not stdout
+        try:
+            self._booster = lgb.Booster(model_str=text)
+        except lgb.basic.LightGBMError as exc:
+            raise RegistryError(f"{self.version}: LightGBM cannot read the artifact: {exc}") from None
         if self._booster.num_feature() != len(self.feature_names):
             raise RegistryError(
                 f"{self.version}: booster has {self._booster.num_feature()} features, "
@@ -223,7 +243,12 @@ class FraudModel:
                 f"{ref} ({reg.root}): manifest features differ from what the scorer computes "
                 f"(missing {missing}, unexpected {extra}, or another order); retrain with `python -m models.train`"
             )
-        return cls(data, manifest)
+        try:
+            return cls(data, manifest)
+        except RegistryError as exc:  # name the file
+            path = reg.root / str(manifest.get("name")) / str(manifest.get("version")) / str(
+                manifest.get("artifact", "model.txt"))
+            raise RegistryError(f"{path}: {exc}") from None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Fraud probability per row, vectorised, on one thread (stream workers share cores)."""

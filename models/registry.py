@@ -476,10 +476,12 @@ class Registry:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
 
     def versions(self, name: str) -> builtins.list[int]:
+        """The version numbers of ``name`` (folders named by a number; one whose manifest
+        is missing still counts, so loading it says what is wrong)."""
         d = self.root / name
         if not d.is_dir():
             return []
-        return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file())
+        return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
 
     def publish(
         self, name: str, artifact: bytes, manifest: dict[str, Any], alias: str | None = None
@@ -531,7 +533,11 @@ class Registry:
         name, version = self.resolve(ref)
         d = self.root / name / str(version)
         manifest = self._manifest(name, version)
-        data = (d / manifest.get("artifact", ARTIFACT)).read_bytes()
+        artifact = d / str(manifest.get("artifact", ARTIFACT))
+        try:
+            data = artifact.read_bytes()
+        except FileNotFoundError:
+            raise RegistryError(f"{artifact}: missing (the manifest names it)") from None
         digest = sha256_hex(data)
         if digest != manifest.get("sha256"):
             raise IntegrityError(
@@ -634,8 +640,20 @@ class Registry:
     # aliases
 
     def aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}`` of ``name`` (empty when it has none); a damaged file is
+        a :class:`RegistryError` naming it."""
         path = self.root / name / ALIASES
-        return json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            aliases = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{path}: not valid JSON ({exc}); fix it or point the alias again with "
+                                f"`streamscore models alias`") from None
+        if not isinstance(aliases, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in aliases.values()):
+            raise RegistryError(f"{path}: expected a JSON object of alias -> version number")
+        return aliases
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``name@alias`` (any alias name) at an existing version."""
@@ -728,11 +746,18 @@ class Registry:
     def _manifest(self, name: str, version: int) -> dict[str, Any]:
         path = self.root / name / str(version) / MANIFEST
         try:
-            return json.loads(path.read_text())
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
+            if path.parent.is_dir():
+                raise RegistryError(f"{path}: missing (the version folder has no manifest)") from None
             raise RegistryError(f"model {name!r} has no version {version} in {self.root}") from None
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{path}: manifest is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except json.JSONDecodeError as exc:
             raise RegistryError(f"{path}: manifest is not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise RegistryError(f"{path}: manifest must be a JSON object, got {type(manifest).__name__}")
+        return manifest
 
     def _set_alias(self, name: str, alias: str, version: int) -> None:
         _check_name(alias, "alias")

@@ -4,8 +4,12 @@
 # come from Maven Central (infra/kafka/pom.xml) and are cached across clones.
 #
 #   scripts/kafka.sh up               # idempotent; waits until the broker answers
-#   scripts/kafka.sh down [--purge]   # idempotent; --purge also deletes the data dir
+#   scripts/kafka.sh down [--purge]   # idempotent; keeps topics and data unless --purge
+#   scripts/kafka.sh kill             # SIGKILL the broker (a crash), data kept; `up` restarts it
 #   scripts/kafka.sh status           # exit 0 if a broker answers, else 1
+#
+# `down` then `up` (or `kill` then `up`) restarts the SAME broker: same data dir,
+# cluster id, topics, messages and committed offsets (tests/test_broker_outages.py).
 #
 # Environment (all optional):
 #   KAFKA_PORT             PLAINTEXT listener port on 127.0.0.1        (9092)
@@ -17,6 +21,10 @@
 #   KAFKA_JVM_OPTS         extra JVM flags, appended
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker in `up`      (90)
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM in `down`     (30)
+#   KAFKA_AUTO_CREATE_TOPICS  broker's auto.create.topics.enable       (true)
+#   KAFKA_BROKER_SESSION_TIMEOUT_MS  broker.session.timeout.ms         (9000, Kafka's default)
+#                          after a crash (`kill`), `up` waits this long for the old
+#                          registration to expire (heartbeats every third of it, 2 s at most)
 #   KAFKA_MVN_ARGS         extra Maven args (e.g. -o, -Dmaven.repo.local=...)
 #   PYTHON                 python used for the metadata probe if it can import
 #                          confluent_kafka (<repo>/.venv/bin/python if present, else python3)
@@ -37,8 +45,19 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+KAFKA_AUTO_CREATE_TOPICS="${KAFKA_AUTO_CREATE_TOPICS:-true}"
+KAFKA_BROKER_SESSION_TIMEOUT_MS="${KAFKA_BROKER_SESSION_TIMEOUT_MS:-9000}"
 KAFKA_MVN_ARGS="${KAFKA_MVN_ARGS:-}"
 POM="$REPO_ROOT/infra/kafka/pom.xml"
+case "$KAFKA_AUTO_CREATE_TOPICS" in
+    true | false) ;;
+    *) printf 'kafka.sh: KAFKA_AUTO_CREATE_TOPICS=%s: expected true or false\n' "$KAFKA_AUTO_CREATE_TOPICS" >&2; exit 2 ;;
+esac
+if ! [[ "$KAFKA_BROKER_SESSION_TIMEOUT_MS" =~ ^[1-9][0-9]*$ ]] || ((KAFKA_BROKER_SESSION_TIMEOUT_MS < 1500)); then
+    printf 'kafka.sh: KAFKA_BROKER_SESSION_TIMEOUT_MS=%s: expected milliseconds, at least 1500\n' \
+        "$KAFKA_BROKER_SESSION_TIMEOUT_MS" >&2
+    exit 2
+fi
 
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
@@ -199,9 +218,11 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$LOG_DIRS
 num.partitions=1
-auto.create.topics.enable=true
+auto.create.topics.enable=$KAFKA_AUTO_CREATE_TOPICS
 delete.topic.enable=true
 group.initial.rebalance.delay.ms=0
+broker.session.timeout.ms=$KAFKA_BROKER_SESSION_TIMEOUT_MS
+broker.heartbeat.interval.ms=$((KAFKA_BROKER_SESSION_TIMEOUT_MS / 3 < 2000 ? KAFKA_BROKER_SESSION_TIMEOUT_MS / 3 : 2000))
 # single node: every internal topic with RF 1 and few partitions (fast first use)
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=1
@@ -266,8 +287,13 @@ ensure_formatted() {
     rm -rf "$LOG_DIRS"
     mkdir -p "$LOG_DIRS"
     local cluster_id
-    # A Kafka Uuid: 16 random bytes, base64url without padding (22 chars).
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # A Kafka Uuid: 16 random bytes, base64url without padding (22 chars). One in 64
+    # starts with '-', which the storage tool's argument parser takes for an option
+    # ("argument --cluster-id/-t: expected one argument"): draw again.
+    cluster_id=-
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
     java_cmd
     log "formatting KRaft storage in $LOG_DIRS (cluster id $cluster_id)"
     if ! "$JAVA" "${JAVA_ARGS[@]}" kafka.tools.StorageTool format \
@@ -405,6 +431,39 @@ cmd_down() {
     fi
 }
 
+# SIGKILL, as a crash would: no controlled shutdown, the data dir is kept and the
+# next `up` runs the broker's log recovery on it.
+cmd_kill() {
+    local pid=""
+    if [[ -d "$KAFKA_DATA_DIR" ]]; then
+        exec 9>"$LOCK_FILE"
+        flock 9
+        pid="$(broker_pid)"
+    fi
+    if [[ -z "$pid" ]]; then
+        log "broker not running"
+        return 0
+    fi
+    kill -KILL "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do
+        is_our_broker "$pid" || break
+        sleep 0.1
+    done
+    if is_our_broker "$pid"; then
+        err "could not kill broker pid $pid"
+        return 1
+    fi
+    # A killed JVM drops its command line before the kernel closes its sockets: wait for
+    # the port too, so that an `up` right after does not find the dying broker listening.
+    for ((i = 0; i < 100; i++)); do
+        port_open "$KAFKA_PORT" || break
+        sleep 0.1
+    done
+    rm -f "$PID_FILE"
+    log "broker (pid $pid) killed (SIGKILL); data kept in $KAFKA_DATA_DIR"
+}
+
 cmd_status() {
     local pid=""
     [[ -d "$KAFKA_DATA_DIR" ]] && pid="$(broker_pid)"
@@ -425,7 +484,7 @@ cmd_status() {
 }
 
 usage() {
-    echo "usage: $0 {up|down [--purge]|status}" >&2
+    echo "usage: $0 {up|down [--purge]|kill|status}" >&2
     exit 2
 }
 
@@ -435,6 +494,7 @@ shift
 case "$sub" in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
+    kill) cmd_kill "$@" ;;
     status) cmd_status "$@" ;;
     *) usage ;;
 esac

@@ -459,7 +459,7 @@ def test_snapshots_are_plain_data_without_configuration():
     shards: dict = {}
     run_states(parsed(synthetic_raw(50, seed=2)), customers, shards, SMALL_CFG)
     snap = next(iter(customers.values())).snapshot()
-    assert set(snap) == {"features", "amount"}
+    assert set(snap) == {"features", "amount", "ids"}
 
     def plain(x) -> bool:
         if isinstance(x, (list, tuple)):
@@ -480,7 +480,7 @@ def test_restored_customer_state_uses_the_new_lateness():
     state = CustomerState(old_cfg)
     state.update(parse_transaction({**base, "timestamp": 10_000.0}))
     snap = state.snapshot()
-    late = {**base, "timestamp": 9_900.0}  # 100 s behind the newest: late only under the new config
+    late = {**base, "transaction_id": "t2", "timestamp": 9_900.0}  # 100 s behind the newest: late only under the new config
     assert state.update(parse_transaction(late)).features["late_event"] is False
     restored = CustomerState(new_cfg)
     restored.load(snap)
@@ -661,3 +661,118 @@ def test_training_rows_equal_served_records_for_the_same_feast_answer(fraud_env,
     assert np.array_equal(X_train, X_served, equal_nan=True)
     flags = {(r["customer_known"], r["merchant_known"]) for r in train_rows}
     assert flags == {(True, True), (True, False), (False, True), (False, False)}
+
+
+# --- a broken model artifact or manifest is refused at start ---------------------------------
+# Each case: the real start (`dataflows.fraud:get_flow()`), exit 2, exactly one `error:` line
+# naming the setting and what is wrong, everything else on stderr JSON logs (no traceback, no
+# library chatter), and no input read (no output record; the flow is never built).
+
+
+def _resign(d: Path, data: bytes) -> None:
+    """Write ``data`` as the artifact and its sha256 into the manifest: an artifact that
+    passes the integrity check but is not a (whole) model."""
+    (d / "model.txt").write_bytes(data)
+    m = json.loads((d / "manifest.json").read_text())
+    m["sha256"] = hashlib.sha256(data).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _flip_a_bit(d: Path) -> None:
+    data = bytearray((d / "model.txt").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (d / "model.txt").write_bytes(bytes(data))
+
+
+_BROKEN_MODELS = {
+    # case: (how to break the published version's folder, what the error line must say)
+    "artifact_tampered": (_flip_a_bit, ("model.txt", "sha256", "does not match")),
+    "artifact_truncated": (lambda d: (d / "model.txt").write_bytes((d / "model.txt").read_bytes()[:4096]),
+                           ("model.txt", "sha256", "does not match")),
+    "artifact_empty": (lambda d: (d / "model.txt").write_bytes(b""), ("model.txt", "sha256", "does not match")),
+    "artifact_missing": (lambda d: (d / "model.txt").unlink(), ("model.txt", "missing")),
+    "artifact_not_a_model": (lambda d: _resign(d, b"not a LightGBM model\n"), ("model.txt",)),
+    "manifest_missing": (lambda d: (d / "manifest.json").unlink(), ("manifest.json", "missing")),
+    "manifest_invalid_json": (lambda d: (d / "manifest.json").write_text('{"version": 1, "sha256": '),
+                              ("manifest.json", "not valid JSON")),
+    "manifest_empty": (lambda d: (d / "manifest.json").write_text(""), ("manifest.json", "not valid JSON")),
+    "manifest_not_an_object": (lambda d: (d / "manifest.json").write_text("[]"), ("manifest.json",)),
+    "manifest_not_utf8": (lambda d: (d / "manifest.json").write_bytes(b"\xff\xfe{}"), ("manifest.json",)),
+    "aliases_invalid_json": (lambda d: (d.parent / "aliases.json").write_text('{"production": '),
+                             ("aliases.json",)),
+}
+@pytest.fixture
+def broken_model_start(fraud_env, registry_copy, tmp_path, monkeypatch):
+    """A valid file-to-file run on ``registry_copy``; returns ``start(case)``: break the
+    copy, run the start, return the stderr lines (the start must exit 2, print nothing on
+    stdout and read no input)."""
+    import os
+
+    from dataflows import checks
+
+    for k in list(os.environ):
+        if k.startswith(("SCORING_", "KAFKA_OPT_", "IOT_", "BYTEWAX_")):
+            monkeypatch.delenv(k)
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"transaction_id": "t1"}\nnot json\n')  # read, these would be dead letters
+    out = tmp_path / "out"
+    for k, v in {"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
+                 "SCORING_FEATURE_REPO": str(fraud_env.repo), "SCORING_MODEL_REGISTRY": str(registry_copy)}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(checks, "_MODELS", {})
+
+    def start(case: str, capfd) -> list[str]:
+        from dataflows.fraud import get_flow
+
+        breaks, _ = _BROKEN_MODELS[case]
+        breaks(model_dir(registry_copy, fraud_env.manifest))
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as info:
+            get_flow()
+        assert info.value.code == 2
+        captured = capfd.readouterr()
+        err = captured.err.strip().splitlines()
+        assert all(p.stat().st_size == 0 for p in out.glob("*.jsonl")), "input was read"
+        assert captured.out == "", captured.out[-2000:]
+        return err
+
+    return start
+
+
+@pytest.mark.parametrize("case", list(_BROKEN_MODELS))
+def test_broken_model_is_refused_at_start_with_one_clear_error(case, broken_model_start, capfd):
+    err = broken_model_start(case, capfd)
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    [line] = errors
+    assert line.startswith("error: SCORING_MODEL='fraud_model@production' (SCORING_MODEL_REGISTRY="), line
+    for words in _BROKEN_MODELS[case][1]:
+        assert words in line, (words, line)
+    for other in err:
+        if not other.startswith("error: "):
+            rec = json.loads(other)  # the rest is JSON log lines: no traceback, no library chatter
+            assert rec["event"] != "flow_ready", other  # the flow was not built
+
+
+def test_truncated_artifact_with_a_matching_sha256_is_refused_not_a_crash(fraud_env, registry_copy, tmp_path):
+    """A model text cut short but published with its own sha256 (written by a broken
+    copy, then re-signed): one error line and exit 2, not a crash of the process.
+    Run in a subprocess: LightGBM takes the whole process down."""
+    import os
+    import subprocess
+    import sys
+
+    d = model_dir(registry_copy, fraud_env.manifest)
+    data = (d / "model.txt").read_bytes()
+    _resign(d, data[: len(data) // 2])
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"transaction_id": "t1"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "KAFKA_OPT_", "IOT_", "BYTEWAX_"))}
+    env.update(SCORING_SOURCE="file", SCORING_INPUT=str(src), SCORING_OUTPUT_DIR=str(tmp_path / "out"),
+               SCORING_FEATURE_REPO=str(fraud_env.repo), SCORING_MODEL_REGISTRY=str(registry_copy))
+    done = subprocess.run([sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                          timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert len(errors) == 1 and "model.txt" in errors[0], errors
