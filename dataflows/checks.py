@@ -234,14 +234,23 @@ def check_io(io: IOConfig) -> list[Callable[[], None]]:
         checks.append(lambda: _check_output_dir(io))
     if "kafka" in (io.source, io.output):
         def kafka() -> None:
-            from dataflows.kafka import check_broker, check_options
+            from dataflows.kafka import broker_creates_topics, check_broker, check_options
 
             k = io.kafka
             check_options(k.options)
-            found = check_broker(k.bootstrap_servers, k.options, k.check_timeout_s, (k.input_topic,))
+            outputs = {"SCORING_SCORED_TOPIC": k.scored_topic, "SCORING_ALERTS_TOPIC": k.alerts_topic,
+                       "SCORING_DEAD_LETTER_TOPIC": k.dead_letter_topic} if io.output == "kafka" else {}
+            found = check_broker(k.bootstrap_servers, k.options, k.check_timeout_s,
+                                 (k.input_topic, *outputs.values()))
             if io.source == "kafka" and k.input_topic not in found:
                 raise ValueError(f"SCORING_INPUT_TOPIC={k.input_topic!r}: no such topic on {k.bootstrap_servers}; "
                                  f"create it or produce to it first (e.g. `.venv/bin/python -m dataflows.replay`)")
+            missing = {var: t for var, t in outputs.items() if t not in found}
+            if missing and broker_creates_topics(k.bootstrap_servers, k.options, k.check_timeout_s) is False:
+                # else the first record for it fails, maybe hours later (the dead-letter topic)
+                names = ", ".join(f"{var}={t!r}" for var, t in missing.items())
+                raise ValueError(f"{names}: no such topic on {k.bootstrap_servers}, and the broker does not "
+                                 f"create topics (auto.create.topics.enable=false); create the output topics first")
         checks.append(kafka)
     return checks
 

@@ -18,6 +18,8 @@ are never logged.
 
 from __future__ import annotations
 
+import logging
+
 import signal
 import threading
 import time
@@ -51,6 +53,11 @@ __all__ = [
 ]
 
 log = structlog.get_logger("dataflows.kafka")
+
+
+#: librdkafka's own messages (e.g. ``FAIL ... Connection refused`` while a broker is away)
+#: go through this stdlib logger, so they are JSON lines like every other log line.
+_LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -120,6 +127,23 @@ def check_broker(
             f"({exc}); start one with `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS"
         ) from None
     return {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
+
+
+def broker_creates_topics(brokers: str, options: Mapping[str, str] | None = None,
+                          timeout_s: float = 10.0) -> bool | None:
+    """The broker's ``auto.create.topics.enable`` (``None`` when it cannot be read,
+    e.g. without the rights to describe broker configs)."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin = AdminClient({**client_config(brokers, options), "log_level": "0"})
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+        broker = str(next(iter(meta.brokers)))
+        [future] = admin.describe_configs([ConfigResource(ResourceType.BROKER, broker)]).values()
+        entry = future.result(timeout=timeout_s).get("auto.create.topics.enable")
+        return None if entry is None else entry.value == "true"
+    except Exception:
+        return None
 
 
 _STOP = threading.Event()  # process-wide shutdown request, set by SIGINT/SIGTERM
@@ -232,7 +256,7 @@ def kafka_source(
              options={k: "***" for k in (options or {})})
     if tail:
         install_graceful_stop()
-    config = consumer_options(options or {})
+    config: dict[str, Any] = {**consumer_options(options or {}), "logger": _LIBRDKAFKA_LOG}
     if start == "committed":
         config = {"group.id": group, "enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
     offset = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END, "committed": OFFSET_STORED}[start]
@@ -419,5 +443,6 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
             "enable.idempotence": "true",
             "message.timeout.ms": str(DELIVERY_TIMEOUT_MS),
             **client_config(self._brokers, self._options),
+            "logger": _LIBRDKAFKA_LOG,
         })
         return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options))
