@@ -274,7 +274,12 @@ def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
             hint = "" if "train one" in reason else "; train one with `.venv/bin/streamscore train`"
             raise ValueError(f"{setting} (SCORING_MODEL_REGISTRY={str(cfg.model_registry)!r}): {reason}{hint}") from None
 
-    return [*check_io(cfg.io), *check_log(cfg.io, "fraud"), feast, model]
+    def live_view() -> None:
+        from dataflows.writeback import check_live_view
+
+        check_live_view(cfg.feature_repo, cfg.feature_store_yaml, "customer_live")
+
+    return [*check_io(cfg.io), *check_log(cfg.io, "fraud"), feast, model, *([live_view] if cfg.writeback else [])]
 
 
 def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
@@ -289,7 +294,13 @@ def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
         except ValueError as exc:
             raise ValueError(f"{exc} (or set IOT_DEVICE_PROFILE=false)") from None
 
-    return [*check_io(cfg.io), *check_log(cfg.io, "iot"), *([feast] if cfg.device_profile else [])]
+    def live_view() -> None:
+        from dataflows.writeback import check_live_view
+
+        check_live_view(cfg.feature_repo, cfg.feature_store_yaml, "device_live")
+
+    return [*check_io(cfg.io), *check_log(cfg.io, "iot"), *([feast] if cfg.device_profile else []),
+            *([live_view] if cfg.writeback else [])]
 
 
 def _fail(problems: list[str]) -> None:

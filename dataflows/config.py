@@ -421,6 +421,10 @@ class _FlowConfig(_Settings):
     idle_expiry_s: float = _var("SCORING_IDLE_EXPIRY_S", 30 * 86_400.0, ge=0.0)
     #: wall-clock seconds between a key's idle checks at most (expiry itself follows event time)
     idle_check_s: float = _var("SCORING_IDLE_CHECK_S", 300.0, gt=0.0)
+    #: write each key's latest streaming features to the Feast online store (customer_live / device_live)
+    writeback: bool = _var("SCORING_WRITEBACK", False)
+    #: at most one live row per key per this many seconds of event time (0: every batch)
+    writeback_min_interval_s: float = _var("SCORING_WRITEBACK_MIN_INTERVAL_S", 0.0, ge=0.0)
 
     @field_validator("warning")
     @classmethod

@@ -8,6 +8,7 @@
                    -> score (Feast lookup per batch, model, risk, status) --(failed)-+--+
                    -> scored; the non-NORMAL ones also -> alerts
                    -> inference log (Parquet by date)
+                   -> live features to Feast (SCORING_WRITEBACK=true)
                    -> key by model version -> score_drift --(drift records)-------------> alerts
 
 Each step is a class or function of :mod:`features.transactions` and
@@ -66,6 +67,11 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
                                  score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
     scored = results.oks
     alerts = op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL)
+    if cfg.writeback:  # each customer's latest streaming features -> Feast customer_live
+        from dataflows.writeback import fraud_writeback, write_back
+
+        write_back("live_out", scored, fraud_writeback(cfg.feature_repo, cfg.feature_store_yaml,
+                                                       cfg.writeback_min_interval_s))
     if cfg.score_drift_threshold > 0:  # drift of each version's score stream -> drift records on alerts
         scores = op.key_on("by_version", op.map("score_of", scored, _score_of), lambda r: r["model_version"])
         drifts = op.key_rm("unkey_version", stateful_object(

@@ -9,6 +9,7 @@
                        -> device_profile (Feast, unless IOT_DEVICE_PROFILE=false)
                        -> scored; the non-NORMAL ones also -> alerts
                        -> inference log (Parquet by date)
+                       -> live features to Feast (SCORING_WRITEBACK=true)
 
 Each step is a class of :mod:`features.sensors` and :mod:`models.iot`; this file
 only wires them. Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``,
@@ -68,6 +69,11 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     profiled = split_dead_letters("profiled_or_failed",
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks
+    if cfg.writeback:  # each device's latest features -> Feast device_live
+        from dataflows.writeback import iot_writeback, write_back
+
+        write_back("live_out", scored, iot_writeback(cfg.feature_repo, cfg.feature_store_yaml,
+                                                     cfg.writeback_min_interval_s))
     alerts = op.merge("alerts", op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL), drifts)
 
     if cfg.io.log_enabled:
