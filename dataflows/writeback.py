@@ -144,6 +144,20 @@ def _observer(view: str) -> Callable[[str, int], None]:
     return observe
 
 
+def _writeback(view: str, push_source: str, key: str, time_field: str, row: Callable[[Any], Any],
+               repo: str | Path, yaml_file: str | None, min_interval_s: float, retry_s: float,
+               via_push_source: bool, close_timeout_s: float) -> Callable[[], LiveWriter]:
+    def build() -> LiveWriter:
+        from features.store import open_store
+
+        store = open_store(repo, yaml_file)
+        push = feast_pusher(store, view, key, time_field, push_source if via_push_source else None)
+        return LiveWriter(push, row, key, time_field, min_interval_s=min_interval_s, retry_s=retry_s,
+                          observe=_observer(view), name=view, close_timeout_s=close_timeout_s)
+
+    return build
+
+
 def fraud_writeback(
     repo: str | Path,
     yaml_file: str | None = None,
@@ -162,18 +176,8 @@ def fraud_writeback(
     ``via_push_source``, ``push("customer_live_push", ...)``. ``min_interval_s``: at most
     one row per customer per that many seconds of event time (0: every batch).
     """
-
-    def build() -> LiveWriter:
-        from features.store import open_store
-
-        store = open_store(repo, yaml_file)
-        push = feast_pusher(store, CUSTOMER_LIVE_VIEW, "customer_id", "last_transaction_at",
-                            CUSTOMER_LIVE_PUSH if via_push_source else None)
-        return LiveWriter(push, live_row, "customer_id", "last_transaction_at", min_interval_s=min_interval_s,
-                          retry_s=retry_s, observe=_observer(CUSTOMER_LIVE_VIEW), name=CUSTOMER_LIVE_VIEW,
-                          close_timeout_s=close_timeout_s)
-
-    return build
+    return _writeback(CUSTOMER_LIVE_VIEW, CUSTOMER_LIVE_PUSH, "customer_id", "last_transaction_at", live_row,
+                      repo, yaml_file, min_interval_s, retry_s, via_push_source, close_timeout_s)
 
 
 def iot_writeback(
@@ -188,18 +192,8 @@ def iot_writeback(
     """Builds a worker's writer of the IoT flow's scored readings to Feast view
     ``device_live`` (:func:`features.live.device_live_row`; drift records are not
     written). As :func:`fraud_writeback` otherwise."""
-
-    def build() -> LiveWriter:
-        from features.store import open_store
-
-        store = open_store(repo, yaml_file)
-        push = feast_pusher(store, DEVICE_LIVE_VIEW, "device_id", "last_reading_at",
-                            DEVICE_LIVE_PUSH if via_push_source else None)
-        return LiveWriter(push, device_live_row, "device_id", "last_reading_at", min_interval_s=min_interval_s,
-                          retry_s=retry_s, observe=_observer(DEVICE_LIVE_VIEW), name=DEVICE_LIVE_VIEW,
-                          close_timeout_s=close_timeout_s)
-
-    return build
+    return _writeback(DEVICE_LIVE_VIEW, DEVICE_LIVE_PUSH, "device_id", "last_reading_at", device_live_row,
+                      repo, yaml_file, min_interval_s, retry_s, via_push_source, close_timeout_s)
 
 
 def check_live_view(repo: str | Path, yaml_file: str | None = None, view: str = CUSTOMER_LIVE_VIEW) -> None:

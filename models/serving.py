@@ -28,9 +28,11 @@ Where the routes come from, first match wins:
 >>> router.current().label
 'm/2'
 >>> reg.set_alias("m", "production", 1)
->>> router.current(event_time=0.0).label   # doctest: +ELLIPSIS
-20... model_switched ... from=m/2 model=m to=m/1
-'m/1'
+>>> from structlog.testing import capture_logs
+>>> with capture_logs() as logs:  # noticed at the next poll (poll_s=0: every batch)
+...     label = router.current(event_time=0.0).label
+>>> label, [(x["event"], x["from"], x["to"]) for x in logs]
+('m/1', [('model_switched', 'm/2', 'm/1')])
 """
 
 from __future__ import annotations

@@ -254,7 +254,8 @@ def test_redis_outage_is_bounded_flagged_and_recovers(fraud_env, tmp_path, monke
         half = set(ids[: len(ids) // 2])
         before = [e for e in events if e["customer_id"] in half][:400]
         seen_before = {e["customer_id"] for e in before}  # only these customers are looked up before the outage
-        feed = iter(events * 20)
+        # the stream again and again, each round under new ids (a repeated id would be a duplicate)
+        feed = (dict(e, transaction_id=f"{e['transaction_id']}#{k}") for k in range(20) for e in events)
 
         def batch(n: int = 200) -> list[dict]:
             return [next(feed) for _ in range(n)]
