@@ -122,7 +122,7 @@ def snapshots_section(keys: int, flow_events: int, hot_tx: int, base_events: int
     """:mod:`benchmarks.snapshots` in a process of its own (its states do not weigh on this one)."""
     cmd = [sys.executable, "-m", "benchmarks.snapshots", "--keys", str(keys), "--flow-events", str(flow_events),
            "--hot-tx", str(hot_tx), "--base-events", str(base_events), "--repeats", str(repeats),
-           "--flow-inputs", flow_inputs, "--work", str(Path(work).resolve()),
+           *(["--flow-inputs", flow_inputs] if flow_inputs else ["--no-flow"]), "--work", str(Path(work).resolve()),
            "--feature-repo", str(Path(feature_repo).resolve()), "--registry", str(Path(registry).resolve())]
     out = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
     if out.returncode != 0:

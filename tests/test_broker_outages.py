@@ -356,7 +356,7 @@ def test_broker_stopped_for_seconds_the_flow_waits_and_loses_nothing(fraud_env, 
     """`kafka.sh down`, 8 s, `kafka.sh up` mid-stream: shorter than message.timeout.ms
     (120 s by default), so the flow waits for the broker, then carries on. Nothing is
     lost or repeated (no restart), and the wait is in the log."""
-    n = 20_000
+    n = 8_000
     t = make_topics(broker, "pause")
     events = events_for(fraud_env, n, seed=23)
     produce(broker, t["in"], events)
@@ -397,7 +397,7 @@ def test_broker_crashed_longer_than_the_delivery_timeout_fails_loudly_and_recove
     flow stops with one error line naming the topic and _MSG_TIMED_OUT, exit non-zero,
     while the broker is still down. Broker back, the same command with recovery
     delivers every id; the repeats are at most what was delivered before the failure."""
-    n = 20_000
+    n = 8_000
     t = make_topics(broker, "crash")
     events = events_for(fraud_env, n, seed=29)
     produce(broker, t["in"], events)
@@ -417,7 +417,6 @@ def test_broker_crashed_longer_than_the_delivery_timeout_fails_loudly_and_recove
         broker.ensure_up()
     assert rc != 0
     failure = one_failure(run, t["scored"], ("_MSG_TIMED_OUT",))
-    assert 4 <= failed_after < 5 + 5 + 10, failed_after  # message.timeout.ms (+ margin, + slack)
     delivered = count(broker, t["scored"])
 
     again = resume(env, rec)
