@@ -44,7 +44,10 @@ if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 
 set +e
-"$PY" -m pytest -q "$@"
+# Two pytest workers (pytest-xdist; TEST_WORKERS to change): many tests wait on processes,
+# brokers and servers, so two halve the wall time on two cores. Every test uses its own
+# topics, ports and folders, so they do not share anything but the broker and Redis.
+"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
