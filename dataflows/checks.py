@@ -49,15 +49,28 @@ class CheckFailed(Exception):
         self.problems = problems
 
 
+def recovery_directory(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> str | None:
+    """The Bytewax recovery directory of this run (``-r`` / ``--recovery-directory`` or
+    ``BYTEWAX_RECOVERY_DIRECTORY``), or ``None`` without recovery.
+
+    >>> recovery_directory(["bytewax.run", "m:flow", "-r", "rec"], {}), recovery_directory(["x"], {})
+    ('rec', None)
+    """
+    argv = sys.argv if argv is None else argv
+    env = os.environ if environ is None else environ
+    for i, a in enumerate(argv):
+        if a in ("-r", "--recovery-directory") and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--recovery-directory="):
+            return a.split("=", 1)[1]
+    return env.get("BYTEWAX_RECOVERY_DIRECTORY") or None
+
+
 def resuming(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> bool:
     """Whether this run resumes from a Bytewax recovery store (``-r`` /
     ``--recovery-directory`` or ``BYTEWAX_RECOVERY_DIRECTORY``): then the output
     files are continued, not replaced."""
-    argv = sys.argv if argv is None else argv
-    env = os.environ if environ is None else environ
-    return bool(env.get("BYTEWAX_RECOVERY_DIRECTORY")) or any(
-        a in ("-r", "--recovery-directory") or a.startswith("--recovery-directory=") for a in argv
-    )
+    return recovery_directory(argv, environ) is not None
 
 
 # -- resources kept for the process ------------------------------------------------

@@ -420,7 +420,7 @@ class _FlowConfig(_Settings):
     #: a key idle this long in event time is dropped and starts afresh (0: keep every key forever)
     idle_expiry_s: float = _var("SCORING_IDLE_EXPIRY_S", 30 * 86_400.0, ge=0.0)
     #: wall-clock seconds between a key's idle checks at most (expiry itself follows event time)
-    idle_check_s: float = _var("SCORING_IDLE_CHECK_S", 300.0, gt=0.0)
+    idle_check_s: float = _var("SCORING_IDLE_CHECK_S", 3600.0, gt=0.0)
     #: write each key's latest streaming features to the Feast online store (customer_live / device_live)
     writeback: bool = _var("SCORING_WRITEBACK", False)
     #: at most one live row per key per this many seconds of event time (0: every batch)

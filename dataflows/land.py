@@ -58,6 +58,7 @@ def land(
     files_before = writer.seq
     pending = 0
     last_message = time.monotonic()
+    failed = True
     try:
         consumer.subscribe([topic])
         while True:
@@ -91,8 +92,11 @@ def land(
                 writer.flush()
                 consumer.commit(asynchronous=False)
                 pending = 0
+        failed = False
     finally:
-        if pending:
+        # Offsets are committed only after their rows are written: on an error (or Ctrl-C)
+        # mid-batch nothing more is committed, so the next landing reads that batch again.
+        if pending and not failed:
             writer.flush()
             consumer.commit(asynchronous=False)
         consumer.close()

@@ -137,6 +137,7 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         self.expire_s = expire_s
         self.check_s = check_s
         self.clocks = clocks
+        self.last_batch = time.monotonic()  # wall clock: a key with recent batches is active
 
     def _clock(self) -> _Clock:
         clocks = self.clocks
@@ -154,6 +155,7 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
             step, state = self.step, self.state
             out = [step(state, v) for v in values]
         if self.expire_s is not None:
+            self.last_batch = time.monotonic()
             last = self.state.last_event_time  # type: ignore[attr-defined]
             clock = self._clock()
             if last is not None and last > clock.t:
@@ -168,15 +170,23 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         if last is None:
             return None
         # Event time left before this key expires, checked on the wall clock at the
-        # latest every check_s (event time may run faster than the wall: backfills).
+        # latest every check_s (event time may run faster than the wall: backfills), and
+        # not more often than every second while event time stands still.
         left = last + self.expire_s - self._clock().t
-        wait = self.check_s if left > self.check_s else max(left, 0.001)
+        floor = min(self.check_s, 1.0)
+        if left > 0:
+            wait = self.check_s if left > self.check_s else max(left, floor)
+        else:  # idle in event time: due once it has had no batch for check_s of wall time
+            wait = max(self.check_s - (time.monotonic() - self.last_batch), floor)
         return datetime.fromtimestamp(time.time() + wait, _UTC)
 
     @override
     def on_notify(self) -> Tuple[Iterable[W], bool]:
         last = self.state.last_event_time  # type: ignore[attr-defined]
-        if last is not None and self.expire_s is not None and self._clock().t - last >= self.expire_s:
+        # Idle in event time, and no batch for check_s of wall time: a key whose own events
+        # lag behind the worker's (a backlog replaying) is active, never dropped.
+        if (last is not None and self.expire_s is not None and self._clock().t - last >= self.expire_s
+                and time.monotonic() - self.last_batch >= self.check_s):
             return (), StatefulBatchLogic.DISCARD
         return (), StatefulBatchLogic.RETAIN
 
@@ -207,10 +217,11 @@ def stateful_object(
     one by one. Either way one output per input, in order.
 
     With ``expire_after_s``, a key whose state's ``last_event_time`` is that far
-    behind the newest event time this step has seen on the worker is dropped (its
-    state and snapshot are discarded; a later event starts it afresh), so memory
-    follows the active keys. Expiry is in event time, checked on the wall clock
-    at most ``check_every_s`` apart: while no events arrive nothing expires. (The
+    behind the newest event time this step has seen on the worker, and has had no
+    batch for ``check_every_s`` of wall time, is dropped (its state and snapshot are
+    discarded; a later event starts it afresh), so memory follows the active keys.
+    Expiry is in event time, checked on the wall clock at most ``check_every_s``
+    apart: while no events arrive nothing expires. (The
     state itself should also start afresh when its next event comes after an
     idle gap, so the rule does not depend on when the check ran.)
 

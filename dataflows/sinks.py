@@ -140,9 +140,16 @@ class InferenceLogSink(FixedPartitionedSink[dict, Any]):
 
     @override
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _LogPartition:
+        import hashlib
+
+        from dataflows.checks import recovery_directory
+
         part = int(for_part.rsplit("-", 1)[1])
         resume = None if resume_state is None else (str(resume_state[0]), int(resume_state[1]))
-        return _LogPartition(LogWriter(self._root, self._spec, part, self._max_rows, self._flush_s, resume))
+        rec = recovery_directory()
+        run = None if rec is None else hashlib.blake2b(
+            f"{Path(rec).resolve()}|{self._spec.flow}".encode(), digest_size=6).hexdigest()
+        return _LogPartition(LogWriter(self._root, self._spec, part, self._max_rows, self._flush_s, resume, run))
 
 
 @operator

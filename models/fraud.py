@@ -641,7 +641,12 @@ class FraudScorer:
             rows = [i for i, refs in enumerate(wanted) if ref in refs]
             if not rows:
                 continue
-            for i, p in zip(rows, model.predict(X[rows]).tolist()):
+            try:
+                scores = model.predict(X[rows]).tolist()
+            except Exception as exc:  # a shadow never costs the decision: its scores are left out
+                log.error("shadow_scoring_failed", model=model.version, events=len(rows), error=repr(exc)[:300])
+                continue
+            for i, p in zip(rows, scores):
                 records[i].setdefault("shadow_scores", {})[model.version] = round(p, 6)
 
     def reasons(self, rec: Mapping[str, Any], top: list[tuple[str, float]]) -> list[str]:

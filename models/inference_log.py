@@ -179,6 +179,10 @@ class LogWriter:
         flush_s: rows wait at most this long (wall clock) before they are written.
         resume: ``(run, seq)`` from :meth:`snapshot` after a restart with recovery;
             files of this run and partition numbered ``seq`` or later are deleted.
+        run: the run id to use without ``resume`` (12 hex digits; default random).
+            With recovery on, the sink derives it from the recovery folder, so a run
+            that crashed before its first snapshot and starts again owns (and deletes)
+            what its first attempt wrote.
     """
 
     def __init__(
@@ -189,6 +193,7 @@ class LogWriter:
         max_rows: int = 100_000,
         flush_s: float = 10.0,
         resume: tuple[str, int] | None = None,
+        run: str | None = None,
     ) -> None:
         if max_rows < 1 or not flush_s > 0:
             raise ValueError(f"LogWriter: max_rows must be >= 1 and flush_s > 0, got {max_rows!r}, {flush_s!r}")
@@ -201,7 +206,12 @@ class LogWriter:
         self._at = columns(spec).index("scored_at")
         self._rows: list[tuple] = []
         self._oldest = 0.0
-        if resume is None:
+        if resume is None and run is not None:
+            # a stable run id (recovery on, nothing committed yet): files of an earlier
+            # attempt that crashed before its first snapshot are this run's, so they go
+            self.run, self.seq = run, 0
+            self._forget_after(0)
+        elif resume is None:
             self.run, self.seq = uuid.uuid4().hex[:12], 0
         else:
             self.run, self.seq = str(resume[0]), int(resume[1])

@@ -57,6 +57,7 @@ import functools
 import hashlib
 import json
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -98,9 +99,9 @@ class ScoringConfig:
         drift_on: the score stream of each sensor the drift monitor watches:
             "slow" (the long-memory detector: catches slow drifts) or "fast".
         drift_threshold, drift_delta, drift_min_instances: PageHinkley settings.
-        dedup_horizon_s, dedup_max_ids: a reading whose id (``device@time``) the
-            device had within this much event time (among its last
-            ``dedup_max_ids``) is a duplicate: a dead letter, not scored twice.
+        dedup_horizon_s, dedup_max_ids: a reading with the same device, time and
+            sensor values as one the device had within this much event time (among
+            its last ``dedup_max_ids``) is a duplicate: a dead letter, not scored twice.
             ``0`` turns it off.
         idle_expiry_s: a device idle this long in event time starts afresh (``0``: never).
 
@@ -215,6 +216,9 @@ def detector_version(config: ScoringConfig) -> str:
     """
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     return f"iot-detectors/{digest[:12]}"
+
+
+_values_json = msgspec.json.Encoder().encode
 
 
 def log_spec(config: ScoringConfig) -> LogSpec:
@@ -340,7 +344,9 @@ class DeviceState:
                 rid = f"{device}@{ts}#{seq + 1}"
             else:
                 rid = f"{device}@{ts}"
-                first = check_id(rid, t)
+                # the same device, time and values: a re-delivery (another message at the
+                # same time with other values is a reading of its own)
+                first = check_id(f"{rid}|{zlib.crc32(_values_json(reading.values)):08x}", t)
                 if first is not None:
                     append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
                     continue

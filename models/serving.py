@@ -129,10 +129,12 @@ class ModelRouter:
         self.poll_s = poll_s
         self._load = load
         self._loaded: dict[tuple[str, int], Any] = {}
-        self._token = registry.state_token(self.name)
+        self._token = ""
         self._refused_token: str | None = None
+        self._refused_at = 0.0
         self._next_poll = time.monotonic() + (poll_s or 0.0)
         self.assignment = self._assign()
+        self._token = self._state_token()
         self.switches = 0
 
     @classmethod
@@ -141,9 +143,17 @@ class ModelRouter:
         router = cls.__new__(cls)
         router.registry, router.ref, router.name, router.fixed_routes = None, model.version, model.version, None
         router.poll_s, router._loaded, router._token, router._refused_token = None, {}, "", None
+        router._refused_at = 0.0
         router._next_poll, router.switches = float("inf"), 0
         router.assignment = Assignment(Routes.parse(_plain_ref(model.version)), (model,))
         return router
+
+    def _state_token(self) -> str:
+        """The registry fingerprints of every model the routes name (usually one)."""
+        names = {self.name}
+        if self.registry is not None and hasattr(self, "assignment"):
+            names |= {parse_ref(ref)[0] for ref in self.assignment.routes.refs()}
+        return "|".join(self.registry.state_token(n) for n in sorted(names))
 
     def routes(self) -> Routes:
         """The routes in force now: fixed, else the registry's, else the reference alone."""
@@ -176,26 +186,28 @@ class ModelRouter:
             return self.assignment
         self._next_poll = now + self.poll_s
         try:
-            token = self.registry.state_token(self.name)
+            token = self._state_token()
         except OSError as exc:
             log.warning("model_registry_unreadable", registry=str(self.registry.root), error=str(exc))
             return self.assignment
-        if token == self._token or token == self._refused_token:
+        if token == self._token:
             return self.assignment
+        if token == self._refused_token and now - self._refused_at < max(60.0, 6 * self.poll_s):
+            return self.assignment  # refused: tried again only after a while (files may still be arriving)
         before = self.assignment
         try:
             after = self._assign()
         except Exception as exc:  # a bad version must never replace a good one
-            self._refused_token = token
+            self._refused_token, self._refused_at = token, now
             log.error("model_switch_refused", model=self.name, keeping=before.label, error=str(exc)[:500],
                       event_time=event_time)
             return before
-        self._token, self._refused_token = token, None
+        self.assignment = after
+        self._token, self._refused_token = self._state_token(), None
         if after.label != before.label:
             self.switches += 1
             log.warning("model_switched", model=self.name, **{"from": before.label}, to=after.label,
                         event_time=event_time)
-        self.assignment = after
         return after
 
 

@@ -101,9 +101,10 @@ def test_iot_duplicate_readings_and_idle_devices():
         return parse_reading({"device_id": "d1", "timestamp": t, "temperature": temp, **extra}, cfg.features,
                              arrival=t)
 
-    first = dev.update_many([rd(T0), rd(T0 + 1), rd(T0, temp=99.0), rd(T0 + 2)])
-    assert [getattr(r, "step", "scored") for r in first] == ["scored", "scored", "dedup", "scored"]
-    assert "id 'd1@" in first[2].error and dev.seq == 3
+    first = dev.update_many([rd(T0), rd(T0 + 1), rd(T0), rd(T0 + 2), rd(T0, temp=99.0)])
+    # the same time and values again: a duplicate; the same time with other values: a reading
+    assert [getattr(r, "step", "scored") for r in first] == ["scored", "scored", "dedup", "scored", "scored"]
+    assert "id 'd1@" in first[2].error and dev.seq == 4
     again = dev.update(rd(T0 + 2000))  # idle 1998 s > 600 s: a new device as far as state goes
     assert dev.seq == 1 and again.features["dt_s"] is None and again.warming  # detectors re-warm
     no_time = parse_reading({"device_id": "d1", "temperature": 1.0}, cfg.features, arrival=T0 + 2001)
@@ -180,19 +181,25 @@ def _count(state: _Last, item: tuple[str, float]) -> tuple[str, int]:
 
 
 def test_idle_keys_are_dropped_in_event_time_and_only_then():
-    groups = [
+    lagging = [(0.9 + 0.3 * i, [("c", 10.0)]) for i in range(6)]  # far behind the clock, but active
+    groups = sorted([
         (0.0, [("a", 0.0), ("b", 0.0)]),
         (0.3, [("b", 40.0)]),   # event time moved 40 s: "a" (idle 50 s allowed) stays
         (0.6, [("a", 45.0)]),   # "a" is still there: count 2
-        (0.9, [("b", 200.0)]),  # 155 s past "a": it is dropped at its next check
-        (2.0, [("a", 201.0)]),  # a new "a": count 1
-    ]
+        (0.85, [("b", 200.0)]),  # 155 s past "a": it is dropped at its next check
+        *lagging,
+        (2.5, [("a", 201.0)]),  # a new "a": count 1
+    ], key=lambda g: g[0])
     flow, out = Dataflow("expiry"), []
     keyed = op.key_on("key", op.input("in", flow, _TimedSource(groups)), lambda x: x[0])
-    op.output("out", stateful_object("count", keyed, _Last, _count, expire_after_s=50.0, check_every_s=0.05),
+    op.output("out", stateful_object("count", keyed, _Last, _count, expire_after_s=50.0, check_every_s=0.5),
               TestingSink(out))
     run_main(flow)
-    assert [v for _, v in out] == [("a", 1), ("b", 1), ("b", 2), ("a", 2), ("b", 3), ("a", 1)]
+    got = [v for _, v in out]
+    assert [v for v in got if v[0] != "c"] == [("a", 1), ("b", 1), ("b", 2), ("a", 2), ("b", 3), ("a", 1)]
+    # "c" lags 190 s of event time behind the worker's clock, yet sends a batch every 0.3 s
+    # of wall time (less than check_every_s): it is active, so never dropped
+    assert [v for v in got if v[0] == "c"] == [("c", i) for i in range(1, 7)]
 
 
 def test_expiry_is_off_without_a_time_and_rejects_a_bad_setting():

@@ -226,3 +226,16 @@ def test_a_new_run_owns_its_log_unless_appending(tmp_path):
     check()
     assert len(files()) == 1 and files()[0].startswith("iot-")  # only this flow's files go
     assert check_log(IOConfig.from_env({**env, "SCORING_INFERENCE_LOG": "false"}), "fraud") == []
+
+
+def test_a_run_that_crashed_before_its_first_snapshot_owns_what_it_wrote(tmp_path):
+    """With recovery on the run id is stable (from the recovery folder): a restart with no
+    committed snapshot deletes the first attempt's files, whose events are scored again."""
+    first = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=5, run="0123456789ab")
+    first.write([log_row(_rec(i), LOG_SPEC) for i in range(12)])  # three files written, then a crash
+    assert len(list(tmp_path.rglob("*.parquet"))) == 3
+    again = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=5, run="0123456789ab")
+    assert list(tmp_path.rglob("*.parquet")) == []
+    again.write([log_row(_rec(i), LOG_SPEC) for i in range(12)])
+    again.close()
+    assert sorted(r["event_id"] for r in log_rows(tmp_path)) == sorted(f"t{i}" for i in range(12))

@@ -440,7 +440,12 @@ def reference_update(dev: DeviceState, reading) -> DeviceResult:
     c = dev.config
     ts = format_time(reading.t)
     if not reading.timed_by_arrival:  # the stream has no duplicate ids: every one is remembered
-        assert dev.ids.check(f"{reading.device}@{ts}", reading.t) is None
+        import zlib
+
+        import msgspec
+
+        key = f"{reading.device}@{ts}|{zlib.crc32(msgspec.json.encode(reading.values)):08x}"
+        assert dev.ids.check(key, reading.t) is None
     dev.seq += 1
     feats = dev.features.update(reading.t, reading.values)
     rid = f"{reading.device}@{ts}" + (f"#{dev.seq}" if reading.timed_by_arrival else "")

@@ -214,3 +214,19 @@ def test_alias_moves_during_a_run_switch_once_and_a_bad_version_is_refused(fraud
     assert switched[0]["event_time"] is not None
     assert len(refused) == 1 and refused[0]["keeping"] == f"{MODEL_NAME}/{v2}" and "sha256" in refused[0]["error"]
     assert refused[0]["level"] == "error"
+
+
+def test_a_failing_shadow_never_costs_the_decision(fraud_env, registry):
+    v2 = publish_other_model(registry, seed=9)
+    router = router_for(registry, routes=Routes.parse(f"{MODEL_NAME}/1", f"{MODEL_NAME}/{v2}"))
+
+    def broken(X):
+        raise RuntimeError("shadow exploded")
+
+    router.assignment.shadows[f"{MODEL_NAME}/{v2}"].predict = broken
+    raw = events(500, fraud_env, seed=10)
+    plain = pipeline(router_for(registry)).process(raw)
+    got = pipeline(router).process(raw)
+    assert [r.get("status") if isinstance(r, dict) else r.step for r in got] == \
+        [r.get("status") if isinstance(r, dict) else r.step for r in plain]
+    assert not any(isinstance(r, dict) and "shadow_scores" in r for r in got)
