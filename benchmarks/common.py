@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -194,16 +195,17 @@ def records_throughput(scored_path: Path, launched_at: float | None = None) -> d
     return out
 
 
-def wait_rusage(proc: subprocess.Popen, timeout: float | None = None) -> tuple[int, int]:
+def wait_rusage(proc: subprocess.Popen, timeout: float | None = None) -> tuple[int, Any]:
     """Wait for ``proc`` (polling up to ``timeout`` s); returns ``(returncode,
-    peak RSS in KiB)`` of that very process, from ``os.wait4``."""
+    resource usage)`` of that very process, from ``os.wait4`` (``ru_maxrss``: peak RSS
+    in KiB; ``ru_utime + ru_stime``: its CPU seconds, whatever else runs)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             code = os.waitstatus_to_exitcode(status)
             proc.returncode = code
-            return code, int(usage.ru_maxrss)
+            return code, usage
         if deadline is not None and time.monotonic() > deadline:
             proc.kill()
             pid, status, usage = os.wait4(proc.pid, 0)
@@ -213,20 +215,23 @@ def wait_rusage(proc: subprocess.Popen, timeout: float | None = None) -> tuple[i
 
 
 def flow_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a flow subprocess: ours, quiet logs, then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_"))}
+    """The environment of a flow subprocess: ours (without settings of the flows or of
+    Bytewax recovery), quiet logs, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "BYTEWAX_"))}
     env.update({"SCORING_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
 
 
 def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping[str, str] | None = None,
-                  timeout: float = 3600.0, keep_outputs: bool = False) -> dict[str, Any]:
-    """Run ``dataflows.<flow>:get_flow()`` file to file in a subprocess; figures from
-    its records. ``wall_s`` runs from launch to exit (start-up included)."""
+                  timeout: float = 3600.0, keep_outputs: bool = False, args: Sequence[str] = ()) -> dict[str, Any]:
+    """Run ``dataflows.<flow>:get_flow()`` file to file in a subprocess (``args``: more
+    ``bytewax.run`` arguments, e.g. recovery's ``-r DIR -s 1``); figures from its
+    records. ``wall_s`` runs from launch to exit (start-up included); ``cpu_s`` is
+    the process's own CPU time."""
     env = flow_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(input_path), "SCORING_OUTPUT": "file",
                     "SCORING_OUTPUT_DIR": str(out_dir), **(extra_env or {})})
-    cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:get_flow()"]
+    cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:get_flow()", *args]
     launched = time.time()
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -236,7 +241,7 @@ def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping
 
     reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    code, peak_kib = wait_rusage(proc, timeout)
+    code, usage = wait_rusage(proc, timeout)
     wall = time.perf_counter() - t
     reader.join(5)
     if code != 0:
@@ -251,8 +256,9 @@ def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping
         "dead_letters": dead,
         "wall_s": round(wall, 3),
         "events_per_s_whole_run": round(n_in / wall, 1) if wall > 0 else None,
-        "peak_rss_mb": round(peak_kib / 1024, 1),
-        "command": " ".join(cmd),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "command": shlex.join(["python", *cmd[1:]]),
     })
     if not keep_outputs:
         for name in ("scored.jsonl", "alerts.jsonl", "dead_letter.jsonl"):

@@ -47,13 +47,11 @@ import json
 import math
 import os
 import pickle
-import shlex
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -304,42 +302,19 @@ def device_growth(counts: Sequence[int] = (1, 100, 10_000), hz: float | None = N
     return out
 
 
-class _FraudStates:
-    """The fraud flow's two stateful steps in a plain loop, keyed as
-    ``dataflows/fraud.py`` keys them: one :class:`~models.fraud.CustomerState` per
-    customer (``CustomerState.update``), then one :class:`~models.fraud.ShardState`
-    per ``shard_of(customer_id, shards)`` fed each batch's transactions of its shard
-    at once (``ShardState.update_many``, the flow's ``step_many``). No model, no Feast."""
+def _fraud_states(cfg: Any) -> Any:
+    """The fraud flow's two stateful steps, exactly as the flow runs them
+    (:meth:`models.fraud.FraudPipeline.steps`: ``CustomerState`` per customer, then
+    ``ShardState.update_many`` per shard and batch). No model, no Feast."""
+    from models.fraud import FraudPipeline
 
-    def __init__(self, cfg: Any) -> None:
-        from features.records import shard_of
-        from features.transactions import parse_transaction
+    return FraudPipeline(cfg)
 
-        self.cfg, self.parse, self.shard_of = cfg, parse_transaction, shard_of
-        self.customer_states: dict[str, Any] = {}
-        self.shard_states: dict[int, Any] = {}
 
-    def feed(self, events: Iterable[dict], batch: int = 1_000) -> None:
-        from features.records import DeadLetter
-        from models.fraud import CustomerState, ShardState
-
-        cfg, customers, shards = self.cfg, self.customer_states, self.shard_states
-        buf = list(events)
-        for i in range(0, len(buf), batch):
-            by_shard: dict[int, list[Any]] = {}
-            for ev in buf[i:i + batch]:
-                tx = self.parse(ev, 0.0)
-                state = customers.get(tx.customer_id)
-                if state is None:
-                    state = customers[tx.customer_id] = CustomerState(cfg)
-                featured = state.update(tx)
-                if not isinstance(featured, DeadLetter):
-                    by_shard.setdefault(self.shard_of(featured.customer_id, cfg.shards), []).append(featured)
-            for k, txs in by_shard.items():
-                shard = shards.get(k)
-                if shard is None:
-                    shard = shards[k] = ShardState(cfg)
-                shard.update_many(txs)
+def _feed(pipe: Any, events: Iterable[dict], batch: int = 1_000) -> None:
+    events = list(events)
+    for i in range(0, len(events), batch):
+        pipe.steps(events[i:i + batch], arrival=0.0)
 
 
 def _score_reading(scorer: Any, row: Mapping[str, Any]) -> bool:
@@ -363,11 +338,11 @@ def shard_sizes(checkpoints: Sequence[int] = (1_000, 5_000, 20_000), iot_devices
 
     n = max(checkpoints)
     fraud_events = common.fraud_events(n)
-    pipe = _FraudStates(fraud_config())
+    pipe = _fraud_states(fraud_config())
     fraud: dict[str, Any] = {}
     done = 0
     for c in sorted(checkpoints):
-        pipe.feed(fraud_events[done:c])
+        _feed(pipe, fraud_events[done:c])
         done = c
         sizes = [pickled_size(s.snapshot()) for s in pipe.shard_states.values()]
         fraud[str(c)] = {"shards": len(sizes), "max_bytes": max(sizes), "mean_bytes": round(statistics.mean(sizes))}
@@ -464,8 +439,8 @@ def epoch_cost(keys: Sequence[int] = CUSTOMER_EPOCH_KEYS, device_keys: Sequence[
     from models.iot import DeviceState, IoTScorer
 
     cfg = fraud_config()
-    pipe = _FraudStates(cfg)
-    pipe.feed(common.fraud_events(base_events))
+    pipe = _fraud_states(cfg)
+    _feed(pipe, common.fraud_events(base_events))
     protos = [s.snapshot() for s in pipe.customer_states.values()]
     states = []
     for i in range(max(keys, default=0)):
@@ -601,52 +576,6 @@ def recovery_store(path: Path) -> dict:
             "snapshot_bytes": sum(s["bytes"] for s in steps.values())}
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> tuple[int, Any]:
-    """Wait for ``proc``; ``(returncode, its resource usage)`` from ``os.wait4`` (CPU
-    seconds and peak RSS of that very process, whatever else runs on the machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage
-        if time.monotonic() > deadline:
-            proc.kill()
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            raise TimeoutError(f"{proc.args!r} did not finish within {timeout}s")
-        time.sleep(0.05)
-
-
-def _run_flow(args: Sequence[str], input_path: Path, out_dir: Path, extra_env: Mapping[str, str],
-              timeout: float) -> dict:
-    """``python -m bytewax.run "dataflows.fraud:get_flow()" *args`` file to file
-    (as :func:`benchmarks.common.run_flow_file`, with command-line arguments and no
-    ``BYTEWAX_*`` variable inherited)."""
-    env = common.flow_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(input_path), "SCORING_OUTPUT": "file",
-                           "SCORING_OUTPUT_DIR": str(out_dir), **extra_env})
-    env = {k: v for k, v in env.items() if not k.startswith("BYTEWAX_")}
-    cmd = [sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()", *args]
-    launched = time.time()
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    code, usage = _wait(proc, timeout)
-    wall = time.perf_counter() - t
-    reader.join(5)
-    if code != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{b''.join(chunks).decode(errors='replace')[-2000:]}")
-    out = common.records_throughput(out_dir / "scored.jsonl", launched)
-    dead = out_dir / "dead_letter.jsonl"
-    out.update({"dead_letters": sum(1 for _ in dead.open("rb")) if dead.exists() else 0,
-                "wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                "command": shlex.join(["python", *cmd[1:]])})
-    return out
-
-
 #: the inputs of the flow runs: the demo world's events (about 10 per customer in
 #: 20,000), and the same events each of a new customer (every event a new key: the
 #: most keys an epoch can touch)
@@ -702,8 +631,8 @@ def recovery_runs(events: int = 20_000, intervals: Sequence[float] = (1, 10), wo
                     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(rec), "1"], cwd=common.ROOT,
                                    check=True, capture_output=True, timeout=120)
                     args = ["-r", str(rec), "-s", f"{s:g}", "-b", "0"]
-                r = _run_flow(args, srcs[name], out_dir, repo_env, timeout)
-                r["events_per_s_whole_run"] = round(events / r["wall_s"], 1) if r["wall_s"] else None
+                r = common.run_flow_file("fraud", srcs[name], out_dir, repo_env, timeout, keep_outputs=True,
+                                         args=args)
                 if s is not None:
                     size = dir_bytes(rec)
                     r["recovery_dir_bytes"] = size

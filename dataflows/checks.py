@@ -171,15 +171,20 @@ def _problems(checks: Iterable[Callable[[], None]]) -> list[str]:
     return out
 
 
+def _make_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write a probe file in it; raises ``OSError``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-check-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def _check_output_dir(io: IOConfig) -> None:
     from dataflows.sinks import output_files
 
     out = io.output_dir
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-check-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        _make_writable(out)
     except OSError as exc:
         raise ValueError(f"SCORING_OUTPUT_DIR={str(out)!r}: not a writable folder ({exc.strerror or exc})") from None
     files = output_files(out)
@@ -207,10 +212,7 @@ def check_log(io: IOConfig, flow: str) -> list[Callable[[], None]]:
         label = (f"SCORING_INFERENCE_LOG_DIR={str(root)!r}" if io.inference_log_dir
                  else f"SCORING_OUTPUT_DIR={str(io.output_dir)!r} (its inference_log folder)")
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".write-check-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            _make_writable(root)
         except OSError as exc:
             if io.inference_log_dir is None and io.output == "file":
                 return  # inside SCORING_OUTPUT_DIR: its own check names the problem once

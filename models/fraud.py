@@ -709,12 +709,13 @@ class FraudPipeline:
     def __init__(
         self,
         cfg: FraudScoringConfig,
-        model: FraudModel,
-        customers: CachedLookup,
-        merchants: CachedLookup,
+        model: FraudModel | ModelRouter | None = None,
+        customers: CachedLookup | None = None,
+        merchants: CachedLookup | None = None,
     ) -> None:
         self.cfg = cfg
-        self.scorer = FraudScorer(model, customers, merchants, cfg)
+        # without a model (and lookups): the stateful steps only (:meth:`steps`)
+        self.scorer = None if model is None else FraudScorer(model, customers, merchants, cfg)
         self.customer_states: dict[str, CustomerState] = {}
         self.shard_states: dict[int, ShardState] = {}
 
@@ -756,6 +757,8 @@ class FraudPipeline:
         return list(txs)
 
     def score(self, txs: Sequence[Transaction]) -> list[dict[str, Any] | DeadLetter]:
+        if self.scorer is None:
+            raise ValueError("FraudPipeline built without a model scores nothing: use steps()")
         try:
             return list(self.scorer.score_batch(txs))
         except Exception as exc:  # as the flow does: the batch becomes dead letters
@@ -763,13 +766,20 @@ class FraudPipeline:
             reason = f"scoring failed: {type(exc).__name__}: {exc}"
             return [dead_letter(tx.fields, reason, "score") for tx in txs]
 
-    def process(self, batch: Iterable[Any], arrival: float | None = None) -> list[dict[str, Any] | DeadLetter]:
-        """Score a batch of raw inputs; one output per input, in input order."""
+    def steps(self, batch: Iterable[Any], arrival: float | None = None) -> list[Transaction | DeadLetter]:
+        """The stateful steps on a batch of raw inputs (parse, customer, shard), no
+        scoring: the transactions with their features and anomaly scores, or dead
+        letters, one per input, in input order."""
         arrival = time.time() if arrival is None else arrival
         parsed = [self.parse(raw, arrival) for raw in batch]
         featured = [x if isinstance(x, DeadLetter) else self.customer_step(x) for x in parsed]
-        txs = self.shard_step_many([x for x in featured if not isinstance(x, DeadLetter)])
-        scored = iter(self.score(txs))
+        self.shard_step_many([x for x in featured if not isinstance(x, DeadLetter)])
+        return featured
+
+    def process(self, batch: Iterable[Any], arrival: float | None = None) -> list[dict[str, Any] | DeadLetter]:
+        """Score a batch of raw inputs; one output per input, in input order."""
+        featured = self.steps(batch, arrival)
+        scored = iter(self.score([x for x in featured if not isinstance(x, DeadLetter)]))
         return [x if isinstance(x, DeadLetter) else next(scored) for x in featured]
 
     def snapshot(self) -> dict[str, Any]:
