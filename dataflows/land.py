@@ -10,8 +10,10 @@ It reads with a consumer group (``--group``, default ``streamscore-land-<flow>``
 commits the offsets after each Parquet file is written: a restart continues where the
 last file ended. Delivery is at-least-once: a crash between writing a file and
 committing its offsets lands those rows again in the next file (``event_id`` tells
-them apart: ``SELECT DISTINCT ON (event_id) ...``). With ``--until-end`` (the default)
-it stops at the end of the topic; ``--follow`` keeps reading.
+them apart: ``SELECT DISTINCT ON (event_id) ...``). By default it stops at the end of
+the topic as it was when each partition was assigned (its high-watermark then), even
+while producers keep writing; ``--follow`` keeps reading. Several landers in one group
+share the partitions.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ def land(
     options: Mapping[str, str] | None = None,
     follow: bool = False,
     max_rows: int = 100_000,
-    idle_s: float = 5.0,
+    stall_s: float = 60.0,
 ) -> dict[str, int]:
     """Copy ``topic``'s scored records into the log under ``root``; returns counts
-    (``rows``, ``skipped``: messages that are not scored records, ``files``)."""
-    from confluent_kafka import Consumer, KafkaException
+    (``rows``, ``skipped``: messages that are not scored records, ``files``).
+
+    Without ``follow`` it stops once every assigned partition is read up to its
+    high-watermark at assignment; with no progress (and no assignment) for ``stall_s``
+    it stops with an error naming the topic."""
+    from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException
 
     consumer = Consumer({
         **(options or {}),
@@ -57,25 +63,62 @@ def land(
     rows = skipped = 0
     files_before = writer.seq
     pending = 0
-    last_message = time.monotonic()
+    # partition -> offset to read up to (its high-watermark when assigned) and the next
+    # offset still to read; a partition is done when next >= end
+    ends: dict[int, int] = {}
+    next_: dict[int, int] = {}
+
+    def on_assign(c: Any, parts: list) -> None:
+        committed = {tp.partition: tp.offset for tp in c.committed(parts, timeout=30)}
+        for tp in parts:
+            low, high = c.get_watermark_offsets(tp, timeout=30)
+            ends[tp.partition] = high
+            start = committed.get(tp.partition, OFFSET_INVALID)
+            next_[tp.partition] = start if start >= 0 else low
+
+    def on_revoke(c: Any, parts: list) -> None:
+        for tp in parts:
+            ends.pop(tp.partition, None)
+            next_.pop(tp.partition, None)
+
+    def at_end() -> bool:
+        return bool(ends) and all(next_[p] >= end for p, end in ends.items())
+
+    last_progress = time.monotonic()
     failed = True
     try:
-        consumer.subscribe([topic])
+        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise RuntimeError(f"Kafka topic {topic!r} cannot be read: "
+                               f"{meta.error.str() if meta is not None and meta.error else 'no such topic'}")
+        consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
         while True:
+            if not follow and at_end():
+                break
             msgs = consumer.consume(1000, timeout=0.5)
             if not msgs:
                 if pending:
                     writer.flush()
                     consumer.commit(asynchronous=False)
                     pending = 0
-                if not follow and time.monotonic() - last_message > idle_s:
-                    break
+                # the fetch position also passes what no message shows (transaction
+                # markers, compacted-away offsets)
+                for tp in consumer.position(consumer.assignment()) if ends else ():
+                    if tp.partition in next_ and tp.offset >= 0:
+                        next_[tp.partition] = max(next_[tp.partition], tp.offset)
+                if not follow and time.monotonic() - last_progress > stall_s:
+                    raise RuntimeError(
+                        f"Kafka topic {topic!r}: nothing read for {stall_s:g}s and "
+                        + (f"partitions {sorted(p for p in ends if next_[p] < ends[p])} not at their end"
+                           if ends else "no partition assigned (does the topic exist?)"))
                 continue
-            last_message = time.monotonic()
+            last_progress = time.monotonic()
             batch = []
             for m in msgs:
                 if m.error():
                     raise KafkaException(m.error())
+                if m.partition() in next_:
+                    next_[m.partition()] = max(next_[m.partition()], m.offset() + 1)
                 try:
                     rec: Any = orjson.loads(m.value())
                 except orjson.JSONDecodeError:

@@ -182,24 +182,53 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path):
     p.produce(topic, b"not json")
     assert p.flush(30) == 0
     landed = tmp_path / "landed"
-    counts = land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", idle_s=2.0)
+    counts = land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}")
     assert counts["rows"] == len(lines) and counts["skipped"] == 1
     key = lambda r: r["event_id"]  # noqa: E731
     want = sorted(log_rows(out / "inference_log"), key=key)
     got = sorted(log_rows(landed), key=key)
     assert [{k: v for k, v in r.items()} for r in got] == want
     # a second run continues from the committed offsets: nothing new, nothing twice
-    assert land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", idle_s=1.0)["rows"] == 0
+    assert land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}")["rows"] == 0
     # the command does the same
     from click.testing import CliRunner
 
     from dataflows.cli import main
 
-    res = CliRunner().invoke(main, ["log", "land", "--topic", topic, "--to", str(tmp_path / "cli"), "--json"],
+    res = CliRunner().invoke(main, ["log", "land", "--topic", topic, "--to", str(tmp_path / "cli"),
+                                    "--group", f"cli-{topic}", "--json"],
                              env={"KAFKA_BOOTSTRAP_SERVERS": brokers})
     assert res.exit_code == 0, res.output
     assert orjson.loads(res.output.strip().splitlines()[-1])["rows"] == len(lines)
     assert sorted(log_rows(tmp_path / "cli"), key=key) == want
+    # a landing stops at the end the topic had when it began, though producers go on
+    # writing; the next one continues from there: every record once
+    import threading
+
+    stop, started = threading.Event(), threading.Event()
+
+    def keep_producing() -> None:
+        p2 = Producer({"bootstrap.servers": brokers, "linger.ms": "5"})
+        while not stop.is_set():
+            for line in lines[:200]:
+                p2.produce(topic, line)
+            p2.flush(30)
+            started.set()
+        p2.flush(30)
+
+    writer = threading.Thread(target=keep_producing)
+    writer.start()
+    try:
+        assert started.wait(30)
+        more = land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}", max_rows=500)["rows"]
+    finally:
+        stop.set()
+        writer.join()
+    rest = land(brokers, topic, landed, LOG_SPEC, group=f"land-{topic}")["rows"]
+    assert more >= 200, more  # at least what was there when it began
+    assert len(log_rows(landed)) == len(lines) + more + rest
+    with pytest.raises(RuntimeError, match="no-such-topic"):
+        land(brokers, f"no-such-topic-{topic}", landed, LOG_SPEC, group=f"land-{topic}")
 
 
 def test_a_new_run_owns_its_log_unless_appending(tmp_path):
