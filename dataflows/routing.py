@@ -23,9 +23,10 @@ shards and they are as even as they can be. ``tests/test_routing.py`` checks
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 C = TypeVar("C")
 
@@ -106,36 +107,59 @@ def shard_keys(shards: int) -> list[str]:
     return [_aligned_key(s) for s in range(shards)]
 
 
-def total_workers(argv: list[str]) -> int | None:
+def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int | None:
     """Workers of the whole run, from a ``bytewax.run`` / ``bytewax.testing`` command
-    line (``-w`` per process times ``-p`` processes or the ``-a`` address list), or
-    None when it does not say.
+    line (``-w`` per process times ``-p`` processes or the ``-a`` address list), each
+    falling back, as ``bytewax.run`` does, on its variable (``BYTEWAX_WORKERS_PER_PROCESS``,
+    ``BYTEWAX_ADDRESSES``, or ``BYTEWAX_HOSTFILE_PATH``'s lines for a process given by
+    ``BYTEWAX_PROCESS_ID`` / ``BYTEWAX_POD_NAME``); None when neither says.
 
-    >>> total_workers(["-m", "bytewax.run", "m:flow", "-w", "2", "-a", "a:1;b:1", "-i", "0"])
+    >>> total_workers(["-m", "bytewax.run", "m:flow", "-w", "2", "-a", "a:1;b:1", "-i", "0"], {})
     4
-    >>> total_workers(["bytewax.testing", "m:flow", "-p", "2"]), total_workers(["x"])
+    >>> total_workers(["bytewax.testing", "m:flow", "-p", "2"], {}), total_workers(["x"], {})
     (2, None)
+    >>> total_workers(["bytewax.run", "m:flow", "-w", "3"], {"BYTEWAX_ADDRESSES": "a:1;b:1"})
+    6
     """
-    per_proc, procs, said = 1, 1, False
+    env = os.environ if env is None else env
+    per_proc: int | None = None
+    procs: int | None = None
     for i, arg in enumerate(argv):
         name, _, value = arg.partition("=")
         if not value and i + 1 < len(argv):
             value = argv[i + 1]
         try:
             if name in ("-w", "--workers-per-process"):
-                per_proc, said = int(value), True
+                per_proc = int(value)
             elif name in ("-p", "--processes"):
-                procs, said = int(value), True
+                procs = int(value)
             elif name in ("-a", "--addresses"):
-                procs, said = len([a for a in value.split(";") if a.strip()]), True
+                procs = _count_addresses(value)
         except ValueError:
             return None
-    return per_proc * procs if said else None
+    try:
+        if per_proc is None and env.get("BYTEWAX_WORKERS_PER_PROCESS"):
+            per_proc = int(env["BYTEWAX_WORKERS_PER_PROCESS"])
+        if procs is None and env.get("BYTEWAX_ADDRESSES"):
+            procs = _count_addresses(env["BYTEWAX_ADDRESSES"])
+        if procs is None and env.get("BYTEWAX_HOSTFILE_PATH") and (
+                env.get("BYTEWAX_PROCESS_ID") or env.get("BYTEWAX_POD_NAME")):
+            with open(env["BYTEWAX_HOSTFILE_PATH"]) as hostfile:
+                procs = _count_addresses(";".join(hostfile))
+    except (ValueError, OSError):
+        return None
+    if per_proc is None and procs is None:
+        return None
+    return (per_proc or 1) * (procs or 1)
+
+
+def _count_addresses(value: str) -> int:
+    return len([a for a in value.replace("\n", ";").split(";") if a.strip()])
 
 
 def enough_shards(cfg: C, argv: list[str] | None = None) -> C:
     """``cfg`` with ``shards`` raised to the run's worker count (read from the command
-    line), so every worker gets a shard of the shared detectors; unchanged otherwise."""
+    line and the ``BYTEWAX_*`` variables), so every worker gets a shard of the shared detectors; unchanged otherwise."""
     workers = total_workers(sys.argv if argv is None else argv)
     shards: Any = getattr(cfg, "shards")
     if workers and workers > shards:

@@ -16,6 +16,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, cluster_main
 
 from dataflows.routing import shard_keys, total_workers, worker_of
+from models.inference_log import FILE_PATTERN
 from datagen.transactions import stream_transactions, write_events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +46,19 @@ def test_shard_keys_put_shards_on_every_worker(workers):
     assert [seen[k] for k in keys] == [s % workers for s in range(len(keys))]
 
 
-def test_worker_count_from_the_command_line():
-    assert total_workers(["-m", "bytewax.run", "m:flow", "-w", "3"]) == 3
-    assert total_workers(["bytewax.testing", "m:flow", "-p", "2", "-w", "2"]) == 4
-    assert total_workers(["bytewax.run", "m:flow", "-i", "1", "-a", "h1:2101;h2:2101"]) == 2
-    assert total_workers(["bytewax.run", "m:flow"]) is None
+def test_worker_count_from_the_command_line_and_bytewax_variables(tmp_path):
+    assert total_workers(["-m", "bytewax.run", "m:flow", "-w", "3"], {}) == 3
+    assert total_workers(["bytewax.testing", "m:flow", "-p", "2", "-w", "2"], {}) == 4
+    assert total_workers(["bytewax.run", "m:flow", "-i", "1", "-a", "h1:2101;h2:2101"], {}) == 2
+    assert total_workers(["bytewax.run", "m:flow"], {}) is None
+    # bytewax.run reads each flag's variable when the flag is absent; the flag wins
+    env = {"BYTEWAX_WORKERS_PER_PROCESS": "4", "BYTEWAX_ADDRESSES": "h1:2101;h2:2101;h3:2101"}
+    assert total_workers(["bytewax.run", "m:flow"], env) == 12
+    assert total_workers(["bytewax.run", "m:flow", "-w", "1"], env) == 3
+    hosts = tmp_path / "hosts"
+    hosts.write_text("h1:2101\nh2:2101\n\n")
+    helm = {"BYTEWAX_HOSTFILE_PATH": str(hosts), "BYTEWAX_POD_NAME": "flow-1", "BYTEWAX_STATEFULSET_NAME": "flow"}
+    assert total_workers(["bytewax.run", "m:flow", "-w", "2"], helm) == 4
 
 
 def free_ports(n: int) -> list[int]:
@@ -90,7 +99,8 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
     p0, p1 = free_ports(2)
     layouts = {
         "1 worker": [[sys.executable, "-m", "bytewax.run", flow_ref]],
-        "2 threads": [[sys.executable, "-m", "bytewax.run", flow_ref, "-w", "2"]],
+        # the worker count given the way bytewax.run also takes it: a variable
+        "2 threads": [[sys.executable, "-m", "bytewax.run", flow_ref]],
         "2 processes": [[sys.executable, "-m", "bytewax.testing", flow_ref, "-p", "2"]],
         "2-process cluster": [[sys.executable, "-m", "bytewax.run", flow_ref, "-i", str(i), "-a",
                                f"127.0.0.1:{p0};127.0.0.1:{p1}"] for i in (0, 1)],
@@ -99,6 +109,8 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
     for name, commands in layouts.items():
         out = tmp_path / name.replace(" ", "_")
         env = {**base, "SCORING_OUTPUT_DIR": str(out)}
+        if name == "2 threads":
+            env["BYTEWAX_WORKERS_PER_PROCESS"] = "2"
         procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for c in commands]
         logs = ""
@@ -115,6 +127,8 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
         log = pq_dataset(out / "inference_log").to_table(columns=["event_id", "fraud_score"]).to_pylist()
         assert sorted((x["event_id"], x["fraud_score"]) for x in log) == sorted(
             (r["transaction_id"], r["fraud_score"]) for r in scored), name
+        parts = {FILE_PATTERN.match(f.name)["part"] for f in (out / "inference_log").rglob("*.parquet")}
+        assert len(parts) == scorers, f"{name}: log partitions {sorted(parts)}"  # one per worker
     reference = results["1 worker"]
     assert len(reference) == len(events)
     for name, got in results.items():
