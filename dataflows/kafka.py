@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from datetime import datetime
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
 import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
@@ -45,6 +45,8 @@ __all__ = [
     "kafka_source",
     "unwrap",
     "ReliableKafkaSink",
+    "TooLarge",
+    "message_max_bytes",
     "KafkaDeliveryError",
     "delivery_timeout_s",
     "consumer_options",
@@ -343,11 +345,30 @@ def _reason(err: Any) -> tuple[str, str]:
     return type(err).__name__, str(err)
 
 
+#: ``too_large(message, size, limit)`` of :class:`ReliableKafkaSink`: what to produce in
+#: place of a record over the producer's ``message.max.bytes``, as ``(topic, message)``,
+#: or ``None`` to produce nothing (the record is accounted for elsewhere).
+TooLarge = Callable[[KafkaSinkMessage, int, int], Optional[tuple[str, KafkaSinkMessage]]]
+
+
+def message_max_bytes(options: Mapping[str, str] | None = None) -> int:
+    """The producer's ``message.max.bytes`` in ``options`` (``KAFKA_OPT_MESSAGE_MAX_BYTES``),
+    else librdkafka's default.
+
+    >>> message_max_bytes(), message_max_bytes({"message.max.bytes": "4194304"})
+    (1000000, 4194304)
+    """
+    return int((options or {}).get("message.max.bytes", 1_000_000))
+
+
 class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
-    def __init__(self, producer: Producer, topic: str, timeout_s: float) -> None:
+    def __init__(self, producer: Producer, topic: str, timeout_s: float,
+                 too_large: TooLarge | None = None, max_bytes: int = 1_000_000) -> None:
         self._producer = producer
         self._topic = topic
         self._timeout_s = timeout_s
+        self._too_large = too_large
+        self._max_bytes = max_bytes
         # (librdkafka error, message key, value size) of each message not delivered
         self._failures: list[tuple[Any, Optional[bytes], int]] = []
 
@@ -376,16 +397,30 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
         raise KafkaDeliveryError(f"Kafka topic {self._topic!r}: {count} messages not delivered: {reason}"
                                  + (f"; {hint}" if hint else ""))
 
-    def _produce(self, m: KafkaSinkMessage) -> None:
+    def _produce(self, m: KafkaSinkMessage, topic: str | None = None) -> None:
         while True:
             try:
-                self._producer.produce(self._topic, value=m.value, key=m.key, headers=m.headers or None,
+                self._producer.produce(topic or self._topic, value=m.value, key=m.key, headers=m.headers or None,
                                        on_delivery=self._on_delivery)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
             except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
+                if topic is None and self._too_large is not None and _reason(exc)[0] == "MSG_SIZE_TOO_LARGE":
+                    self._divert(m)
+                    return
                 self._fail(exc, 1, [(exc, m.key, len(m.value or b""))])
+
+    def _divert(self, m: KafkaSinkMessage) -> None:
+        """A record over ``message.max.bytes``: what ``too_large`` says instead, logged."""
+        size = len(m.value or b"") + len(m.key or b"")
+        assert self._too_large is not None
+        instead = self._too_large(m, size, self._max_bytes)
+        log.warning("kafka_record_too_large", topic=self._topic, key=_text(m.key), bytes=size,
+                    limit=self._max_bytes, instead=instead[0] if instead else None,
+                    hint="raise KAFKA_OPT_MESSAGE_MAX_BYTES (and the topics' max.message.bytes)")
+        if instead is not None:
+            self._produce(instead[1], instead[0])
 
     def _wait(self) -> None:
         """Until every produced message is delivered or failed; fails at the first
@@ -428,12 +463,21 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
     default :data:`DELIVERY_TIMEOUT_MS`) stops the run with :class:`KafkaDeliveryError`,
     after one ``kafka_delivery_failed`` error log line naming the topic and the
     librdkafka error; nothing is dropped silently. While the broker is away, each worker
-    waits (its input is not read meanwhile) and logs ``kafka_delivery_waiting``."""
+    waits (its input is not read meanwhile) and logs ``kafka_delivery_waiting``.
 
-    def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None) -> None:
+    With ``too_large``, a record larger than the producer's ``message.max.bytes``
+    (known before it is sent) is not a failure: ``too_large(message, size, limit)``
+    gives what to produce instead (e.g. a dead letter) or ``None``, and one
+    ``kafka_record_too_large`` warning names the record. The topic's own
+    ``max.message.bytes`` is checked by the broker after compression; a record it
+    refuses still stops the run."""
+
+    def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
+                 too_large: TooLarge | None = None) -> None:
         self._brokers = brokers
         self._options = dict(options or {})
         self._topic = topic
+        self._too_large = too_large
 
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReliablePartition:
@@ -445,4 +489,5 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
             **client_config(self._brokers, self._options),
             "logger": _LIBRDKAFKA_LOG,
         })
-        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options))
+        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
+                                  message_max_bytes(self._options))

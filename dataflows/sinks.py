@@ -18,7 +18,7 @@ from typing_extensions import override
 from dataflows.config import IOConfig
 from dataflows.metrics import METRICS
 from features.formats import to_json_line
-from features.records import DeadLetter
+from features.records import DeadLetter, dead_letter
 from models.inference_log import LogSpec, LogWriter, log_row
 
 __all__ = ["KINDS", "output_files", "JsonLinesSink", "write", "InferenceLogSink", "log_inference"]
@@ -100,10 +100,47 @@ def write(
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
         msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
-        op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options))
+        op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
+                                                 too_large=too_large(kind, topic, k.dead_letter_topic)))
     else:
         lines = op.map("to_json", up, lambda r: (kind, to_json_line(as_dict(r)) + b"\n"))
         op.output("out", lines, JsonLinesSink(output_files(io.output_dir)[kind]))
+
+
+def too_large(kind: str, topic: str, dead_letter_topic: str) -> Callable[[Any, int, int], Any]:
+    """What the ``kind`` Kafka output produces in place of a record over the producer's
+    ``message.max.bytes`` (see :class:`dataflows.kafka.ReliableKafkaSink`), so that one
+    huge event never stops the flow and still ends in exactly one output:
+
+    - scored: a dead letter (step ``scored_out``) naming the size and the limit, with
+      the record cut to :data:`~features.records.MAX_RAW_CHARS` as ``raw``;
+    - alerts: nothing (an alert is its scored record, which became that dead letter);
+    - dead_letter: the same dead letter with ``raw`` cut the same way.
+
+    >>> from bytewax.connectors.kafka import KafkaSinkMessage
+    >>> big = KafkaSinkMessage(b"t1", b'{"transaction_id": "t1", "note": "' + b"x" * 2_000_000 + b'"}')
+    >>> to, msg = too_large("scored", "scored-tx", "dead-tx")(big, 2_000_040, 1_000_000)
+    >>> import orjson; d = orjson.loads(msg.value)
+    >>> to, msg.key, d["step"], d["error"][:59], len(msg.value) < 70_000
+    ('dead-tx', b't1', 'scored_out', 'scored record of 2,000,040 bytes is over the Kafka producer', True)
+    >>> too_large("alerts", "alerts-tx", "dead-tx")(big, 2_000_040, 1_000_000) is None
+    True
+    """
+    from bytewax.connectors.kafka import KafkaSinkMessage
+
+    def instead(m: Any, size: int, limit: int) -> Any:
+        if kind == "alerts":
+            return None
+        if kind == "scored":
+            error = (f"scored record of {size:,} bytes is over the Kafka producer's message.max.bytes "
+                     f"({limit:,}), so it cannot go to topic {topic!r}: raise KAFKA_OPT_MESSAGE_MAX_BYTES "
+                     "(and the topics' max.message.bytes) to deliver events this large")
+            return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(m.value, error, "scored_out")))
+        error = (f"dead letter of {size:,} bytes is over the Kafka producer's message.max.bytes ({limit:,}); "
+                 "raw is that dead letter, cut")
+        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(m.value, error, "dead_letter_out")))
+
+    return instead
 
 
 class _LogPartition(StatefulSinkPartition[dict, Any]):

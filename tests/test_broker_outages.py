@@ -474,6 +474,56 @@ def test_record_too_large_for_the_scored_topic_stops_the_run_until_the_limit_is_
            delivered_before_failure=len(delivered), repeats=len(scored) + len(dead) - n)
 
 
+def values(broker: Broker, topic: str) -> list[dict]:
+    """Every message of ``topic`` as JSON (until 3 s without one)."""
+    c = Consumer({"bootstrap.servers": broker.address, "group.id": f"test-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
+    c.subscribe([topic])
+    out: list[dict] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < 3.0:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                out.append(orjson.loads(msg.value()))
+                last = time.monotonic()
+    finally:
+        c.close()
+    return out
+
+
+@pytest.mark.kafka
+def test_record_over_the_producer_limit_is_a_dead_letter_and_the_run_goes_on(fraud_env, broker, tmp_path):
+    """librdkafka refuses a record over ``message.max.bytes`` before sending it. With the
+    flow's limit at 300 kB, an event carrying 400 kB is not a poison record: its scored
+    record becomes a dead letter (step ``scored_out``, naming the size and the limit,
+    ``raw`` cut), its alert (if any) is not produced, and a re-delivered copy's
+    ``dedup`` dead letter, as large, is cut the same way. Every id once; exit 0."""
+    n = 1_500
+    t = make_topics(broker, "limit")
+    events = events_for(fraud_env, n, seed=41)
+    big = events[n // 2]
+    big["note"] = base64.b64encode(os.urandom(300_000)).decode()  # ~400 kB
+    produce(broker, t["in"], events[:n // 2 + 1] + [big] + events[n // 2 + 1:])  # and a re-delivered copy
+    env = flow_env(broker, t, fraud_env, tmp_path, KAFKA_OPT_MESSAGE_MAX_BYTES="300000")
+    run = Run(env, recovery_dir(tmp_path))
+    rc = run.wait(120)
+    assert rc == 0, run.tail()
+    scored, dead = outputs(broker, t, n)
+    ids = [e["transaction_id"] for e in events]
+    assert sorted(scored + dead) == sorted(ids + [big["transaction_id"]])  # once each, the copy too
+    assert big["transaction_id"] not in scored
+    letters = [d for d in values(broker, t["dead"]) if big["transaction_id"] in str(d["raw"])[:200]]
+    by_step = {d["step"]: d for d in letters}
+    assert sorted(by_step) == ["dead_letter_out", "scored_out"], letters
+    assert "over the Kafka producer's message.max.bytes (300,000)" in by_step["scored_out"]["error"]
+    assert "KAFKA_OPT_MESSAGE_MAX_BYTES" in by_step["scored_out"]["error"]
+    assert all("truncated" in d["raw"] and len(d["raw"]) < 70_000 for d in letters)
+    assert big["transaction_id"] not in keys(broker, t["alerts"])
+    warned = run.events("kafka_record_too_large")
+    assert {w["topic"] for w in warned} >= {t["scored"], t["dead"]}, warned
+
+
 @pytest.mark.kafka
 def test_missing_output_topic_without_auto_create_is_refused_at_start(fraud_env, broker, tmp_path):
     """The broker does not create topics and the dead-letter topic does not exist: the
