@@ -94,8 +94,8 @@ def format_of(path: PathLike, fmt: str | None = None) -> str:
 def iter_raw(path: PathLike, batch_size: int = 1000, skip: int = 0, fmt: str | None = None) -> Iterator[bytes | dict]:
     """The raw inputs of a file, one at a time, without loading the file.
 
-    JSON Lines: each non-empty line as bytes, line ending removed, otherwise exactly as
-    in the file. CSV: each row as ``{column: str | None}`` (empty cell -> None; cells
+    JSON Lines: each non-empty line as bytes, line ending removed (and a UTF-8 byte order
+    mark before the first), otherwise exactly as in the file. CSV: each row as ``{column: str | None}`` (empty cell -> None; cells
     beyond the header under ``"_extra"``). Parquet: each row as a dict, read in record
     batches of ``batch_size``. The first ``skip`` inputs are skipped (resume after a
     restart; empty JSON Lines lines do not count).
@@ -118,9 +118,14 @@ def iter_raw(path: PathLike, batch_size: int = 1000, skip: int = 0, fmt: str | N
     return _parquet_rows(path, batch_size, skip)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def _jsonl_lines(path: Path, skip: int) -> Iterator[bytes]:
     with open(path, "rb") as f:
-        for line in f:
+        for n, line in enumerate(f):
+            if n == 0 and line.startswith(_BOM):  # a UTF-8 byte order mark (Windows editors)
+                line = line[len(_BOM):]
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -172,6 +177,8 @@ def read_rows(path: PathLike, fmt: str | None = None) -> list[dict]:
     out = []
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM):]
             if not line.strip():
                 continue
             try:

@@ -92,6 +92,13 @@ def test_jsonl_raw_lines_pass_through_unvalidated(tmp_path: Path) -> None:
     assert list(iter_raw(path, skip=5)) == [] and list(iter_raw(path, skip=99)) == []
     with pytest.raises(ValueError, match=r"in\.jsonl:2: not valid JSON"):
         read_rows(path)
+    # a file saved with a UTF-8 byte order mark (Windows editors): the mark is not part of
+    # the first event; the same bytes later in the file are left as they are
+    bom = b"\xef\xbb\xbf"
+    path.write_bytes(bom + good1 + b"\r\n" + bom + good2 + b"\r\n")
+    assert list(iter_raw(path)) == [good1, bom + good2]
+    path.write_bytes(bom + good1 + b"\n" + good2 + b"\n")
+    assert read_rows(path) == [{"id": "a", "amount": 1}, {"id": "été"}]
 
 
 def test_jsonl_writes_raw_lines_as_is(tmp_path: Path) -> None:
