@@ -225,7 +225,9 @@ class CachedLookup:
         timeout_s: give up on a store call after this long (``None``: wait; the
             call then runs in the caller's thread). The call runs in this lookup's
             one worker thread; a timed-out call is left to finish there and no
-            other call is started while it runs (threads never pile up).
+            other call is started while it runs (threads never pile up): batches
+            meanwhile are answered as if the breaker were open (``skipped``), without
+            counting a new failure.
         breaker: a :class:`CircuitBreaker` (shared by the lookups of one store),
             else one of its own with ``failures`` and ``retry_s``.
 
@@ -264,12 +266,16 @@ class CachedLookup:
         self.last_fallback: set[str] = set()
         self.stats = LookupStats()
 
+    @property
+    def busy(self) -> bool:
+        """A store call that timed out is still running: batches are answered without
+        asking the store until it ends."""
+        return self._inflight is not None and not self._inflight.done()
+
     def _call(self, keys: list[str]) -> Mapping[str, Mapping[str, Any]]:
         """``fetch(keys)``, within ``timeout_s``; raises ``TimeoutError`` when it takes longer."""
         if self.timeout_s is None:
             return self._fetch(keys)
-        if self._inflight is not None and not self._inflight.done():
-            raise TimeoutError(f"previous {self.name} lookup still running")
         if self._worker is None:
             self._worker = _CallThread(self.name)
         self._inflight = fut = self._worker.submit(self._fetch, keys)
@@ -296,7 +302,12 @@ class CachedLookup:
         if not missing:
             return out
         fetched: Mapping[str, Mapping[str, Any]] | None = None
-        if not self.breaker.allow():
+        if self.busy:
+            # a call that timed out is still running: not asked again (no pile-up), and
+            # not a new failure either (the store may be back; another lookup may have
+            # closed the breaker already), so it neither opens nor uses the breaker's probe
+            self.stats.skipped += 1
+        elif not self.breaker.allow():
             self.stats.skipped += 1
         else:
             self.stats.calls += 1

@@ -114,18 +114,20 @@ def test_a_timeout_opens_at_once_and_calls_never_pile_up():
 
     lookup = CachedLookup(hanging, DEFAULTS, timeout_s=0.1, retry_s=0.0, name="hang")
     with capture_logs() as logs:
-        t0 = time.perf_counter()
         assert lookup.get_many(["a"])["a"] == (DEFAULTS, False)
-        assert time.perf_counter() - t0 < 0.5
+        assert not release.is_set()  # answered while the call still hangs
         assert lookup.breaker.is_open and lookup.stats.timeouts == 1
-        # retry_s=0: every batch probes, but the hung call is still running: no new call, no new thread
+        # retry_s=0: every batch may probe, but the hung call is still running: no new
+        # call, no new thread, no new failure; each batch answered from the fallback
         for _ in range(20):
-            t0 = time.perf_counter()
             assert lookup.get_many(["b"])["b"] == (DEFAULTS, False) and lookup.last_fallback == {"b"}
-            assert time.perf_counter() - t0 < 0.05
         assert len(calls) == 1 and len(lookup_threads("hang")) == 1
+        assert (lookup.stats.errors, lookup.stats.skipped) == (1, 20)
+        assert lookup.busy
         release.set()
-        time.sleep(0.05)
+        lookup._inflight.result(5)  # the hung call ends
+        assert not lookup.busy
+        lookup.timeout_s = 5.0
         assert lookup.get_many(["b"])["b"] == ({"risk": 0.9}, True)  # the next probe gets through
         assert not lookup.breaker.is_open and len(lookup_threads("hang")) == 1
     assert transitions(logs) == list(EVENTS)
@@ -268,6 +270,7 @@ def test_redis_outage_is_bounded_flagged_and_recovers(fraud_env, tmp_path, monke
         server.stop(save=True)
         time.sleep(1.1)  # the cached entries expire
         with capture_logs() as logs:
+            calls_before = customers.stats.calls + merchants.stats.calls
             lookup_s, out, t0 = [], [], time.perf_counter()
             while time.perf_counter() - t0 < 6.0:
                 b = batch()
@@ -279,7 +282,10 @@ def test_redis_outage_is_bounded_flagged_and_recovers(fraud_env, tmp_path, monke
             outage_s = time.perf_counter() - t0
             n_batches = len(lookup_s)
             assert len(out) == n_batches * 200 and all("status" in r for r in out)  # nothing dropped
-            assert max(lookup_s) < timeout_s + 0.3, max(lookup_s)
+            # the down store is not asked for every batch: after the first timeout, one
+            # probe per retry_s at most (each lookup), and none while a call still hangs
+            calls = customers.stats.calls + merchants.stats.calls - calls_before
+            assert n_batches >= 10 and calls <= 2 * (outage_s / retry_s + 1), (calls, n_batches, outage_s)
             assert customers.breaker.is_open
             stale = [r for r in out if r["customer_id"] in seen_before]
             fallback = [r for r in out if r["customer_id"] not in seen_before]
@@ -291,9 +297,12 @@ def test_redis_outage_is_bounded_flagged_and_recovers(fraud_env, tmp_path, monke
             # still hung in redis-py's own retries (up to ~12 s) has ended
             server.start()
             t_back = time.perf_counter()
+            # (a lookup whose call still hangs in redis-py's retries skips its batches until it
+            # ends, without counting a new failure: one outage is logged, however the probes fall)
             while time.perf_counter() - t_back < retry_s + 20.0:
                 recs = pipe.process(batch())
-                if not customers.breaker.is_open and all(r["customer_known"] for r in recs):
+                if not (customers.breaker.is_open or customers.busy or merchants.busy) and all(
+                        r["customer_known"] and r["merchant_known"] and not r["feature_fallback"] for r in recs):
                     break
                 time.sleep(0.05)
             recovered_s = time.perf_counter() - t_back
@@ -330,9 +339,9 @@ def test_outage_settings_are_read():
 def test_the_worker_thread_ends_when_idle_and_comes_back():
     from features.store import _CallThread
 
-    worker = _CallThread("idle-test", idle_s=0.05)
-    assert worker.submit(lambda x: x + 1, 1).result(1) == 2
-    assert len(lookup_threads("idle-test")) == 1
-    time.sleep(0.3)
-    assert lookup_threads("idle-test") == []
-    assert worker.submit(lambda x: x * 3, 2).result(1) == 6
+    worker = _CallThread("idle-test", idle_s=0.5)
+    assert worker.submit(lambda x: x + 1, 1).result(5) == 2
+    [thread] = lookup_threads("idle-test")
+    thread.join(10)  # ends by itself once idle
+    assert not thread.is_alive() and lookup_threads("idle-test") == []
+    assert worker.submit(lambda x: x * 3, 2).result(5) == 6
