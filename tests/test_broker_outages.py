@@ -158,8 +158,9 @@ def count(broker: Broker, topic: str) -> int:
 
 
 def keys(broker: Broker, topic: str, expected: int = 0, timeout_s: float = 60.0) -> list[str]:
-    """Every message key of ``topic``: until ``expected`` and then 2 s without a message
-    (3 s for ``expected=0``), or ``timeout_s``."""
+    """Every message key of ``topic``: until ``expected`` (at least what its end offsets
+    hold now) and then 2 s without a message (3 s for ``expected=0``), or ``timeout_s``."""
+    expected = max(expected, count(broker, topic))
     c = Consumer({"bootstrap.servers": broker.address, "group.id": f"test-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": "false",
                   "fetch.message.max.bytes": "2000000"})
@@ -474,21 +475,23 @@ def test_record_too_large_for_the_scored_topic_stops_the_run_until_the_limit_is_
            delivered_before_failure=len(delivered), repeats=len(scored) + len(dead) - n)
 
 
-def values(broker: Broker, topic: str) -> list[dict]:
-    """Every message of ``topic`` as JSON (until 3 s without one)."""
+def values(broker: Broker, topic: str, timeout_s: float = 60.0) -> list[dict]:
+    """Every message of ``topic`` as JSON: read until as many as the topic's end offsets
+    say it holds (not until some idle time, which a slow consumer start could pass)."""
+    n = count(broker, topic)
     c = Consumer({"bootstrap.servers": broker.address, "group.id": f"test-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
     c.subscribe([topic])
     out: list[dict] = []
-    last = time.monotonic()
+    deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() - last < 3.0:
+        while len(out) < n and time.monotonic() < deadline:
             msg = c.poll(0.5)
             if msg is not None and not msg.error():
                 out.append(orjson.loads(msg.value()))
-                last = time.monotonic()
     finally:
         c.close()
+    assert len(out) == n, f"read {len(out)} of the {n} messages of {topic}"
     return out
 
 

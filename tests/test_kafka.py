@@ -156,10 +156,12 @@ def test_kafka_in_kafka_out_exactly_n(fraud_env):
 def test_kafka_with_redis_online_store(fraud_env, tmp_path, monkeypatch):
     import redis
 
-    monkeypatch.setenv("REDIS_CONNECTION_STRING", REDIS)
-    host, port = REDIS.split(":")
-    client = redis.Redis(host=host, port=int(port))
-    client.flushall()
+    # a database of its own (db 9): emptied before and after without touching what tests
+    # running alongside keep in db 0
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", f"{REDIS.split(',')[0]},db=9")
+    host, port = REDIS.split(",")[0].split(":")
+    client = redis.Redis(host=host, port=int(port), db=9)
+    client.flushdb()
     repo = make_feature_repo(tmp_path / "repo", fraud_env.repo / "data")
     apply_and_materialize(repo, "feature_store.redis.yaml")
     assert client.dbsize() > 0, "materialization wrote nothing to Redis"
@@ -177,7 +179,7 @@ def test_kafka_with_redis_online_store(fraud_env, tmp_path, monkeypatch):
     scored, _, _ = check_outputs(t, events)
     # Served from Redis: the profiles are there (and stop being there without Redis data).
     assert all(v["customer_known"] and v["merchant_known"] for _, v in scored)
-    client.flushall()
+    client.flushdb()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

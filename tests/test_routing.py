@@ -96,17 +96,21 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
     base.update(SCORING_SOURCE="file", SCORING_INPUT=str(src), SCORING_FEATURE_REPO=str(fraud_env.repo),
                 SCORING_MODEL_REGISTRY=str(fraud_env.registry), SCORING_BATCH_SIZE="200")
     flow_ref = "dataflows.fraud:get_flow()"
-    p0, p1 = free_ports(2)
+    def cluster() -> list[list[str]]:  # ports taken just before use, so nothing else takes them first
+        p0, p1 = free_ports(2)
+        return [[sys.executable, "-m", "bytewax.run", flow_ref, "-i", str(i), "-a",
+                 f"127.0.0.1:{p0};127.0.0.1:{p1}"] for i in (0, 1)]
+
     layouts = {
-        "1 worker": [[sys.executable, "-m", "bytewax.run", flow_ref]],
+        "1 worker": lambda: [[sys.executable, "-m", "bytewax.run", flow_ref]],
         # the worker count given the way bytewax.run also takes it: a variable
-        "2 threads": [[sys.executable, "-m", "bytewax.run", flow_ref]],
-        "2 processes": [[sys.executable, "-m", "bytewax.testing", flow_ref, "-p", "2"]],
-        "2-process cluster": [[sys.executable, "-m", "bytewax.run", flow_ref, "-i", str(i), "-a",
-                               f"127.0.0.1:{p0};127.0.0.1:{p1}"] for i in (0, 1)],
+        "2 threads": lambda: [[sys.executable, "-m", "bytewax.run", flow_ref]],
+        "2 processes": lambda: [[sys.executable, "-m", "bytewax.testing", flow_ref, "-p", "2"]],
+        "2-process cluster": cluster,
     }
     results: dict[str, dict[str, tuple]] = {}
-    for name, commands in layouts.items():
+    for name, commands_of in layouts.items():
+        commands = commands_of()
         out = tmp_path / name.replace(" ", "_")
         env = {**base, "SCORING_OUTPUT_DIR": str(out)}
         if name == "2 threads":
