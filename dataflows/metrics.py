@@ -40,6 +40,11 @@ class _Metrics:
                                      buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
         self.predictions = Counter("scoring_predictions_total", "Scored records by model version and role",
                                    ["flow", "model_version", "role"])
+        self.too_large = Counter(
+            "scoring_records_too_large_total",
+            "Records over the Kafka producer's message.max.bytes (counted in scoring_records_total "
+            "before the sink), by the output they were meant for and what was produced instead",
+            ["flow", "output", "instead"])
         self._seen_versions: set[tuple[str, str]] = set()
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
 

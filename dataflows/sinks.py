@@ -101,13 +101,13 @@ def write(
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
         msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
-                                                 too_large=too_large(kind, topic, k.dead_letter_topic)))
+                                                 too_large=too_large(kind, topic, k.dead_letter_topic, flow_id)))
     else:
         lines = op.map("to_json", up, lambda r: (kind, to_json_line(as_dict(r)) + b"\n"))
         op.output("out", lines, JsonLinesSink(output_files(io.output_dir)[kind]))
 
 
-def too_large(kind: str, topic: str, dead_letter_topic: str) -> Callable[[Any, int, int], Any]:
+def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> Callable[[Any, int, int], Any]:
     """What the ``kind`` Kafka output produces in place of a record over the producer's
     ``message.max.bytes`` (see :class:`dataflows.kafka.ReliableKafkaSink`), so that one
     huge event never stops the flow and still ends in exactly one output:
@@ -116,6 +116,8 @@ def too_large(kind: str, topic: str, dead_letter_topic: str) -> Callable[[Any, i
       the record cut to :data:`~features.records.MAX_RAW_CHARS` as ``raw``;
     - alerts: nothing (an alert is its scored record, which became that dead letter);
     - dead_letter: the same dead letter with ``raw`` cut the same way.
+
+    Each is counted in ``scoring_records_too_large_total{flow, output, instead}``.
 
     >>> from bytewax.connectors.kafka import KafkaSinkMessage
     >>> big = KafkaSinkMessage(b"t1", b'{"transaction_id": "t1", "note": "' + b"x" * 2_000_000 + b'"}')
@@ -129,6 +131,7 @@ def too_large(kind: str, topic: str, dead_letter_topic: str) -> Callable[[Any, i
     from bytewax.connectors.kafka import KafkaSinkMessage
 
     def instead(m: Any, size: int, limit: int) -> Any:
+        METRICS.too_large.labels(flow, kind, "none" if kind == "alerts" else "dead_letter").inc()
         if kind == "alerts":
             return None
         if kind == "scored":

@@ -418,3 +418,31 @@ def test_readings_kafka():
     scored, dead = _run_kafka(build_iot_flow, IoTConfig, "iot", cases, **IOT_FIELDS)
     check_matrix(cases, scored, dead)
     assert all(d["offset"] is not None for d in dead if d["step"] != "dedup")
+
+
+def test_records_over_the_kafka_limit_are_replaced_and_counted():
+    """What each Kafka output produces in place of a record over the producer's
+    ``message.max.bytes`` (the broker run is in ``tests/test_broker_outages.py``), and the
+    counter that says so."""
+    from bytewax.connectors.kafka import KafkaSinkMessage
+    from prometheus_client import REGISTRY
+
+    from dataflows.sinks import too_large
+
+    def counted(output: str, instead: str) -> float:
+        return REGISTRY.get_sample_value("scoring_records_too_large_total",
+                                         {"flow": "hostile", "output": output, "instead": instead}) or 0.0
+
+    big = KafkaSinkMessage(b"t1", orjson.dumps({"transaction_id": "t1", "note": "x" * 2 * MIB}))
+    size = len(big.value) + 2
+    before = {k: counted(*k) for k in [("scored", "dead_letter"), ("alerts", "none"), ("dead_letter", "dead_letter")]}
+    to, msg = too_large("scored", "scored-t", "dead-t", "hostile")(big, size, 1_000_000)
+    letter = orjson.loads(msg.value)
+    assert (to, msg.key, letter["step"]) == ("dead-t", b"t1", "scored_out")
+    assert f"{size:,} bytes" in letter["error"] and "1,000,000" in letter["error"]
+    assert letter["raw"].startswith('{"transaction_id":"t1"') and "[truncated:" in letter["raw"]
+    assert len(msg.value) < 70_000
+    assert too_large("alerts", "alerts-t", "dead-t", "hostile")(big, size, 1_000_000) is None
+    to, msg = too_large("dead_letter", "dead-t", "dead-t", "hostile")(big, size, 1_000_000)
+    assert to == "dead-t" and orjson.loads(msg.value)["step"] == "dead_letter_out" and len(msg.value) < 70_000
+    assert {k: counted(*k) - v for k, v in before.items()} == {k: 1.0 for k in before}
