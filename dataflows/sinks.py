@@ -19,7 +19,7 @@ from dataflows.config import IOConfig
 from dataflows.metrics import METRICS
 from features.formats import to_json_line
 from features.records import DeadLetter, dead_letter
-from models.inference_log import LogSpec, LogWriter, log_row
+from models.inference_log import FILE_PATTERN, LogSpec, LogWriter, log_row
 
 __all__ = ["KINDS", "output_files", "JsonLinesSink", "write", "InferenceLogSink", "log_inference"]
 
@@ -174,22 +174,35 @@ class InferenceLogSink(FixedPartitionedSink[dict, Any]):
         self._root, self._spec, self._parts = Path(root), spec, max(1, int(parts))
         self._max_rows, self._flush_s = max_rows, flush_s
 
-    @override
-    def list_parts(self) -> List[str]:
-        return [f"{self._spec.flow}-log-{i}" for i in range(self._parts)]
-
-    @override
-    def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _LogPartition:
+    def _run_id(self) -> str | None:
+        """The run id with recovery on (stable: from the recovery folder), else None."""
         import hashlib
 
         from dataflows.checks import recovery_directory
 
+        rec = recovery_directory()
+        return None if rec is None else hashlib.blake2b(
+            f"{Path(rec).resolve()}|{self._spec.flow}".encode(), digest_size=6).hexdigest()
+
+    @override
+    def list_parts(self) -> List[str]:
+        # A recovered run keeps every partition it ever wrote, even when resumed on fewer
+        # workers: each one's resume state then deletes the files it wrote after the
+        # snapshot (else those rows would be in the log twice).
+        parts, run = self._parts, self._run_id()
+        if run is not None:
+            for path in self._root.glob(f"date=*/{self._spec.flow}-{run}-p*"):
+                m = FILE_PATTERN.match(path.name)
+                if m and m["run"] == run:
+                    parts = max(parts, int(m["part"]) + 1)
+        return [f"{self._spec.flow}-log-{i}" for i in range(parts)]
+
+    @override
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _LogPartition:
         part = int(for_part.rsplit("-", 1)[1])
         resume = None if resume_state is None else (str(resume_state[0]), int(resume_state[1]))
-        rec = recovery_directory()
-        run = None if rec is None else hashlib.blake2b(
-            f"{Path(rec).resolve()}|{self._spec.flow}".encode(), digest_size=6).hexdigest()
-        return _LogPartition(LogWriter(self._root, self._spec, part, self._max_rows, self._flush_s, resume, run))
+        return _LogPartition(LogWriter(self._root, self._spec, part, self._max_rows, self._flush_s, resume,
+                                       self._run_id()))
 
 
 @operator

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from datagen.transactions import stream_transactions, write_events
+from models.inference_log import FILE_PATTERN
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ("amount_count_1h", "amount_count_24h", "amount_sum_7d", "amount_count_7d", "time_since_last_transaction",
@@ -28,7 +29,11 @@ def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, tmp_path):
+@pytest.mark.parametrize("before, after", [(1, 1), (2, 1)], ids=["1 worker", "2 workers resumed on 1"])
+def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, tmp_path, before, after):
+    """Resumed on fewer workers too: per-key state moves to the workers that own the keys
+    now, and the log partitions of the first attempt are all resumed (none is left with
+    files written after the snapshot)."""
     events = stream_transactions(24_000, seed=17, spec=fraud_env.spec)
     src = tmp_path / "in.jsonl"
     write_events(events, src)
@@ -47,7 +52,7 @@ def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, 
                    capture_output=True, timeout=60)
     env = {**base, "SCORING_OUTPUT_DIR": str(out)}
     recovering = [*flow, "-r", str(rec), "-s", "1", "-b", "0"]
-    proc = subprocess.Popen(recovering, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while lines(out / "scored.jsonl") < 9_000 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -57,7 +62,11 @@ def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, 
     killed_at = lines(out / "scored.jsonl")
     assert 0 < killed_at < len(events)
 
-    done = subprocess.run(recovering, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if before > 1:  # the first attempt wrote log files from every worker's partition
+        assert {m["part"] for f in (out / "inference_log").rglob("*.parquet")
+                if (m := FILE_PATTERN.match(f.name))} == {str(i) for i in range(before)}
+    done = subprocess.run([*recovering, "-w", str(after)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
     expected = read_jsonl(straight / "scored.jsonl")
@@ -124,7 +133,7 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(rec), "1"], cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
     recovering = [*flow, "-r", str(rec), "-s", "1", "-b", "0"]
-    proc = subprocess.Popen(recovering, cwd=ROOT, env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _messages_in(t["scored"], BROKER) < 12_000 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
