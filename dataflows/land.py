@@ -48,9 +48,11 @@ def land(
     (``rows``, ``skipped``: messages that are not scored records, ``files``).
 
     Without ``follow`` it stops once every assigned partition is read up to its
-    high-watermark at assignment; with no progress (and no assignment) for ``stall_s``
-    it stops with an error naming the topic."""
-    from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException
+    high-watermark at assignment, or after ``stall_s`` with no partition assigned (the
+    group's other landers hold them all); with partitions not at their end and nothing
+    read for ``stall_s``, it stops with an error naming them. Partitions taken away by a
+    rebalance get their rows written and offsets committed first."""
+    from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 
     consumer = Consumer({
         **(options or {}),
@@ -68,15 +70,34 @@ def land(
     ends: dict[int, int] = {}
     next_: dict[int, int] = {}
 
+    def commit_pending(c: Any) -> None:
+        """Write the rows read so far, then commit their offsets (never the other way)."""
+        nonlocal pending
+        if not pending:
+            return
+        writer.flush()
+        try:
+            c.commit(asynchronous=False)
+        except KafkaException as exc:  # nothing of ours left to commit (e.g. just revoked)
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+        pending = 0
+
     def on_assign(c: Any, parts: list) -> None:
         committed = {tp.partition: tp.offset for tp in c.committed(parts, timeout=30)}
         for tp in parts:
             low, high = c.get_watermark_offsets(tp, timeout=30)
             ends[tp.partition] = high
             start = committed.get(tp.partition, OFFSET_INVALID)
-            next_[tp.partition] = start if start >= 0 else low
+            # below the low watermark (retention removed them), reading starts at low
+            next_[tp.partition] = max(start, low) if start >= 0 else low
 
     def on_revoke(c: Any, parts: list) -> None:
+        # another lander of the group takes these partitions: commit what was read of
+        # them first, or it would land those rows again (not when closing: after an
+        # error nothing more is committed)
+        if not closing:
+            commit_pending(c)
         for tp in parts:
             ends.pop(tp.partition, None)
             next_.pop(tp.partition, None)
@@ -85,7 +106,7 @@ def land(
         return bool(ends) and all(next_[p] >= end for p, end in ends.items())
 
     last_progress = time.monotonic()
-    failed = True
+    failed, closing = True, False
     try:
         meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -97,20 +118,20 @@ def land(
                 break
             msgs = consumer.consume(1000, timeout=0.5)
             if not msgs:
-                if pending:
-                    writer.flush()
-                    consumer.commit(asynchronous=False)
-                    pending = 0
+                commit_pending(consumer)
                 # the fetch position also passes what no message shows (transaction
                 # markers, compacted-away offsets)
                 for tp in consumer.position(consumer.assignment()) if ends else ():
                     if tp.partition in next_ and tp.offset >= 0:
                         next_[tp.partition] = max(next_[tp.partition], tp.offset)
                 if not follow and time.monotonic() - last_progress > stall_s:
+                    if not ends:  # more landers than partitions: the others have them all
+                        log.warning("land_no_partitions", topic=topic, group=group, waited_s=stall_s,
+                                    detail="the group's other landers hold every partition")
+                        break
                     raise RuntimeError(
-                        f"Kafka topic {topic!r}: nothing read for {stall_s:g}s and "
-                        + (f"partitions {sorted(p for p in ends if next_[p] < ends[p])} not at their end"
-                           if ends else "no partition assigned (does the topic exist?)"))
+                        f"Kafka topic {topic!r}: nothing read for {stall_s:g}s and partitions "
+                        f"{sorted(p for p in ends if next_[p] < ends[p])} not at their end")
                 continue
             last_progress = time.monotonic()
             batch = []
@@ -132,16 +153,14 @@ def land(
             rows += len(batch)
             pending += len(msgs)
             if pending >= max_rows:
-                writer.flush()
-                consumer.commit(asynchronous=False)
-                pending = 0
+                commit_pending(consumer)
         failed = False
     finally:
         # Offsets are committed only after their rows are written: on an error (or Ctrl-C)
         # mid-batch nothing more is committed, so the next landing reads that batch again.
-        if pending and not failed:
-            writer.flush()
-            consumer.commit(asynchronous=False)
+        if not failed:
+            commit_pending(consumer)
+        closing = True
         consumer.close()
     out = {"rows": rows, "skipped": skipped, "files": writer.seq - files_before}
     log.info("landed", topic=topic, root=str(root), **out)

@@ -157,10 +157,11 @@ def test_fraud_flow_emits_drift_records_on_alerts_told_apart_by_kind(fraud_env, 
 
 
 @pytest.mark.kafka
-def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path):
+def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path, monkeypatch):
     """With Kafka outputs the scored topic is the log: landing it gives the same rows
     as the embedded default's log of the same run."""
     import os
+    import time
     import uuid
 
     from confluent_kafka import Producer
@@ -229,6 +230,47 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path):
     assert len(log_rows(landed)) == len(lines) + more + rest
     with pytest.raises(RuntimeError, match="no-such-topic"):
         land(brokers, f"no-such-topic-{topic}", landed, LOG_SPEC, group=f"land-{topic}")
+
+    # two landers of one group on a 2-partition topic share it: between them, every
+    # record once (a rebalance commits what the losing lander read before it lets go)
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    shared = f"scored-shared-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": brokers})  # kept until its futures are done
+    for f in admin.create_topics([NewTopic(shared, 2, 1)]).values():
+        f.result(30)
+    p3 = Producer({"bootstrap.servers": brokers, "linger.ms": "5", "queue.buffering.max.messages": "500000"})
+    for k in range(80):
+        for line in lines:
+            p3.produce(shared, line, key=f"{k}".encode())
+    assert p3.flush(30) == 0
+    results: list[int] = []
+    import dataflows.land
+
+    writing = threading.Event()
+
+    class SlowWriter(dataflows.land.LogWriter):  # slow enough that the rebalance comes mid-landing
+        def write(self, rows):
+            writing.set()
+            time.sleep(0.02)
+            super().write(rows)
+
+    monkeypatch.setattr(dataflows.land, "LogWriter", SlowWriter)
+
+    def lander(i: int) -> None:
+        results.append(land(brokers, shared, tmp_path / f"shared-{i}", LOG_SPEC, group=f"land-{shared}",
+                            stall_s=10)["rows"])
+
+    threads = [threading.Thread(target=lander, args=(i,)) for i in range(2)]
+    threads[0].start()
+    assert writing.wait(60)
+    threads[1].start()  # the second joins while the first is landing: a rebalance
+    for th in threads:
+        th.join(120)
+    assert len(results) == 2 and sum(results) == 80 * len(lines), results
+    landed_ids = [r["event_id"] for i in range(2) if (tmp_path / f"shared-{i}").exists()
+                  for r in log_rows(tmp_path / f"shared-{i}")]
+    assert len(landed_ids) == 80 * len(lines)
 
 
 def test_a_new_run_owns_its_log_unless_appending(tmp_path):
