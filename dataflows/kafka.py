@@ -369,24 +369,26 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
         self._timeout_s = timeout_s
         self._too_large = too_large
         self._max_bytes = max_bytes
-        # (librdkafka error, message key, value size) of each message not delivered
-        self._failures: list[tuple[Any, Optional[bytes], int]] = []
+        # (librdkafka error, message key, value size, topic) of each message not delivered
+        self._failures: list[tuple[Any, Optional[bytes], int, str]] = []
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
-            self._failures.append((err, msg.key(), len(msg.value() or b"")))
+            self._failures.append((err, msg.key(), len(msg.value() or b""), msg.topic() or self._topic))
 
-    def _fail(self, err: Any, count: int, failed: list[tuple[Any, Optional[bytes], int]]) -> None:
-        """Log one ``kafka_delivery_failed`` error line naming the topic and the
+    def _fail(self, err: Any, count: int, failed: list[tuple[Any, Optional[bytes], int, str]]) -> None:
+        """Log one ``kafka_delivery_failed`` error line naming the topic (the one the
+        first failed record was for: a replacement may go to another) and the
         librdkafka error, drop what is still queued (so the process exits at once
         instead of waiting for a broker) and raise :class:`KafkaDeliveryError`."""
+        topic = failed[0][3] if failed else self._topic
         code, reason = _reason(err)
         hint = _HINTS.get(code, "")
         keys = {}
         if failed:  # the first record not delivered, and the largest (the culprit when too large)
             largest = max(failed, key=lambda f: f[2])
             keys = {"first_key": _text(failed[0][1]), "largest_key": _text(largest[1]), "largest_bytes": largest[2]}
-        log.error("kafka_delivery_failed", topic=self._topic, error=reason, messages=count, **keys,
+        log.error("kafka_delivery_failed", topic=topic, error=reason, messages=count, **keys,
                   hint=hint, detail="the run stops; restarted with recovery it produces these records again")
         try:
             self._producer.purge()
@@ -394,7 +396,7 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
         except Exception:  # pragma: no cover - best effort
             pass
         self._failures = []
-        raise KafkaDeliveryError(f"Kafka topic {self._topic!r}: {count} messages not delivered: {reason}"
+        raise KafkaDeliveryError(f"Kafka topic {topic!r}: {count} messages not delivered: {reason}"
                                  + (f"; {hint}" if hint else ""))
 
     def _produce(self, m: KafkaSinkMessage, topic: str | None = None) -> None:
@@ -409,11 +411,11 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
                 if topic is None and self._too_large is not None and _reason(exc)[0] == "MSG_SIZE_TOO_LARGE":
                     self._divert(m)
                     return
-                self._fail(exc, 1, [(exc, m.key, len(m.value or b""))])
+                self._fail(exc, 1, [(exc, m.key, len(m.value or b""), topic or self._topic)])
 
     def _divert(self, m: KafkaSinkMessage) -> None:
         """A record over ``message.max.bytes``: what ``too_large`` says instead, logged."""
-        size = len(m.value or b"") + len(m.key or b"")
+        size = len(m.value or b"") + len(m.key or b"")  # librdkafka adds some overhead to this
         assert self._too_large is not None
         instead = self._too_large(m, size, self._max_bytes)
         log.warning("kafka_record_too_large", topic=self._topic, key=_text(m.key), bytes=size,

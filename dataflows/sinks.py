@@ -18,7 +18,7 @@ from typing_extensions import override
 from dataflows.config import IOConfig
 from dataflows.metrics import METRICS
 from features.formats import to_json_line
-from features.records import DeadLetter, dead_letter
+from features.records import MAX_RAW_CHARS, DeadLetter, dead_letter
 from models.inference_log import FILE_PATTERN, LogSpec, LogWriter, log_row
 
 __all__ = ["KINDS", "output_files", "JsonLinesSink", "write", "InferenceLogSink", "log_inference"]
@@ -124,7 +124,7 @@ def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> 
     >>> to, msg = too_large("scored", "scored-tx", "dead-tx")(big, 2_000_040, 1_000_000)
     >>> import orjson; d = orjson.loads(msg.value)
     >>> to, msg.key, d["step"], d["error"][:59], len(msg.value) < 70_000
-    ('dead-tx', b't1', 'scored_out', 'scored record of 2,000,040 bytes is over the Kafka producer', True)
+    ('dead-tx', b't1', 'scored_out', 'scored record of about 2,000,040 bytes is over the Kafka pr', True)
     >>> too_large("alerts", "alerts-tx", "dead-tx")(big, 2_000_040, 1_000_000) is None
     True
     """
@@ -134,14 +134,19 @@ def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> 
         METRICS.too_large.labels(flow, kind, "none" if kind == "alerts" else "dead_letter").inc()
         if kind == "alerts":
             return None
+        # raw cut so the letter fits under the limit whatever JSON escaping does to it
+        # (at most 6 characters per byte), and never longer than a dead letter's usual cut
+        value = bytes(m.value or b"")
+        keep = min(MAX_RAW_CHARS, max(limit // 8, 256))
+        raw = value[:keep].decode("utf-8", errors="replace") + f"…[truncated: {len(value)} bytes]"
         if kind == "scored":
-            error = (f"scored record of {size:,} bytes is over the Kafka producer's message.max.bytes "
+            error = (f"scored record of about {size:,} bytes is over the Kafka producer's message.max.bytes "
                      f"({limit:,}), so it cannot go to topic {topic!r}: raise KAFKA_OPT_MESSAGE_MAX_BYTES "
                      "(and the topics' max.message.bytes) to deliver events this large")
-            return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(m.value, error, "scored_out")))
-        error = (f"dead letter of {size:,} bytes is over the Kafka producer's message.max.bytes ({limit:,}); "
-                 "raw is that dead letter, cut")
-        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(m.value, error, "dead_letter_out")))
+            return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(raw, error, "scored_out")))
+        error = (f"dead letter of about {size:,} bytes is over the Kafka producer's message.max.bytes "
+                 f"({limit:,}); raw is that dead letter, cut")
+        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(raw, error, "dead_letter_out")))
 
     return instead
 

@@ -446,3 +446,21 @@ def test_records_over_the_kafka_limit_are_replaced_and_counted():
     to, msg = too_large("dead_letter", "dead-t", "dead-t", "hostile")(big, size, 1_000_000)
     assert to == "dead-t" and orjson.loads(msg.value)["step"] == "dead_letter_out" and len(msg.value) < 70_000
     assert {k: counted(*k) - v for k, v in before.items()} == {k: 1.0 for k in before}
+    # under a low limit the replacement is cut to fit, even when every byte needs escaping
+    evil = KafkaSinkMessage(b"t2", b"\x01" * MIB)
+    to, msg = too_large("scored", "scored-t", "dead-t", "hostile")(evil, MIB + 2, 65_536)
+    assert len(msg.value) < 65_536 and "\\u0001" in msg.value.decode()
+
+
+def test_a_failed_replacement_names_the_topic_it_was_for():
+    """A replacement goes to another topic (a dead letter for a scored record): if the broker
+    refuses it, the failure names that topic, not the sink's own."""
+    from confluent_kafka import Producer
+
+    from dataflows.kafka import KafkaDeliveryError, _ReliablePartition
+
+    part = _ReliablePartition(Producer({"bootstrap.servers": "127.0.0.1:9"}), "scored-t", 1.0)
+    with pytest.raises(KafkaDeliveryError, match="'dead-t'"):
+        part._fail("refused", 1, [("refused", b"t1", 10, "dead-t")])
+    with pytest.raises(KafkaDeliveryError, match="'scored-t'"):
+        part._fail("timed out", 3, [])
