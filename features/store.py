@@ -230,6 +230,9 @@ class CachedLookup:
             counting a new failure.
         breaker: a :class:`CircuitBreaker` (shared by the lookups of one store),
             else one of its own with ``failures`` and ``retry_s``.
+        stuck_after_s: a call still running after this long is logged once
+            (``feature_lookup_stuck``): its lookup answers from stale or default
+            values until it returns, even if the breaker has closed meanwhile.
 
     When ``fetch`` raises or times out, or the breaker is open, the keys to fetch
     get, if they have an expired cache entry, that entry (stale, served while the
@@ -251,6 +254,7 @@ class CachedLookup:
         breaker: CircuitBreaker | None = None,
         failures: int = 3,
         retry_s: float = 5.0,
+        stuck_after_s: float = 30.0,
     ) -> None:
         self._fetch = fetch
         self.defaults = dict(defaults)
@@ -263,6 +267,9 @@ class CachedLookup:
         self._cache: OrderedDict[str, tuple[float, dict[str, Any], bool]] = OrderedDict()
         self._worker: _CallThread | None = None
         self._inflight: Future | None = None
+        self._inflight_at = 0.0
+        self._stuck_logged = False
+        self.stuck_after_s = stuck_after_s
         self.last_fallback: set[str] = set()
         self.stats = LookupStats()
 
@@ -279,6 +286,7 @@ class CachedLookup:
         if self._worker is None:
             self._worker = _CallThread(self.name)
         self._inflight = fut = self._worker.submit(self._fetch, keys)
+        self._inflight_at, self._stuck_logged = self._clock(), False
         try:
             return fut.result(timeout=self.timeout_s)
         except FutureTimeout:
@@ -307,6 +315,13 @@ class CachedLookup:
             # not a new failure either (the store may be back; another lookup may have
             # closed the breaker already), so it neither opens nor uses the breaker's probe
             self.stats.skipped += 1
+            running_s = now - self._inflight_at
+            if running_s >= self.stuck_after_s and not self._stuck_logged:
+                self._stuck_logged = True
+                log.warning("feature_lookup_stuck", store=self.breaker.name, lookup=self.name,
+                            running_s=round(running_s, 1),
+                            detail="a store call has not returned; this lookup's keys get stale or default "
+                                   "values (feature_fallback) until it does")
         elif not self.breaker.allow():
             self.stats.skipped += 1
         else:

@@ -123,6 +123,10 @@ def test_a_timeout_opens_at_once_and_calls_never_pile_up():
             assert lookup.get_many(["b"])["b"] == (DEFAULTS, False) and lookup.last_fallback == {"b"}
         assert len(calls) == 1 and len(lookup_threads("hang")) == 1
         assert (lookup.stats.errors, lookup.stats.skipped) == (1, 20)
+        assert not [e for e in logs if e["event"] == "feature_lookup_stuck"]
+        lookup.stuck_after_s = 0.0  # a call that never returns is said, once
+        lookup.get_many(["c"]), lookup.get_many(["d"])
+        assert [e["lookup"] for e in logs if e["event"] == "feature_lookup_stuck"] == ["hang"]
         assert lookup.busy
         release.set()
         lookup._inflight.result(5)  # the hung call ends
