@@ -124,17 +124,22 @@ def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int 
     env = os.environ if env is None else env
     per_proc: int | None = None
     procs: int | None = None
+    process_id = False
     for i, arg in enumerate(argv):
-        name, _, value = arg.partition("=")
-        if not value and i + 1 < len(argv):
-            value = argv[i + 1]
+        name, value = _option(arg)
+        if name is None:
+            continue
+        if value is None:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
         try:
-            if name in ("-w", "--workers-per-process"):
+            if name == "-w":
                 per_proc = int(value)
-            elif name in ("-p", "--processes"):
+            elif name == "-p":
                 procs = int(value)
-            elif name in ("-a", "--addresses"):
+            elif name == "-a":
                 procs = _count_addresses(value)
+            elif name == "-i":
+                process_id = True
         except ValueError:
             return None
     try:
@@ -143,7 +148,7 @@ def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int 
         if procs is None and env.get("BYTEWAX_ADDRESSES"):
             procs = _count_addresses(env["BYTEWAX_ADDRESSES"])
         if procs is None and env.get("BYTEWAX_HOSTFILE_PATH") and (
-                env.get("BYTEWAX_PROCESS_ID") or env.get("BYTEWAX_POD_NAME")):
+                process_id or env.get("BYTEWAX_PROCESS_ID") or env.get("BYTEWAX_POD_NAME")):
             with open(env["BYTEWAX_HOSTFILE_PATH"]) as hostfile:
                 procs = _count_addresses(";".join(hostfile))
     except (ValueError, OSError):
@@ -151,6 +156,22 @@ def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int 
     if per_proc is None and procs is None:
         return None
     return (per_proc or 1) * (procs or 1)
+
+
+_LONG = {"--workers-per-process": "-w", "--processes": "-p", "--addresses": "-a", "--process-id": "-i"}
+
+
+def _option(arg: str) -> tuple[str | None, str | None]:
+    """``(short name, attached value)`` of a scaling option as argparse reads it
+    (``-w 2``, ``-w2``, ``--workers-per-process=2``, an unambiguous prefix such as
+    ``--work 2``), else ``(None, None)``."""
+    if arg.startswith("--"):
+        name, eq, value = arg.partition("=")
+        matches = [short for long, short in _LONG.items() if len(name) > 2 and long.startswith(name)]
+        return (matches[0], value if eq else None) if len(matches) == 1 else (None, None)
+    if len(arg) >= 2 and arg[0] == "-" and arg[1] in "wpai":
+        return "-" + arg[1], (arg[2:].lstrip("=") or None)
+    return None, None
 
 
 def _count_addresses(value: str) -> int:

@@ -59,6 +59,12 @@ def test_worker_count_from_the_command_line_and_bytewax_variables(tmp_path):
     hosts.write_text("h1:2101\nh2:2101\n\n")
     helm = {"BYTEWAX_HOSTFILE_PATH": str(hosts), "BYTEWAX_POD_NAME": "flow-1", "BYTEWAX_STATEFULSET_NAME": "flow"}
     assert total_workers(["bytewax.run", "m:flow", "-w", "2"], helm) == 4
+    # argparse's other spellings: attached values and unambiguous long prefixes
+    assert total_workers(["bytewax.run", "m:flow", "-w2"], env) == 6
+    assert total_workers(["bytewax.run", "m:flow", "--work", "2", "--addr=h1:1;h2:1"], env) == 4
+    assert total_workers(["bytewax.run", "m:flow", "--workers-per-process=5"], {}) == 5
+    # a process id on the command line uses the hostfile, as bytewax.run does
+    assert total_workers(["bytewax.run", "m:flow", "-i", "0", "-w", "2"], {"BYTEWAX_HOSTFILE_PATH": str(hosts)}) == 4
 
 
 def free_ports(n: int) -> list[int]:
