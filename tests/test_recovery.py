@@ -52,7 +52,8 @@ def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, 
                    capture_output=True, timeout=60)
     env = {**base, "SCORING_OUTPUT_DIR": str(out)}
     recovering = [*flow, "-r", str(rec), "-s", "1", "-b", "0"]
-    proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while lines(out / "scored.jsonl") < 9_000 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -133,7 +134,7 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(rec), "1"], cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
     recovering = [*flow, "-r", str(rec), "-s", "1", "-b", "0"]
-    proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(recovering, cwd=ROOT, env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _messages_in(t["scored"], BROKER) < 12_000 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
