@@ -180,7 +180,8 @@ def _count_addresses(value: str) -> int:
 
 def enough_shards(cfg: C, argv: list[str] | None = None) -> C:
     """``cfg`` with ``shards`` raised to the run's worker count (read from the command
-    line and the ``BYTEWAX_*`` variables), so every worker gets a shard of the shared detectors; unchanged otherwise."""
+    line and the ``BYTEWAX_*`` variables), so every worker gets a shard of the shared
+    detectors; unchanged otherwise."""
     workers = total_workers(sys.argv if argv is None else argv)
     shards: Any = getattr(cfg, "shards")
     if workers and workers > shards:

@@ -134,19 +134,19 @@ def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> 
         METRICS.too_large.labels(flow, kind, "none" if kind == "alerts" else "dead_letter").inc()
         if kind == "alerts":
             return None
+        if kind == "scored":
+            step, error = "scored_out", (
+                f"scored record of about {size:,} bytes is over the Kafka producer's message.max.bytes "
+                f"({limit:,}), so it cannot go to topic {topic!r}: raise KAFKA_OPT_MESSAGE_MAX_BYTES "
+                "(and the topics' max.message.bytes) to deliver events this large")
+        else:
+            step, error = "dead_letter_out", (
+                f"dead letter of about {size:,} bytes is over the Kafka producer's message.max.bytes "
+                f"({limit:,}); raw is that dead letter, cut")
         # raw cut so the letter fits under the limit whatever JSON escaping does to it
         # (at most 6 characters per byte), and never longer than a dead letter's usual cut
-        value = bytes(m.value or b"")
-        keep = min(MAX_RAW_CHARS, max(limit // 8, 256))
-        raw = value[:keep].decode("utf-8", errors="replace") + f"…[truncated: {len(value)} bytes]"
-        if kind == "scored":
-            error = (f"scored record of about {size:,} bytes is over the Kafka producer's message.max.bytes "
-                     f"({limit:,}), so it cannot go to topic {topic!r}: raise KAFKA_OPT_MESSAGE_MAX_BYTES "
-                     "(and the topics' max.message.bytes) to deliver events this large")
-            return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(raw, error, "scored_out")))
-        error = (f"dead letter of about {size:,} bytes is over the Kafka producer's message.max.bytes "
-                 f"({limit:,}); raw is that dead letter, cut")
-        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(dead_letter(raw, error, "dead_letter_out")))
+        letter = dead_letter(m.value, error, step, max_raw=min(MAX_RAW_CHARS, max(limit // 8, 256)))
+        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(letter))
 
     return instead
 

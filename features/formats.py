@@ -95,8 +95,8 @@ def iter_raw(path: PathLike, batch_size: int = 1000, skip: int = 0, fmt: str | N
     """The raw inputs of a file, one at a time, without loading the file.
 
     JSON Lines: each non-empty line as bytes, line ending removed (and a UTF-8 byte order
-    mark before the first), otherwise exactly as in the file. CSV: each row as ``{column: str | None}`` (empty cell -> None; cells
-    beyond the header under ``"_extra"``). Parquet: each row as a dict, read in record
+    mark before the first), otherwise exactly as in the file. CSV: each row as
+    ``{column: str | None}`` (empty cell -> None; cells beyond the header under ``"_extra"``). Parquet: each row as a dict, read in record
     batches of ``batch_size``. The first ``skip`` inputs are skipped (resume after a
     restart; empty JSON Lines lines do not count).
 
@@ -121,11 +121,16 @@ def iter_raw(path: PathLike, batch_size: int = 1000, skip: int = 0, fmt: str | N
 _BOM = b"\xef\xbb\xbf"
 
 
+def _numbered_lines(f: Any) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of a binary file, without a UTF-8 byte order mark before
+    the first (as Windows editors write it)."""
+    for lineno, line in enumerate(f, 1):
+        yield lineno, (line[len(_BOM):] if lineno == 1 and line.startswith(_BOM) else line)
+
+
 def _jsonl_lines(path: Path, skip: int) -> Iterator[bytes]:
     with open(path, "rb") as f:
-        for n, line in enumerate(f):
-            if n == 0 and line.startswith(_BOM):  # a UTF-8 byte order mark (Windows editors)
-                line = line[len(_BOM):]
+        for _, line in _numbered_lines(f):
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -176,9 +181,7 @@ def read_rows(path: PathLike, fmt: str | None = None) -> list[dict]:
         return list(iter_raw(path, fmt=kind))  # type: ignore[arg-type]
     out = []
     with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
+        for lineno, line in _numbered_lines(f):
             if not line.strip():
                 continue
             try:

@@ -120,24 +120,25 @@ class DeadLetter(msgspec.Struct):
 MAX_RAW_CHARS = 64 * 1024
 
 
-def _printable(raw: Any) -> Any:
+def _printable(raw: Any, max_chars: int = MAX_RAW_CHARS) -> Any:
     if isinstance(raw, (bytes, bytearray, memoryview)):
         raw = bytes(raw)
-        if len(raw) > MAX_RAW_CHARS:
-            return raw[:MAX_RAW_CHARS].decode("utf-8", errors="replace") + f"…[truncated: {len(raw)} bytes]"
+        if len(raw) > max_chars:
+            return raw[:max_chars].decode("utf-8", errors="replace") + f"…[truncated: {len(raw)} bytes]"
         return raw.decode("utf-8", errors="replace")
-    if isinstance(raw, str) and len(raw) > MAX_RAW_CHARS:
-        return raw[:MAX_RAW_CHARS] + f"…[truncated: {len(raw)} characters]"
+    if isinstance(raw, str) and len(raw) > max_chars:
+        return raw[:max_chars] + f"…[truncated: {len(raw)} characters]"
     if isinstance(raw, Raw):
-        return _printable(raw.value)
+        return _printable(raw.value, max_chars)
     if isinstance(raw, Mapping):
         return {str(k): v for k, v in raw.items()}
     return raw
 
 
-def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None = None) -> DeadLetter:
-    """A :class:`DeadLetter` for ``raw`` (bytes become text; a text over
-    :data:`MAX_RAW_CHARS` is cut and marked ``…[truncated: N bytes]``), stamped now.
+def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None = None,
+                max_raw: int = MAX_RAW_CHARS) -> DeadLetter:
+    """A :class:`DeadLetter` for ``raw`` (bytes become text; a text over ``max_raw``,
+    :data:`MAX_RAW_CHARS` by default, is cut and marked ``…[truncated: N bytes]``), stamped now.
 
     >>> d = dead_letter(b'{"x"\\xff', "not valid JSON")
     >>> d.raw, d.error
@@ -146,7 +147,7 @@ def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None
     o = origin
     return DeadLetter(
         error=error,
-        raw=_printable(raw),
+        raw=_printable(raw, max_raw),
         step=step,
         received_at=format_time(time.time()),
         topic=None if o is None else o.topic,
