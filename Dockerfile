@@ -6,17 +6,24 @@
 #   python -m bytewax.run dataflows.fraud:flow -i <process id> -a "host1:2101;host2:2101"
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    UV_PROJECT_ENVIRONMENT=/app/.venv UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 UV_NO_CACHE=1
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+# uv, pinned as in the Makefile; the image installs exactly the versions in uv.lock.
+RUN pip install uv==0.13.9
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# The locked dependencies first (a layer that changes only with uv.lock), then the project.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-install-project --no-editable
 COPY dataflows dataflows
 COPY features features
 COPY models models
 COPY datagen datagen
+COPY benchmarks benchmarks
 COPY feature_repo feature_repo
-RUN pip install .
+RUN uv sync --frozen --no-editable
+ENV PATH=/app/.venv/bin:$PATH
 
 # Bring your own model registry and Feast registry (mount them, or bake them in
 # a derived image): /app/model_registry and /app/feature_repo/data.

@@ -2,14 +2,23 @@
 # default, no servers) and `make test` (set up + run every test, starting a
 # local Kafka broker and Redis when none is reachable).
 
+# Installs come from uv.lock (uv sync --frozen): every checkout gets the versions the
+# suite was green with. pyproject.toml keeps the compatible ranges for `pip install`.
 PYTHON ?= python3
-VENV   := .venv
+# Supported Pythons: bytewax 0.21.1 ships wheels for 3.8-3.12 only; the project needs 3.11+.
+PYTHONS ?= python3.11 python3.12
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# uv itself, pinned, in a small venv of its own (.tools): nothing installed by hand.
+UV_VERSION := 0.13.9
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 EVENTS ?= 20000
 export SCORING_GENERATOR_EVENTS ?= $(EVENTS)
 
-.PHONY: help venv data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down clean
+.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down clean
 
 help:
 	@echo "make demo       set up and score $(EVENTS) generated transactions (no servers needed)"
@@ -17,13 +26,20 @@ help:
 	@echo "make test       set up and run all tests (starts Kafka and Redis locally if needed)"
 	@echo "make bench      all benchmarks, one table + output/bench/bench.json (minutes; BENCH_ARGS=--no-kafka)"
 	@echo "make bench-quick  the same with fewer events (small machines: about 2 minutes)"
+	@echo "make lock       update uv.lock to the newest versions pyproject.toml allows (then: make test)"
+	@echo "make test-latest  the whole suite on the newest versions the ranges allow, not the lock (before a release)"
+	@echo "make test-pythons the whole suite on every supported Python ($(PYTHONS)), each from the lock"
+	@echo "make audit      pip-audit over the lock (known vulnerabilities)"
 	@echo "make kafka-up / kafka-down / redis-up / redis-down"
 
-$(STAMP): pyproject.toml
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The project's environment, exactly as locked (the project itself editable, with the dev extra).
+$(STAMP): pyproject.toml uv.lock | $(UV)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 needed (bytewax 0.21.1 has no wheels past 3.12); set PYTHON=python3.11"'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -57,6 +73,34 @@ demo-iot: feast
 test: $(STAMP)
 	bash scripts/test.sh
 
+# Update the lock: the newest versions pyproject.toml's ranges allow (README "Installing").
+lock: | $(UV)
+	$(UV) lock --upgrade
+	@echo "uv.lock updated: run make test, then commit uv.lock with the change that needed it"
+
+# What a user who runs `pip install` today gets: a fresh environment with the newest versions
+# the ranges allow (not the lock), then the whole suite. Run it before a release.
+test-latest: | $(UV)
+	rm -rf .venv-latest
+	$(UV) venv --quiet --python $(PYTHON) .venv-latest
+	$(UV) pip install --quiet --refresh --python .venv-latest/bin/python --resolution highest -e '.[dev]'
+	$(UV) pip freeze --python .venv-latest/bin/python > .venv-latest/versions.txt
+	VENV=.venv-latest bash scripts/test.sh
+
+# The whole suite on each supported Python, each environment built from the lock.
+test-pythons: | $(UV)
+	set -e; for py in $(PYTHONS); do \
+	  echo "== $$py"; \
+	  $(MAKE) --no-print-directory VENV=.venv-$$py PYTHON=$$py venv; \
+	  VENV=.venv-$$py bash scripts/test.sh; \
+	done
+
+# Known vulnerabilities in the locked versions (pip-audit, pinned; it asks PyPI's advisory data).
+PIP_AUDIT_VERSION := 2.10.1
+audit: | $(UV)
+	$(UV) export --frozen --extra dev --no-emit-project --format requirements-txt --quiet > $(TOOLS)/requirements.lock.txt
+	$(UV) tool run --quiet pip-audit@$(PIP_AUDIT_VERSION) --disable-pip --require-hashes -r $(TOOLS)/requirements.lock.txt
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not kafka and not redis" -q
 
@@ -82,4 +126,4 @@ redis-down:
 	bash scripts/redis.sh down
 
 clean:
-	rm -rf output data model_registry feature_repo/data .pytest_cache
+	rm -rf output data model_registry feature_repo/data .pytest_cache .venv-latest .venv-python3.*

@@ -58,6 +58,7 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from dataflows.config import ConfigError, FraudConfig, _Settings, _var
+from features.records import undecodable
 
 __all__ = ["ServeConfig", "EndpointScorer", "InvalidItems", "create_app", "check_serve", "run", "main"]
 
@@ -396,8 +397,8 @@ def create_app(cfg: ServeConfig, scorer: EndpointScorer | None = None) -> FastAP
                 single = False
             else:
                 items, single = [text], True
-        except msgspec.DecodeError as exc:
-            return refused(422, [_error(None, f"not valid JSON: {exc}")])
+        except Exception as exc:  # whatever the decoder raises (RecursionError too): a 422 in our words
+            return refused(422, [_error(None, str(undecodable(text, exc)))])
         if len(items) > max_batch:
             return refused(413, f"batch of {len(items)} transactions is over SCORING_API_MAX_BATCH={max_batch}")
         if not items:

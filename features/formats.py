@@ -32,6 +32,8 @@ from typing import Any, Union
 
 import orjson
 
+from features.records import undecodable
+
 __all__ = [
     "FORMATS",
     "SUFFIXES",
@@ -187,7 +189,7 @@ def read_rows(path: PathLike, fmt: str | None = None) -> list[dict]:
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+                raise ValueError(f"{path}:{lineno}: {undecodable(line, exc)}") from None
             if not isinstance(value, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(value).__name__}")
             out.append(value)

@@ -46,6 +46,7 @@ __all__ = [
     "dead_letter",
     "duplicate",
     "decode",
+    "undecodable",
     "parse_time",
     "format_time",
     "shard_of",
@@ -173,17 +174,58 @@ def duplicate(
 
 
 _json = msgspec.json.Decoder()
-_AT_BYTE = re.compile(r"\(byte (\d+)\)")
 
 
-def _near(raw: bytes | str, message: str) -> str:
-    """`` near '...'``: the text around the byte a JSON error points at (cold path)."""
-    m = _AT_BYTE.search(message)
-    if m is None:
-        return ""
-    data = raw.encode("utf-8", errors="replace") if isinstance(raw, str) else raw
-    at = int(m.group(1))
+def _near(data: bytes, at: int) -> str:
+    """`` near '...'``: the text around byte ``at`` of ``data`` (cold path)."""
     return f" near {data[max(0, at - 24):at + 24].decode('utf-8', errors='replace')!r}"
+
+
+def undecodable(raw: bytes | str, exc: BaseException) -> ValidationError:
+    """The error for input the JSON decoder refused, in the project's own words (cold path).
+
+    The reason is worked out here from the input, never from the decoder's exception type
+    or message text, so a new release of the decoder does not change what a dead letter
+    says: not UTF-8 (which byte, where), a non-finite number (which field), nested too
+    deeply, or malformed JSON (what, at which byte, and the text around it).
+    """
+    import json
+
+    if isinstance(raw, str):
+        try:
+            data = raw.encode("utf-8")
+        except UnicodeEncodeError as bad:
+            return ValidationError(
+                f"not valid UTF-8: character {raw[bad.start]!r} (a lone surrogate) at position {bad.start}"
+            )
+    else:
+        data = raw
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return ValidationError(
+                f"not valid UTF-8: byte 0x{data[bad.start]:02x} at position {bad.start}{_near(data, bad.start)}"
+            )
+    named = _non_finite(data)
+    if named is not None:
+        return named
+    if isinstance(exc, RecursionError):
+        return ValidationError("not valid JSON: nested too deeply")
+    if not data.strip():
+        return ValidationError("not valid JSON: empty input")
+    if data.startswith(b"\xef\xbb\xbf"):
+        return ValidationError("not valid JSON: starts with a UTF-8 byte order mark")
+    try:
+        json.loads(data.decode("utf-8"))
+    except RecursionError:
+        return ValidationError("not valid JSON: nested too deeply")
+    except json.JSONDecodeError as bad:
+        at = len(bad.doc[:bad.pos].encode("utf-8", errors="surrogatepass"))
+        what = bad.msg[:1].lower() + bad.msg[1:]
+        return ValidationError(f"not valid JSON: {what} (byte {at}){_near(data, at)}")
+    # The lenient stdlib parser reads it, the strict one does not: e.g. an unpaired
+    # \uD800 surrogate escape, which cannot become UTF-8 text.
+    return ValidationError("not valid JSON: holds an escape that is not valid Unicode (e.g. an unpaired \\uD800)")
 
 
 def _non_finite_at(value: Any, path: str = "") -> str | None:
@@ -233,7 +275,7 @@ def decode(raw: Any) -> dict[str, Any]:
     >>> decode(b'{"a": "\\xff"}')
     Traceback (most recent call last):
     ...
-    features.records.ValidationError: not valid UTF-8: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+    features.records.ValidationError: not valid UTF-8: byte 0xff at position 7 near '{"a": "\\ufffd"}'
     >>> decode("[1]")
     Traceback (most recent call last):
     ...
@@ -242,10 +284,14 @@ def decode(raw: Any) -> dict[str, Any]:
     Traceback (most recent call last):
     ...
     features.records.ValidationError: field 'amount': not a finite number (NaN, Infinity or out of range)
-    >>> decode('{"id": 1, "amount": 5,}')
+    >>> decode('{"id": 1, "amount": }')
     Traceback (most recent call last):
     ...
-    features.records.ValidationError: not valid JSON: JSON is malformed: trailing comma in object (byte 22) near '{"id": 1, "amount": 5,}'
+    features.records.ValidationError: not valid JSON: expecting value (byte 20) near '{"id": 1, "amount": }'
+    >>> decode(b"[" * 100_000)
+    Traceback (most recent call last):
+    ...
+    features.records.ValidationError: not valid JSON: nested too deeply
     """
     if isinstance(raw, Raw):
         raw = raw.value
@@ -258,14 +304,8 @@ def decode(raw: Any) -> dict[str, Any]:
             raise ValidationError(f"expected JSON text or a mapping, got {type(raw).__name__}")
     try:
         value = _json.decode(raw)
-    except msgspec.DecodeError as exc:
-        message = str(exc)
-        named = _non_finite(raw)
-        if named is not None:
-            raise named from None
-        raise ValidationError(f"not valid JSON: {message}{_near(raw, message)}") from None
-    except UnicodeError as exc:
-        raise ValidationError(f"not valid UTF-8: {exc}") from None
+    except Exception as exc:  # whatever the decoder raises: the reason is ours (undecodable)
+        raise undecodable(raw, exc) from None
     if not isinstance(value, dict):
         raise ValidationError(f"expected a JSON object, got {type(value).__name__}")
     return value

@@ -4,7 +4,8 @@
 # so it passes on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+# VENV: the environment to test (make test-latest and test-pythons pass their own).
+PY="${VENV:-.venv}/bin/python"
 
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
 export REDIS_CONNECTION_STRING="${REDIS_CONNECTION_STRING:-127.0.0.1:6379}"
@@ -29,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 if ! reachable "${KAFKA_BOOTSTRAP_SERVERS%%,*}"; then
-  bash scripts/kafka.sh up
+  PYTHON="$PY" bash scripts/kafka.sh up  # its admin client needs confluent_kafka
   started+=(kafka)
 fi
 if ! reachable "$REDIS_CONNECTION_STRING"; then

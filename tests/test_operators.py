@@ -30,7 +30,7 @@ def test_an_input_field_named_error_is_not_a_failure():
     run_main(flow)
     assert [e["id"] for e in ok] == [1, 2]
     assert all(isinstance(d, DeadLetter) for d in bad)
-    assert [d.error.split(":")[0] for d in bad] == ["field 'id'", "not valid JSON", "expected a JSON object, got list"]
+    assert [d.error.split(":")[0] for d in bad] == ["field 'id'", "not valid UTF-8", "expected a JSON object, got list"]
     assert bad[1].raw == "\ufffd\ufffd" and bad[0].step == "validate"
 
 

@@ -384,7 +384,7 @@ class ShardDetector:
             raise TypeError(f"ShardDetector.load: expected bytes, got {type(snap).__name__}")
         try:
             state = msgspec.msgpack.decode(snap)
-        except msgspec.DecodeError:
+        except Exception:  # whatever the decoder raises
             state = None  # not this format (e.g. a pickled snapshot of an older version)
         if not isinstance(state, list) or len(state) != 9 or state[0] != repr(self._fingerprint()):
             log.warning("detector_state_discarded", detector="ShardDetector",
