@@ -1,6 +1,8 @@
 # Scoring worker image: `docker build -t streamscore .`
-# Runs a dataflow with Bytewax; configure it with SCORING_* / KAFKA_* variables.
-#   docker run --rm --network host -e SCORING_SOURCE=kafka -e SCORING_OUTPUT=kafka \
+# Runs a dataflow with Bytewax; configure it with /app/streamscore.toml (its defaults, commented;
+# mount your own there or point STREAMSCORE_CONFIG at it) and environment variables
+# (STREAMSCORE_*, KAFKA_BOOTSTRAP_SERVERS, KAFKA_OPT_*; see docs/configuration.md).
+#   docker run --rm --network host -e STREAMSCORE_SOURCE=kafka -e STREAMSCORE_OUTPUT=kafka \
 #     -e KAFKA_BOOTSTRAP_SERVERS=localhost:9092 streamscore
 # Scale out: -e BYTEWAX_WORKERS=2, or run several containers as one cluster with
 #   python -m bytewax.run dataflows.fraud:flow -i <process id> -a "host1:2101;host2:2101"
@@ -16,7 +18,11 @@ WORKDIR /app
 # The locked dependencies first (a layer that changes only with uv.lock), then the project.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-install-project --no-editable
+COPY settings settings
 COPY dataflows dataflows
+COPY monitoring monitoring
+COPY service service
+COPY cli cli
 COPY features features
 COPY models models
 COPY datagen datagen
@@ -24,6 +30,7 @@ COPY benchmarks benchmarks
 COPY feature_repo feature_repo
 RUN uv sync --frozen --no-editable
 ENV PATH=/app/.venv/bin:$PATH
+COPY streamscore.toml ./
 
 # Bring your own model registry and Feast registry (mount them, or bake them in
 # a derived image): /app/model_registry and /app/feature_repo/data.

@@ -16,9 +16,9 @@ TOOLS  := .tools
 UV     := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 EVENTS ?= 20000
-export SCORING_GENERATOR_EVENTS ?= $(EVENTS)
+export STREAMSCORE_IO__GENERATOR_EVENTS ?= $(EVENTS)
 
-.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down clean
+.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down clean docs
 
 help:
 	@echo "make demo       set up and score $(EVENTS) generated transactions (no servers needed)"
@@ -60,15 +60,15 @@ feast: feature_repo/data/.materialized
 model: data feast
 	$(PY) -m models.train --if-missing
 
-# A run owns its output folder (SCORING_OUTPUT_DIR, default output/fraud or output/iot):
+# A run owns its output folder (STREAMSCORE_IO__OUTPUT_DIR, default output/fraud or output/iot):
 # it rewrites all three files, so the report reads exactly this run.
 demo: model
 	$(PY) -m bytewax.run dataflows.fraud:flow
-	$(PY) -m dataflows.report "$${SCORING_OUTPUT_DIR:-output/fraud}" --input $(SCORING_GENERATOR_EVENTS)
+	$(PY) -m monitoring.run_report "$${STREAMSCORE_IO__OUTPUT_DIR:-output/fraud}" --input $(STREAMSCORE_IO__GENERATOR_EVENTS)
 
 demo-iot: feast
 	$(PY) -m bytewax.run dataflows.iot:flow
-	$(PY) -m dataflows.report "$${SCORING_OUTPUT_DIR:-output/iot}" --input $(SCORING_GENERATOR_EVENTS)
+	$(PY) -m monitoring.run_report "$${STREAMSCORE_IO__OUTPUT_DIR:-output/iot}" --input $(STREAMSCORE_IO__GENERATOR_EVENTS)
 
 test: $(STAMP)
 	bash scripts/test.sh
@@ -99,7 +99,7 @@ test-pythons: | $(UV)
 PIP_AUDIT_VERSION := 2.10.1
 audit: | $(UV)
 	$(UV) export --frozen --extra dev --no-emit-project --format requirements-txt --quiet > $(TOOLS)/requirements.lock.txt
-	$(UV) tool run --quiet pip-audit@$(PIP_AUDIT_VERSION) --disable-pip --require-hashes -r $(TOOLS)/requirements.lock.txt
+	$(UV) tool run --quiet pip-audit@$(PIP_AUDIT_VERSION) --strict --disable-pip --require-hashes -r $(TOOLS)/requirements.lock.txt
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not kafka and not redis" -q
@@ -112,6 +112,10 @@ bench: model
 
 bench-quick: model
 	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
+
+# The docs site (docs/ + mkdocs.yml) into site/; --strict: a broken link or anchor fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 kafka-up:
 	bash scripts/kafka.sh up

@@ -4,7 +4,7 @@
 * generated inputs: :func:`fraud_events`, :func:`iot_readings`, :func:`hot_device_readings`,
   :func:`distinct_customer_events`, written once per run with :func:`write_jsonl`;
 * :func:`run_flow_file`: one flow, file to file, in a subprocess of its own
-  (``python -m bytewax.run "dataflows.<flow>:get_flow()"`` with ``SCORING_*``),
+  (``python -m bytewax.run "dataflows.<flow>:get_flow()"`` with ``STREAMSCORE_*``),
   so start-up is real and peak RSS is that process's own (``os.wait4``);
 * :func:`records_throughput`: events/s and latency from the scored records' own
   ``scored_at`` and ``latency_ms``, start-up and time to first scored record excluded.
@@ -27,6 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import orjson
+
+from datagen.sensors import generate_readings
+from features.records import format_time, parse_time
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,24 +84,19 @@ def machine() -> dict[str, Any]:
 
 def fraud_events(n: int, seed: int = 123) -> list[dict]:
     """``n`` generated card transactions (the demo's world, after its history)."""
-    from datagen.transactions import stream_transactions
+    from datagen.transactions import stream_transactions  # lazy: pulls pandas (~1.4 s)
 
     return stream_transactions(n, seed=seed)
 
 
 def iot_readings(n: int, devices: int, seed: int = 7) -> list[dict]:
     """``n`` generated readings from ``devices`` devices, in event-time order."""
-    from datagen.sensors import generate_readings
-
     return list(generate_readings(devices=devices, readings=n, seed=seed))
 
 
 def hot_device_readings(n: int, hz: float = 10.0, seed: int = 11) -> list[dict]:
     """``n`` readings of ONE device at ``hz`` readings per second of event time
     (the generator's values and faults, re-timed: one hot key)."""
-    from datagen.sensors import generate_readings
-    from features.records import format_time, parse_time
-
     rows = list(generate_readings(devices=1, readings=n, seed=seed))
     t0 = parse_time(rows[0]["timestamp"]) if rows else 0.0
     for i, r in enumerate(rows):
@@ -110,8 +108,6 @@ def distinct_customer_events(n: int, base: Sequence[dict], seed_prefix: str = "b
     """``n`` transactions of ``n`` distinct customers (``<prefix>-c<i>``), amounts,
     merchants and places taken from ``base`` in turn, one second of event time
     apart (none is late). A generator: a million events are never all in memory."""
-    from features.records import format_time, parse_time
-
     t0 = parse_time(base[0]["timestamp"])
     m = len(base)
     for i in range(n):
@@ -217,8 +213,8 @@ def wait_rusage(proc: subprocess.Popen, timeout: float | None = None) -> tuple[i
 def flow_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a flow subprocess: ours (without settings of the flows or of
     Bytewax recovery), quiet logs, then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "BYTEWAX_"))}
-    env.update({"SCORING_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "BYTEWAX_"))}
+    env.update({"STREAMSCORE_LOG__LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
 
@@ -229,8 +225,8 @@ def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping
     ``bytewax.run`` arguments, e.g. recovery's ``-r DIR -s 1``); figures from its
     records. ``wall_s`` runs from launch to exit (start-up included); ``cpu_s`` is
     the process's own CPU time."""
-    env = flow_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(input_path), "SCORING_OUTPUT": "file",
-                    "SCORING_OUTPUT_DIR": str(out_dir), **(extra_env or {})})
+    env = flow_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(input_path), "STREAMSCORE_OUTPUT": "file",
+                    "STREAMSCORE_IO__OUTPUT_DIR": str(out_dir), **(extra_env or {})})
     cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:get_flow()", *args]
     launched = time.time()
     t = time.perf_counter()

@@ -10,7 +10,7 @@ Needs the demo's Feast repo and model (``make model``). Steps:
 2. live rows: ``--history`` generated transactions (the demo's world) through the
    stream's own :class:`~features.transactions.CustomerFeatures`, each customer's last
    record written with :class:`~features.live.LiveWriter` (as the flow's write-back does);
-3. a real server: ``python -m dataflows.serve`` in a process of its own (uvicorn, one
+3. a real server: ``python -m service.app`` in a process of its own (uvicorn, one
    worker) on a free 127.0.0.1 port, waited for on ``/healthz``;
 4. the client (this process, ``httpx`` with keep-alive, one connection): single-event
    requests one after the other (p50 / p90 / p99 latency, requests/s), then batches of
@@ -40,7 +40,10 @@ from typing import Any, Sequence
 import numpy as np
 import orjson
 
-from benchmarks import common
+from benchmarks import common, naive
+from features.live import CUSTOMER_LIVE_VIEW, LiveWriter, feast_pusher
+from features.store import open_store
+from features.transactions import CustomerFeatures, parse_transaction
 
 __all__ = ["run", "main"]
 
@@ -83,10 +86,6 @@ def copy_repo(src: Path, dest: Path) -> Path:
 
 def write_live_rows(repo: Path, history: Sequence[dict]) -> dict[str, Any]:
     """Each history customer's live row, from the stream's own features, written as the flow does."""
-    from features.live import CUSTOMER_LIVE_VIEW, LiveWriter, feast_pusher
-    from features.store import open_store
-    from features.transactions import CustomerFeatures, parse_transaction
-
     states: dict[str, CustomerFeatures] = {}
     records = []
     for e in history:
@@ -105,10 +104,10 @@ def write_live_rows(repo: Path, history: Sequence[dict]) -> dict[str, Any]:
 
 
 def start_server(repo: Path, registry: Path, model_ref: str, port: int) -> subprocess.Popen:
-    env = common.flow_env({"SCORING_API_KEYS": KEY, "SCORING_FEATURE_REPO": str(repo),
-                           "SCORING_MODEL_REGISTRY": str(registry), "SCORING_MODEL": model_ref,
-                           "SCORING_MODEL_POLL_S": "10"})
-    return subprocess.Popen([sys.executable, "-m", "dataflows.serve", "--host", "127.0.0.1", "--port", str(port)],
+    env = common.flow_env({"STREAMSCORE_API_KEYS": KEY, "STREAMSCORE_FEAST__REPO": str(repo),
+                           "STREAMSCORE_MODEL__REGISTRY": str(registry), "STREAMSCORE_MODEL__REF": model_ref,
+                           "STREAMSCORE_MODEL__POLL_S": "10"})
+    return subprocess.Popen([sys.executable, "-m", "service.app", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=common.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -172,8 +171,6 @@ def run(feature_repo: Path = Path("feature_repo"), registry: Path = Path("model_
         naive_events: int = 1000) -> dict[str, Any]:
     import httpx
 
-    from benchmarks import naive
-
     out: dict[str, Any] = {"machine": common.machine()}
     events = common.fraud_events(history + max(n_single, n_batches * 100, naive_events), seed=123)
     past, coming = events[:history], events[history:]
@@ -209,7 +206,7 @@ def run(feature_repo: Path = Path("feature_repo"), registry: Path = Path("model_
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.endpoint", description=__doc__.split("\n\n")[0])
     p.add_argument("--feature-repo", type=Path, default=Path("feature_repo"))
-    p.add_argument("--registry", type=Path, default=Path(os.environ.get("SCORING_MODEL_REGISTRY") or "model_registry"))
+    p.add_argument("--registry", type=Path, default=Path(os.environ.get("STREAMSCORE_MODEL__REGISTRY") or "model_registry"))
     p.add_argument("--model", default="fraud_model@production")
     p.add_argument("--history", type=int, default=5000, help="events whose customers get live rows")
     p.add_argument("--requests", type=int, default=1000, help="single-event requests")

@@ -31,7 +31,15 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from cli.replay import ensure_topic, replay
+from dataflows.fraud import build_flow
+from datagen.transactions import stream_transactions, write_events
+from features.formats import to_json_line
 from features.records import DeadLetter
+from features.store import fraud_lookups
+from models.fraud import FraudModel, FraudPipeline, FraudScoringConfig
+from monitoring.run_report import summarize_run
+from settings.config import FraudConfig, KafkaConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,11 +57,6 @@ def stage_costs(
 ) -> dict[str, float]:
     """Microseconds per event of each stage of :class:`models.fraud.FraudPipeline`
     (the classes and functions the dataflow runs), in one process, in order."""
-    from datagen.transactions import stream_transactions
-    from features.formats import to_json_line
-    from features.store import fraud_lookups
-    from models.fraud import FraudModel, FraudPipeline, FraudScoringConfig
-
     cfg = FraudScoringConfig()
     t = time.perf_counter()
     model = FraudModel.load(model_ref, registry)
@@ -98,12 +101,8 @@ def stage_costs(
 def file_to_file(path: Path, n: int) -> dict:
     from bytewax.testing import run_main
 
-    from dataflows.config import FraudConfig
-    from dataflows.fraud import build_flow
-    from dataflows.report import summarize_run
-
     out = Path(tempfile.mkdtemp(prefix="bench-fraud-"))
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(path), "SCORING_OUTPUT_DIR": str(out)})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(path), "STREAMSCORE_IO__OUTPUT_DIR": str(out)})
     t = time.perf_counter()
     run_main(build_flow(cfg))
     seconds = time.perf_counter() - t
@@ -115,9 +114,6 @@ def file_to_file(path: Path, n: int) -> dict:
 def kafka_runs(events: list[dict], rate: float) -> None:
     from confluent_kafka import Consumer
 
-    from dataflows.config import KafkaConfig
-    from dataflows.replay import ensure_topic, replay
-
     broker = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     kafka = KafkaConfig(bootstrap_servers=broker)
     key = lambda e: e["transaction_id"]  # noqa: E731
@@ -127,10 +123,10 @@ def kafka_runs(events: list[dict], rate: float) -> None:
         return {k: f"bench-{k}-{run}" for k in ("in", "scored", "alerts", "dead")}
 
     def env(t: dict[str, str], tail: bool) -> dict[str, str]:
-        return {**os.environ, "SCORING_SOURCE": "kafka", "SCORING_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": broker,
-                "SCORING_INPUT_TOPIC": t["in"], "SCORING_SCORED_TOPIC": t["scored"],
-                "SCORING_ALERTS_TOPIC": t["alerts"], "SCORING_DEAD_LETTER_TOPIC": t["dead"],
-                "SCORING_KAFKA_TAIL": "true" if tail else "false", "SCORING_LOG_LEVEL": "WARNING"}
+        return {**os.environ, "STREAMSCORE_SOURCE": "kafka", "STREAMSCORE_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": broker,
+                "STREAMSCORE_INPUT_TOPIC": t["in"], "STREAMSCORE_SCORED_TOPIC": t["scored"],
+                "STREAMSCORE_ALERTS_TOPIC": t["alerts"], "STREAMSCORE_DEAD_LETTER_TOPIC": t["dead"],
+                "STREAMSCORE_KAFKA__TAIL": "true" if tail else "false", "STREAMSCORE_LOG__LEVEL": "WARNING"}
 
     def read(topic: str, expected: int, timeout: float) -> dict[str, int]:
         c = Consumer({"bootstrap.servers": broker, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
@@ -185,8 +181,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kafka", action="store_true", help="also measure Kafka to Kafka (needs a broker)")
     p.add_argument("--rate", type=float, default=2000.0, help="events/s of the live Kafka stream")
     a = p.parse_args(argv)
-    from datagen.transactions import stream_transactions, write_events
-
     events = stream_transactions(a.events, seed=123)
     print(f"{a.events} generated transactions, 2 cores, one Bytewax worker\n")
     print("Stage costs (plain loop, us/event):")

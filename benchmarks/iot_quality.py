@@ -6,7 +6,7 @@ process:
 * **project**: the IoT dataflow's own two steps, ``models.iot.DeviceState``
   (per-device features, per-sensor value, slow and stuck detectors, drift
   monitors) and ``models.iot.ShardState`` (one ShardDetector per shard, the
-  combination), driven by ``models.iot.IoTScorer`` in a plain Python loop;
+  combination), driven by ``models.iot.IoTPipeline`` in a plain Python loop;
 * **baseline**: ``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees()``,
   one River model over all readings, raw sensor values (missing sensors left
   out of the dict), ``score_one`` then ``learn_one``.
@@ -47,7 +47,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from datagen.sensors import FAULTS, FaultConfig, generate_readings
 from features.records import ValidationError
-from models.iot import IoTScorer, ScoringConfig
+from models.iot import IoTPipeline, IoTScoringConfig
 
 __all__ = ["run", "format_report", "main"]
 
@@ -78,16 +78,16 @@ def run(
     *,
     n_shards: int = 4,
     fault_scale: float = 1.0,
-    config: ScoringConfig | None = None,
+    config: IoTScoringConfig | None = None,
 ) -> dict:
     """Generate a stream, score it with both scorers, return the figures."""
     rows = list(generate_readings(devices, readings, seed, faults=FaultConfig(scale=fault_scale)))
     if config is None:
-        config = ScoringConfig(n_shards=n_shards)
+        config = IoTScoringConfig(n_shards=n_shards)
     sensors = config.sensors
     y = [r["is_anomaly"] for r in rows]
 
-    scorer = IoTScorer(config)
+    scorer = IoTPipeline(config)
     proj: list[float] = []
     warm: list[bool] = []
     nulls = dead = 0

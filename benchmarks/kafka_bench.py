@@ -1,7 +1,7 @@
 """Kafka to Kafka: the fraud flow between topics, in 1 or 2 processes.
 
 * :func:`backfill`: the input topic is filled first, then the flow runs with
-  ``SCORING_KAFKA_TAIL=false`` (stops at the end of the topic). Sustained events/s
+  ``STREAMSCORE_KAFKA__TAIL=false`` (stops at the end of the topic). Sustained events/s
   from the scored messages' own timestamps (first to last, the messages of the
   first millisecond not counted), and the wall time of the whole run.
 * :func:`live`: the flow tails the topic; after a warm-up (every worker has
@@ -11,8 +11,8 @@
 
 One process: ``python -m bytewax.run "dataflows.fraud:get_flow()"``; two:
 ``python -m bytewax.testing "dataflows.fraud:get_flow()" -p 2``. Topics are
-created per measurement (3 partitions) with :func:`dataflows.replay.ensure_topic`,
-filled with :func:`dataflows.replay.replay`, and deleted afterwards.
+created per measurement (3 partitions) with :func:`cli.replay.ensure_topic`,
+filled with :func:`cli.replay.replay`, and deleted afterwards.
 :class:`Broker` starts the local broker (``scripts/kafka.sh up``) when none
 answers, and stops it only if it started it.
 """
@@ -29,6 +29,8 @@ import uuid
 from typing import Any, Sequence
 
 from benchmarks.common import ROOT, flow_env, percentiles, steady_rate
+from cli.replay import ensure_topic, replay
+from settings.config import KafkaConfig
 
 __all__ = ["Broker", "backfill", "live", "broker_answers"]
 
@@ -49,7 +51,7 @@ class Broker:
 
     def __init__(self, bootstrap: str = "127.0.0.1:9092", flow_env: dict[str, str] | None = None) -> None:
         self.bootstrap = bootstrap
-        self.flow_env = dict(flow_env or {})  # e.g. SCORING_FEATURE_REPO, SCORING_MODEL_REGISTRY
+        self.flow_env = dict(flow_env or {})  # e.g. STREAMSCORE_FEAST__REPO, STREAMSCORE_MODEL__REGISTRY
         self.started = False
         self.created_topics: list[str] = []
 
@@ -78,8 +80,6 @@ class Broker:
             subprocess.run(["bash", "scripts/kafka.sh", "down"], cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
 
     def kafka(self) -> Any:
-        from dataflows.config import KafkaConfig
-
         return KafkaConfig(bootstrap_servers=self.bootstrap)
 
     def topics(self, label: str) -> dict[str, str]:
@@ -90,10 +90,10 @@ class Broker:
 
 
 def _env(broker: Broker, t: dict[str, str], tail: bool) -> dict[str, str]:
-    return flow_env({"SCORING_SOURCE": "kafka", "SCORING_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-                     "SCORING_INPUT_TOPIC": t["in"], "SCORING_SCORED_TOPIC": t["scored"],
-                     "SCORING_ALERTS_TOPIC": t["alerts"], "SCORING_DEAD_LETTER_TOPIC": t["dead"],
-                     "SCORING_KAFKA_TAIL": "true" if tail else "false", **broker.flow_env})
+    return flow_env({"STREAMSCORE_SOURCE": "kafka", "STREAMSCORE_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                     "STREAMSCORE_INPUT_TOPIC": t["in"], "STREAMSCORE_SCORED_TOPIC": t["scored"],
+                     "STREAMSCORE_ALERTS_TOPIC": t["alerts"], "STREAMSCORE_DEAD_LETTER_TOPIC": t["dead"],
+                     "STREAMSCORE_KAFKA__TAIL": "true" if tail else "false", **broker.flow_env})
 
 
 def _command(processes: int) -> list[str]:
@@ -140,8 +140,6 @@ def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
 
 
 def backfill(broker: Broker, events: Sequence[dict], processes: int = 1) -> dict[str, Any]:
-    from dataflows.replay import ensure_topic, replay
-
     kafka = broker.kafka()
     t = broker.topics(f"backfill{processes}p")
     ensure_topic(kafka, t["in"], 3)
@@ -168,8 +166,6 @@ def backfill(broker: Broker, events: Sequence[dict], processes: int = 1) -> dict
 
 def live(broker: Broker, events: Sequence[dict], rate: float, processes: int = 1,
          warm: int = 300) -> dict[str, Any]:
-    from dataflows.replay import ensure_topic, replay
-
     kafka = broker.kafka()
     t = broker.topics(f"live{processes}p{int(rate)}")
     ensure_topic(kafka, t["in"], 3)

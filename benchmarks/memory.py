@@ -19,6 +19,9 @@ import json
 import os
 import time
 
+from features.transactions import Transaction
+from models.fraud import CustomerState, FraudScoringConfig
+
 __all__ = ["rss_mb", "customer_state_memory"]
 
 
@@ -30,9 +33,6 @@ def rss_mb() -> float:
 
 
 def customer_state_memory(keys: int = 100_000, events_per_key: int = 1) -> dict:
-    from features.transactions import Transaction
-    from models.fraud import CustomerState, FraudScoringConfig
-
     cfg = FraudScoringConfig()
     # warm the code paths (imports, caches) before the baseline
     warm = CustomerState(cfg)

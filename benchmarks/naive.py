@@ -16,15 +16,15 @@ from typing import Any, Sequence
 
 import orjson
 
+from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, open_store, with_defaults
+from features.transactions import parse_transaction
+from models.fraud import CustomerState, FraudModel, FraudScoringConfig, feature_matrix, feature_row
+
 __all__ = ["run"]
 
 
 def run(events: Sequence[dict], feature_repo: Path = Path("feature_repo"),
         registry: Path = Path("model_registry"), model_ref: str = "fraud_model@production") -> dict[str, Any]:
-    from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, open_store, with_defaults
-    from features.transactions import parse_transaction
-    from models.fraud import CustomerState, FraudModel, FraudScoringConfig, feature_row, feature_matrix
-
     t = time.perf_counter()
     model = FraudModel.load(model_ref, registry)
     store = open_store(feature_repo)

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from models.registry import Registry
+
 __all__ = ["Window", "Customer", "run"]
 
 HORIZONS = (("1h", 3600.0), ("24h", 86_400.0), ("7d", 604_800.0))
@@ -135,8 +137,6 @@ def run(input_path: Path, out_path: Path, feature_repo: Path = Path("feature_rep
     """Score ``input_path`` (JSON Lines) into ``out_path``; returns the figures."""
     import lightgbm as lgb
     from river import anomaly, compose, preprocessing
-
-    from models.registry import Registry
 
     t_setup = time.perf_counter()
     text, manifest = Registry(registry).load(model_ref)

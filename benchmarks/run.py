@@ -45,7 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import common
+from benchmarks import common, kafka_bench, reference
+from models.registry import Registry
 
 __all__ = ["SIZES", "run", "build_table", "format_table", "main"]
 
@@ -101,9 +102,15 @@ def river_hot_loop(rows: list[dict], sensors: tuple[str, ...] = ("temperature", 
             "events_per_s": round(len(rows) / seconds, 1) if seconds else None}
 
 
+def naive_section(events: list[dict], feature_repo: Path, registry: Path) -> dict:
+    from benchmarks import naive  # lazy: pulls river (~6 s)
+
+    return naive.run(events, feature_repo, registry)
+
+
 def stage_costs_section(events: list[dict], feature_repo: Path = Path("feature_repo"),
                         registry: Path = Path("model_registry")) -> dict:
-    from benchmarks.fraud_throughput import stage_costs
+    from benchmarks.fraud_throughput import stage_costs  # lazy: pulls river (~6 s)
 
     costs = stage_costs(events, feature_repo, registry)
     total = sum(costs.values())
@@ -131,8 +138,6 @@ def snapshots_section(keys: int, flow_events: int, hot_tx: int, base_events: int
 
 
 def fraud_model_quality(registry: Path = Path("model_registry"), ref: str = "fraud_model@production") -> dict:
-    from models.registry import Registry
-
     reg = Registry(registry)
     name, version = reg.resolve(ref)
     manifest = json.loads((reg.root / name / str(version) / "manifest.json").read_text())
@@ -143,7 +148,7 @@ def fraud_model_quality(registry: Path = Path("model_registry"), ref: str = "fra
 
 
 def iot_quality_section(readings: int) -> dict:
-    from benchmarks.iot_quality import run as iot_run
+    from benchmarks.iot_quality import run as iot_run  # lazy: pulls river, sklearn (~6 s)
 
     r = iot_run(readings=readings)
     keep = ("roc_auc", "pr_auc", "events_per_s", "per_fault_roc_auc")
@@ -163,8 +168,8 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
     sz = {**SIZES[mode], **(sizes or {})}
     started = time.perf_counter()
     res: dict[str, Any] = {}
-    repo_env = {"SCORING_FEATURE_REPO": str(Path(feature_repo).resolve()),
-                "SCORING_MODEL_REGISTRY": str(Path(registry).resolve())}
+    repo_env = {"STREAMSCORE_FEAST__REPO": str(Path(feature_repo).resolve()),
+                "STREAMSCORE_MODEL__REGISTRY": str(Path(registry).resolve())}
     doc: dict[str, Any] = {"mode": mode, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "machine": common.machine(), "sizes": sz, "results": res}
     if work.exists():
@@ -193,8 +198,6 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
     # --- 2. Kafka to Kafka -----------------------------------------------------------
     if kafka:
         def kafka_part() -> dict:
-            from benchmarks import kafka_bench
-
             out: dict[str, Any] = {"backfill": [], "live": []}
             with kafka_bench.Broker(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), repo_env) as broker:
                 out["broker_started_by_bench"] = broker.started
@@ -213,9 +216,8 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
         _section(res, "kafka", kafka_part)
 
     # --- 3. naive, 4. reference and the flow's own functions ---------------------------
-    _section(res, "naive", lambda: __import__("benchmarks.naive", fromlist=["run"]).run(
-        fraud[: sz["naive_events"]], feature_repo, registry))
-    _section(res, "reference", lambda: __import__("benchmarks.reference", fromlist=["run"]).run(
+    _section(res, "naive", lambda: naive_section(fraud[: sz["naive_events"]], feature_repo, registry))
+    _section(res, "reference", lambda: reference.run(
         paths["fraud"], work / "reference_scored.jsonl", feature_repo, registry))
     _section(res, "stage_costs", lambda: stage_costs_section(fraud[: sz["stage_events"]], feature_repo, registry))
 

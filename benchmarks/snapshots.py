@@ -12,7 +12,7 @@ operator calls ``snapshot()`` at every epoch's end even without recovery, every
 10 s by default; recovery adds the pickling and the write.) Everything here
 runs the flow's own classes (:class:`models.fraud.CustomerState`,
 :class:`models.fraud.ShardState`, :class:`models.iot.DeviceState`,
-:class:`models.iot.ShardState`, :class:`models.iot.IoTScorer`), keyed as the
+:class:`models.iot.ShardState`, :class:`models.iot.IoTPipeline`), keyed as the
 flows key them, with the flows' default settings (``dataflows.scoring`` from an
 empty environment):
 
@@ -58,6 +58,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from benchmarks import common
+from dataflows.operators import stateful_object
+from dataflows.scoring import fraud_scoring_config, iot_scoring_config
+from datagen.transactions import HISTORY_START, DatasetSpec, World, generate_transactions
+from features.records import DeadLetter, ValidationError
+from features.sensors import parse_reading
+from features.transactions import parse_transaction
+from models.fraud import CustomerState, FraudPipeline
+from models.iot import DeviceState, IoTPipeline
+from settings.config import FraudConfig, IoTConfig
 
 __all__ = [
     "pickled_size",
@@ -99,17 +108,11 @@ def pickled_size(snapshot: Any) -> int:
 
 def fraud_config() -> Any:
     """The fraud flow's :class:`~models.fraud.FraudScoringConfig` under default settings."""
-    from dataflows.config import FraudConfig
-    from dataflows.scoring import fraud_scoring_config
-
     return fraud_scoring_config(FraudConfig.from_env({}))
 
 
 def iot_config() -> Any:
-    """The IoT flow's :class:`~models.iot.ScoringConfig` under default settings."""
-    from dataflows.config import IoTConfig
-    from dataflows.scoring import iot_scoring_config
-
+    """The IoT flow's :class:`~models.iot.IoTScoringConfig` under default settings."""
     return iot_scoring_config(IoTConfig.from_env({}))
 
 
@@ -117,16 +120,12 @@ def _transaction_parser() -> Any:
     """``parse(raw, arrival)``: :func:`~features.transactions.parse_transaction` as
     :class:`~models.fraud.FraudPipeline` runs it offline (no bound on future times:
     generated events are timed after the demo world's history, not now)."""
-    from features.transactions import parse_transaction
-
     return parse_transaction
 
 
 def _reading_parser() -> Any:
     """``parse(raw, arrival)``: :func:`~features.sensors.parse_reading` with the IoT
-    flow's fields, as :class:`~models.iot.IoTScorer` runs it."""
-    from features.sensors import parse_reading
-
+    flow's fields, as :class:`~models.iot.IoTPipeline` runs it."""
     features = iot_config().features
 
     def parse(raw: Any, arrival: float) -> Any:
@@ -143,8 +142,6 @@ def demo_customer_events(n: int, which: str = "busiest", seed: int = 5) -> tuple
     (``datagen.transactions``: its habits, trips and fraud incidents), from where
     the world's history ends: ``which`` is ``"busiest"`` (the highest rate) or
     ``"median"``. Returns ``(events, {"customer_id", "tx_per_day"})``."""
-    from datagen.transactions import HISTORY_START, DatasetSpec, World, generate_transactions
-
     spec = DatasetSpec()
     world = World.create(spec.seed, spec.n_customers, spec.n_merchants)
     freq = world.customers["frequency"]
@@ -172,9 +169,6 @@ def _span_days(first: Any, last: Any) -> float:
 def customer_growth(counts: Sequence[int] = (1, 10, 100, 1_000), which: str = "busiest") -> dict:
     """Snapshot bytes of one demo-world customer's :class:`~models.fraud.CustomerState`
     after each of ``counts`` transactions (parsed by the flow's parser)."""
-    from features.records import DeadLetter
-    from models.fraud import CustomerState
-
     cfg, parse = fraud_config(), _transaction_parser()
     events, who = demo_customer_events(max(counts), which)
     state = CustomerState(cfg)
@@ -204,8 +198,6 @@ def customer_snapshot_bound(cfg: Any = None, id_len: int = 32) -> int:
     >>> customer_snapshot_bound() > 30_000
     True
     """
-    from models.fraud import CustomerState
-
     cfg = fraud_config() if cfg is None else cfg
     sp = CustomerState(cfg).features.windows.spec
     tiles = sum(sp.n_tiles + math.ceil(sp.lateness / w) + 2 for w in sp.widths)
@@ -219,9 +211,6 @@ def hot_customer(n: int = 100_000, gap_s: float = 10.0,
     places of the demo world's busiest customer in turn; ids as long as the
     generator's): snapshot bytes at each checkpoint, the bound of
     :func:`customer_snapshot_bound`, and what the state holds at the end."""
-    from features.records import DeadLetter
-    from models.fraud import CustomerState
-
     cfg, parse = fraud_config(), _transaction_parser()
     base, who = demo_customer_events(min(n, 1_000))
     t0 = parse(base[0], 0.0).t
@@ -259,8 +248,6 @@ def device_snapshot_bound(cfg: Any = None, id_len: int = 40) -> int:
     """An upper bound of a device's pickled snapshot from the configuration (as
     :func:`customer_snapshot_bound`; per sensor: value, slow, stuck and drift
     detectors, 18 numbers at most)."""
-    from models.iot import DeviceState
-
     cfg = iot_config() if cfg is None else cfg
     sp = DeviceState(cfg).features.windows.spec
     tiles = sum(sp.n_tiles + math.ceil(sp.lateness / w) + 2 for w in sp.widths)
@@ -273,9 +260,6 @@ def device_growth(counts: Sequence[int] = (1, 100, 10_000), hz: float | None = N
     ``counts`` readings: a generated device (``datagen.sensors``, one reading every
     30-90 s) or, with ``hz``, the generator's readings re-timed at ``hz`` a second
     (:func:`benchmarks.common.hot_device_readings`)."""
-    from features.records import DeadLetter, ValidationError
-    from models.iot import DeviceState
-
     cfg, parse = iot_config(), _reading_parser()
     n = max(counts)
     rows = common.hot_device_readings(n, hz) if hz else common.iot_readings(n, devices=1)
@@ -306,8 +290,6 @@ def _fraud_states(cfg: Any) -> Any:
     """The fraud flow's two stateful steps, exactly as the flow runs them
     (:meth:`models.fraud.FraudPipeline.steps`: ``CustomerState`` per customer, then
     ``ShardState.update_many`` per shard and batch). No model, no Feast."""
-    from models.fraud import FraudPipeline
-
     return FraudPipeline(cfg)
 
 
@@ -318,10 +300,8 @@ def _feed(pipe: Any, events: Iterable[dict], batch: int = 1_000) -> None:
 
 
 def _score_reading(scorer: Any, row: Mapping[str, Any]) -> bool:
-    """:meth:`~models.iot.IoTScorer.process` one reading; False for one the flow
+    """:meth:`~models.iot.IoTPipeline.process` one reading; False for one the flow
     would dead-letter (no sensor value, a duplicate)."""
-    from features.records import ValidationError
-
     try:
         scorer.process(row, arrival=0.0)
     except ValidationError:
@@ -333,9 +313,7 @@ def shard_sizes(checkpoints: Sequence[int] = (1_000, 5_000, 20_000), iot_devices
     """Snapshot bytes of the shared detectors' shard states (fraud
     :class:`~models.fraud.ShardState`, IoT :class:`~models.iot.ShardState`) after
     each checkpoint of generated events, through the flow's steps (fraud: the
-    customer step then the shard step per batch of 1,000; IoT: :class:`~models.iot.IoTScorer`)."""
-    from models.iot import IoTScorer
-
+    customer step then the shard step per batch of 1,000; IoT: :class:`~models.iot.IoTPipeline`)."""
     n = max(checkpoints)
     fraud_events = common.fraud_events(n)
     pipe = _fraud_states(fraud_config())
@@ -346,7 +324,7 @@ def shard_sizes(checkpoints: Sequence[int] = (1_000, 5_000, 20_000), iot_devices
         done = c
         sizes = [pickled_size(s.snapshot()) for s in pipe.shard_states.values()]
         fraud[str(c)] = {"shards": len(sizes), "max_bytes": max(sizes), "mean_bytes": round(statistics.mean(sizes))}
-    scorer = IoTScorer(iot_config())
+    scorer = IoTPipeline(iot_config())
     iot: dict[str, Any] = {}
     readings = common.iot_readings(n, devices=iot_devices)
     done = 0
@@ -435,9 +413,6 @@ def epoch_cost(keys: Sequence[int] = CUSTOMER_EPOCH_KEYS, device_keys: Sequence[
     same with ``base_events`` generated readings of 1,000 devices (about 20 each).
     The shard states (one per shard, touched every epoch) are timed apart.
     Medians of ``repeats`` runs."""
-    from models.fraud import CustomerState
-    from models.iot import DeviceState, IoTScorer
-
     cfg = fraud_config()
     pipe = _fraud_states(cfg)
     _feed(pipe, common.fraud_events(base_events))
@@ -455,7 +430,7 @@ def epoch_cost(keys: Sequence[int] = CUSTOMER_EPOCH_KEYS, device_keys: Sequence[
     }
     del states
     icfg = iot_config()
-    scorer = IoTScorer(icfg)
+    scorer = IoTPipeline(icfg)
     for row in common.iot_readings(base_events, devices=1_000):
         _score_reading(scorer, row)
     dprotos = [d.snapshot() for d in scorer.devices.values()]
@@ -487,10 +462,6 @@ def bytewax_epoch(keys: Sequence[int] = (1_000, 20_000), repeats: int = 3) -> di
     from bytewax.dataflow import Dataflow
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.testing import TestingSink, TestingSource, run_main
-
-    from dataflows.operators import stateful_object
-    from features.transactions import parse_transaction
-    from models.fraud import CustomerState
 
     cfg = fraud_config()
     base = common.fraud_events(min(max(keys, default=1), 20_000))
@@ -614,8 +585,8 @@ def recovery_runs(events: int = 20_000, intervals: Sequence[float] = (1, 10), wo
         common.write_jsonl(rows[name], srcs[name])
         customers[name] = len({r["customer_id"] for r in rows[name]})
     del rows, demo
-    repo_env = {"SCORING_FEATURE_REPO": str(Path(feature_repo).resolve()),
-                "SCORING_MODEL_REGISTRY": str(Path(registry).resolve())}
+    repo_env = {"STREAMSCORE_FEAST__REPO": str(Path(feature_repo).resolve()),
+                "STREAMSCORE_MODEL__REGISTRY": str(Path(registry).resolve())}
     configs = [(name, s) for name in inputs for s in (None, *intervals)]
     done: dict[tuple[str, float | None], list[dict]] = {c: [] for c in configs}
     try:

@@ -8,12 +8,12 @@
                    -> score (Feast lookup per batch, model, risk, status) --(failed)-+--+
                    -> scored; the non-NORMAL ones also -> alerts
                    -> inference log (Parquet by date)
-                   -> live features to Feast (SCORING_WRITEBACK=true)
+                   -> live features to Feast (writeback.enabled)
                    -> key by model version -> score_drift --(drift records)-------------> alerts
 
 Each step is a class or function of :mod:`features.transactions` and
 :mod:`models.fraud`; this file only wires them. Configuration comes from
-``SCORING_*`` environment variables (:class:`dataflows.config.FraudConfig`).
+the settings (:class:`settings.config.FraudConfig`: ``streamscore.toml`` and ``STREAMSCORE_*``).
 Importing this module opens nothing: ``flow`` (or ``get_flow()``) reads the
 configuration, checks everything the run depends on, then builds the flow.
 """
@@ -26,28 +26,30 @@ from typing import Any, Iterable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from dataflows.checks import check_fraud, start
-from dataflows.config import FraudConfig
+from dataflows.connectors.inputs import read_input
+from dataflows.connectors.inference_log import log_inference
+from dataflows.connectors.outputs import write
+from dataflows.connectors.writeback import fraud_writeback, write_back
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
-from dataflows.routing import enough_shards, shard_keys, total_workers
-from dataflows.sinks import log_inference, write
-from dataflows.sources import read_input
+from dataflows.placement import enough_shards, shard_keys, total_workers
+from dataflows.scoring import fraud_scorer, fraud_scoring_config, transaction_parser
+from dataflows.startup import check_fraud, start
+from features.records import shard_of
+from models.status import NORMAL
+from settings.config import FraudConfig
 
 __all__ = ["build_flow", "get_flow"]
 
 
 def _generated(cfg: FraudConfig) -> Iterable[Any]:
-    from datagen.transactions import iter_stream
+    from datagen.transactions import iter_stream  # lazy: pulls pandas (~1.4 s)
 
     return iter_stream(cfg.io.generator_events, cfg.io.seed, cfg.io.bad_rate)
 
 
 def build_flow(cfg: FraudConfig) -> Dataflow:
     """The fraud scoring dataflow for ``cfg``; nothing is opened until it runs."""
-    from dataflows.scoring import fraud_scorer, fraud_scoring_config, transaction_parser
-    from features.records import shard_of
-    from models.fraud import LOG_SPEC, CustomerState, ScoreDrift, ShardState
-    from models.status import NORMAL
+    from models.fraud import LOG_SPEC, CustomerState, ScoreDrift, ShardState  # lazy: pulls river (~6 s)
 
     sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
@@ -58,7 +60,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
         "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update,
         expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
-    keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/routing.py)
+    keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", featured.oks, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
     detected = op.key_rm("unkey_shard", stateful_object(
         "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update, ShardState.update_many))
@@ -68,8 +70,6 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     scored = results.oks
     alerts = op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL)
     if cfg.writeback:  # each customer's latest streaming features -> Feast customer_live
-        from dataflows.writeback import fraud_writeback, write_back
-
         write_back("live_out", scored, fraud_writeback(cfg.feature_repo, cfg.feature_store_yaml,
                                                        cfg.writeback_min_interval_s))
     if cfg.score_drift_threshold > 0:  # drift of each version's score stream -> drift records on alerts
@@ -97,7 +97,7 @@ def _score_of(r: dict) -> dict:
 
 
 def get_flow() -> Dataflow:
-    """Read ``SCORING_*`` settings, check what the run needs, build the flow
+    """Read the settings, check what the run needs, build the flow
     (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
     return start("fraud", lambda: enough_shards(FraudConfig.from_env()), check_fraud, build_flow)
 

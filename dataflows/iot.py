@@ -6,15 +6,16 @@
                    (windows, per-sensor detectors, drift; idle devices expire)
                    |                    +--(drift records)------------------------------> alerts
                    +-> key by shard -> shard_scoring (shared detector, warm-up rule, status)
-                       -> device_profile (Feast, unless IOT_DEVICE_PROFILE=false)
+                       -> device_profile (Feast, unless iot.device_profile = false)
                        -> scored; the non-NORMAL ones also -> alerts
                        -> inference log (Parquet by date)
-                       -> live features to Feast (SCORING_WRITEBACK=true)
+                       -> live features to Feast (writeback.enabled)
 
 Each step is a class of :mod:`features.sensors` and :mod:`models.iot`; this file
-only wires them. Fields are configurable (``IOT_KEY_FIELD``, ``IOT_TIME_FIELD``,
-``IOT_SENSOR_FIELDS``); sources and sinks are the fraud flow's (``SCORING_*``, see
-:class:`dataflows.config.IoTConfig`). Importing this module opens nothing.
+only wires them. Fields are configurable (``[iot]``: ``key_field``, ``time_field``,
+``sensor_fields``); sources and sinks are the fraud flow's (``[io]``, ``[kafka]``; the
+topics ``[iot.topics]``; see :class:`settings.config.IoTConfig`). Importing this module
+opens nothing.
 """
 
 from __future__ import annotations
@@ -25,28 +26,29 @@ from typing import Any, Iterable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from dataflows.checks import check_iot, start
-from dataflows.config import IoTConfig
+from dataflows.connectors.inputs import read_input
+from dataflows.connectors.inference_log import log_inference
+from dataflows.connectors.outputs import write
+from dataflows.connectors.writeback import iot_writeback, write_back
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
-from dataflows.routing import enough_shards, shard_keys, total_workers
-from dataflows.sinks import log_inference, write
-from dataflows.sources import read_input
+from dataflows.placement import enough_shards, shard_keys, total_workers
+from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
+from dataflows.startup import check_iot, start
+from datagen.sensors import generate_readings
+from models.status import NORMAL, Thresholds
+from settings.config import IoTConfig
 
 __all__ = ["build_flow", "get_flow"]
 
 
 def _generated(cfg: IoTConfig) -> Iterable[Any]:
-    from datagen.sensors import generate_readings
-
     return generate_readings(devices=cfg.devices, readings=cfg.io.generator_events, seed=cfg.io.seed,
                              sensors=cfg.sensors)
 
 
 def build_flow(cfg: IoTConfig) -> Dataflow:
     """The IoT scoring dataflow for ``cfg``; nothing is opened until it runs."""
-    from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
-    from models.iot import DeviceState, ShardState, log_spec
-    from models.status import NORMAL, Thresholds
+    from models.iot import DeviceState, ShardState, log_spec  # lazy: pulls river (~6 s)
 
     sc = iot_scoring_config(cfg)
     thresholds = Thresholds(cfg.critical, cfg.warning)
@@ -62,7 +64,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     devices = devices.oks
     drifts = op.flat_map("drift_records", devices, lambda d: d.drifts)
 
-    keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/routing.py)
+    keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", devices, lambda d: keys[d.shard])
     scored = op.key_rm("unkey_shard", stateful_object(
         "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update, ShardState.update_many))
@@ -70,8 +72,6 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks
     if cfg.writeback:  # each device's latest features -> Feast device_live
-        from dataflows.writeback import iot_writeback, write_back
-
         write_back("live_out", scored, iot_writeback(cfg.feature_repo, cfg.feature_store_yaml,
                                                      cfg.writeback_min_interval_s))
     alerts = op.merge("alerts", op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL), drifts)
@@ -88,7 +88,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
 
 def get_flow() -> Dataflow:
-    """Read ``SCORING_*``/``IOT_*`` settings, check what the run needs, build the flow."""
+    """Read the settings, check what the run needs, build the flow."""
     return start("iot", lambda: enough_shards(IoTConfig.from_env()), check_iot, build_flow)
 
 

@@ -24,7 +24,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from typing_extensions import override
 
-from features.records import DeadLetter, Raw, ValidationError, dead_letter
+from features.records import DeadLetter, batch_or_dead_letters, parse_or_dead_letter
 
 __all__ = ["Validated", "validate", "split_dead_letters", "Snapshottable", "stateful_object", "score_batches"]
 
@@ -74,23 +74,14 @@ def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E]) ->
     >>> v = validate("check", op.input("in", flow, TestingSource(['{"error": "none"}', b"{\\xff"])),
     ...              lambda raw, arrival: decode(raw))
     >>> op.output("ok", v.oks, TestingSink(ok)); op.output("bad", v.errs, TestingSink(bad))
-    >>> run_main(flow); ok, [(b.raw == "{\\ufffd", b.error[:14]) for b in bad]
-    ([{'error': 'none'}], [(True, 'not valid JSON')])
+    >>> run_main(flow); ok, [(b.raw == "{\\ufffd", b.error[:15]) for b in bad]
+    ([{'error': 'none'}], [(True, 'not valid UTF-8')])
     """
 
     step = step_id.rsplit(".", 1)[-1]
 
     def check(item: Any) -> Any:
-        if isinstance(item, DeadLetter):
-            return item
-        origin = item if isinstance(item, Raw) else None
-        raw = item.value if origin is not None else item
-        try:
-            return parse(raw, time.time())
-        except ValidationError as exc:
-            return dead_letter(raw, str(exc), step, origin)
-        except Exception as exc:  # a parser bug must not kill the flow either
-            return dead_letter(raw, f"{type(exc).__name__}: {exc}", step, origin)
+        return parse_or_dead_letter(item, parse, time.time(), step)
 
     return split_dead_letters("split", op.map("parse", up, check))
 
@@ -284,11 +275,6 @@ def score_batches(
             scorer = scorers[threading.get_ident()] = build()
             log.info("scorer_ready", step=step_id, seconds=round(time.perf_counter() - t0, 3),
                      thread=threading.get_ident())
-        try:
-            return list(scorer.score_batch(items))
-        except Exception as exc:  # never let one batch kill the flow: dead-letter it
-            log.error("batch_scoring_failed", step=step_id, events=len(items), error=repr(exc)[:500])
-            reason = f"scoring failed: {type(exc).__name__}: {exc}"
-            return [dead_letter(raw_of(item), reason, step_id.rsplit(".", 1)[-1]) for item in items]
+        return batch_or_dead_letters(scorer.score_batch, items, raw_of, step_id.rsplit(".", 1)[-1])
 
     return op.flat_map_batch("score", up, score)

@@ -2,7 +2,7 @@
 
 The per-worker scorers are built on a worker's first batch (never at import),
 from resources the start checks already opened in this process
-(:func:`dataflows.checks.feature_store`, :func:`dataflows.checks.fraud_model`).
+(:func:`dataflows.resources.feature_store`, :func:`dataflows.resources.fraud_model`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from dataflows.config import FraudConfig, IoTConfig
 from features.records import DeadLetter
+from settings.config import FraudConfig, IoTConfig
 
 __all__ = [
     "fraud_scoring_config",
@@ -46,8 +46,8 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
 
 def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
     """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_transaction``
-    with the configured bounds (``SCORING_MIN_AMOUNT``, ``SCORING_MAX_AMOUNT``,
-    ``SCORING_MAX_FUTURE_S``)."""
+    with the configured bounds (``fraud.min_amount``, ``fraud.max_amount``,
+    ``state.max_future_s``)."""
     from functools import partial
 
     from features.transactions import parse_transaction
@@ -58,7 +58,7 @@ def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
 
 def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
     """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_reading``
-    with the configured fields and ``SCORING_MAX_FUTURE_S``."""
+    with the configured fields and ``state.max_future_s``."""
     from features.sensors import parse_reading
 
     features, max_future_s = iot_scoring_config(cfg).features, cfg.max_future_s
@@ -74,7 +74,7 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
     following the registry) and cached Feast lookups."""
 
     def build() -> Any:
-        from dataflows.checks import feature_store, fraud_router
+        from dataflows.resources import feature_store, fraud_router
         from features.store import fraud_lookups
         from models.fraud import FraudScorer
 
@@ -94,11 +94,11 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
 def iot_scoring_config(cfg: IoTConfig) -> Any:
     """The detector settings the IoT flow's configuration describes."""
     from features.sensors import SensorConfig
-    from models.iot import ScoringConfig
+    from models.iot import IoTScoringConfig
 
     features = SensorConfig(key_field=cfg.key_field, time_field=cfg.time_field, sensors=cfg.sensors,
                             windows_s=cfg.windows_s, lateness_s=cfg.lateness_s)
-    return ScoringConfig(features=features, n_shards=cfg.shards, dedup_horizon_s=cfg.dedup_horizon_s,
+    return IoTScoringConfig(features=features, n_shards=cfg.shards, dedup_horizon_s=cfg.dedup_horizon_s,
                          dedup_max_ids=cfg.dedup_max_ids, idle_expiry_s=cfg.idle_expiry_s)
 
 
@@ -122,12 +122,12 @@ class _DeviceProfiles:
 
 
 def device_profile_enricher(cfg: IoTConfig) -> Callable[[], Any]:
-    """Builds the worker's device-profile step (a pass-through with ``IOT_DEVICE_PROFILE=false``)."""
+    """Builds the worker's device-profile step (a pass-through with ``iot.device_profile = false``)."""
 
     def build() -> Any:
         if not cfg.device_profile:
             return _PassThrough()
-        from dataflows.checks import feature_store
+        from dataflows.resources import feature_store
         from features.store import CachedLookup, FeastFetcher
 
         store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)

@@ -40,6 +40,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from datagen.sensors import device_profiles
 from features.formats import format_of, write_rows
 
 __all__ = [
@@ -384,8 +385,6 @@ def build_dataset(spec: DatasetSpec, feature_data_dir: Path, history_path: Path)
         feature_data_dir / "merchant_risk.parquet", index=False
     )
     write_rows(history, history_path)
-    from datagen.sensors import device_profiles
-
     device_profiles().to_parquet(feature_data_dir / "device_profile.parquet", index=False)
     return {"customers": spec.n_customers, "merchants": spec.n_merchants, "history_events": len(history)}
 

@@ -6,7 +6,7 @@ point-in-time snapshot; ``get_historical_features`` joins the latest snapshot at
 or before each training event.
 
 Live views (``customer_live``, ``device_live``, at the end) are written by the flows
-(``SCORING_WRITEBACK=true``) through push sources, never materialized, and read by the
+(``STREAMSCORE_WRITEBACK__ENABLED=true``) through push sources, never materialized, and read by the
 scoring endpoint through the ``fraud_live`` service.
 """
 
@@ -103,7 +103,7 @@ iot_scoring = FeatureService(
 # --- live features: written by the streams, read by the scoring endpoint ---------------------
 #
 # The fraud flow pushes each customer's latest streaming features (features/live.py
-# ``live_row``, dataflows/writeback.py ``write_back``); the IoT flow the same per device.
+# ``live_row``, dataflows/connectors/writeback.py ``write_back``); the IoT flow the same per device.
 # Push sources need a batch source that exists when the repo is applied: an empty Parquet
 # file with the schema, created here when missing (``feature_repo/data`` is not versioned).
 # Nothing is ever materialized from it: the online rows come from the streams alone.
@@ -173,8 +173,8 @@ fraud_live = FeatureService(
     description="What the scoring endpoint reads: the profiles and each customer's live streaming features",
 )
 
-#: The device features written by the IoT flow under the default IOT_SENSOR_FIELDS and
-#: IOT_WINDOWS_S (other configurations: every numeric feature is in ``features_json``).
+#: The device features written by the IoT flow under the default STREAMSCORE_IOT__SENSOR_FIELDS and
+#: STREAMSCORE_IOT__WINDOWS_S (other configurations: every numeric feature is in ``features_json``).
 _SENSORS, _WINDOWS = ("temperature", "humidity", "pressure"), ("300s", "3600s")
 device_live_fields = [
     Field(name="last_reading_at", dtype=Float64, description="event time of the last reading, epoch s"),

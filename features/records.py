@@ -31,13 +31,13 @@ features.records.ValidationError: field 'timestamp': 1700000000000.0 looks like 
 from __future__ import annotations
 
 import math
-import re
 import time
 import zlib
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import msgspec
+import structlog
 
 __all__ = [
     "ValidationError",
@@ -45,12 +45,16 @@ __all__ = [
     "DeadLetter",
     "dead_letter",
     "duplicate",
+    "parse_or_dead_letter",
+    "batch_or_dead_letters",
     "decode",
     "undecodable",
     "parse_time",
     "format_time",
     "shard_of",
 ]
+
+_log = structlog.get_logger("features.records")
 
 #: Epoch seconds at or above this are refused as probably milliseconds (year 5138).
 MAX_EPOCH_S = 1e11
@@ -171,6 +175,50 @@ def duplicate(
         f"{format_time(first_t)}); a copy within {horizon_s:g} s of event time is not scored again",
         "dedup",
     )
+
+
+def parse_or_dead_letter(item: Any, parse: Callable[[Any, float], Any], arrival: float,
+                         step: str = "validate") -> Any:
+    """``parse(raw, arrival)`` of one input, or the :class:`DeadLetter` naming why not.
+
+    The validate rule of both flows and their plain-loop pipelines: a
+    :class:`ValidationError` gives its message; any other exception (a parser bug)
+    is named with its type, so one bad event never stops a run. A :class:`Raw`
+    input is parsed by its value and its dead letter keeps where it came from; a
+    dead letter already in the stream passes through.
+
+    >>> parse_or_dead_letter('{"a": 1}', lambda raw, arrival: decode(raw), 0.0)
+    {'a': 1}
+    >>> parse_or_dead_letter("[1]", lambda raw, arrival: decode(raw), 0.0).error
+    'expected a JSON object, got list'
+    """
+    if isinstance(item, DeadLetter):
+        return item
+    origin = item if isinstance(item, Raw) else None
+    raw = item.value if origin is not None else item
+    try:
+        return parse(raw, arrival)
+    except ValidationError as exc:
+        return dead_letter(raw, str(exc), step, origin)
+    except Exception as exc:  # a parser bug must not stop the run either
+        return dead_letter(raw, f"{type(exc).__name__}: {exc}", step, origin)
+
+
+def batch_or_dead_letters(run: Callable[[list[Any]], Iterable[Any]], items: list[Any],
+                          raw_of: Callable[[Any], Any], step: str) -> list[Any]:
+    """``run(items)`` as a list, or, if it raises, one :class:`DeadLetter` per item
+    (``raw_of(item)`` is the input as received) naming the error, which is logged:
+    every event still ends in exactly one output.
+
+    >>> batch_or_dead_letters(lambda xs: [x * 2 for x in xs], [1, 2], str, "score")
+    [2, 4]
+    """
+    try:
+        return list(run(items))
+    except Exception as exc:  # never let one batch stop the run: dead-letter it
+        _log.error("batch_scoring_failed", step=step, events=len(items), error=repr(exc)[:500])
+        reason = f"scoring failed: {type(exc).__name__}: {exc}"
+        return [dead_letter(raw_of(item), reason, step) for item in items]
 
 
 _json = msgspec.json.Decoder()
@@ -321,7 +369,7 @@ def parse_time(value: Any, field: str = "timestamp", not_after: float | None = N
 
     A time must lie in [0001-01-02, 1e11 s (year 5138)), so it can be written back
     (:func:`format_time`). With ``not_after`` (epoch seconds; the flows pass arrival
-    + ``SCORING_MAX_FUTURE_S``) a later time is refused as in the future.
+    + ``STREAMSCORE_STATE__MAX_FUTURE_S``) a later time is refused as in the future.
 
     >>> parse_time("2024-01-01T01:00:30+01:00"), parse_time(5)
     (1704067230.0, 5.0)

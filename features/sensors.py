@@ -194,7 +194,7 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
     (:class:`~features.records.ValidationError`, naming the field): no key, or a
     key that is a boolean, a list, an object or a non-finite number; a bad time
     (and, with ``max_future_s`` and ``arrival``, a time more than ``max_future_s``
-    seconds after ``arrival``; the flow passes ``SCORING_MAX_FUTURE_S``); a boolean,
+    seconds after ``arrival``; the flow passes ``STREAMSCORE_STATE__MAX_FUTURE_S``); a boolean,
     non-numeric or infinite sensor value (``"Infinity"``; ``1e400`` is refused by
     :func:`~features.records.decode`); no sensor at all (a ``NaN`` sensor counts
     as missing). ``arrival`` is required when the reading has no time.

@@ -29,7 +29,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import threading
@@ -374,7 +373,9 @@ def open_store(repo_path: str | Path, yaml_file: str | Path | None = None) -> An
         raise ValueError(f"feature repo {str(repo)!r}: no such folder")
     if not yaml.is_file():
         raise ValueError(f"feature repo {str(repo)!r}: no {Path(yaml_file or 'feature_store.yaml').name} in it")
-    unset = sorted({v for v in _ENV_REF.findall(yaml.read_text()) if not os.environ.get(v)})
+    from settings.environment import variable  # the YAML's ${VAR}s are Feast's own variables
+
+    unset = sorted({v for v in _ENV_REF.findall(yaml.read_text()) if not variable(v)})
     if unset:
         raise ValueError(f"{', '.join(unset)}: not set, but {yaml} needs it")
     from feast import FeatureStore

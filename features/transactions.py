@@ -52,13 +52,24 @@ __all__ = [
     "haversine_km",
     "derived_features",
     "DERIVED_FEATURES",
+    "speed_kmh",
+    "amount_deviation",
+    "amount_to_mean_ratio",
+    "LATENESS_S",
+    "IDLE_EXPIRY_S",
 ]
 
 #: Amounts above this are refused as absurd (a unit or parsing error upstream, not a purchase);
-#: the default of ``max_amount`` (``SCORING_MAX_AMOUNT`` in the flow).
+#: the default of ``max_amount`` (``STREAMSCORE_FRAUD__MAX_AMOUNT`` in the flow).
 MAX_AMOUNT = 1e9
-#: Amounts must be above this (exclusive); the default of ``min_amount`` (``SCORING_MIN_AMOUNT``).
+#: Amounts must be above this (exclusive); the default of ``min_amount`` (``STREAMSCORE_FRAUD__MIN_AMOUNT``).
 MIN_AMOUNT = 0.0
+#: How late (event time, seconds) a transaction may be and still get exact windows;
+#: the default of ``state.lateness_s``.
+LATENESS_S = 600.0
+#: A customer idle this long (event time, seconds) starts afresh; the fraud flow's default
+#: of ``idle_expiry_s``.
+IDLE_EXPIRY_S = 30 * 86_400.0
 
 
 class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
@@ -148,7 +159,7 @@ def parse_transaction(
     refused; ``None``, the default for offline use, checks no such bound).
     ``is_fraud``, when present, is read by :func:`parse_label`. Other fields are
     kept, unchanged, in ``fields``. The flow passes the bounds from its settings
-    (``SCORING_MIN_AMOUNT``, ``SCORING_MAX_AMOUNT``, ``SCORING_MAX_FUTURE_S``).
+    (``STREAMSCORE_FRAUD__MIN_AMOUNT``, ``STREAMSCORE_FRAUD__MAX_AMOUNT``, ``STREAMSCORE_STATE__MAX_FUTURE_S``).
 
     Raises :class:`~features.records.ValidationError` whose message names the field.
 
@@ -310,6 +321,34 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
 
 
+def speed_kmh(distance_km: float, dt_s: float) -> float:
+    """Speed between two events, km/h; a gap under a minute counts as a minute, so two
+    events seconds apart do not make an absurd speed.
+
+    >>> speed_kmh(10.0, 1800.0), speed_kmh(1.0, 0.0)
+    (20.0, 60.0)
+    """
+    return distance_km / ((60.0 if dt_s < 60.0 else dt_s) / 3600.0)
+
+
+def amount_deviation(amount: float, mean: float, std: float) -> float:
+    """How many standard deviations (at least 1) ``amount`` is above the customer's mean.
+
+    >>> amount_deviation(30.0, 10.0, 5.0), amount_deviation(12.0, 10.0, 0.0)
+    (4.0, 2.0)
+    """
+    return (amount - mean) / max(std, 1.0)
+
+
+def amount_to_mean_ratio(amount: float, mean: float) -> float:
+    """``amount`` over the customer's mean (a mean under 0.01 counts as 0.01).
+
+    >>> amount_to_mean_ratio(30.0, 10.0)
+    3.0
+    """
+    return amount / max(mean, 0.01)
+
+
 class CustomerFeatures:
     """Streaming features of one customer over event time, by tiled windows
     (:class:`~features.windows.TiledWindows`): cost per event and memory do not
@@ -353,7 +392,7 @@ class CustomerFeatures:
 
     __slots__ = ("windows",)
 
-    def __init__(self, lateness_s: float = 600.0, max_events: int = 512) -> None:
+    def __init__(self, lateness_s: float = LATENESS_S, max_events: int = 512) -> None:
         if lateness_s < 0:
             raise ValueError(f"lateness_s must be >= 0, got {lateness_s!r}")
         if max_events < 1:
@@ -384,7 +423,7 @@ class CustomerFeatures:
                 "late_event": late,
                 "time_since_last_transaction": dt,
                 "distance_from_previous_km": dist,
-                "speed_kmh": dist / ((60.0 if dt < 60.0 else dt) / 3600.0),  # max(dt, 60.0)
+                "speed_kmh": speed_kmh(dist, dt),
             }
         else:
             out = {
@@ -411,8 +450,8 @@ class CustomerFeatures:
             others = n - 1.0
             mean = (s - amount) / others
             var = max((m2 - (amount - mean) * (amount - s / n)) / others, 0.0)
-            out["amount_deviation"] = (amount - mean) / max(sqrt(var), 1.0)
-            out["amount_to_mean_ratio"] = amount / max(mean, 0.01)
+            out["amount_deviation"] = amount_deviation(amount, mean, sqrt(var))
+            out["amount_to_mean_ratio"] = amount_to_mean_ratio(amount, mean)
         else:
             out["amount_deviation"] = None
             out["amount_to_mean_ratio"] = None

@@ -1,6 +1,6 @@
 """The inference log: one row per scored event, as Parquet files partitioned by date.
 
-Layout (``root`` is ``SCORING_INFERENCE_LOG_DIR``, by default ``<output dir>/inference_log``)::
+Layout (``root`` is ``STREAMSCORE_INFERENCE_LOG__DIR``, by default ``<output dir>/inference_log``)::
 
     <root>/date=2026-11-26/fraud-<run>-p<part>-<seq>.parquet
 

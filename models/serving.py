@@ -13,10 +13,10 @@ when the registry changes again.
 
 Where the routes come from, first match wins:
 
-1. fixed ``routes`` given to the router (``SCORING_MODEL_ROUTES`` /
-   ``SCORING_MODEL_SHADOW`` in the flow); their aliases are still followed;
+1. fixed ``routes`` given to the router (``STREAMSCORE_MODEL__ROUTES`` /
+   ``STREAMSCORE_MODEL__SHADOW`` in the flow); their aliases are still followed;
 2. the registry's ``routes.json`` of the model (``streamscore models routes``);
-3. the reference alone (``SCORING_MODEL``, e.g. ``fraud_model@production``).
+3. the reference alone (``STREAMSCORE_MODEL__REF``, e.g. ``fraud_model@production``).
 
 >>> import tempfile
 >>> from models.registry import Registry

@@ -43,11 +43,12 @@ from models.fraud import (
     MODEL_NAME,
     PROFILE_FEATURES,
     CustomerState,
+    FraudModel,
     FraudScoringConfig,
     feature_matrix,
     feature_row,
 )
-from models.registry import Registry
+from models.registry import Registry, RegistryError, compare_metrics, format_ref, parse_ref, render_comparison
 
 log = structlog.get_logger(__name__)
 
@@ -252,9 +253,6 @@ def evaluate_baseline(
     ``X, y`` (a candidate's evaluation window); ``None`` when ``ref`` does not resolve (no
     model yet); ``{"ref", "error"}`` when it cannot be loaded or scored (e.g. another
     feature list)."""
-    from models.fraud import FraudModel
-    from models.registry import RegistryError, format_ref, parse_ref
-
     try:
         name, version = reg.resolve(ref)
     except RegistryError:
@@ -271,8 +269,6 @@ def evaluate_baseline(
 def comparison_text(manifest: dict[str, Any]) -> str:
     """How a published candidate compares with its ``baseline`` on the candidate's
     evaluation window: a small table, or one line saying why there is none."""
-    from models.registry import compare_metrics, render_comparison
-
     cand = f"{manifest['name']}/{manifest['version']}"
     base = manifest.get("baseline")
     window = manifest.get("evaluation_window", {})
@@ -330,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="publish a candidate without moving the production alias, and compare it with production")
     p.add_argument("--if-missing", action="store_true", help="do nothing when a production model exists")
     a = p.parse_args(argv)
-    from dataflows.logs import configure_logging  # the command line's logs: JSON lines on stderr
+    from settings.logs import configure_logging  # the command line's logs: JSON lines on stderr
 
     configure_logging()
     run(a.history, a.feature_repo, a.registry, a.eval_fraction, not a.no_promote, a.if_missing)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflows import checks
+from dataflows import placement, resources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,21 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def fraud_settings(fraud_env, tmp_path, monkeypatch):
     """A valid file-to-file fraud configuration in the environment."""
     for k in list(__import__("os").environ):
-        if k.startswith(("SCORING_", "KAFKA_OPT_", "IOT_")):
+        if k.startswith(("STREAMSCORE_", "SCORING_", "KAFKA_OPT_", "IOT_")):
             monkeypatch.delenv(k)
     src = tmp_path / "in.jsonl"
     src.write_text('{"transaction_id": "t1"}\n')
     env = {
-        "SCORING_SOURCE": "file",
-        "SCORING_INPUT": str(src),
-        "SCORING_OUTPUT_DIR": str(tmp_path / "out"),
-        "SCORING_FEATURE_REPO": str(fraud_env.repo),
-        "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
+        "STREAMSCORE_SOURCE": "file",
+        "STREAMSCORE_INPUT": str(src),
+        "STREAMSCORE_IO__OUTPUT_DIR": str(tmp_path / "out"),
+        "STREAMSCORE_FEAST__REPO": str(fraud_env.repo),
+        "STREAMSCORE_MODEL__REGISTRY": str(fraud_env.registry),
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(checks, "_STORES", {})
-    monkeypatch.setattr(checks, "_MODELS", {})
+    monkeypatch.setattr(resources, "_STORES", {})
+    monkeypatch.setattr(resources, "_MODELS", {})
     return env
 
 
@@ -72,36 +72,36 @@ def test_replace_outputs_false_refuses_a_folder_with_another_runs_files(fraud_se
     out = tmp_path / "out"
     out.mkdir()
     (out / "scored.jsonl").write_text("{}\n")
-    monkeypatch.setenv("SCORING_REPLACE_OUTPUTS", "false")
+    monkeypatch.setenv("STREAMSCORE_IO__REPLACE_OUTPUTS", "false")
     [line] = start_errors(capsys)
-    assert f"SCORING_OUTPUT_DIR={str(out)!r} holds another run's outputs (scored.jsonl)" in line
+    assert f"STREAMSCORE_IO__OUTPUT_DIR={str(out)!r} holds another run's outputs (scored.jsonl)" in line
     assert (out / "scored.jsonl").read_text() == "{}\n"
 
 
 @pytest.mark.parametrize(
     "var, value, expected",
     [
-        ("SCORING_FEATURE_REPO", "/nonexistent/repo", "SCORING_FEATURE_REPO='/nonexistent/repo': no such folder"),
-        ("SCORING_FEATURE_STORE_YAML", "nope.yaml", "SCORING_FEATURE_STORE_YAML='nope.yaml': feature repo"),
-        ("SCORING_FEATURE_SERVICE", "nope", "SCORING_FEATURE_SERVICE='nope': no such feature service (the repo has: "),
-        ("SCORING_MODEL", "fraud_model@nope", "SCORING_MODEL='fraud_model@nope' (SCORING_MODEL_REGISTRY="),
-        ("SCORING_MODEL", "fraud_model/99", "SCORING_MODEL='fraud_model/99'"),
+        ("STREAMSCORE_FEAST__REPO", "/nonexistent/repo", "STREAMSCORE_FEAST__REPO='/nonexistent/repo': no such folder"),
+        ("STREAMSCORE_FEATURE_STORE_YAML", "nope.yaml", "STREAMSCORE_FEATURE_STORE_YAML='nope.yaml': feature repo"),
+        ("STREAMSCORE_FEAST__FRAUD_SERVICE", "nope", "STREAMSCORE_FEAST__FRAUD_SERVICE='nope': no such feature service (the repo has: "),
+        ("STREAMSCORE_MODEL__REF", "fraud_model@nope", "STREAMSCORE_MODEL__REF='fraud_model@nope' (STREAMSCORE_MODEL__REGISTRY="),
+        ("STREAMSCORE_MODEL__REF", "fraud_model/99", "STREAMSCORE_MODEL__REF='fraud_model/99'"),
         ("KAFKA_OPT_LINGR_MS", "5", "KAFKA_OPT_LINGR_MS: librdkafka has no setting 'lingr.ms'"),
     ],
 )
 def test_each_wrong_setting_is_one_line_naming_it(fraud_settings, monkeypatch, capsys, var, value, expected):
     monkeypatch.setenv(var, value)
     if var.startswith("KAFKA_OPT_"):
-        monkeypatch.setenv("SCORING_OUTPUT", "kafka")
+        monkeypatch.setenv("STREAMSCORE_OUTPUT", "kafka")
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     lines = start_errors(capsys)
     assert any(expected in line for line in lines), lines
-    if var == "SCORING_MODEL":
+    if var == "STREAMSCORE_MODEL__REF":
         assert any("models.train" in line or "streamscore train" in line for line in lines)
 
 
 def test_redis_store_without_its_connection_string(fraud_settings, monkeypatch, capsys):
-    monkeypatch.setenv("SCORING_FEATURE_STORE_YAML", "feature_store.redis.yaml")
+    monkeypatch.setenv("STREAMSCORE_FEATURE_STORE_YAML", "feature_store.redis.yaml")
     monkeypatch.delenv("REDIS_CONNECTION_STRING", raising=False)
     [line] = start_errors(capsys)
     assert "REDIS_CONNECTION_STRING: not set" in line
@@ -110,27 +110,27 @@ def test_redis_store_without_its_connection_string(fraud_settings, monkeypatch, 
 def test_every_problem_is_reported_at_once(fraud_settings, tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    monkeypatch.setenv("SCORING_OUTPUT_DIR", str(blocker / "out"))
-    monkeypatch.setenv("SCORING_MODEL", "fraud_model@nope")
-    monkeypatch.setenv("SCORING_INPUT", str(tmp_path / "missing.jsonl"))
+    monkeypatch.setenv("STREAMSCORE_IO__OUTPUT_DIR", str(blocker / "out"))
+    monkeypatch.setenv("STREAMSCORE_MODEL__REF", "fraud_model@nope")
+    monkeypatch.setenv("STREAMSCORE_INPUT", str(tmp_path / "missing.jsonl"))
     lines = start_errors(capsys)
     assert len(lines) == 3, lines
-    assert "SCORING_INPUT=" in lines[0] and "no such file" in lines[0]
-    assert "SCORING_OUTPUT_DIR=" in lines[1] and "not a writable folder" in lines[1]
-    assert "SCORING_MODEL=" in lines[2]
+    assert "STREAMSCORE_INPUT=" in lines[0] and "no such file" in lines[0]
+    assert "STREAMSCORE_IO__OUTPUT_DIR=" in lines[1] and "not a writable folder" in lines[1]
+    assert "STREAMSCORE_MODEL__REF=" in lines[2]
 
 
 def test_bad_settings_are_one_error(fraud_settings, monkeypatch, capsys):
-    monkeypatch.setenv("SCORING_LOG_LEVEL", "bogus")
-    monkeypatch.setenv("SCORING_BATCH_SIZE", "many")
+    monkeypatch.setenv("STREAMSCORE_LOG__LEVEL", "bogus")
+    monkeypatch.setenv("STREAMSCORE_IO__BATCH_SIZE", "many")
     [line] = start_errors(capsys)
-    assert "SCORING_LOG_LEVEL" in line and "SCORING_BATCH_SIZE" in line
+    assert "STREAMSCORE_LOG__LEVEL" in line and "STREAMSCORE_IO__BATCH_SIZE" in line
 
 
 def test_resuming_is_read_from_the_command_line_and_environment():
-    assert checks.resuming(["bytewax.run", "m:flow", "-r", "rec"], {})
-    assert checks.resuming(["x"], {"BYTEWAX_RECOVERY_DIRECTORY": "rec"})
-    assert not checks.resuming(["bytewax.run", "m:flow"], {})
+    assert placement.resuming(["bytewax.run", "m:flow", "-r", "rec"], {})
+    assert placement.resuming(["x"], {"BYTEWAX_RECOVERY_DIRECTORY": "rec"})
+    assert not placement.resuming(["bytewax.run", "m:flow"], {})
 
 
 @pytest.mark.parametrize("module", ["dataflows.fraud", "dataflows.iot"])
@@ -140,7 +140,7 @@ def test_importing_a_flow_opens_nothing_and_loads_no_generator(module):
         "heavy = [m for m in ('datagen.transactions', 'datagen.sensors', 'pandas', 'feast', 'confluent_kafka', "
         "'lightgbm', 'river', 'sklearn') if m in sys.modules]; print(heavy)"
     )
-    env = {"PATH": "/usr/bin:/bin", "SCORING_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env = {"PATH": "/usr/bin:/bin", "STREAMSCORE_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from dataflows.cli import main
+from cli.main import main
 from models.registry import Registry, Routes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def reg(tmp_path) -> Registry:
 
 def run(reg: Registry | None, *args: str, code: int = 0):
     """Invoke ``streamscore ARGS --registry ROOT`` (the registry through its environment variable)."""
-    env = {"SCORING_MODEL_REGISTRY": str(reg.root)} if reg else {}
+    env = {"STREAMSCORE_MODEL__REGISTRY": str(reg.root)} if reg else {}
     result = CliRunner().invoke(main, list(args), env=env)
     assert result.exit_code == code, (result.exit_code, result.output, result.exception)
     if code == 2:
@@ -250,7 +250,7 @@ def streamscore() -> str:
 
 
 def test_installed_command_runs_as_a_process(reg):
-    env = {"PATH": "/usr/bin:/bin", "SCORING_MODEL_REGISTRY": str(reg.root)}
+    env = {"PATH": "/usr/bin:/bin", "STREAMSCORE_MODEL__REGISTRY": str(reg.root)}
 
     def proc(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([streamscore(), *args], env=env, capture_output=True, text=True, timeout=60)

@@ -1,4 +1,5 @@
-"""Configuration from environment variables (dataflows.config) and log set-up (dataflows.logs)."""
+"""Configuration from the environment (settings.config) and log set-up (settings.logs).
+The settings file, unknown and retired names, the reference: tests/test_settings.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from dataflows.config import ConfigError, FraudConfig, IOConfig, IoTConfig, KafkaConfig, parse_log_level
-from dataflows.logs import configure_logging
+from settings.config import ConfigError, FraudConfig, IOConfig, IoTConfig, KafkaConfig, parse_log_level
+from settings.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hunter2-s3cr3t"
@@ -53,17 +54,17 @@ def test_iot_defaults_run_locally():
 
 
 def test_empty_or_blank_variables_mean_unset():
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "", "SCORING_BATCH_SIZE": "  ", "SCORING_LOG_LEVEL": "",
-                                "SCORING_OUTPUT_DIR": "", "KAFKA_OPT_SASL_PASSWORD": ""})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "", "STREAMSCORE_IO__BATCH_SIZE": "  ", "STREAMSCORE_LOG__LEVEL": "",
+                                "STREAMSCORE_IO__OUTPUT_DIR": "", "KAFKA_OPT_SASL_PASSWORD": ""})
     assert cfg == FraudConfig.from_env({})
 
 
 def test_none_reads_os_environ_and_a_mapping_ignores_it(monkeypatch):
-    monkeypatch.setenv("SCORING_BATCH_SIZE", "7")
-    monkeypatch.setenv("SCORING_SOURCE", "ftp")
-    with pytest.raises(ConfigError, match="SCORING_SOURCE='ftp'"):
+    monkeypatch.setenv("STREAMSCORE_IO__BATCH_SIZE", "7")
+    monkeypatch.setenv("STREAMSCORE_SOURCE", "ftp")
+    with pytest.raises(ConfigError, match="STREAMSCORE_SOURCE='ftp'"):
         FraudConfig.from_env()
-    monkeypatch.setenv("SCORING_SOURCE", "kafka")
+    monkeypatch.setenv("STREAMSCORE_SOURCE", "kafka")
     assert FraudConfig.from_env().io.batch_size == 7
     assert FraudConfig.from_env({}).io.batch_size == 1000  # a mapping: os.environ is not read
     assert KafkaConfig().check_timeout_s == 10.0  # direct construction: arguments only
@@ -72,31 +73,31 @@ def test_none_reads_os_environ_and_a_mapping_ignores_it(monkeypatch):
 # --- every variable parsed -----------------------------------------------------------------
 
 SHARED = {
-    "SCORING_SOURCE": " File ",
-    "SCORING_INPUT": "data/in.PARQUET",
-    "SCORING_GENERATOR_EVENTS": "0",
-    "SCORING_SEED": "-3",
-    "SCORING_GENERATOR_BAD_RATE": "1",
-    "SCORING_OUTPUT": "KAFKA",
-    "SCORING_OUTPUT_DIR": "out/x",
-    "SCORING_BATCH_SIZE": "1",
-    "SCORING_REPLACE_OUTPUTS": "false",
+    "STREAMSCORE_SOURCE": " File ",
+    "STREAMSCORE_INPUT": "data/in.PARQUET",
+    "STREAMSCORE_IO__GENERATOR_EVENTS": "0",
+    "STREAMSCORE_IO__GENERATOR_SEED": "-3",
+    "STREAMSCORE_IO__GENERATOR_BAD_RATE": "1",
+    "STREAMSCORE_OUTPUT": "KAFKA",
+    "STREAMSCORE_IO__OUTPUT_DIR": "out/x",
+    "STREAMSCORE_IO__BATCH_SIZE": "1",
+    "STREAMSCORE_IO__REPLACE_OUTPUTS": "false",
     "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
-    "SCORING_INPUT_TOPIC": "in-t",
-    "SCORING_SCORED_TOPIC": "scored-t",
-    "SCORING_ALERTS_TOPIC": "alerts-t",
-    "SCORING_DEAD_LETTER_TOPIC": "dead-t",
-    "SCORING_KAFKA_TAIL": "no",
-    "KAFKA_CHECK_TIMEOUT_S": "0.5",
+    "STREAMSCORE_INPUT_TOPIC": "in-t",
+    "STREAMSCORE_SCORED_TOPIC": "scored-t",
+    "STREAMSCORE_ALERTS_TOPIC": "alerts-t",
+    "STREAMSCORE_DEAD_LETTER_TOPIC": "dead-t",
+    "STREAMSCORE_KAFKA__TAIL": "no",
+    "STREAMSCORE_KAFKA__CHECK_TIMEOUT_S": "0.5",
     "KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL",
-    "SCORING_LOG_LEVEL": "warning",
-    "SCORING_FEATURE_REPO": "repo",
-    "SCORING_FEATURE_STORE_YAML": "feature_store.redis.yaml",
-    "SCORING_CRITICAL_THRESHOLD": "0.9",
-    "SCORING_WARNING_THRESHOLD": "0.9",
-    "SCORING_ALLOWED_LATENESS_S": "0",
-    "SCORING_LOOKUP_TTL_S": "1.5",
-    "SCORING_DETECTOR_SHARDS": "2",
+    "STREAMSCORE_LOG__LEVEL": "warning",
+    "STREAMSCORE_FEAST__REPO": "repo",
+    "STREAMSCORE_FEATURE_STORE_YAML": "feature_store.redis.yaml",
+    "STREAMSCORE_FRAUD__CRITICAL": "0.9",
+    "STREAMSCORE_FRAUD__WARNING": "0.9",
+    "STREAMSCORE_STATE__LATENESS_S": "0",
+    "STREAMSCORE_FEAST__LOOKUP_TTL_S": "1.5",
+    "STREAMSCORE_STATE__DETECTOR_SHARDS": "2",
 }
 
 
@@ -113,17 +114,18 @@ def check_shared(cfg: FraudConfig | IoTConfig) -> None:
 
 
 def test_every_fraud_variable_is_read():
-    cfg = FraudConfig.from_env({**SHARED, "SCORING_FEATURE_SERVICE": "svc", "SCORING_MODEL": "fraud_model/3",
-                                "SCORING_MODEL_REGISTRY": "reg", "SCORING_ANOMALY_WEIGHT": "0"})
+    cfg = FraudConfig.from_env({**SHARED, "STREAMSCORE_FEAST__FRAUD_SERVICE": "svc", "STREAMSCORE_MODEL__REF": "fraud_model/3",
+                                "STREAMSCORE_MODEL__REGISTRY": "reg", "STREAMSCORE_FRAUD__ANOMALY_WEIGHT": "0"})
     check_shared(cfg)
     assert (cfg.feature_service, cfg.model, cfg.model_registry, cfg.anomaly_weight) == (
         "svc", "fraud_model/3", Path("reg"), 0.0)
 
 
 def test_every_iot_variable_is_read():
-    cfg = IoTConfig.from_env({**SHARED, "IOT_KEY_FIELD": "dev", "IOT_TIME_FIELD": "ts",
-                              "IOT_SENSOR_FIELDS": " a , b,c ", "IOT_WINDOWS_S": "60, 1.5",
-                              "IOT_GENERATOR_DEVICES": "3", "IOT_DEVICE_PROFILE": "off"})
+    shared = {**SHARED, "STREAMSCORE_IOT__CRITICAL": "0.9", "STREAMSCORE_IOT__WARNING": "0.9"}
+    cfg = IoTConfig.from_env({**shared, "STREAMSCORE_IOT__KEY_FIELD": "dev", "STREAMSCORE_IOT__TIME_FIELD": "ts",
+                              "STREAMSCORE_IOT__SENSOR_FIELDS": " a , b,c ", "STREAMSCORE_IOT__WINDOWS_S": "60, 1.5",
+                              "STREAMSCORE_IOT__GENERATOR_DEVICES": "3", "STREAMSCORE_IOT__DEVICE_PROFILE": "off"})
     check_shared(cfg)
     assert (cfg.key_field, cfg.time_field, cfg.sensors, cfg.windows_s) == ("dev", "ts", ("a", "b", "c"), (60.0, 1.5))
     assert (cfg.devices, cfg.device_profile) == (3, False)
@@ -131,7 +133,7 @@ def test_every_iot_variable_is_read():
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
 def test_input_file_suffixes(suffix):
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": f"events{suffix}"})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": f"events{suffix}"})
     assert cfg.io.input_path == Path(f"events{suffix}")
 
 
@@ -146,73 +148,81 @@ def test_variables_named_like_fields_are_not_read():
 def test_several_bad_variables_make_one_error_naming_each():
     with pytest.raises(ConfigError) as info:
         FraudConfig.from_env({
-            "SCORING_SOURCE": "ftp",
-            "SCORING_BATCH_SIZE": "x",
-            "SCORING_GENERATOR_BAD_RATE": "1.5",
-            "SCORING_KAFKA_TAIL": "sometimes",
-            "KAFKA_CHECK_TIMEOUT_S": "0",
-            "SCORING_DETECTOR_SHARDS": "0",
-            "SCORING_ANOMALY_WEIGHT": "heavy",
-            "SCORING_LOG_LEVEL": "loud",
-            "SCORING_CRITICAL_THRESHOLD": "nan",
+            "STREAMSCORE_SOURCE": "ftp",
+            "STREAMSCORE_IO__BATCH_SIZE": "x",
+            "STREAMSCORE_IO__GENERATOR_BAD_RATE": "1.5",
+            "STREAMSCORE_KAFKA__TAIL": "sometimes",
+            "STREAMSCORE_KAFKA__CHECK_TIMEOUT_S": "0",
+            "STREAMSCORE_STATE__DETECTOR_SHARDS": "0",
+            "STREAMSCORE_FRAUD__ANOMALY_WEIGHT": "heavy",
+            "STREAMSCORE_LOG__LEVEL": "loud",
+            "STREAMSCORE_FRAUD__CRITICAL": "nan",
         })
     err = info.value
-    assert str(err).startswith("9 bad settings: SCORING_SOURCE='ftp': expected one of generator, file, kafka; ")
+    assert str(err).startswith("9 bad settings: STREAMSCORE_SOURCE='ftp': expected one of generator, file, kafka; ")
     assert sorted(err.problems) == sorted([
-        "SCORING_SOURCE='ftp': expected one of generator, file, kafka",
-        "SCORING_BATCH_SIZE='x': expected an integer",
-        "SCORING_GENERATOR_BAD_RATE='1.5': must be <= 1.0",
-        "SCORING_KAFKA_TAIL='sometimes': expected true or false",
-        "KAFKA_CHECK_TIMEOUT_S='0': must be >= 0.1",
-        "SCORING_DETECTOR_SHARDS='0': must be >= 1",
-        "SCORING_ANOMALY_WEIGHT='heavy': expected a number",
-        "SCORING_LOG_LEVEL='loud': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
-        "SCORING_CRITICAL_THRESHOLD='nan': expected a finite number",
+        "STREAMSCORE_SOURCE='ftp': expected one of generator, file, kafka",
+        "STREAMSCORE_IO__BATCH_SIZE='x': expected an integer",
+        "STREAMSCORE_IO__GENERATOR_BAD_RATE='1.5': must be <= 1.0",
+        "STREAMSCORE_KAFKA__TAIL='sometimes': expected true or false",
+        "STREAMSCORE_KAFKA__CHECK_TIMEOUT_S='0': must be >= 0.1",
+        "STREAMSCORE_STATE__DETECTOR_SHARDS='0': must be >= 1",
+        "STREAMSCORE_FRAUD__ANOMALY_WEIGHT='heavy': expected a number",
+        "STREAMSCORE_LOG__LEVEL='loud': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        "STREAMSCORE_FRAUD__CRITICAL='nan': expected a finite number",
     ])
     assert isinstance(err, ValueError) and err.__cause__ is None
 
 
 def test_one_bad_variable_is_one_line():
     with pytest.raises(ConfigError) as info:
-        FraudConfig.from_env({"SCORING_SOURCE": "ftp"})
-    assert str(info.value) == "SCORING_SOURCE='ftp': expected one of generator, file, kafka"
+        FraudConfig.from_env({"STREAMSCORE_SOURCE": "ftp"})
+    assert str(info.value) == "STREAMSCORE_SOURCE='ftp': expected one of generator, file, kafka"
 
 
 @pytest.mark.parametrize("env, problem", [
-    ({"SCORING_SOURCE": "file"},
-     "SCORING_INPUT: required with SCORING_SOURCE=file: a .jsonl, .json, .csv or .parquet file"),
-    ({"SCORING_SOURCE": "file", "SCORING_INPUT": "in.txt"},
-     "SCORING_INPUT='in.txt': expected a .jsonl, .json, .csv or .parquet file"),
-    ({"SCORING_INPUT": "in"}, "SCORING_INPUT='in': expected a .jsonl, .json, .csv or .parquet file"),
-    ({"SCORING_WARNING_THRESHOLD": "0.9"},
-     "SCORING_WARNING_THRESHOLD='0.9': must not be above SCORING_CRITICAL_THRESHOLD=0.8"),
-    ({"SCORING_CRITICAL_THRESHOLD": "-0.1"}, "SCORING_CRITICAL_THRESHOLD='-0.1': must be >= 0.0"),
-    ({"SCORING_GENERATOR_EVENTS": "-1"}, "SCORING_GENERATOR_EVENTS='-1': must be >= 0"),
-    ({"SCORING_GENERATOR_EVENTS": "1.5"}, "SCORING_GENERATOR_EVENTS='1.5': expected an integer"),
-    ({"SCORING_OUTPUT": "s3"}, "SCORING_OUTPUT='s3': expected one of file, kafka"),
-    ({"SCORING_REPLACE_OUTPUTS": "maybe"}, "SCORING_REPLACE_OUTPUTS='maybe': expected true or false"),
-    ({"SCORING_ALLOWED_LATENESS_S": "-5"}, "SCORING_ALLOWED_LATENESS_S='-5': must be >= 0.0"),
-    ({"SCORING_LOOKUP_TTL_S": "soon"}, "SCORING_LOOKUP_TTL_S='soon': expected a number"),
+    ({"STREAMSCORE_SOURCE": "file"},
+     "io.input (STREAMSCORE_INPUT): required with io.source=file: a .jsonl, .json, .csv or .parquet file"),
+    ({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": "in.txt"},
+     "STREAMSCORE_INPUT='in.txt': expected a .jsonl, .json, .csv or .parquet file"),
+    ({"STREAMSCORE_INPUT": "in"}, "STREAMSCORE_INPUT='in': expected a .jsonl, .json, .csv or .parquet file"),
+    ({"STREAMSCORE_{FLOW}__WARNING": "0.9"},
+     "STREAMSCORE_{FLOW}__WARNING='0.9': must not be above {flow}.critical=0.8"),
+    ({"STREAMSCORE_{FLOW}__CRITICAL": "-0.1"}, "STREAMSCORE_{FLOW}__CRITICAL='-0.1': must be >= 0.0"),
+    ({"STREAMSCORE_IO__GENERATOR_EVENTS": "-1"}, "STREAMSCORE_IO__GENERATOR_EVENTS='-1': must be >= 0"),
+    ({"STREAMSCORE_IO__GENERATOR_EVENTS": "1.5"}, "STREAMSCORE_IO__GENERATOR_EVENTS='1.5': expected an integer"),
+    ({"STREAMSCORE_OUTPUT": "s3"}, "STREAMSCORE_OUTPUT='s3': expected one of file, kafka"),
+    ({"STREAMSCORE_IO__REPLACE_OUTPUTS": "maybe"}, "STREAMSCORE_IO__REPLACE_OUTPUTS='maybe': expected true or false"),
+    ({"STREAMSCORE_STATE__LATENESS_S": "-5"}, "STREAMSCORE_STATE__LATENESS_S='-5': must be >= 0.0"),
+    ({"STREAMSCORE_FEAST__LOOKUP_TTL_S": "soon"}, "STREAMSCORE_FEAST__LOOKUP_TTL_S='soon': expected a number"),
 ])
 def test_each_check(env, problem):
-    for flow in (FraudConfig, IoTConfig):
+    """The same check in both flows; a flow's own key is ``{flow}.<name>``."""
+    for flow, cls in (("fraud", FraudConfig), ("iot", IoTConfig)):
+        names = {"{FLOW}": flow.upper(), "{flow}": flow}
         with pytest.raises(ConfigError) as info:
-            flow.from_env(env)
-        assert info.value.problems == [problem]
+            cls.from_env({_name(k, names): v for k, v in env.items()})
+        assert info.value.problems == [_name(problem, names)]
+
+
+def _name(text: str, names: dict[str, str]) -> str:
+    for a, b in names.items():
+        text = text.replace(a, b)
+    return text
 
 
 @pytest.mark.parametrize("env, problem", [
-    ({"IOT_SENSOR_FIELDS": "a,a"}, "IOT_SENSOR_FIELDS='a,a': expected distinct, comma-separated names"),
-    ({"IOT_SENSOR_FIELDS": "a,,b"}, "IOT_SENSOR_FIELDS='a,,b': expected distinct, comma-separated names"),
-    ({"IOT_SENSOR_FIELDS": "a,timestamp"},
-     "IOT_SENSOR_FIELDS='a,timestamp': 'timestamp' is also IOT_KEY_FIELD or IOT_TIME_FIELD"),
-    ({"IOT_KEY_FIELD": "humidity"},
-     "IOT_SENSOR_FIELDS: 'humidity' is also IOT_KEY_FIELD or IOT_TIME_FIELD"),
-    ({"IOT_WINDOWS_S": "5m"}, "IOT_WINDOWS_S='5m': expected comma-separated seconds"),
-    ({"IOT_WINDOWS_S": "60,0"}, "IOT_WINDOWS_S='60,0': expected comma-separated seconds, each > 0"),
-    ({"IOT_WINDOWS_S": "60,-1"}, "IOT_WINDOWS_S='60,-1': expected comma-separated seconds, each > 0"),
-    ({"IOT_GENERATOR_DEVICES": "0"}, "IOT_GENERATOR_DEVICES='0': must be >= 1"),
-    ({"IOT_DEVICE_PROFILE": "2"}, "IOT_DEVICE_PROFILE='2': expected true or false"),
+    ({"STREAMSCORE_IOT__SENSOR_FIELDS": "a,a"}, "STREAMSCORE_IOT__SENSOR_FIELDS='a,a': expected distinct, comma-separated names"),
+    ({"STREAMSCORE_IOT__SENSOR_FIELDS": "a,,b"}, "STREAMSCORE_IOT__SENSOR_FIELDS='a,,b': expected distinct, comma-separated names"),
+    ({"STREAMSCORE_IOT__SENSOR_FIELDS": "a,timestamp"},
+     "STREAMSCORE_IOT__SENSOR_FIELDS='a,timestamp': 'timestamp' is also iot.key_field or iot.time_field"),
+    ({"STREAMSCORE_IOT__KEY_FIELD": "humidity"},
+     "iot.sensor_fields (STREAMSCORE_IOT__SENSOR_FIELDS): 'humidity' is also iot.key_field or iot.time_field"),
+    ({"STREAMSCORE_IOT__WINDOWS_S": "5m"}, "STREAMSCORE_IOT__WINDOWS_S='5m': expected comma-separated seconds"),
+    ({"STREAMSCORE_IOT__WINDOWS_S": "60,0"}, "STREAMSCORE_IOT__WINDOWS_S='60,0': expected comma-separated seconds, each > 0"),
+    ({"STREAMSCORE_IOT__WINDOWS_S": "60,-1"}, "STREAMSCORE_IOT__WINDOWS_S='60,-1': expected comma-separated seconds, each > 0"),
+    ({"STREAMSCORE_IOT__GENERATOR_DEVICES": "0"}, "STREAMSCORE_IOT__GENERATOR_DEVICES='0': must be >= 1"),
+    ({"STREAMSCORE_IOT__DEVICE_PROFILE": "2"}, "STREAMSCORE_IOT__DEVICE_PROFILE='2': expected true or false"),
 ])
 def test_iot_checks(env, problem):
     with pytest.raises(ConfigError) as info:
@@ -222,10 +232,12 @@ def test_iot_checks(env, problem):
 
 def test_cross_checks_are_reported_along_with_the_rest():
     with pytest.raises(ConfigError) as info:
-        IoTConfig.from_env({"SCORING_SOURCE": "file", "SCORING_WARNING_THRESHOLD": "0.95",
-                            "IOT_SENSOR_FIELDS": "x,x", "IOT_WINDOWS_S": "0", "SCORING_SEED": "s"})
+        IoTConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_IOT__WARNING": "0.95",
+                            "STREAMSCORE_IOT__SENSOR_FIELDS": "x,x", "STREAMSCORE_IOT__WINDOWS_S": "0",
+                            "STREAMSCORE_IO__GENERATOR_SEED": "s"})
     assert [p.split("=")[0].split(":")[0] for p in info.value.problems] == [
-        "SCORING_INPUT", "SCORING_SEED", "SCORING_WARNING_THRESHOLD", "IOT_SENSOR_FIELDS", "IOT_WINDOWS_S"]
+        "io.input (STREAMSCORE_INPUT)", "STREAMSCORE_IO__GENERATOR_SEED", "STREAMSCORE_IOT__WARNING",
+        "STREAMSCORE_IOT__SENSOR_FIELDS", "STREAMSCORE_IOT__WINDOWS_S"]
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -252,7 +264,7 @@ def test_secrets_never_in_repr_str_describe_or_errors():
         assert SECRET not in str(obj.model_dump())
     assert cfg.describe()["io"]["kafka"]["options"] == {"sasl.password": "***"}
     with pytest.raises(ConfigError) as info:
-        FraudConfig.from_env({**env, "SCORING_SOURCE": "ftp", "SCORING_WARNING_THRESHOLD": "0.99"})
+        FraudConfig.from_env({**env, "STREAMSCORE_SOURCE": "ftp", "STREAMSCORE_FRAUD__WARNING": "0.99"})
     assert SECRET not in str(info.value) and SECRET not in repr(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
     # Direct construction with a bad value: pydantic's error hides the input too.
@@ -262,7 +274,7 @@ def test_secrets_never_in_repr_str_describe_or_errors():
 
 
 def test_describe_is_json_ready_and_complete():
-    d = IoTConfig.from_env({"SCORING_SOURCE": "kafka"}).describe()
+    d = IoTConfig.from_env({"STREAMSCORE_SOURCE": "kafka"}).describe()
     assert json.loads(json.dumps(d)) == d
     assert d["io"]["source"] == "kafka" and d["io"]["output_dir"] == "output/iot"
     assert d["io"]["kafka"]["input_topic"] == "iot-readings" and d["io"]["kafka"]["options"] == {}
@@ -284,25 +296,31 @@ def test_configs_are_frozen_and_picklable():
 def test_direct_construction_keeps_working():
     kafka = KafkaConfig(bootstrap_servers="b:1", input_topic="t", options={"sasl.password": SECRET})
     io = IOConfig(source="kafka", kafka=kafka)
-    assert (io.output_dir, io.batch_size, io.kafka.bootstrap_servers, io.kafka.tail) == (Path("output"), 1000, "b:1", True)
+    assert (io.output_dir, io.batch_size, io.kafka.bootstrap_servers, io.kafka.tail) == (
+        Path("output/fraud"), 1000, "b:1", True)  # {flow}: the fraud flow's, without a flow to read for
+    assert io.kafka.group == "streamscore-fraud"
     cfg = FraudConfig(io=io, shards=2)
     assert cfg.shards == 2 and cfg.io.kafka.options == {"sasl.password": SECRET}
 
 
 def test_kafka_and_io_configs_read_alone():
-    kafka = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:2", "SCORING_INPUT_TOPIC": "mine"})
+    kafka = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:2", "STREAMSCORE_INPUT_TOPIC": "mine"})
     assert (kafka.bootstrap_servers, kafka.input_topic, kafka.scored_topic) == ("b:2", "mine", "scored-transactions")
-    io = IOConfig.from_env({"SCORING_SOURCE": "kafka", "SCORING_BATCH_SIZE": "10"})
-    assert (io.source, io.batch_size, io.output_dir) == ("kafka", 10, Path("output"))
+    kafka = KafkaConfig.from_env({}, flow="iot")
+    assert (kafka.input_topic, kafka.scored_topic, kafka.group) == ("iot-readings", "scored-readings", "streamscore-iot")
+    io = IOConfig.from_env({"STREAMSCORE_SOURCE": "kafka", "STREAMSCORE_IO__BATCH_SIZE": "10"})
+    assert (io.source, io.batch_size, io.output_dir) == ("kafka", 10, Path("output/fraud"))
+    assert IOConfig.from_env({}, flow="iot").output_dir == Path("output/iot")
 
 
 def test_importing_config_is_cheap():
-    code = ("import sys, dataflows.config; "
+    code = ("import sys, settings.config, settings.reference; "
             "print(sorted(m for m in ('bytewax', 'confluent_kafka', 'feast', 'pandas') if m in sys.modules)); "
-            "print(sorted(m for m in sys.modules if m.startswith('dataflows') and m != 'dataflows.config'))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('dataflows', 'features', 'models', 'monitoring', 'service', 'cli')))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["[]", "['dataflows']"]  # only the package itself
+    assert res.stdout.splitlines() == ["[]", "[]"]  # nothing else of the project
 
 
 # --- log level and logging ------------------------------------------------------------------
@@ -313,15 +331,15 @@ def test_importing_config_is_cheap():
 def test_log_levels(raw, level):
     assert parse_log_level(raw) == level
     if raw is not None:
-        assert FraudConfig.from_env({"SCORING_LOG_LEVEL": raw}).log_level == level
-        assert IoTConfig.from_env({"SCORING_LOG_LEVEL": raw}).log_level == level
+        assert FraudConfig.from_env({"STREAMSCORE_LOG__LEVEL": raw}).log_level == level
+        assert IoTConfig.from_env({"STREAMSCORE_LOG__LEVEL": raw}).log_level == level
 
 
 @pytest.mark.parametrize("raw", ["warn", "TRACE", "10", "fatal"])
 def test_bad_log_levels(raw):
-    expected = f"SCORING_LOG_LEVEL={raw!r}: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    expected = f"STREAMSCORE_LOG__LEVEL={raw!r}: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
     with pytest.raises(ConfigError) as info:
-        FraudConfig.from_env({"SCORING_LOG_LEVEL": raw})
+        FraudConfig.from_env({"STREAMSCORE_LOG__LEVEL": raw})
     assert str(info.value) == expected
     with pytest.raises(ConfigError) as info:
         configure_logging(raw)
@@ -330,7 +348,7 @@ def test_bad_log_levels(raw):
 
 LOG_SCRIPT = """
 import logging, sys, structlog
-from dataflows.logs import configure_logging
+from settings.logs import configure_logging
 configure_logging(sys.argv[1] if len(sys.argv) > 1 else None)
 log = structlog.get_logger("dataflows.test")
 log.info("hello", n=1)
@@ -354,7 +372,7 @@ print("handlers", len([h for h in logging.getLogger().handlers]))
 def run_logging(*args: str, env: dict[str, str] | None = None) -> tuple[str, list[dict]]:
     import os
 
-    environ = {k: v for k, v in os.environ.items() if k != "SCORING_LOG_LEVEL"}
+    environ = {k: v for k, v in os.environ.items() if k != "STREAMSCORE_LOG__LEVEL"}
     res = subprocess.run([sys.executable, "-c", LOG_SCRIPT, *args], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={**environ, **(env or {})})
     assert res.returncode == 0, res.stderr
@@ -375,11 +393,11 @@ def test_logs_are_json_lines_on_stderr_including_the_stdlib_root():
 def test_log_level_from_argument_or_environment():
     _, lines = run_logging("debug")
     assert {"debug_line", "feast_chatter"} <= {d["event"] for d in lines}
-    _, lines = run_logging(env={"SCORING_LOG_LEVEL": "warning"})
+    _, lines = run_logging(env={"STREAMSCORE_LOG__LEVEL": "warning"})
     assert [d["event"] for d in lines] == ["from stdlib", "failed", "shown"]
-    # A bad SCORING_LOG_LEVEL is from_env's to report (with the other bad settings):
+    # A bad STREAMSCORE_LOG__LEVEL is from_env's to report (with the other bad settings):
     # logging itself starts at INFO and prints nothing else.
-    _, lines = run_logging(env={"SCORING_LOG_LEVEL": "bogus"})
+    _, lines = run_logging(env={"STREAMSCORE_LOG__LEVEL": "bogus"})
     assert [d["event"] for d in lines] == ["hello", "from stdlib", "stdlib_info", "failed", "shown"]
 
 

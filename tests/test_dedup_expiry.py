@@ -14,16 +14,17 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.operators import StatefulBatchLogic
 from bytewax.testing import TestingSink, run_main
 
-from dataflows.config import FraudConfig, IoTConfig
+from settings.config import FraudConfig, IoTConfig
 from dataflows.fraud import build_flow as build_fraud_flow
 from dataflows.iot import build_flow as build_iot_flow
 from dataflows.operators import stateful_object
 from features.dedup import RecentIds
 from features.records import format_time
 from models.fraud import CustomerState, FraudScoringConfig
-from models.iot import DeviceState, ScoringConfig
+from models.iot import DeviceState, IoTScoringConfig
 from features.sensors import parse_reading
 from features.transactions import parse_transaction
 
@@ -94,7 +95,7 @@ def test_an_idle_customer_starts_afresh_and_a_busy_one_does_not():
 
 
 def test_iot_duplicate_readings_and_idle_devices():
-    cfg = ScoringConfig(idle_expiry_s=600, warmup=2)
+    cfg = IoTScoringConfig(idle_expiry_s=600, warmup=2)
     dev = DeviceState(cfg)
 
     def rd(t: float, temp: float = 20.0, **extra: Any) -> Any:
@@ -114,45 +115,73 @@ def test_iot_duplicate_readings_and_idle_devices():
 # --- the operator: idle keys are dropped --------------------------------------------
 
 
-class _Timed(StatefulSourcePartition[Any, int]):
-    """Emits groups of items at wall-clock offsets, returning nothing in between, so
-    the worker keeps running (and timers fire) while the source waits."""
+class _WallClock:
+    """The wall clock the expiry operator reads (``time.monotonic``), moved by the test
+    only: how much wall time passed between two batches is a number of the test's
+    choosing, whatever the machine's load."""
 
-    def __init__(self, groups: list[tuple[float, list]], resume: Optional[int]):
-        self.start = time.monotonic()
-        self.groups = groups
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:  # when Bytewax wakes the step: the real clock
+        return time.time()
+
+    def perf_counter(self) -> float:
+        return time.perf_counter()
+
+
+class _Stepped(StatefulSourcePartition[Any, int]):
+    """Emits its groups in order, one at a time: a group goes only once the step has
+    output every item of the ones before, with the wall clock set to the group's time,
+    and once its ``ready()`` says the expiry checks it waits for have run (returning
+    nothing meanwhile, so the worker keeps running and its timers fire)."""
+
+    def __init__(self, groups: list[tuple[float, list, Any]], clock: _WallClock, out: list,
+                 late: list, resume: Optional[int]):
+        self.groups, self.clock, self.out, self.late = groups, clock, out, late
         self.i = resume or 0
+        self.sent = sum(len(g[1]) for g in groups[: self.i])
+        self.deadline: float | None = None
 
     def next_batch(self) -> List[Any]:
         if self.i >= len(self.groups):
             raise StopIteration
-        at, items = self.groups[self.i]
-        if time.monotonic() - self.start < at:
-            return []
-        self.i += 1
+        at, items, ready = self.groups[self.i]
+        if len(self.out) < self.sent:
+            return []  # the step has not output the previous groups yet
+        self.clock.now = at
+        if ready is not None and not ready():
+            self.deadline = self.deadline or time.monotonic() + 60  # only a guard against hanging
+            if time.monotonic() < self.deadline:
+                return []
+            self.late.append(at)
+        self.i, self.deadline = self.i + 1, None
+        self.sent += len(items)
         return items
 
     def next_awake(self):
         from datetime import datetime, timezone
 
-        if self.i < len(self.groups):
-            at = self.groups[self.i][0]
-            return datetime.now(timezone.utc) + timedelta(seconds=max(0.0, at - (time.monotonic() - self.start)))
-        return None
+        return datetime.now(timezone.utc) + timedelta(seconds=0.01)
 
     def snapshot(self) -> int:
         return self.i
 
 
-class _TimedSource(FixedPartitionedSource[Any, int]):
-    def __init__(self, groups):
-        self.groups = groups
+class _SteppedSource(FixedPartitionedSource[Any, int]):
+    def __init__(self, groups, clock=None, out=None, late=None):
+        self.groups, self.clock = groups, clock or _WallClock()
+        self.out = out if out is not None else []
+        self.late = late if late is not None else []
 
     def list_parts(self):
-        return ["timed"]
+        return ["stepped"]
 
     def build_part(self, step_id, for_part, resume_state):
-        return _Timed(self.groups, resume_state)
+        return _Stepped(self.groups, self.clock, self.out, self.late, resume_state)
 
 
 class _Last:
@@ -161,7 +190,7 @@ class _Last:
     built: list[str] = []
 
     def __init__(self) -> None:
-        self.n, self.t = 0, None
+        self.n, self.t, self.key = 0, None, None
 
     @property
     def last_event_time(self):
@@ -175,37 +204,67 @@ class _Last:
 
 
 def _count(state: _Last, item: tuple[str, float]) -> tuple[str, int]:
+    state.key = item[0]
     state.n += 1
     state.t = item[1] if state.t is None else max(state.t, item[1])
     return item[0], state.n
 
 
-def test_idle_keys_are_dropped_in_event_time_and_only_then():
-    lagging = [(0.9 + 0.1 * i, [("c", 10.0)]) for i in range(16)]  # far behind the clock, but active
-    groups = sorted([
-        (0.0, [("a", 0.0), ("b", 0.0)]),
-        (0.3, [("b", 40.0)]),   # event time moved 40 s: "a" (idle 50 s allowed) stays
-        (0.6, [("a", 45.0)]),   # "a" is still there: count 2
-        (0.85, [("b", 200.0)]),  # 155 s past "a": it is dropped at its next check
+def test_idle_keys_are_dropped_in_event_time_and_only_then(monkeypatch):
+    """Expiry after 50 s of event time, checked at most every 0.5 s of wall time. The
+    wall clock the step reads is the test's: it moves only from one group to the next,
+    and a group waits until the expiry checks it names have run (counted), so what is
+    asserted does not depend on how fast the machine is."""
+    import dataflows.operators as operators_mod
+
+    clock = _WallClock()
+    monkeypatch.setattr(operators_mod, "time", clock)
+    checks: list[tuple[str, float, bool]] = []  # (key, wall time, dropped) of every expiry check
+    on_notify = operators_mod._ObjectLogic.on_notify
+
+    def counted(self):
+        emit, keep = on_notify(self)
+        checks.append((self.state.key, clock.now, keep == StatefulBatchLogic.DISCARD))
+        return emit, keep
+
+    monkeypatch.setattr(operators_mod._ObjectLogic, "on_notify", counted)
+
+    def checked(key: str, dropped: bool | None = None):
+        """Ready once ``key`` was checked at the current wall time (with that outcome)."""
+        return lambda: any(k == key and at == clock.now and dropped in (None, d) for k, at, d in checks)
+
+    # "c" lags far behind the clock in event time, but sends a batch every 0.1 s of wall
+    # time (well under check_every_s): it is active, so never dropped; every 4th batch
+    # waits until "c" was checked 0.1 s after its previous one
+    lagging = [(round(0.9 + 0.1 * i, 1), [("c", 10.0)], checked("c") if i % 4 == 3 else None) for i in range(16)]
+    groups = [
+        (0.0, [("a", 0.0), ("b", 0.0)], None),
+        (0.3, [("b", 40.0)], None),   # event time moved 40 s: "a" (idle 50 s allowed) stays
+        (0.6, [("a", 45.0)], checked("a")),  # "a" had no batch for 0.6 s, but is within 50 s: count 2
+        (0.85, [("b", 200.0)], None),  # 155 s past "a": it is dropped at its next check
         *lagging,
-        (2.5, [("a", 201.0)]),  # a new "a": count 1
-    ], key=lambda g: g[0])
-    flow, out = Dataflow("expiry"), []
-    keyed = op.key_on("key", op.input("in", flow, _TimedSource(groups)), lambda x: x[0])
+        (2.5, [("a", 201.0)], lambda: any(k == "a" and d for k, _, d in checks)),  # a new "a": count 1
+    ]
+    flow, out, late = Dataflow("expiry"), [], []
+    keyed = op.key_on("key", op.input("in", flow, _SteppedSource(groups, clock, out, late)), lambda x: x[0])
     op.output("out", stateful_object("count", keyed, _Last, _count, expire_after_s=50.0, check_every_s=0.5),
               TestingSink(out))
     run_main(flow)
+    assert late == []  # every check a group waited for ran
     got = [v for _, v in out]
     assert [v for v in got if v[0] != "c"] == [("a", 1), ("b", 1), ("b", 2), ("a", 2), ("b", 3), ("a", 1)]
-    # "c" lags 190 s of event time behind the worker's clock, yet sends a batch every 0.1 s
-    # of wall time (well under check_every_s): it is active, so never dropped
     assert [v for v in got if v[0] == "c"] == [("c", i) for i in range(1, 17)]
+    # the checks the groups waited for, and what they decided
+    assert ("a", 0.6, False) in checks and {at for k, at, _ in checks if k == "c"} >= {1.2, 1.6, 2.0, 2.4}
+    assert not any(d for k, _, d in checks if k in ("b", "c"))  # active or not idle: never dropped
+    assert [at for k, at, d in checks if k == "a" and d] and all(at >= 0.6 + 0.5 for k, at, d in checks
+                                                                 if k == "a" and d)
 
 
 def test_expiry_is_off_without_a_time_and_rejects_a_bad_setting():
     with pytest.raises(ValueError, match="expire_after_s"):
         flow = Dataflow("bad")
-        keyed = op.key_on("key", op.input("in", flow, _TimedSource([])), lambda x: x[0])
+        keyed = op.key_on("key", op.input("in", flow, _SteppedSource([])), lambda x: x[0])
         stateful_object("count", keyed, _Last, _count, expire_after_s=0.0)
 
 
@@ -230,9 +289,9 @@ def test_duplicates_and_idle_expiry_hold_across_a_restart(fraud_env, tmp_path):
     src, out, rec = tmp_path / "in.jsonl", tmp_path / "out", tmp_path / "recovery"
     rec.mkdir()
     init_db_dir(rec, 1)
-    env = {"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-           "SCORING_FEATURE_REPO": str(fraud_env.repo), "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
-           "SCORING_IDLE_EXPIRY_S": "7200", "SCORING_DEDUP_HORIZON_S": "86400", "SCORING_BATCH_SIZE": "2"}
+    env = {"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+           "STREAMSCORE_FEAST__REPO": str(fraud_env.repo), "STREAMSCORE_MODEL__REGISTRY": str(fraud_env.registry),
+           "STREAMSCORE_FRAUD__IDLE_EXPIRY_S": "7200", "STREAMSCORE_STATE__DEDUP_HORIZON_S": "86400", "STREAMSCORE_IO__BATCH_SIZE": "2"}
     part1 = [_line("a1", "C_busy", now), _line("b1", "C_idle", now), _line("a2", "C_busy", now + 60),
              _line("a2", "C_busy", now + 60)]
     src.write_bytes(b"\n".join(part1) + b"\n")
@@ -260,8 +319,8 @@ def test_iot_flow_refuses_a_repeated_reading(tmp_path):
     now = time.time() - 3600
     rows = [{"device_id": "d1", "timestamp": format_time(now + i), "temperature": 20.0 + i} for i in range(5)]
     src.write_bytes(b"\n".join(orjson.dumps(r) for r in [*rows, rows[2], rows[4]]) + b"\n")
-    cfg = IoTConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-                              "IOT_DEVICE_PROFILE": "false"})
+    cfg = IoTConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+                              "STREAMSCORE_IOT__DEVICE_PROFILE": "false"})
     run_main(build_iot_flow(cfg))
     scored, dead = _read(out / "scored.jsonl"), _read(out / "dead_letter.jsonl")
     assert len(scored) == 5 and len(dead) == 2 and {d["step"] for d in dead} == {"dedup"}

@@ -90,7 +90,7 @@ def test_jsonl_raw_lines_pass_through_unvalidated(tmp_path: Path) -> None:
     assert orjson.loads(items[0]) == {"id": "a", "amount": 1} and orjson.loads(items[-1]) == {"id": "été"}
     assert list(iter_raw(path, skip=2)) == [malformed, not_object, good2]  # blank lines do not count
     assert list(iter_raw(path, skip=5)) == [] and list(iter_raw(path, skip=99)) == []
-    with pytest.raises(ValueError, match=r"in\.jsonl:2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"in\.jsonl:2: not valid UTF-8"):
         read_rows(path)
     # a file saved with a UTF-8 byte order mark (Windows editors): the mark is not part of
     # the first event; the same bytes later in the file are left as they are
@@ -257,13 +257,13 @@ def test_to_json_line() -> None:
 def _run_replay(*args: str, **env: str) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "dataflows.replay", "--no-progress", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.replay", "--no-progress", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, env={**os.environ, **env})
 
 
 def test_replay_cli_errors_are_one_line(tmp_path: Path) -> None:
     """The replay tool reads files with iter_raw; its failures are one line, no traceback."""
-    down = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "KAFKA_CHECK_TIMEOUT_S": "1",
+    down = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMSCORE_KAFKA__CHECK_TIMEOUT_S": "1",
             "KAFKA_OPT_SASL_PASSWORD": "hunter2-secret"}
     bad_name = _run_replay("--input", str(tmp_path / "events.txt"), **down)
     missing = _run_replay("--input", str(tmp_path / "events.jsonl"), **down)
@@ -278,7 +278,7 @@ def test_replay_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_replay_message_values_and_keys() -> None:
-    from dataflows.replay import FLOWS, _encode
+    from cli.replay import FLOWS, _encode
 
     fraud_key, iot_key = FLOWS["fraud"][2], FLOWS["iot"][2]
     line = b'{"transaction_id": "t1", "amount": 1}'

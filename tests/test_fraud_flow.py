@@ -12,7 +12,7 @@ import orjson
 import pytest
 from bytewax.testing import cluster_main, run_main
 
-from dataflows.config import FraudConfig
+from settings.config import FraudConfig
 from dataflows.fraud import build_flow
 from datagen.transactions import corrupt_events, stream_transactions, write_events
 
@@ -33,10 +33,10 @@ def read_jsonl(path: Path) -> list[dict]:
 def config(env, tmp_path: Path, **extra: str) -> FraudConfig:
     return FraudConfig.from_env(
         {
-            "SCORING_OUTPUT_DIR": str(tmp_path / "out"),
-            "SCORING_FEATURE_REPO": str(env.repo),
-            "SCORING_MODEL_REGISTRY": str(env.registry),
-            "SCORING_BATCH_SIZE": "200",
+            "STREAMSCORE_IO__OUTPUT_DIR": str(tmp_path / "out"),
+            "STREAMSCORE_FEAST__REPO": str(env.repo),
+            "STREAMSCORE_MODEL__REGISTRY": str(env.registry),
+            "STREAMSCORE_IO__BATCH_SIZE": "200",
             **extra,
         }
     )
@@ -69,7 +69,7 @@ def test_jsonl_file_accounting_and_records(fraud_env, events, tmp_path):
     path = tmp_path / "in.jsonl"
     write_events(events, path)
     n_lines = len([ln for ln in path.read_bytes().splitlines() if ln.strip()])
-    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
     scored, alerts, dead = outputs(tmp_path)
     check_accounting(range(n_lines), scored, alerts, dead)
 
@@ -103,7 +103,7 @@ def test_csv_and_parquet_inputs(fraud_env, tmp_path):
         path = tmp_path / f"in{suffix}"
         write_events(clean, path)
         run_dir = tmp_path / suffix.strip(".")
-        run_main(build_flow(config(fraud_env, run_dir, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+        run_main(build_flow(config(fraud_env, run_dir, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
         scored, alerts, dead = outputs(run_dir)
         check_accounting(clean, scored, alerts, dead)
         assert not dead, dead[:1]
@@ -113,22 +113,22 @@ def test_csv_and_parquet_inputs(fraud_env, tmp_path):
 def test_two_workers_partition_state_and_lose_nothing(fraud_env, events, tmp_path):
     path = tmp_path / "in.jsonl"
     write_events(events, path)
-    cfg = config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))
+    cfg = config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))
     cluster_main(build_flow(cfg), addresses=[], proc_id=0, worker_count_per_proc=2)
     scored, alerts, dead = outputs(tmp_path)
     check_accounting(range(len([ln for ln in path.read_bytes().splitlines() if ln.strip()])), scored, alerts, dead)
 
     # Per-customer features do not depend on how keys are spread over workers.
     one = tmp_path / "one"
-    run_main(build_flow(config(fraud_env, one, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    run_main(build_flow(config(fraud_env, one, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
     single = {r["transaction_id"]: r["amount_count_24h"] for r in outputs(one)[0]}
     assert {r["transaction_id"]: r["amount_count_24h"] for r in scored} == single
 
 
 def test_generator_source_unknown_keys_are_flagged(fraud_env, tmp_path):
     # The default generator's world is larger than the test repo's: most keys are unknown to Feast.
-    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="generator", SCORING_GENERATOR_EVENTS="400",
-                               SCORING_GENERATOR_BAD_RATE="0.02")))
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="generator", STREAMSCORE_IO__GENERATOR_EVENTS="400",
+                               STREAMSCORE_IO__GENERATOR_BAD_RATE="0.02")))
     scored, alerts, dead = outputs(tmp_path)
     check_accounting(range(400), scored, alerts, dead)
     unknown = [r for r in scored if not r["customer_known"]]
@@ -138,8 +138,8 @@ def test_generator_source_unknown_keys_are_flagged(fraud_env, tmp_path):
 def test_missing_model_fails_with_a_clear_error(fraud_env, tmp_path):
     path = tmp_path / "in.jsonl"
     write_events(stream_transactions(10, seed=1, spec=fraud_env.spec), path)
-    cfg = config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path),
-                 SCORING_MODEL="fraud_model@nope")
+    cfg = config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path),
+                 STREAMSCORE_MODEL__REF="fraud_model@nope")
     with pytest.raises(Exception) as info:
         run_main(build_flow(cfg))
     chain, exc = [], info.value
@@ -156,7 +156,7 @@ def test_an_input_field_named_error_is_scored_not_dead_lettered(fraud_env, tmp_p
         e["error"] = "none"
     path = tmp_path / "in.jsonl"
     write_events(clean, path)
-    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
     scored, alerts, dead = outputs(tmp_path)
     check_accounting(clean, scored, alerts, dead)
     assert not dead and len(scored) == 50 and all(r["error"] == "none" for r in scored)
@@ -169,7 +169,7 @@ def test_known_keys_carry_feast_values(fraud_env, tmp_path):
     clean = stream_transactions(300, seed=9, spec=fraud_env.spec)
     path = tmp_path / "in.jsonl"
     write_events(clean, path)
-    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
     scored, _, _ = outputs(tmp_path)
     store = FeatureStore(repo_path=str(fraud_env.repo))
     customers = sorted({r["customer_id"] for r in scored})[:20]
@@ -209,7 +209,7 @@ def test_metrics_count_every_record_written(fraud_env, events, tmp_path):
     lat_before = REGISTRY.get_sample_value("scoring_latency_seconds_count", {"flow": "fraud_scoring"}) or 0.0
     path = tmp_path / "in.jsonl"
     write_events(events, path)
-    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path))))
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
     scored, _, dead = outputs(tmp_path)
     for s in statuses:
         assert count("scored", s) - before[s] == sum(r["status"] == s for r in scored)
@@ -224,8 +224,8 @@ def test_metrics_count_every_record_written(fraud_env, events, tmp_path):
 def test_explanations_can_be_limited(fraud_env, events, tmp_path, explain):
     path = tmp_path / "in.jsonl"
     write_events(events, path)
-    run_main(build_flow(config(fraud_env, tmp_path, SCORING_SOURCE="file", SCORING_INPUT=str(path),
-                               SCORING_EXPLAIN=explain)))
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path),
+                               STREAMSCORE_FRAUD__EXPLAIN=explain)))
     scored, alerts, dead = outputs(tmp_path)
     assert alerts and all(a["reasons"] for a in alerts if a["fraud_score"] > 0.5)
     model_named = [a for a in alerts if any(not r.startswith(("fraud_score=", "anomaly_score=")) for r in a["reasons"])]

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from bytewax.testing import run_main
 
-from dataflows.config import FraudConfig, IoTConfig
+from settings.config import FraudConfig, IoTConfig
 from dataflows.fraud import build_flow as build_fraud_flow
 from dataflows.iot import build_flow as build_iot_flow
 from dataflows.scoring import reading_parser, transaction_parser
@@ -140,8 +140,8 @@ def tx_cases(big: int) -> list[Case]:
 
 # --- sensor readings (other field names: sensor / ts / a, b, c) --------------------
 
-IOT_FIELDS = {"IOT_KEY_FIELD": "sensor", "IOT_TIME_FIELD": "ts", "IOT_SENSOR_FIELDS": "a,b,c",
-              "IOT_DEVICE_PROFILE": "false"}
+IOT_FIELDS = {"STREAMSCORE_IOT__KEY_FIELD": "sensor", "STREAMSCORE_IOT__TIME_FIELD": "ts", "STREAMSCORE_IOT__SENSOR_FIELDS": "a,b,c",
+              "STREAMSCORE_IOT__DEVICE_PROFILE": "false"}
 
 
 def rd(case: str, i: int = 0, **over) -> dict:
@@ -257,14 +257,14 @@ def run_file(build, cfg_cls, tmp_path: Path, cases: list[Case], **env: str) -> t
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"\n".join(lines(cases)) + b"\n")
     out = tmp_path / "out"
-    cfg = cfg_cls.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src),
-                            "SCORING_OUTPUT_DIR": str(out), "SCORING_BATCH_SIZE": "16", **env})
+    cfg = cfg_cls.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src),
+                            "STREAMSCORE_IO__OUTPUT_DIR": str(out), "STREAMSCORE_IO__BATCH_SIZE": "16", **env})
     run_main(build(cfg))
     return read_jsonl(out / "scored.jsonl"), read_jsonl(out / "alerts.jsonl"), read_jsonl(out / "dead_letter.jsonl")
 
 
 def fraud_env_vars(env) -> dict[str, str]:
-    return {"SCORING_FEATURE_REPO": str(env.repo), "SCORING_MODEL_REGISTRY": str(env.registry)}
+    return {"STREAMSCORE_FEAST__REPO": str(env.repo), "STREAMSCORE_MODEL__REGISTRY": str(env.registry)}
 
 
 def test_transactions_file(fraud_env, tmp_path):
@@ -303,8 +303,8 @@ def test_dead_letters_of_huge_inputs_stay_small(fraud_env, tmp_path):
 
 
 def test_bounds_are_settings_the_parsers_take_as_arguments():
-    cfg = FraudConfig.from_env({"SCORING_MIN_AMOUNT": "1", "SCORING_MAX_AMOUNT": "1000",
-                                "SCORING_MAX_FUTURE_S": "3600"})
+    cfg = FraudConfig.from_env({"STREAMSCORE_FRAUD__MIN_AMOUNT": "1", "STREAMSCORE_FRAUD__MAX_AMOUNT": "1000",
+                                "STREAMSCORE_STATE__MAX_FUTURE_S": "3600"})
     parse = transaction_parser(cfg)
     assert parse(_obj(tx("ok", amount=1000)), NOW).amount == 1000.0
     for over, field in (({"amount": 1}, "'amount'"), ({"amount": 1000.5}, "'amount'"),
@@ -312,7 +312,7 @@ def test_bounds_are_settings_the_parsers_take_as_arguments():
         with pytest.raises(ValidationError, match=field):
             parse(_obj(tx("bad", **over)), NOW)
     assert parse(_obj(tx("soon", timestamp=iso(NOW + 1800))), NOW).t > NOW  # clock skew within bound
-    read = reading_parser(IoTConfig.from_env({**IOT_FIELDS, "SCORING_MAX_FUTURE_S": "60"}))
+    read = reading_parser(IoTConfig.from_env({**IOT_FIELDS, "STREAMSCORE_STATE__MAX_FUTURE_S": "60"}))
     assert read(_obj(rd("ok")), NOW).device == "dev-1"
     with pytest.raises(ValidationError, match="'ts'"):
         read(_obj(rd("future", ts=iso(NOW + 120))), NOW)
@@ -328,7 +328,7 @@ def test_configured_bounds_and_future_times_in_the_fraud_flow(fraud_env, tmp_pat
         Case("skewed_clock", _obj(tx("skewed_clock", timestamp=iso(NOW + 600))), "scored"),
     ]
     scored, _, dead = run_file(build_fraud_flow, FraudConfig, tmp_path, cases, **fraud_env_vars(fraud_env),
-                               SCORING_MIN_AMOUNT="1", SCORING_MAX_AMOUNT="1000")
+                               STREAMSCORE_FRAUD__MIN_AMOUNT="1", STREAMSCORE_FRAUD__MAX_AMOUNT="1000")
     check_matrix(cases, scored, dead)
 
 
@@ -365,10 +365,10 @@ def _run_kafka(build, cfg_cls, prefix: str, cases: list[Case], **env: str) -> tu
         p.poll(0)
     assert p.flush(30) == 0
     cfg = cfg_cls.from_env({
-        "SCORING_SOURCE": "kafka", "SCORING_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": BROKER,
-        "SCORING_INPUT_TOPIC": t["in"], "SCORING_SCORED_TOPIC": t["scored"], "SCORING_ALERTS_TOPIC": t["alerts"],
-        "SCORING_DEAD_LETTER_TOPIC": t["dead"], "SCORING_KAFKA_TAIL": "false", "SCORING_BATCH_SIZE": "16",
-        "SCORING_KAFKA_GROUP": f"hostile-{uuid.uuid4().hex[:8]}", **env})
+        "STREAMSCORE_SOURCE": "kafka", "STREAMSCORE_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": BROKER,
+        "STREAMSCORE_INPUT_TOPIC": t["in"], "STREAMSCORE_SCORED_TOPIC": t["scored"], "STREAMSCORE_ALERTS_TOPIC": t["alerts"],
+        "STREAMSCORE_DEAD_LETTER_TOPIC": t["dead"], "STREAMSCORE_KAFKA__TAIL": "false", "STREAMSCORE_IO__BATCH_SIZE": "16",
+        "STREAMSCORE_KAFKA__GROUP": f"hostile-{uuid.uuid4().hex[:8]}", **env})
     run_main(build(cfg))
     n = sum(c.copies for c in cases)
     scored = _consume(t["scored"])
@@ -427,7 +427,7 @@ def test_records_over_the_kafka_limit_are_replaced_and_counted():
     from bytewax.connectors.kafka import KafkaSinkMessage
     from prometheus_client import REGISTRY
 
-    from dataflows.sinks import too_large
+    from dataflows.connectors.outputs import too_large
 
     def counted(output: str, instead: str) -> float:
         return REGISTRY.get_sample_value("scoring_records_too_large_total",
@@ -457,7 +457,7 @@ def test_a_failed_replacement_names_the_topic_it_was_for():
     refuses it, the failure names that topic, not the sink's own."""
     from confluent_kafka import Producer
 
-    from dataflows.kafka import KafkaDeliveryError, _ReliablePartition
+    from dataflows.connectors.kafka.sink import KafkaDeliveryError, _ReliablePartition
 
     part = _ReliablePartition(Producer({"bootstrap.servers": "127.0.0.1:9"}), "scored-t", 1.0)
     with pytest.raises(KafkaDeliveryError, match="'dead-t'"):

@@ -23,7 +23,7 @@ from features.transactions import parse_transaction
 from models.detectors import ShardDetector
 from models.detectors.hst import HalfSpaceTrees
 from models.fraud import SHARD_FEATURES, CustomerState, FraudScoringConfig, shard_vector
-from models.iot import DeviceState, ScoringConfig
+from models.iot import DeviceState, IoTScoringConfig
 
 FEATS = ("a", "b", "c")
 
@@ -147,9 +147,9 @@ def test_hst_snapshot_is_small_and_restores() -> None:
 
 
 @pytest.fixture(scope="module")
-def iot_stream() -> tuple[list[dict], list[int], ScoringConfig]:
+def iot_stream() -> tuple[list[dict], list[int], IoTScoringConfig]:
     """The IoT shard detector's inputs (per-device z-scores) and ``is_anomaly``."""
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     devices: dict[str, DeviceState] = {}
     xs, ys = [], []
     for r in generate_readings(100, 20_000, 7):

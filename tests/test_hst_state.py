@@ -18,11 +18,11 @@ from features.transactions import parse_transaction
 from models.detectors import ShardDetector
 from models.fraud import SHARD_FEATURES, CustomerState, FraudScoringConfig, shard_vector
 from models.fraud import ShardState as FraudShardState
-from models.iot import DeviceState, ScoringConfig
+from models.iot import DeviceState, IoTScoringConfig
 from models.iot import ShardState as IoTShardState
 
 FCFG = FraudScoringConfig(shard_window=60, shard_calib_warmup=20, shards=2)
-ICFG = ScoringConfig(warmup=5, shard_window=60, shard_calib_warmup=20, n_shards=2)
+ICFG = IoTScoringConfig(warmup=5, shard_window=60, shard_calib_warmup=20, n_shards=2)
 RIVER_HST_SNAPSHOT = 166 * 1024  # what one River HalfSpaceTrees pickled to
 
 

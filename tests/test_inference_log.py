@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 from bytewax.testing import run_main
 
-from dataflows.config import FraudConfig, IoTConfig
+from settings.config import FraudConfig, IoTConfig
 from dataflows.fraud import build_flow as build_fraud_flow
 from dataflows.iot import build_flow as build_iot_flow
 from datagen.transactions import stream_transactions, write_events
@@ -29,10 +29,10 @@ def log_rows(root: Path) -> list[dict]:
 def test_fraud_log_holds_exactly_the_scored_records(fraud_env, tmp_path):
     src, out = tmp_path / "in.jsonl", tmp_path / "out"
     write_events(stream_transactions(3000, seed=21, spec=fraud_env.spec), src)
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-                                "SCORING_FEATURE_REPO": str(fraud_env.repo),
-                                "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
-                                "SCORING_INFERENCE_LOG_MAX_ROWS": "400", "SCORING_BATCH_SIZE": "100"})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+                                "STREAMSCORE_FEAST__REPO": str(fraud_env.repo),
+                                "STREAMSCORE_MODEL__REGISTRY": str(fraud_env.registry),
+                                "STREAMSCORE_INFERENCE_LOG__MAX_ROWS": "400", "STREAMSCORE_IO__BATCH_SIZE": "100"})
     run_main(build_fraud_flow(cfg))
     scored = {r["transaction_id"]: r for r in read_jsonl(out / "scored.jsonl")}
     rows = log_rows(out / "inference_log")
@@ -54,8 +54,8 @@ def test_fraud_log_holds_exactly_the_scored_records(fraud_env, tmp_path):
 
 def test_iot_log_holds_the_scored_readings_with_their_sensor_features(tmp_path):
     out = tmp_path / "out"
-    cfg = IoTConfig.from_env({"SCORING_GENERATOR_EVENTS": "1500", "SCORING_OUTPUT_DIR": str(out),
-                              "IOT_DEVICE_PROFILE": "false"})
+    cfg = IoTConfig.from_env({"STREAMSCORE_IO__GENERATOR_EVENTS": "1500", "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+                              "STREAMSCORE_IOT__DEVICE_PROFILE": "false"})
     run_main(build_iot_flow(cfg))
     scored = {r["id"]: r for r in read_jsonl(out / "scored.jsonl")}
     rows = {r["event_id"]: r for r in log_rows(out / "inference_log")}
@@ -69,9 +69,9 @@ def test_iot_log_holds_the_scored_readings_with_their_sensor_features(tmp_path):
 
 def test_log_off_with_kafka_outputs_by_default_and_on_demand():
     assert FraudConfig.from_env({}).io.log_enabled
-    assert not FraudConfig.from_env({"SCORING_OUTPUT": "kafka"}).io.log_enabled
-    assert FraudConfig.from_env({"SCORING_OUTPUT": "kafka", "SCORING_INFERENCE_LOG": "true"}).io.log_enabled
-    assert not FraudConfig.from_env({"SCORING_INFERENCE_LOG": "false"}).io.log_enabled
+    assert not FraudConfig.from_env({"STREAMSCORE_OUTPUT": "kafka"}).io.log_enabled
+    assert FraudConfig.from_env({"STREAMSCORE_OUTPUT": "kafka", "STREAMSCORE_INFERENCE_LOG__ENABLED": "true"}).io.log_enabled
+    assert not FraudConfig.from_env({"STREAMSCORE_INFERENCE_LOG__ENABLED": "false"}).io.log_enabled
     assert str(FraudConfig.from_env({}).io.log_dir) == "output/fraud/inference_log"
 
 
@@ -141,10 +141,10 @@ def test_score_drift_fires_on_a_rising_score_stream_and_not_on_a_calm_one():
 def test_fraud_flow_emits_drift_records_on_alerts_told_apart_by_kind(fraud_env, tmp_path):
     src, out = tmp_path / "in.jsonl", tmp_path / "out"
     write_events(stream_transactions(2000, seed=22, spec=fraud_env.spec), src)
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-                                "SCORING_FEATURE_REPO": str(fraud_env.repo),
-                                "SCORING_MODEL_REGISTRY": str(fraud_env.registry),
-                                "SCORING_SCORE_DRIFT_THRESHOLD": "0.05", "SCORING_SCORE_DRIFT_MIN_INSTANCES": "20"})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+                                "STREAMSCORE_FEAST__REPO": str(fraud_env.repo),
+                                "STREAMSCORE_MODEL__REGISTRY": str(fraud_env.registry),
+                                "STREAMSCORE_FRAUD__SCORE_DRIFT_THRESHOLD": "0.05", "STREAMSCORE_FRAUD__SCORE_DRIFT_MIN_INSTANCES": "20"})
     run_main(build_fraud_flow(cfg))
     alerts = read_jsonl(out / "alerts.jsonl")
     drifts = [a for a in alerts if a.get("kind") == "drift"]
@@ -152,7 +152,7 @@ def test_fraud_flow_emits_drift_records_on_alerts_told_apart_by_kind(fraud_env, 
     assert drifts and all(d["detector"] == "fraud_score" and d["model_version"] for d in drifts)
     assert {a["transaction_id"] for a in scored_alerts} == {
         r["transaction_id"] for r in read_jsonl(out / "scored.jsonl") if r["status"] != "NORMAL"}
-    off = FraudConfig.from_env({"SCORING_SCORE_DRIFT_THRESHOLD": "0"})
+    off = FraudConfig.from_env({"STREAMSCORE_FRAUD__SCORE_DRIFT_THRESHOLD": "0"})
     assert off.score_drift_threshold == 0
 
 
@@ -166,14 +166,14 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path, monkeypatc
 
     from confluent_kafka import Producer
 
-    from dataflows.land import land
+    from monitoring.landing import land
 
     brokers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     src, out = tmp_path / "in.jsonl", tmp_path / "out"
     write_events(stream_transactions(1500, seed=23, spec=fraud_env.spec), src)
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-                                "SCORING_FEATURE_REPO": str(fraud_env.repo),
-                                "SCORING_MODEL_REGISTRY": str(fraud_env.registry)})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+                                "STREAMSCORE_FEAST__REPO": str(fraud_env.repo),
+                                "STREAMSCORE_MODEL__REGISTRY": str(fraud_env.registry)})
     run_main(build_fraud_flow(cfg))
     topic = f"scored-land-{uuid.uuid4().hex[:8]}"
     p = Producer({"bootstrap.servers": brokers})
@@ -194,7 +194,7 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path, monkeypatc
     # the command does the same
     from click.testing import CliRunner
 
-    from dataflows.cli import main
+    from cli.main import main
 
     res = CliRunner().invoke(main, ["log", "land", "--topic", topic, "--to", str(tmp_path / "cli"),
                                     "--group", f"cli-{topic}", "--json"],
@@ -245,17 +245,17 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path, monkeypatc
             p3.produce(shared, line, key=f"{k}".encode())
     assert p3.flush(30) == 0
     results: list[int] = []
-    import dataflows.land
+    import monitoring.landing
 
     writing = threading.Event()
 
-    class SlowWriter(dataflows.land.LogWriter):  # slow enough that the rebalance comes mid-landing
+    class SlowWriter(monitoring.landing.LogWriter):  # slow enough that the rebalance comes mid-landing
         def write(self, rows):
             writing.set()
             time.sleep(0.02)
             super().write(rows)
 
-    monkeypatch.setattr(dataflows.land, "LogWriter", SlowWriter)
+    monkeypatch.setattr(monitoring.landing, "LogWriter", SlowWriter)
 
     def lander(i: int) -> None:
         results.append(land(brokers, shared, tmp_path / f"shared-{i}", LOG_SPEC, group=f"land-{shared}",
@@ -274,8 +274,8 @@ def test_a_scored_topic_lands_in_the_same_layout(fraud_env, tmp_path, monkeypatc
 
 
 def test_a_new_run_owns_its_log_unless_appending(tmp_path):
-    from dataflows.checks import check_log
-    from dataflows.config import IOConfig
+    from dataflows.startup import check_log
+    from settings.config import IOConfig
 
     def files() -> list[str]:
         return sorted(p.name for p in (tmp_path / "inference_log").rglob("*.parquet"))
@@ -285,18 +285,18 @@ def test_a_new_run_owns_its_log_unless_appending(tmp_path):
         w.write([log_row(_rec(1), LOG_SPEC)])
         w.close()
 
-    env = {"SCORING_OUTPUT_DIR": str(tmp_path)}
+    env = {"STREAMSCORE_IO__OUTPUT_DIR": str(tmp_path)}
     earlier_run("fraud"), earlier_run("iot")
-    [check] = check_log(IOConfig.from_env({**env, "SCORING_INFERENCE_LOG_APPEND": "true"}), "fraud")
+    [check] = check_log(IOConfig.from_env({**env, "STREAMSCORE_INFERENCE_LOG__APPEND": "true"}), "fraud")
     check()
     assert len(files()) == 2  # appending: kept
-    [check] = check_log(IOConfig.from_env({**env, "SCORING_REPLACE_OUTPUTS": "false"}), "fraud")
+    [check] = check_log(IOConfig.from_env({**env, "STREAMSCORE_IO__REPLACE_OUTPUTS": "false"}), "fraud")
     with pytest.raises(ValueError, match="holds another run's inference log"):
         check()
     [check] = check_log(IOConfig.from_env(env), "fraud")
     check()
     assert len(files()) == 1 and files()[0].startswith("iot-")  # only this flow's files go
-    assert check_log(IOConfig.from_env({**env, "SCORING_INFERENCE_LOG": "false"}), "fraud") == []
+    assert check_log(IOConfig.from_env({**env, "STREAMSCORE_INFERENCE_LOG__ENABLED": "false"}), "fraud") == []
 
 
 def test_a_run_that_crashed_before_its_first_snapshot_owns_what_it_wrote(tmp_path):

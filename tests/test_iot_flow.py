@@ -10,7 +10,7 @@ import orjson
 import pytest
 from bytewax.testing import run_main
 
-from dataflows.config import ConfigError, IoTConfig
+from settings.config import ConfigError, IoTConfig
 from dataflows.iot import build_flow
 from datagen.sensors import generate_readings
 from datagen.transactions import write_events
@@ -25,9 +25,9 @@ def run(tmp_path: Path, events: list, **env: str) -> tuple[list[dict], list[dict
     path = tmp_path / "in.jsonl"
     write_events(events, path)
     out = tmp_path / "out"
-    env = {"IOT_DEVICE_PROFILE": "false", **env}
-    cfg = IoTConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(path),
-                              "SCORING_OUTPUT_DIR": str(out), "SCORING_BATCH_SIZE": "300", **env})
+    env = {"STREAMSCORE_IOT__DEVICE_PROFILE": "false", **env}
+    cfg = IoTConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(path),
+                              "STREAMSCORE_IO__OUTPUT_DIR": str(out), "STREAMSCORE_IO__BATCH_SIZE": "300", **env})
     run_main(build_flow(cfg))
     return read_jsonl(out / "scored.jsonl"), read_jsonl(out / "alerts.jsonl"), read_jsonl(out / "dead_letter.jsonl")
 
@@ -46,7 +46,7 @@ def renamed(readings: list[dict]) -> list[dict]:
     return [{names.get(k, k): v for k, v in r.items()} for r in readings]
 
 
-IOT_ABC = {"IOT_KEY_FIELD": "sensor", "IOT_TIME_FIELD": "ts", "IOT_SENSOR_FIELDS": "a,b,c"}
+IOT_ABC = {"STREAMSCORE_IOT__KEY_FIELD": "sensor", "STREAMSCORE_IOT__TIME_FIELD": "ts", "STREAMSCORE_IOT__SENSOR_FIELDS": "a,b,c"}
 
 
 def test_arbitrary_fields_bad_readings_and_accounting(tmp_path):
@@ -102,8 +102,8 @@ def test_warm_up_is_marked_not_a_confident_zero(tmp_path):
 @pytest.mark.parametrize("critical,warning", [(0.8, 0.5), (0.3, 0.1)])
 def test_status_follows_the_configured_thresholds(tmp_path, critical, warning):
     events = list(generate_readings(devices=5, readings=1500, seed=4))
-    scored, alerts, dead = run(tmp_path, events, SCORING_CRITICAL_THRESHOLD=str(critical),
-                               SCORING_WARNING_THRESHOLD=str(warning))
+    scored, alerts, dead = run(tmp_path, events, STREAMSCORE_IOT__CRITICAL=str(critical),
+                               STREAMSCORE_IOT__WARNING=str(warning))
     check_accounting(len(events), scored, alerts, dead)
     for r in scored:
         s = r["anomaly_score"]
@@ -134,21 +134,21 @@ def _epoch(iso: str) -> float:
 
 
 def test_config_errors_name_the_variable():
-    with pytest.raises(ConfigError, match="IOT_SENSOR_FIELDS"):
-        IoTConfig.from_env({"IOT_SENSOR_FIELDS": "a,a"})
-    with pytest.raises(ConfigError, match="IOT_WINDOWS_S"):
-        IoTConfig.from_env({"IOT_WINDOWS_S": "5m"})
+    with pytest.raises(ConfigError, match="STREAMSCORE_IOT__SENSOR_FIELDS"):
+        IoTConfig.from_env({"STREAMSCORE_IOT__SENSOR_FIELDS": "a,a"})
+    with pytest.raises(ConfigError, match="STREAMSCORE_IOT__WINDOWS_S"):
+        IoTConfig.from_env({"STREAMSCORE_IOT__WINDOWS_S": "5m"})
 
 
 def test_device_profile_from_feast_when_the_repo_defines_it(fraud_env, tmp_path):
     events = list(generate_readings(devices=4, readings=200, seed=6))
-    scored, alerts, dead = run(tmp_path / "with", events, SCORING_FEATURE_REPO=str(fraud_env.repo),
-                               IOT_DEVICE_PROFILE="true")
+    scored, alerts, dead = run(tmp_path / "with", events, STREAMSCORE_FEAST__REPO=str(fraud_env.repo),
+                               STREAMSCORE_IOT__DEVICE_PROFILE="true")
     check_accounting(len(events), scored, alerts, dead)
     assert all(r["device_known"] for r in scored)
     assert scored[0]["device_profile"]["site"] in ("plant-north", "plant-south", "warehouse-east", "lab-west")
     # Feast's own answer for one device is what the record carries.
-    from dataflows.checks import feature_store
+    from dataflows.resources import feature_store
 
     store = feature_store(fraud_env.repo)
     dev = scored[0]["device_id"]
@@ -157,7 +157,7 @@ def test_device_profile_from_feast_when_the_repo_defines_it(fraud_env, tmp_path)
     assert scored[0]["device_profile"]["site"] == online["site"][0]
     assert scored[0]["device_profile"]["model"] == online["model"][0]
     # Switched off, the flow works the same, without the profile.
-    scored, alerts, dead = run(tmp_path / "without", events, IOT_DEVICE_PROFILE="false")
+    scored, alerts, dead = run(tmp_path / "without", events, STREAMSCORE_IOT__DEVICE_PROFILE="false")
     check_accounting(len(events), scored, alerts, dead)
     assert "device_profile" not in scored[0]
 
@@ -168,16 +168,16 @@ def test_flow_and_quality_benchmark_give_the_same_scores(tmp_path):
     Exactly equal with one event per batch. With larger batches Bytewax hands a keyed
     step each batch's items grouped by key, so the shared shard detector sees readings
     grouped by device instead of interleaved: only its score may then differ."""
-    from models.iot import IoTScorer
+    from models.iot import IoTPipeline
 
-    from dataflows.config import IoTConfig as Cfg
+    from settings.config import IoTConfig as Cfg
     from dataflows.scoring import iot_scoring_config
 
     from features.records import ValidationError
 
     events = list(generate_readings(devices=6, readings=1500, seed=11))
-    scored, _, dead = run(tmp_path, events, SCORING_BATCH_SIZE="1")
-    scorer = IoTScorer(iot_scoring_config(Cfg.from_env({})))
+    scored, _, dead = run(tmp_path, events, STREAMSCORE_IO__BATCH_SIZE="1")
+    scorer = IoTPipeline(iot_scoring_config(Cfg.from_env({})))
     plain = {}
     for e in events:
         try:
@@ -190,6 +190,6 @@ def test_flow_and_quality_benchmark_give_the_same_scores(tmp_path):
     assert len(flow) == len(plain) == len(events) - len(dead)
     assert flow == {i: {k: r.get(k) for k in keep} for i, r in plain.items()}
     assert sum(r["anomaly_score"] is not None for r in scored) > 1000
-    batched, _, _ = run(tmp_path / "batched", events, SCORING_BATCH_SIZE="300")
+    batched, _, _ = run(tmp_path / "batched", events, STREAMSCORE_IO__BATCH_SIZE="300")
     per_device = [{k: v for k, v in r["scores"].items() if k != "shard"} for r in batched]
     assert per_device == [{k: v for k, v in plain[r["id"]]["scores"].items() if k != "shard"} for r in batched]

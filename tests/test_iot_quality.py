@@ -1,5 +1,5 @@
 """A tiny run of the IoT quality benchmark: the project's scoring (the flow's own
-DeviceState / ShardState through IoTScorer) must beat the River baseline on the
+DeviceState / ShardState through IoTPipeline) must beat the River baseline on the
 same stream, in the same run (no timing assertions)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ except ModuleNotFoundError:  # `benchmarks` is not an installed package; run fro
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks import iot_quality
 
-from models.iot import IoTScorer
+from models.iot import IoTPipeline
 
 
 def test_project_beats_baseline_on_the_same_stream() -> None:
@@ -28,7 +28,7 @@ def test_project_beats_baseline_on_the_same_stream() -> None:
 
 
 def test_benchmark_drives_the_flow_classes() -> None:
-    assert iot_quality.IoTScorer is IoTScorer
+    assert iot_quality.IoTPipeline is IoTPipeline
 
 
 def test_cli_exit_code(capsys) -> None:

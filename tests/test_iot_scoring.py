@@ -1,4 +1,4 @@
-"""Tests for models.iot: DeviceState, ShardState, IoTScorer, the output records,
+"""Tests for models.iot: DeviceState, ShardState, IoTPipeline, the output records,
 restore under the same and under a new configuration, the warm-up rule."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from features.records import ValidationError, format_time, parse_time
 from features.sensors import SensorConfig, feature_names, parse_reading
-from models.iot import DeviceResult, DeviceState, IoTScorer, ScoringConfig, ShardState, detector_version
+from models.iot import DeviceResult, DeviceState, IoTPipeline, IoTScoringConfig, ShardState, detector_version
 from models.status import Thresholds
 from tests.conftest import is_plain
 
@@ -42,11 +42,11 @@ def stable(obj):
 
 
 
-def reading(cfg: ScoringConfig, device: str, i: int, values: dict, **extra):
+def reading(cfg: IoTScoringConfig, device: str, i: int, values: dict, **extra):
     return parse_reading(row(device, i, values, **extra), cfg.features, arrival=T0 + 60 * i)
 
 
-def warm_device(cfg: ScoringConfig, n: int = 200, seed: int = 5, device: str = "dev-1"):
+def warm_device(cfg: IoTScoringConfig, n: int = 200, seed: int = 5, device: str = "dev-1"):
     rng = random.Random(seed)
     dev = DeviceState(cfg)
     for i in range(n):
@@ -70,7 +70,7 @@ class FixedShardDetector:
 
 
 def test_device_result_shape_and_spike() -> None:
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     dev, rng = warm_device(cfg)
     res = dev.update(reading(cfg, "dev-1", 200, noisy_values(rng)))
     assert isinstance(res, DeviceResult) and pickle.loads(pickle.dumps(res)) == res  # crosses keyed exchanges
@@ -89,7 +89,7 @@ def test_device_result_shape_and_spike() -> None:
 
 
 def test_missing_sensors_scored_on_present_ones() -> None:
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     dev, rng = warm_device(cfg)
     before = dev.snapshot()
     vals = dict(noisy_values(rng), pressure=None)
@@ -107,7 +107,7 @@ def test_missing_sensors_scored_on_present_ones() -> None:
 
 
 def test_drift_record_on_lasting_shift() -> None:
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     dev, rng = warm_device(cfg, n=300)
     records = []
     for i in range(300, 500):
@@ -127,7 +127,7 @@ def test_drift_record_on_lasting_shift() -> None:
 
 
 def test_first_reading_of_a_fresh_device_and_shard_has_no_score() -> None:
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     dev, shard = DeviceState(cfg), ShardState(cfg)
     rec = shard.update(dev.update(reading(cfg, "d1", 0, {"temperature": 20.0, "humidity": 50.0, "pressure": 1e3})))
     assert rec["anomaly_score"] is None and rec["status"] == "NORMAL" and rec["warming_up"] is True
@@ -141,8 +141,8 @@ def test_first_reading_of_a_fresh_device_and_shard_has_no_score() -> None:
 
 
 def test_warm_device_on_a_warming_shard_is_scored() -> None:
-    cfg = ScoringConfig(warmup=5)
-    scorer = IoTScorer(cfg)
+    cfg = IoTScoringConfig(warmup=5)
+    scorer = IoTPipeline(cfg)
     rng = random.Random(1)
     recs = [scorer.process(row("d1", i, noisy_values(rng)), arrival=0.0)[0] for i in range(12)]
     assert all(r["anomaly_score"] is None for r in recs[:5])
@@ -150,8 +150,8 @@ def test_warm_device_on_a_warming_shard_is_scored() -> None:
     assert "shard" in recs[-1]["scores"]
 
 
-def test_iot_scorer_fresh_device_first_reading_is_null_everywhere() -> None:
-    scorer = IoTScorer(ScoringConfig(warmup=3))
+def test_iot_pipeline_fresh_device_first_reading_is_null_everywhere() -> None:
+    scorer = IoTPipeline(IoTScoringConfig(warmup=3))
     rng = random.Random(2)
     for dev in ("a", "b", "c"):
         first = scorer.process(row(dev, 0, noisy_values(rng)), arrival=0.0)[0]
@@ -162,7 +162,7 @@ def test_iot_scorer_fresh_device_first_reading_is_null_everywhere() -> None:
 
 
 def test_combination_and_reasons() -> None:
-    cfg = ScoringConfig(combine="noisy_or")
+    cfg = IoTScoringConfig(combine="noisy_or")
     base = DeviceResult(
         reading=parse_reading({"device_id": "d", "timestamp": T0, "temperature": 1.0}, cfg.features, arrival=T0),
         id="d@x", shard=1, features={}, missing=[],
@@ -191,7 +191,7 @@ def test_combination_and_reasons() -> None:
     assert record(quiet, 0.95)["reasons"] == ["temperature"]
     assert "reasons" not in record(quiet, 0.05)  # NORMAL records carry no reasons
     # the default rule: the strongest weighted detector
-    dflt = ScoringConfig()
+    dflt = IoTScoringConfig()
     assert dflt.combine == "max"
     assert record(base, 0.9, c=dflt)["anomaly_score"] == pytest.approx(max(0.6, dflt.shard_weight * 0.9))
     slow = msgspec.structs.replace(base, scores={"temperature": 0.1, "temperature_slow": 0.99})
@@ -200,8 +200,8 @@ def test_combination_and_reasons() -> None:
 
 
 def test_record_fields_thresholds_and_input_carried_through() -> None:
-    cfg = ScoringConfig(warmup=3, shard_window=10, shard_calib_warmup=3)
-    scorer = IoTScorer(cfg, Thresholds(critical=0.6, warning=0.3))
+    cfg = IoTScoringConfig(warmup=3, shard_window=10, shard_calib_warmup=3)
+    scorer = IoTPipeline(cfg, Thresholds(critical=0.6, warning=0.3))
     rng = random.Random(3)
     for i in range(40):
         scorer.process(row("d1", i, noisy_values(rng), label=0, note={"k": [1]}), arrival=T0)
@@ -217,8 +217,8 @@ def test_record_fields_thresholds_and_input_carried_through() -> None:
 
 
 def test_readings_timed_by_arrival_get_unique_ids() -> None:
-    cfg = ScoringConfig()
-    scorer = IoTScorer(cfg)
+    cfg = IoTScoringConfig()
+    scorer = IoTPipeline(cfg)
     recs = [scorer.process({"device_id": "d1", "temperature": 20.0 + i}, arrival=T0)[0] for i in range(3)]
     assert [r["id"] for r in recs] == [f"d1@{format_time(T0)}#{i}" for i in (1, 2, 3)]
     assert all(r["time_from_arrival"] is True and "timestamp" not in r for r in recs)
@@ -228,7 +228,7 @@ def test_readings_timed_by_arrival_get_unique_ids() -> None:
 
 
 def test_device_state_snapshot_is_plain_data_without_configuration() -> None:
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     dev, _ = warm_device(cfg, n=30)
     snap = dev.snapshot()
     assert is_plain(snap)
@@ -240,7 +240,7 @@ def test_device_state_snapshot_is_plain_data_without_configuration() -> None:
 
 
 def test_device_state_restore_gives_identical_outputs() -> None:
-    cfg = ScoringConfig(drift_threshold=2.0, drift_min_instances=10)
+    cfg = IoTScoringConfig(drift_threshold=2.0, drift_min_instances=10)
     dev, rng = warm_device(cfg, n=80)
     snap = json.loads(json.dumps(dev.snapshot()))  # through a real store
     clone = DeviceState(cfg)
@@ -274,7 +274,7 @@ def run_devices(cfg, devices, states, shards, rng, start, stop):
 
 
 def test_device_and_shard_state_restore_gives_identical_records() -> None:
-    cfg = ScoringConfig(n_shards=2, shard_window=30, shard_calib_warmup=10, warmup=10)
+    cfg = IoTScoringConfig(n_shards=2, shard_window=30, shard_calib_warmup=10, warmup=10)
     devices = [f"dev-{k}" for k in range(6)]
     states: dict[str, DeviceState] = {}
     shards: dict[str, ShardState] = {}
@@ -308,8 +308,8 @@ def test_device_and_shard_state_restore_gives_identical_records() -> None:
 
 
 def test_restore_under_a_new_configuration_uses_it() -> None:
-    old = ScoringConfig(features=SensorConfig(windows_s=(300.0,)), shard_window=20, shard_calib_warmup=5)
-    new = ScoringConfig(features=SensorConfig(windows_s=(60.0, 900.0)), alpha=0.05, shard_window=20,
+    old = IoTScoringConfig(features=SensorConfig(windows_s=(300.0,)), shard_window=20, shard_calib_warmup=5)
+    new = IoTScoringConfig(features=SensorConfig(windows_s=(60.0, 900.0)), alpha=0.05, shard_window=20,
                         shard_calib_warmup=5)
     dev, rng = warm_device(old, n=60)
     shard = ShardState(old)
@@ -331,12 +331,12 @@ def test_restore_under_a_new_configuration_uses_it() -> None:
     assert rec["model_version"] == detector_version(new) != detector_version(old)
     assert set(rec["features"]) == set(feature_names(new.features))
     # another shard detector configuration: the old state is discarded, not loaded
-    other = ScoringConfig(features=new.features, shard_window=40, shard_calib_warmup=5)
+    other = IoTScoringConfig(features=new.features, shard_window=40, shard_calib_warmup=5)
     shard3 = ShardState(other)
     shard3.load(shard.snapshot())
     assert shard3.detector.n == 0 and shard3.detector.window_size == 40
     # a sensor removed from the configuration is dropped; a new one starts fresh
-    fewer = ScoringConfig(features=SensorConfig(sensors=("temperature", "co2")))
+    fewer = IoTScoringConfig(features=SensorConfig(sensors=("temperature", "co2")))
     dev3 = DeviceState(fewer)
     dev3.load(dev.snapshot())
     assert set(dev3.level) == {"temperature", "co2"} and dev3.level["co2"].n == 0
@@ -344,7 +344,7 @@ def test_restore_under_a_new_configuration_uses_it() -> None:
 
 
 def test_shard_state_snapshot_and_load_checks() -> None:
-    cfg = ScoringConfig()
+    cfg = IoTScoringConfig()
     assert ShardState(cfg).snapshot() is None
     s = ShardState(cfg)
     s.load(None)
@@ -356,8 +356,8 @@ def test_shard_state_snapshot_and_load_checks() -> None:
 # ------------------------------------------------------------------ the driver
 
 
-def test_iot_scorer_gives_the_same_records_as_the_two_states() -> None:
-    cfg = ScoringConfig(n_shards=3, shard_window=25, shard_calib_warmup=5, warmup=8,
+def test_iot_pipeline_gives_the_same_records_as_the_two_states() -> None:
+    cfg = IoTScoringConfig(n_shards=3, shard_window=25, shard_calib_warmup=5, warmup=8,
                         drift_threshold=2.0, drift_min_instances=10)
     rng = random.Random(8)
     rows = []
@@ -368,7 +368,7 @@ def test_iot_scorer_gives_the_same_records_as_the_two_states() -> None:
                 vals["temperature"] += 0.2 * (i - 80)
             rows.append(row(d, i, vals, seq=i))
     rows.insert(50, {"device_id": "a", "timestamp": 0})  # invalid: no sensors
-    scorer = IoTScorer(cfg)
+    scorer = IoTPipeline(cfg)
     states: dict[str, DeviceState] = {}
     shards: dict[str, ShardState] = {}
     via_scorer, direct = [], []
@@ -390,12 +390,12 @@ def test_iot_scorer_gives_the_same_records_as_the_two_states() -> None:
     assert set(scorer.shards) == set(shards) and set(scorer.devices) == {"a", "bb", "ccc", "dddd"}
 
 
-def test_iot_scorer_custom_schema_end_to_end() -> None:
-    cfg = ScoringConfig(
+def test_iot_pipeline_custom_schema_end_to_end() -> None:
+    cfg = IoTScoringConfig(
         features=SensorConfig(key_field="sid", time_field="ts", sensors=("a", "b", "c", "d"), windows_s=(120.0,)),
         n_shards=2, shard_window=50, shard_calib_warmup=10, warmup=10,
     )
-    scorer = IoTScorer(cfg)
+    scorer = IoTPipeline(cfg)
     rng = random.Random(6)
     out = []
     for i in range(300):
@@ -414,19 +414,19 @@ def test_iot_scorer_custom_schema_end_to_end() -> None:
 
 
 def test_scoring_config_validation_and_round_trip() -> None:
-    cfg = ScoringConfig(features=SensorConfig(sensors=("a", "b")), n_shards=8, shard_weight=0.3)
-    assert ScoringConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert detector_version(ScoringConfig.from_dict(cfg.to_dict())) == detector_version(cfg)
+    cfg = IoTScoringConfig(features=SensorConfig(sensors=("a", "b")), n_shards=8, shard_weight=0.3)
+    assert IoTScoringConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert detector_version(IoTScoringConfig.from_dict(cfg.to_dict())) == detector_version(cfg)
     with pytest.raises(ValueError, match="shard_weight"):
-        ScoringConfig(shard_weight=2.0)
+        IoTScoringConfig(shard_weight=2.0)
     with pytest.raises(ValueError, match="clash"):
-        ScoringConfig(features=SensorConfig(sensors=("a", "a_slow")))
+        IoTScoringConfig(features=SensorConfig(sensors=("a", "a_slow")))
     with pytest.raises(ValueError, match="KeyDetector: alpha"):
-        ScoringConfig(alpha=0.0)
+        IoTScoringConfig(alpha=0.0)
     with pytest.raises(ValueError, match="StuckDetector: beta"):
-        ScoringConfig(stuck_beta=1.0)
+        IoTScoringConfig(stuck_beta=1.0)
     with pytest.raises(ValueError, match="window_size"):
-        ScoringConfig(shard_window=1)
+        IoTScoringConfig(shard_window=1)
 
 
 # --- DeviceState.update_many: the flow's batch step gives exactly what update gives one by one
@@ -475,7 +475,7 @@ def reference_update(dev: DeviceState, reading) -> DeviceResult:
                         shard_input, drifts)
 
 
-def generated_stream(cfg: ScoringConfig, n: int = 3000, seed: int = 11) -> list:
+def generated_stream(cfg: IoTScoringConfig, n: int = 3000, seed: int = 11) -> list:
     """One hot device at 10 Hz from the generator (faults: spikes, drifts, stuck, dropouts),
     plus readings timed by arrival, out of order, with missing / NaN / int values."""
     from datagen.sensors import generate_readings
@@ -506,11 +506,11 @@ def comparable(res: DeviceResult) -> dict:
 
 
 @pytest.mark.parametrize("cfg", [
-    ScoringConfig(),
-    ScoringConfig(drift_on="fast", warmup=5, drift_min_instances=10, drift_threshold=2.0),
-    ScoringConfig(slow_weight=0.0, warmup=5, drift_threshold=2.0),
+    IoTScoringConfig(),
+    IoTScoringConfig(drift_on="fast", warmup=5, drift_min_instances=10, drift_threshold=2.0),
+    IoTScoringConfig(slow_weight=0.0, warmup=5, drift_threshold=2.0),
 ], ids=["default", "drift_on_fast", "no_slow"])
-def test_update_many_equals_update_one_by_one(cfg: ScoringConfig) -> None:
+def test_update_many_equals_update_one_by_one(cfg: IoTScoringConfig) -> None:
     stream = generated_stream(cfg)
     ref_dev = DeviceState(cfg)
     ref = [comparable(reference_update(ref_dev, r)) for r in stream]
@@ -532,7 +532,7 @@ def test_update_many_equals_update_one_by_one(cfg: ScoringConfig) -> None:
 
 
 def test_update_many_after_restore_and_bad_values_like_update() -> None:
-    cfg = ScoringConfig(warmup=5)
+    cfg = IoTScoringConfig(warmup=5)
     stream = generated_stream(cfg, n=600)
     ref_dev, dev = DeviceState(cfg), DeviceState(cfg)
     for r in stream[:300]:

@@ -18,10 +18,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dataflows.config import FraudConfig
+from settings.config import FraudConfig
 from dataflows.fraud import build_flow
-from dataflows.kafka import KafkaUnavailable, check_broker
-from dataflows.replay import ensure_topic, replay
+from dataflows.connectors.kafka import KafkaUnavailable, check_broker
+from cli.replay import ensure_topic, replay
 from datagen.transactions import corrupt_events, stream_transactions
 from features.records import ValidationError
 from features.transactions import parse_transaction
@@ -41,15 +41,15 @@ def topics(prefix: str) -> dict[str, str]:
 
 def kafka_env(t: dict[str, str], **extra: str) -> dict[str, str]:
     return {
-        "SCORING_SOURCE": "kafka",
-        "SCORING_OUTPUT": "kafka",
+        "STREAMSCORE_SOURCE": "kafka",
+        "STREAMSCORE_OUTPUT": "kafka",
         "KAFKA_BOOTSTRAP_SERVERS": BROKER,
-        "SCORING_INPUT_TOPIC": t["in"],
-        "SCORING_SCORED_TOPIC": t["scored"],
-        "SCORING_ALERTS_TOPIC": t["alerts"],
-        "SCORING_DEAD_LETTER_TOPIC": t["dead"],
-        "SCORING_KAFKA_TAIL": "false",
-        "SCORING_BATCH_SIZE": "250",
+        "STREAMSCORE_INPUT_TOPIC": t["in"],
+        "STREAMSCORE_SCORED_TOPIC": t["scored"],
+        "STREAMSCORE_ALERTS_TOPIC": t["alerts"],
+        "STREAMSCORE_DEAD_LETTER_TOPIC": t["dead"],
+        "STREAMSCORE_KAFKA__TAIL": "false",
+        "STREAMSCORE_IO__BATCH_SIZE": "250",
         **extra,
     }
 
@@ -143,8 +143,8 @@ def test_kafka_in_kafka_out_exactly_n(fraud_env):
     create_topics(t)
     events = input_events(fraud_env)
     produce(t["in"], events)
-    cfg = FraudConfig.from_env(kafka_env(t, SCORING_FEATURE_REPO=str(fraud_env.repo),
-                                         SCORING_MODEL_REGISTRY=str(fraud_env.registry)))
+    cfg = FraudConfig.from_env(kafka_env(t, STREAMSCORE_FEAST__REPO=str(fraud_env.repo),
+                                         STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry)))
     from bytewax.testing import run_main
 
     run_main(build_flow(cfg))
@@ -170,9 +170,9 @@ def test_kafka_with_redis_online_store(fraud_env, tmp_path, monkeypatch):
     create_topics(t)
     events = input_events(fraud_env)
     produce(t["in"], events)
-    cfg = FraudConfig.from_env(kafka_env(t, SCORING_FEATURE_REPO=str(repo),
-                                         SCORING_FEATURE_STORE_YAML="feature_store.redis.yaml",
-                                         SCORING_MODEL_REGISTRY=str(fraud_env.registry)))
+    cfg = FraudConfig.from_env(kafka_env(t, STREAMSCORE_FEAST__REPO=str(repo),
+                                         STREAMSCORE_FEATURE_STORE_YAML="feature_store.redis.yaml",
+                                         STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry)))
     from bytewax.testing import run_main
 
     run_main(build_flow(cfg))
@@ -186,9 +186,9 @@ def test_kafka_with_redis_online_store(fraud_env, tmp_path, monkeypatch):
 def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
     t = topics("stream")
     create_topics(t)
-    env = {**os.environ, **kafka_env(t, SCORING_KAFKA_TAIL="true", SCORING_BATCH_SIZE="100",
-                                     SCORING_FEATURE_REPO=str(fraud_env.repo),
-                                     SCORING_MODEL_REGISTRY=str(fraud_env.registry))}
+    env = {**os.environ, **kafka_env(t, STREAMSCORE_KAFKA__TAIL="true", STREAMSCORE_IO__BATCH_SIZE="100",
+                                     STREAMSCORE_FEAST__REPO=str(fraud_env.repo),
+                                     STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry))}
     proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.fraud:flow"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -216,8 +216,8 @@ def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
 
 
 def test_unreachable_broker_is_a_one_line_error():
-    env = {**os.environ, "SCORING_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-           "KAFKA_CHECK_TIMEOUT_S": "2"}
+    env = {**os.environ, "STREAMSCORE_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+           "STREAMSCORE_KAFKA__CHECK_TIMEOUT_S": "2"}
     start = time.monotonic()
     res = subprocess.run([sys.executable, "-m", "bytewax.run", "dataflows.fraud:flow"], cwd=ROOT, env=env,
                          capture_output=True, timeout=60)
@@ -230,7 +230,8 @@ def test_unreachable_broker_is_a_one_line_error():
 
 
 def test_secrets_are_not_logged_or_put_in_errors(monkeypatch):
-    import dataflows.kafka as kafka_mod
+    import dataflows.connectors.kafka as kafka_mod
+    import dataflows.connectors.kafka.source as source_mod
 
     logged: list[tuple] = []
 
@@ -238,7 +239,7 @@ def test_secrets_are_not_logged_or_put_in_errors(monkeypatch):
         def info(self, *args, **kwargs):
             logged.append((args, kwargs))
 
-    monkeypatch.setattr(kafka_mod, "log", Recorder())
+    monkeypatch.setattr(source_mod, "log", Recorder())
     t = topics("secret")
     create_topics(t)
     secret = "hunter2-" + uuid.uuid4().hex
@@ -254,7 +255,7 @@ def test_secrets_are_not_logged_or_put_in_errors(monkeypatch):
 
 
 def test_replay_tool_produces_keyed_events_at_a_rate():
-    from dataflows.config import KafkaConfig
+    from settings.config import KafkaConfig
 
     topic = f"replay-{uuid.uuid4().hex[:8]}"
     kafka = KafkaConfig(bootstrap_servers=BROKER)
@@ -265,7 +266,7 @@ def test_replay_tool_produces_keyed_events_at_a_rate():
     got = consume_all(topic, expected=200, timeout_s=30, idle_s=1.0)
     assert sorted(k for k, _ in got) == sorted(e["transaction_id"] for e in events)
     # The CLI prints what it sent.
-    res = subprocess.run([sys.executable, "-m", "dataflows.replay", "--events", "50", "--topic", topic,
+    res = subprocess.run([sys.executable, "-m", "cli.replay", "--events", "50", "--topic", topic,
                           "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BROKER})
     assert res.returncode == 0, res.stderr
@@ -280,7 +281,7 @@ def test_kafka_options_pass_through_env():
 def test_iot_kafka_in_kafka_out_exactly_n():
     from bytewax.testing import run_main
 
-    from dataflows.config import IoTConfig
+    from settings.config import IoTConfig
     from dataflows.iot import build_flow as build_iot_flow
     from datagen.sensors import generate_readings
 
@@ -293,7 +294,7 @@ def test_iot_kafka_in_kafka_out_exactly_n():
     for r in readings:
         p.produce(t["in"], value=r if isinstance(r, bytes) else orjson.dumps(r))
     assert p.flush(30) == 0
-    run_main(build_iot_flow(IoTConfig.from_env(kafka_env(t, IOT_DEVICE_PROFILE="false"))))
+    run_main(build_iot_flow(IoTConfig.from_env(kafka_env(t, STREAMSCORE_IOT__DEVICE_PROFILE="false"))))
     scored = consume_all(t["scored"])
     dead = consume_all(t["dead"])
     alerts = consume_all(t["alerts"], timeout_s=15)
@@ -307,7 +308,7 @@ def test_iot_kafka_in_kafka_out_exactly_n():
 
 
 def test_restart_without_recovery_continues_from_the_committed_offsets(fraud_env):
-    """SCORING_KAFKA_START=committed: a second run without recovery scores only what
+    """STREAMSCORE_KAFKA__START=committed: a second run without recovery scores only what
     arrived since the first; `earliest` (the default) scores the whole topic again."""
     from bytewax.testing import run_main
 
@@ -324,8 +325,8 @@ def test_restart_without_recovery_continues_from_the_committed_offsets(fraud_env
         c.close()
     first = stream_transactions(300, seed=31, spec=fraud_env.spec)
     produce(t["in"], first)
-    env = kafka_env(t, SCORING_FEATURE_REPO=str(fraud_env.repo), SCORING_MODEL_REGISTRY=str(fraud_env.registry),
-                    SCORING_KAFKA_GROUP=group, SCORING_KAFKA_START="committed")
+    env = kafka_env(t, STREAMSCORE_FEAST__REPO=str(fraud_env.repo), STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry),
+                    STREAMSCORE_KAFKA__GROUP=group, STREAMSCORE_KAFKA__START="committed")
     run_main(build_flow(FraudConfig.from_env(env)))
     assert len(consume_all(t["scored"], expected=300, idle_s=1.0)) == 300
     second = stream_transactions(200, seed=32, spec=fraud_env.spec)
@@ -338,5 +339,5 @@ def test_restart_without_recovery_continues_from_the_committed_offsets(fraud_env
     assert len(keys) == 500 and len(set(keys)) == 500  # nothing re-scored
     assert {k for k in keys if k.startswith("second-")} == {e["transaction_id"] for e in second}
     # `earliest` reads the topic from the start again: the choice is the user's, and documented
-    run_main(build_flow(FraudConfig.from_env({**env, "SCORING_KAFKA_START": "earliest"})))
+    run_main(build_flow(FraudConfig.from_env({**env, "STREAMSCORE_KAFKA__START": "earliest"})))
     assert len(consume_all(t["scored"], expected=1000, idle_s=2.0)) == 1000

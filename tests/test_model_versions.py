@@ -15,7 +15,7 @@ import orjson
 import pytest
 from bytewax.testing import run_main
 
-from dataflows.config import ConfigError, FraudConfig
+from settings.config import ConfigError, FraudConfig
 from dataflows.fraud import build_flow as build_fraud_flow
 from datagen.transactions import stream_transactions, write_events
 from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, CachedLookup
@@ -111,18 +111,18 @@ def test_shadow_scores_are_recorded_and_never_change_the_decision(fraud_env, reg
 
 
 def test_mlflow_style_references_resolve(fraud_env, registry):
-    cfg = FraudConfig.from_env({"SCORING_MODEL": "models:/fraud_model@production",
-                                "SCORING_MODEL_ROUTES": "models:/fraud_model/1:70,fraud_model@production:30"})
+    cfg = FraudConfig.from_env({"STREAMSCORE_MODEL__REF": "models:/fraud_model@production",
+                                "STREAMSCORE_MODEL__ROUTES": "models:/fraud_model/1:70,fraud_model@production:30"})
     assert cfg.model == "fraud_model@production"
     assert Routes.parse(cfg.model_routes).refs() == ("fraud_model/1", "fraud_model@production")
     assert router_for(registry, "models:/fraud_model/1").assignment.label == "fraud_model/1"
 
 
 def test_bad_route_settings_are_config_errors():
-    with pytest.raises(ConfigError, match="SCORING_MODEL_ROUTES='fraud_model/1:90,fraud_model/2:x'"):
-        FraudConfig.from_env({"SCORING_MODEL_ROUTES": "fraud_model/1:90,fraud_model/2:x"})
-    with pytest.raises(ConfigError, match="SCORING_MODEL_SHADOW"):
-        FraudConfig.from_env({"SCORING_MODEL_SHADOW": "fraud_model/2:150"})
+    with pytest.raises(ConfigError, match="STREAMSCORE_MODEL__ROUTES='fraud_model/1:90,fraud_model/2:x'"):
+        FraudConfig.from_env({"STREAMSCORE_MODEL__ROUTES": "fraud_model/1:90,fraud_model/2:x"})
+    with pytest.raises(ConfigError, match="STREAMSCORE_MODEL__SHADOW"):
+        FraudConfig.from_env({"STREAMSCORE_MODEL__SHADOW": "fraud_model/2:150"})
 
 
 def test_split_in_the_flow_by_setting(fraud_env, registry, tmp_path):
@@ -130,10 +130,10 @@ def test_split_in_the_flow_by_setting(fraud_env, registry, tmp_path):
     src, out = tmp_path / "in.jsonl", tmp_path / "out"
     write_events(stream_transactions(3000, seed=8, spec=fraud_env.spec), src)
     cfg = FraudConfig.from_env({
-        "SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-        "SCORING_FEATURE_REPO": str(fraud_env.repo), "SCORING_MODEL_REGISTRY": str(registry),
-        "SCORING_MODEL_ROUTES": f"fraud_model/1:50,fraud_model/{v2}:50",
-        "SCORING_MODEL_SHADOW": "fraud_model@production:100"})
+        "STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+        "STREAMSCORE_FEAST__REPO": str(fraud_env.repo), "STREAMSCORE_MODEL__REGISTRY": str(registry),
+        "STREAMSCORE_MODEL__ROUTES": f"fraud_model/1:50,fraud_model/{v2}:50",
+        "STREAMSCORE_MODEL__SHADOW": "fraud_model@production:100"})
     from prometheus_client import REGISTRY
 
     def count(version: str, role: str) -> float:
@@ -177,10 +177,10 @@ def test_alias_moves_during_a_run_switch_once_and_a_bad_version_is_refused(fraud
     n = 40_000
     src, out = tmp_path / "in.jsonl", tmp_path / "out"
     write_events(stream_transactions(n, seed=9, spec=fraud_env.spec), src)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "BYTEWAX_"))}
-    env = {**base, "SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-           "SCORING_FEATURE_REPO": str(fraud_env.repo), "SCORING_MODEL_REGISTRY": str(registry),
-           "SCORING_MODEL_POLL_S": "0.05", "SCORING_BATCH_SIZE": "100"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "BYTEWAX_"))}
+    env = {**base, "STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+           "STREAMSCORE_FEAST__REPO": str(fraud_env.repo), "STREAMSCORE_MODEL__REGISTRY": str(registry),
+           "STREAMSCORE_MODEL__POLL_S": "0.05", "STREAMSCORE_IO__BATCH_SIZE": "100"}
     proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     scored = out / "scored.jsonl"

@@ -708,18 +708,18 @@ def broken_model_start(fraud_env, registry_copy, tmp_path, monkeypatch):
     stdout and read no input)."""
     import os
 
-    from dataflows import checks
+    from dataflows import resources
 
     for k in list(os.environ):
-        if k.startswith(("SCORING_", "KAFKA_OPT_", "IOT_", "BYTEWAX_")):
+        if k.startswith(("STREAMSCORE_", "SCORING_", "KAFKA_OPT_", "IOT_", "BYTEWAX_")):
             monkeypatch.delenv(k)
     src = tmp_path / "in.jsonl"
     src.write_text('{"transaction_id": "t1"}\nnot json\n')  # read, these would be dead letters
     out = tmp_path / "out"
-    for k, v in {"SCORING_SOURCE": "file", "SCORING_INPUT": str(src), "SCORING_OUTPUT_DIR": str(out),
-                 "SCORING_FEATURE_REPO": str(fraud_env.repo), "SCORING_MODEL_REGISTRY": str(registry_copy)}.items():
+    for k, v in {"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
+                 "STREAMSCORE_FEAST__REPO": str(fraud_env.repo), "STREAMSCORE_MODEL__REGISTRY": str(registry_copy)}.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(checks, "_MODELS", {})
+    monkeypatch.setattr(resources, "_MODELS", {})
 
     def start(case: str, capfd) -> list[str]:
         from dataflows.fraud import get_flow
@@ -745,7 +745,7 @@ def test_broken_model_is_refused_at_start_with_one_clear_error(case, broken_mode
     errors = [line for line in err if line.startswith("error: ")]
     assert len(errors) == 1, err
     [line] = errors
-    assert line.startswith("error: SCORING_MODEL='fraud_model@production' (SCORING_MODEL_REGISTRY="), line
+    assert line.startswith("error: model.ref='fraud_model@production' (STREAMSCORE_MODEL__REGISTRY="), line
     for words in _BROKEN_MODELS[case][1]:
         assert words in line, (words, line)
     for other in err:
@@ -767,9 +767,9 @@ def test_truncated_artifact_with_a_matching_sha256_is_refused_not_a_crash(fraud_
     _resign(d, data[: len(data) // 2])
     src = tmp_path / "in.jsonl"
     src.write_text('{"transaction_id": "t1"}\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "KAFKA_OPT_", "IOT_", "BYTEWAX_"))}
-    env.update(SCORING_SOURCE="file", SCORING_INPUT=str(src), SCORING_OUTPUT_DIR=str(tmp_path / "out"),
-               SCORING_FEATURE_REPO=str(fraud_env.repo), SCORING_MODEL_REGISTRY=str(registry_copy))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "KAFKA_OPT_", "IOT_", "BYTEWAX_"))}
+    env.update(STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(src), STREAMSCORE_IO__OUTPUT_DIR=str(tmp_path / "out"),
+               STREAMSCORE_FEAST__REPO=str(fraud_env.repo), STREAMSCORE_MODEL__REGISTRY=str(registry_copy))
     done = subprocess.run([sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"],
                           cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
                           timeout=120)

@@ -1,4 +1,4 @@
-"""The HTML monitoring report (dataflows/monitor_report.py) in a real headless browser.
+"""The HTML monitoring report (monitoring/html_report.py) in a real headless browser.
 
 Debian's ``chromium`` (scripts/test.sh installs it when missing; ``$CHROMIUM`` picks
 another binary) is driven over the Chrome DevTools protocol on a pipe
@@ -39,9 +39,9 @@ from typing import Any
 
 import pytest
 
-from dataflows import monitor_report
-from dataflows.monitor_report import write_html
-from models.monitoring import connect
+from monitoring import html_report as monitor_report
+from monitoring.html_report import write_html
+from monitoring.queries import connect
 from tests.test_monitoring import write_log
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Monitoring over the inference log (models/monitoring.py, `streamscore monitor`) and
+"""Monitoring over the inference log (monitoring/queries.py, `streamscore monitor`) and
 the Grafana dashboard (infra/grafana/streamscore-dashboard.json).
 
 The log is written with the flow's own writer (models.inference_log.LogWriter and
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dataflows.cli import main
-from models import monitoring as mon
+from cli.main import main
+import monitoring as mon
 from models.inference_log import LogSpec, LogWriter, log_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,7 +337,7 @@ def test_cli_monitor_table(log):
 
 
 def test_cli_monitor_json_version_filter_and_env_default(log, monkeypatch, con):
-    monkeypatch.setenv("SCORING_INFERENCE_LOG_DIR", str(log[0]))
+    monkeypatch.setenv("STREAMSCORE_INFERENCE_LOG__DIR", str(log[0]))
     res = _run("monitor", "--json", "--version", "fraud_model/2", "--since", "2026-11-22")
     assert res.return_value == 0
     out = json.loads(res.output)

@@ -37,20 +37,20 @@ def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, 
     events = stream_transactions(24_000, seed=17, spec=fraud_env.spec)
     src = tmp_path / "in.jsonl"
     write_events(events, src)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "KAFKA_OPT_", "BYTEWAX_"))}
-    base.update(SCORING_SOURCE="file", SCORING_INPUT=str(src), SCORING_FEATURE_REPO=str(fraud_env.repo),
-                SCORING_MODEL_REGISTRY=str(fraud_env.registry), SCORING_BATCH_SIZE="50")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "KAFKA_OPT_", "BYTEWAX_"))}
+    base.update(STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(src), STREAMSCORE_FEAST__REPO=str(fraud_env.repo),
+                STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry), STREAMSCORE_IO__BATCH_SIZE="50")
     flow = [sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"]
 
     straight = tmp_path / "straight"
-    subprocess.run(flow, cwd=ROOT, env={**base, "SCORING_OUTPUT_DIR": str(straight)}, check=True,
+    subprocess.run(flow, cwd=ROOT, env={**base, "STREAMSCORE_IO__OUTPUT_DIR": str(straight)}, check=True,
                    capture_output=True, timeout=300)
 
     rec, out = tmp_path / "recovery", tmp_path / "resumed"
     rec.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(rec), "1"], cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
-    env = {**base, "SCORING_OUTPUT_DIR": str(out)}
+    env = {**base, "STREAMSCORE_IO__OUTPUT_DIR": str(out)}
     recovering = [*flow, "-r", str(rec), "-s", "1", "-b", "0"]
     proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -122,12 +122,12 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     for ev in events:
         producer.produce(t["in"], value=orjson.dumps(ev), key=ev["customer_id"].encode())
     assert producer.flush(30) == 0
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "KAFKA_OPT_", "BYTEWAX_"))}
-    base.update(SCORING_SOURCE="kafka", SCORING_OUTPUT="kafka", KAFKA_BOOTSTRAP_SERVERS=BROKER,
-                SCORING_INPUT_TOPIC=t["in"], SCORING_SCORED_TOPIC=t["scored"], SCORING_ALERTS_TOPIC=t["alerts"],
-                SCORING_DEAD_LETTER_TOPIC=t["dead"], SCORING_KAFKA_TAIL="false", SCORING_BATCH_SIZE="100",
-                SCORING_FEATURE_REPO=str(fraud_env.repo), SCORING_MODEL_REGISTRY=str(fraud_env.registry),
-                SCORING_OUTPUT_DIR=str(tmp_path / "unused"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "KAFKA_OPT_", "BYTEWAX_"))}
+    base.update(STREAMSCORE_SOURCE="kafka", STREAMSCORE_OUTPUT="kafka", KAFKA_BOOTSTRAP_SERVERS=BROKER,
+                STREAMSCORE_INPUT_TOPIC=t["in"], STREAMSCORE_SCORED_TOPIC=t["scored"], STREAMSCORE_ALERTS_TOPIC=t["alerts"],
+                STREAMSCORE_DEAD_LETTER_TOPIC=t["dead"], STREAMSCORE_KAFKA__TAIL="false", STREAMSCORE_IO__BATCH_SIZE="100",
+                STREAMSCORE_FEAST__REPO=str(fraud_env.repo), STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry),
+                STREAMSCORE_IO__OUTPUT_DIR=str(tmp_path / "unused"))
     flow = [sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"]
     rec = tmp_path / "recovery"
     rec.mkdir()
@@ -148,9 +148,9 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     # An uninterrupted run over the same input, into other topics.
     u = topics("straight")
     create_topics(u)
-    straight = {**base, "SCORING_SCORED_TOPIC": u["scored"], "SCORING_ALERTS_TOPIC": u["alerts"],
-                "SCORING_DEAD_LETTER_TOPIC": u["dead"], "SCORING_KAFKA_START": "earliest",
-                "SCORING_KAFKA_GROUP": f"straight-{t['in']}"}
+    straight = {**base, "STREAMSCORE_SCORED_TOPIC": u["scored"], "STREAMSCORE_ALERTS_TOPIC": u["alerts"],
+                "STREAMSCORE_DEAD_LETTER_TOPIC": u["dead"], "STREAMSCORE_KAFKA__START": "earliest",
+                "STREAMSCORE_KAFKA__GROUP": f"straight-{t['in']}"}
     subprocess.run(flow, cwd=ROOT, env=straight, check=True, capture_output=True, timeout=300)
 
     want = {k: tuple(v.get(f) for f in KEPT) for k, v in consume_all(u["scored"], expected=len(events))}

@@ -15,7 +15,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, cluster_main
 
-from dataflows.routing import shard_keys, total_workers, worker_of
+from dataflows.placement import shard_keys, total_workers, worker_of
 from models.inference_log import FILE_PATTERN
 from datagen.transactions import stream_transactions, write_events
 
@@ -98,9 +98,9 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
     events = stream_transactions(1500, seed=12, spec=fraud_env.spec)
     src = tmp_path / "in.jsonl"
     write_events(events, src)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SCORING_", "IOT_", "KAFKA_OPT_"))}
-    base.update(SCORING_SOURCE="file", SCORING_INPUT=str(src), SCORING_FEATURE_REPO=str(fraud_env.repo),
-                SCORING_MODEL_REGISTRY=str(fraud_env.registry), SCORING_BATCH_SIZE="200")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "KAFKA_OPT_"))}
+    base.update(STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(src), STREAMSCORE_FEAST__REPO=str(fraud_env.repo),
+                STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry), STREAMSCORE_IO__BATCH_SIZE="200")
     flow_ref = "dataflows.fraud:get_flow()"
     def cluster() -> list[list[str]]:  # ports taken just before use, so nothing else takes them first
         p0, p1 = free_ports(2)
@@ -118,7 +118,7 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
     for name, commands_of in layouts.items():
         commands = commands_of()
         out = tmp_path / name.replace(" ", "_")
-        env = {**base, "SCORING_OUTPUT_DIR": str(out)}
+        env = {**base, "STREAMSCORE_IO__OUTPUT_DIR": str(out)}
         if name == "2 threads":
             env["BYTEWAX_WORKERS_PER_PROCESS"] = "2"
         procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,4 +1,4 @@
-"""The scoring endpoint (``dataflows/serve.py``): its scores equal the fraud flow's where
+"""The scoring endpoint (``service/app.py``): its scores equal the fraud flow's where
 ``features/live.py`` says they must, with live features written back by the flow; API keys,
 limits, refusals naming the field, health, metrics, OpenAPI; the registry's alias change
 picked up without a restart; a real uvicorn server and the ``streamscore serve`` command."""
@@ -25,9 +25,9 @@ with __import__("warnings").catch_warnings():  # starlette 1.x: "use httpx2" (ht
     __import__("warnings").simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from dataflows.logs import configure_logging
-from dataflows.serve import EndpointScorer, ServeConfig, create_app, run
-from dataflows.writeback import fraud_writeback
+from settings.logs import configure_logging
+from service.app import EndpointScorer, ServeConfig, create_app, run
+from dataflows.connectors.writeback import fraud_writeback
 from datagen.transactions import stream_transactions
 from features.live import live_features, live_row
 from features.records import format_time, parse_time
@@ -45,8 +45,8 @@ VOLATILE = {"scored_at", "latency_ms"}
 
 
 def settings(repo: Path, registry: Path, **env: str) -> ServeConfig:
-    return ServeConfig.from_env({"SCORING_API_KEYS": f"{KEY},{OTHER_KEY}", "SCORING_FEATURE_REPO": str(repo),
-                                 "SCORING_MODEL_REGISTRY": str(registry), "SCORING_LOG_LEVEL": "WARNING", **env})
+    return ServeConfig.from_env({"STREAMSCORE_API_KEYS": f"{KEY},{OTHER_KEY}", "STREAMSCORE_FEAST__REPO": str(repo),
+                                 "STREAMSCORE_MODEL__REGISTRY": str(registry), "STREAMSCORE_LOG__LEVEL": "WARNING", **env})
 
 
 # --- the scenario: history written back by the flow, then the next events -----------------------
@@ -213,13 +213,13 @@ def test_api_keys_are_required_and_never_logged(sc, capsys):
 
 
 def test_limits_refuse_big_bodies_and_batches_with_413(sc):
-    small = TestClient(create_app(settings(sc.repo, sc.registry, SCORING_API_MAX_BYTES="2000",
-                                           SCORING_API_MAX_BATCH="3"), sc.scorer))
+    small = TestClient(create_app(settings(sc.repo, sc.registry, STREAMSCORE_SERVE__MAX_BYTES="2000",
+                                           STREAMSCORE_SERVE__MAX_BATCH="3"), sc.scorer))
     ev = sc.next["b1"]
     r = small.post("/score", json=[ev] * 4, headers=H)
-    assert r.status_code == 413 and "SCORING_API_MAX_BATCH=3" in r.json()["detail"]
+    assert r.status_code == 413 and "STREAMSCORE_SERVE__MAX_BATCH=3" in r.json()["detail"]
     r = small.post("/score", json={**ev, "blob": "x" * 3000}, headers=H)
-    assert r.status_code == 413 and "SCORING_API_MAX_BYTES=2000" in r.json()["detail"]
+    assert r.status_code == 413 and "STREAMSCORE_SERVE__MAX_BYTES=2000" in r.json()["detail"]
 
     def chunks():  # no Content-Length: counted while read
         for _ in range(10):
@@ -278,15 +278,17 @@ def test_the_endpoint_follows_an_alias_change_without_a_restart(sc, tmp_path):
     registry = tmp_path / "registry"
     shutil.copytree(sc.registry, registry)
     v2 = publish_other_model(registry, seed=3)
-    cfg = settings(sc.repo, registry, SCORING_MODEL_POLL_S="0.05", SCORING_MODEL_SHADOW=f"{MODEL_NAME}/{v2}:100")
-    client = TestClient(create_app(cfg))
+    cfg = settings(sc.repo, registry, STREAMSCORE_MODEL__POLL_S="0.05", STREAMSCORE_MODEL__SHADOW=f"{MODEL_NAME}/{v2}:100")
+    app = create_app(cfg)
+    client = TestClient(app)
     ev = sc.next["a4"]
     before = client.post("/score", json=ev, headers=H).json()
     assert before["model_version"] == f"{MODEL_NAME}/1" and f"{MODEL_NAME}/{v2}" in before["shadow_scores"]
+    assert app.state.scorer.router.switches == 0
     Registry(registry).set_alias(MODEL_NAME, "production", v2)
-    time.sleep(0.15)
+    time.sleep(0.15)  # over poll_s (a sleep never ends early): the next request looks at the registry
     after = client.post("/score", json=ev, headers=H).json()
-    assert after["model_version"] == f"{MODEL_NAME}/{v2}"
+    assert after["model_version"] == f"{MODEL_NAME}/{v2}" and app.state.scorer.router.switches == 1
     assert after["fraud_score"] == before["shadow_scores"][f"{MODEL_NAME}/{v2}"] != before["fraud_score"]
     assert client.get("/healthz").json()["model"].startswith(f"{MODEL_NAME}/{v2}")
 
@@ -294,18 +296,37 @@ def test_the_endpoint_follows_an_alias_change_without_a_restart(sc, tmp_path):
 def test_a_store_outage_still_answers_with_defaults_and_says_so(sc, tmp_path):
     """The online store cannot be read (its SQLite file is a folder): every answer comes at
     once, scored with the defaults of a customer without live features or profile, and
-    ``feature_fallback: true`` says the store could not answer."""
+    ``feature_fallback: true`` says the store could not answer.
+
+    "At once", counted: each lookup asks the store at most once for the whole request
+    (not once per event), within the lookup timeout, and once the breaker has opened
+    the next request is answered without asking the store at all."""
     repo = make_feature_repo(tmp_path / "repo", sc.repo / "data")
     (repo / "data" / "online_store.db").unlink()
     (repo / "data" / "online_store.db").mkdir()
     from features.store import open_store
 
-    cfg = settings(repo, sc.registry)
-    client = TestClient(create_app(cfg, EndpointScorer(cfg, store=open_store(repo))))
-    t0 = time.monotonic()
+    # no probe of the store during the test, however long the first request takes
+    cfg = settings(repo, sc.registry, STREAMSCORE_FEAST__LOOKUP_RETRY_S="3600")
+    scorer = EndpointScorer(cfg, store=open_store(repo))
+    client = TestClient(create_app(cfg, scorer))
+    lookups = (scorer.live, scorer.scorer.customers, scorer.scorer.merchants)
+    assert all(lk.timeout_s == cfg.fraud.lookup_timeout_s for lk in lookups)  # no call waits longer
+
+    def asked() -> list[int]:
+        return [lk.stats.calls for lk in lookups]
+
     r = client.post("/score", json=list(sc.next.values()), headers=H)
-    assert r.status_code == 200 and time.monotonic() - t0 < 5
+    assert r.status_code == 200 and len(r.json()) == len(sc.next)
     assert all(a["feature_fallback"] and not a["live_known"] for a in r.json())
+    first = asked()
+    assert 1 <= sum(first) and max(first) <= 1, first  # at most one store call per lookup for 4 events
+    assert [lk.stats.errors for lk in lookups] == first  # and each one failed (or timed out)
+    assert scorer.live.breaker.is_open  # after 3 failures, or at the first timeout
+    skipped = sum(lk.stats.skipped for lk in lookups)
+    r = client.post("/score", json=list(sc.next.values()), headers=H)
+    assert r.status_code == 200 and all(a["feature_fallback"] and not a["live_known"] for a in r.json())
+    assert asked() == first and sum(lk.stats.skipped for lk in lookups) == skipped + 3  # not asked again
 
 
 # --- a real server ------------------------------------------------------------------------------
@@ -342,25 +363,25 @@ def test_a_real_uvicorn_server_answers_over_http(sc):
 
 
 def test_serve_refuses_to_start_without_keys_or_a_model(sc, capsys):
-    from dataflows.cli import main as cli
+    from cli.main import main as cli
 
-    env = {"SCORING_FEATURE_REPO": str(sc.repo), "SCORING_MODEL_REGISTRY": str(sc.registry)}
+    env = {"STREAMSCORE_FEAST__REPO": str(sc.repo), "STREAMSCORE_MODEL__REGISTRY": str(sc.registry)}
     assert run(environ=env) == 2
-    assert capsys.readouterr().err.startswith("error: SCORING_API_KEYS: required: comma-separated API keys")
-    assert run(environ={**env, "SCORING_API_KEYS": KEY, "SCORING_MODEL": "fraud_model/99",
-                        "SCORING_LIVE_FEATURE_SERVICE": "nope"}) == 2
+    assert capsys.readouterr().err.startswith("error: serve.api_keys (STREAMSCORE_API_KEYS): required: comma-separated API keys")
+    assert run(environ={**env, "STREAMSCORE_API_KEYS": KEY, "STREAMSCORE_MODEL__REF": "fraud_model/99",
+                        "STREAMSCORE_FEAST__LIVE_SERVICE": "nope"}) == 2
     err = capsys.readouterr().err
-    assert "error: SCORING_LIVE_FEATURE_SERVICE='nope': no such feature service" in err
-    assert "error: SCORING_MODEL='fraud_model/99'" in err and KEY not in err
+    assert "error: STREAMSCORE_FEAST__LIVE_SERVICE='nope': no such feature service" in err
+    assert "error: STREAMSCORE_MODEL__REF='fraud_model/99'" in err and KEY not in err
     assert cli(["serve", "--port", "70000"], standalone_mode=False) == 2  # refused by click, one error line
 
 
 def test_streamscore_serve_starts_the_endpoint(sc):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORING_")}
-    env.update({"SCORING_API_KEYS": KEY, "SCORING_FEATURE_REPO": str(sc.repo),
-                "SCORING_MODEL_REGISTRY": str(sc.registry), "SCORING_LOG_LEVEL": "WARNING"})
-    proc = subprocess.Popen([sys.executable, "-m", "dataflows.serve", "--port", str(port)], cwd=ROOT, env=env,
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_"))}
+    env.update({"STREAMSCORE_API_KEYS": KEY, "STREAMSCORE_FEAST__REPO": str(sc.repo),
+                "STREAMSCORE_MODEL__REGISTRY": str(sc.registry), "STREAMSCORE_LOG__LEVEL": "WARNING"})
+    proc = subprocess.Popen([sys.executable, "-m", "service.app", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 45

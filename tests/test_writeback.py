@@ -22,12 +22,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from structlog.testing import capture_logs
 
-from dataflows.config import FraudConfig, IoTConfig
+from settings.config import FraudConfig, IoTConfig
 from dataflows.fraud import build_flow as build_fraud_flow
 from dataflows.iot import build_flow as build_iot_flow
-from dataflows.writeback import fraud_writeback, iot_writeback, write_back
+from dataflows.connectors.writeback import fraud_writeback, iot_writeback, write_back
 from datagen.transactions import stream_transactions, write_events
-from features.live import CUSTOMER_LIVE_FEATURES, LiveWriter, device_live_row, live_row
+from features.live import CUSTOMER_LIVE_FEATURES, LiveWriter, device_live_row, feast_pusher, live_row
 from features.records import parse_time
 from features.store import open_store
 from tests.conftest import apply_and_materialize, make_feature_repo
@@ -43,9 +43,9 @@ def run_fraud_flow(events: list[dict], tmp: Path, repo: Path, registry: Path, **
     """The real fraud flow, file to file, in-process; its scored records."""
     tmp.mkdir(parents=True, exist_ok=True)
     write_events(events, tmp / "in.jsonl")
-    cfg = FraudConfig.from_env({"SCORING_SOURCE": "file", "SCORING_INPUT": str(tmp / "in.jsonl"),
-                                "SCORING_OUTPUT_DIR": str(tmp / "out"), "SCORING_BATCH_SIZE": "100",
-                                "SCORING_FEATURE_REPO": str(repo), "SCORING_MODEL_REGISTRY": str(registry), **env})
+    cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(tmp / "in.jsonl"),
+                                "STREAMSCORE_IO__OUTPUT_DIR": str(tmp / "out"), "STREAMSCORE_IO__BATCH_SIZE": "100",
+                                "STREAMSCORE_FEAST__REPO": str(repo), "STREAMSCORE_MODEL__REGISTRY": str(registry), **env})
     run_main(build_fraud_flow(cfg))
     return read_jsonl(tmp / "out" / "scored.jsonl")
 
@@ -123,7 +123,7 @@ def test_write_back_to_sqlite_serves_each_customers_latest_features(fraud_env, s
 def test_the_fraud_flow_writes_back_with_scoring_writeback(fraud_env, tmp_path):
     repo = make_feature_repo(tmp_path / "repo", fraud_env.repo / "data")
     events = stream_transactions(300, seed=32, spec=fraud_env.spec)
-    out = run_fraud_flow(events, tmp_path / "run", repo, fraud_env.registry, SCORING_WRITEBACK="true")
+    out = run_fraud_flow(events, tmp_path / "run", repo, fraud_env.registry, STREAMSCORE_WRITEBACK__ENABLED="true")
     check_store_holds_latest(open_store(repo), out)
 
 
@@ -182,20 +182,49 @@ def test_an_unreachable_store_is_logged_and_never_raises(fraud_env, scored, tmp_
 def test_redis_down_is_logged_and_never_raises(fraud_env, scored, tmp_path, monkeypatch):
     """Nothing listens where Redis should be: redis-py gives up after its retries (about
     3-8 s per call here); the flow does not wait for it (rows are written from the
-    writer's thread) and ends; the failure is logged and counted."""
+    writer's thread) and ends; the failure is logged and counted.
+
+    Each store call is held until the flow has ended (then it goes on to the closed
+    port): the flow must end while its writer's call is still out, which it could not
+    if it waited for the store (in a batch, or at its end beyond ``close_timeout_s``)."""
+    import dataflows.connectors.writeback as writeback_mod
+
     repo = make_feature_repo(tmp_path / "repo", fraud_env.repo / "data")
     (repo / "data" / "registry_redis.db").write_bytes((repo / "data" / "registry.db").read_bytes())
     monkeypatch.setenv("REDIS_CONNECTION_STRING", f"127.0.0.1:{_closed_port()}")
+    flow_ended = threading.Event()
+    started: list[int] = []
+    returned: list[int] = []
+    held_too_long: list[int] = []
+
+    def held_pusher(*args: Any, **kwargs: Any) -> Any:
+        push = feast_pusher(*args, **kwargs)
+
+        def held(rows: list) -> None:
+            started.append(len(rows))
+            try:
+                if not flow_ended.wait(120):  # only a guard against hanging: set when the flow ends
+                    held_too_long.append(len(rows))
+                push(rows)
+            finally:
+                returned.append(len(rows))
+
+        return held
+
+    monkeypatch.setattr(writeback_mod, "feast_pusher", held_pusher)
     with capture_logs() as logs:
-        t0 = time.monotonic()
         (w,) = push_records(scored, fraud_writeback(repo, "feature_store.redis.yaml", close_timeout_s=0.5))
-        assert time.monotonic() - t0 < 10  # the flow's end waited 0.5 s for the store, not the retries
-        deadline = time.monotonic() + 30
+        out_at_end = (len(started), len(returned))
+        flow_ended.set()
+        deadline = time.monotonic() + 60  # a guard against hanging: redis-py's retries take seconds
         while not w.stats.failures and time.monotonic() < deadline:
             time.sleep(0.1)
+    assert held_too_long == [] and out_at_end == (1, 0)  # the flow ended while its one store call was out
     failed = [e for e in logs if e["event"] == "live_push_failed"]
     assert len(failed) == 1 and "Connection refused" in failed[0]["error"]
     assert w.stats.failures >= 1 and w.stats.pushed == 0 and w.waiting == len(latest_by_customer(scored))
+    closed = [e for e in logs if e["event"] == "live_writer_closed"]  # at the flow's end: all still out
+    assert len(closed) == 1 and closed[0]["unwritten"] >= len(latest_by_customer(scored))
 
 
 def test_a_store_that_does_not_open_is_logged_and_never_raises(scored, tmp_path):
@@ -213,7 +242,7 @@ def test_a_store_that_does_not_open_is_logged_and_never_raises(scored, tmp_path)
 @pytest.mark.parametrize("store_yaml", [None, pytest.param("feature_store.redis.yaml", marks=pytest.mark.redis)],
                          ids=["sqlite", "redis"])
 def test_iot_flow_writes_back_each_devices_latest_reading(fraud_env, tmp_path, monkeypatch, store_yaml):
-    """The IoT flow with SCORING_WRITEBACK=true: Feast serves every device's latest reading."""
+    """The IoT flow with STREAMSCORE_WRITEBACK__ENABLED=true: Feast serves every device's latest reading."""
     import uuid
 
     from datagen.sensors import generate_readings
@@ -225,11 +254,11 @@ def test_iot_flow_writes_back_each_devices_latest_reading(fraud_env, tmp_path, m
     run_id = uuid.uuid4().hex[:8]  # device ids of their own: Redis keeps the newest row of a key
     readings = [dict(r, device_id=f"{r['device_id']}-{run_id}") for r in generate_readings(devices=5, readings=400, seed=3)]
     write_events(readings, tmp_path / "in.jsonl")
-    env = {"SCORING_SOURCE": "file", "SCORING_INPUT": str(tmp_path / "in.jsonl"),
-           "SCORING_OUTPUT_DIR": str(tmp_path / "out"), "SCORING_BATCH_SIZE": "50", "IOT_DEVICE_PROFILE": "false",
-           "SCORING_WRITEBACK": "true", "SCORING_FEATURE_REPO": str(repo)}
+    env = {"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(tmp_path / "in.jsonl"),
+           "STREAMSCORE_IO__OUTPUT_DIR": str(tmp_path / "out"), "STREAMSCORE_IO__BATCH_SIZE": "50", "STREAMSCORE_IOT__DEVICE_PROFILE": "false",
+           "STREAMSCORE_WRITEBACK__ENABLED": "true", "STREAMSCORE_FEAST__REPO": str(repo)}
     if store_yaml:
-        env["SCORING_FEATURE_STORE_YAML"] = store_yaml
+        env["STREAMSCORE_FEATURE_STORE_YAML"] = store_yaml
     run_main(build_iot_flow(IoTConfig.from_env(env)))
     out = read_jsonl(tmp_path / "out" / "scored.jsonl")
     latest: dict[str, dict] = {}
@@ -357,29 +386,40 @@ def test_a_record_without_a_row_is_counted_never_raised():
 
 
 def test_background_writer_never_blocks_the_stream():
+    """The store call hangs until the test releases it: the stream's 50 batches all return
+    while it still hangs (a writer that waited for the store could only return once the
+    call had ended), nothing else is pushed meanwhile, and the batches coalesce."""
     release = threading.Event()
     calls: list = []
+    ended: list = []  # store calls that returned
+    stream = threading.get_ident()
 
     def slow(rows: list) -> None:
         calls.append(rows)
-        release.wait(5)
+        if threading.get_ident() != stream:  # (a call made by the stream itself returns, to fail fast)
+            release.wait(60)  # only a guard against hanging: the test releases it
+        ended.append(rows)
 
     w = LiveWriter(slow, row=dict, key="k", time_field="t")
     w.write_batch([rec("k0", 0.0)])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not calls and time.monotonic() < deadline:
         time.sleep(0.005)
-    t0 = time.perf_counter()
+    assert len(calls) == 1
     for i in range(1, 51):  # while the first call hangs, batches coalesce: one row per key waits
         w.write_batch([rec(f"k{i % 5}", float(i))])
-    assert time.perf_counter() - t0 < 0.5 and len(calls) == 1 and w.waiting == 1 + 5  # in the call + waiting
+    assert ended == []  # every batch returned while the store call hung
+    assert len(calls) == 1 and w.waiting == 1 + 5  # in the call + waiting
+    assert w.stats.records == 51 and w.stats.superseded == 50 - 5  # a waiting row replaced, not queued twice
     release.set()
-    assert w.close(5.0) and w.stats.pushed == 1 + 5 and w.waiting == 0
+    assert w.close(30.0) and w.stats.pushed == 1 + 5 and w.waiting == 0
+    assert len(calls) == len(ended) == 2 and sorted(keys_times(calls[1])) == [(f"k{i}", float(45 + (i or 5)))
+                                                                              for i in range(5)]
 
 
 def test_writeback_start_check_names_the_missing_view(fraud_env):
-    from dataflows.writeback import check_live_view
+    from dataflows.connectors.writeback import check_live_view
 
     check_live_view(fraud_env.repo, None, "customer_live")  # applied by the fixture: fine
-    with pytest.raises(ValueError, match=r"SCORING_WRITEBACK=true: SCORING_FEATURE_REPO=.* has no feature view 'nope'"):
+    with pytest.raises(ValueError, match=r"STREAMSCORE_WRITEBACK__ENABLED=true: STREAMSCORE_FEAST__REPO=.* has no feature view 'nope'"):
         check_live_view(fraud_env.repo, None, "nope")

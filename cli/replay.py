@@ -1,0 +1,220 @@
+"""Produce events to a flow's input topic, at a rate or as fast as possible.
+
+    python -m cli.replay [--flow fraud|iot] [--input FILE | --events N --seed S]
+                               [--rate EVENTS_PER_S] [--topic T] [--partitions P]
+
+Events come from the flow's generator (default) or from a ``.jsonl``, ``.csv``
+or ``.parquet`` file, read with :func:`features.formats.iter_raw` (streamed; JSON
+Lines lines are sent byte for byte, malformed ones included). Each message's key
+is the event's id (``transaction_id``; ``device_id`` and ``timestamp`` for
+readings) and its value the event as JSON. The topic is created with
+``--partitions`` partitions when it does not exist.
+
+Broker, librdkafka settings and the topic come from the flow's settings
+(:class:`settings.config.KafkaConfig`, read for ``--flow``): ``kafka.bootstrap_servers``
+(``KAFKA_BOOTSTRAP_SERVERS``), ``KAFKA_OPT_*`` (``KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL``
+-> ``security.protocol``), ``kafka.check_timeout_s`` (10) bounds the broker check, and
+the flow's ``topics.input`` (``STREAMSCORE_INPUT_TOPIC``) is the default topic. An unreachable broker, a bad file or failed deliveries
+end the run with one line on stderr and a non-zero exit code (2 for bad arguments
+or input, 1 for Kafka). Prints what it sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import orjson
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from settings.config import ConfigError, KafkaConfig
+from dataflows.connectors.kafka import KafkaUnavailable, check_broker, client_config
+
+from features.formats import iter_raw
+
+__all__ = ["replay", "ensure_topic", "FLOWS", "ReplayError"]
+
+
+class ReplayError(RuntimeError):
+    """A failure to report as one line (unreachable broker, undelivered messages)."""
+
+
+def _client_config(kafka: KafkaConfig) -> dict[str, Any]:
+    return client_config(kafka.bootstrap_servers, kafka.options)
+
+
+def _check_broker(kafka: KafkaConfig, topics: tuple[str, ...] = ()) -> dict[str, int]:
+    try:
+        return check_broker(kafka.bootstrap_servers, kafka.options, kafka.check_timeout_s, topics)
+    except KafkaUnavailable as exc:
+        raise ReplayError(str(exc)) from None
+
+
+def _fraud_events(n: int, seed: int, bad_rate: float) -> Iterable[Any]:
+    from datagen.transactions import iter_stream
+
+    return iter_stream(n, seed, bad_rate)
+
+
+def _iot_events(n: int, seed: int, bad_rate: float) -> Iterable[Any]:
+    from datagen.sensors import generate_readings
+
+    return generate_readings(readings=n, seed=seed)
+
+
+def _fields(ev: Any) -> dict:
+    """The event as a dict when it is one or is a JSON object's text; else ``{}`` (no key)."""
+    if isinstance(ev, dict):
+        return ev
+    if isinstance(ev, (bytes, bytearray, str)):
+        try:
+            value = orjson.loads(ev)
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return {}
+
+
+def _fraud_key(ev: Any) -> str:
+    tid = _fields(ev).get("transaction_id")
+    return "" if tid is None else str(tid)
+
+
+def _iot_key(ev: Any) -> str:
+    f = _fields(ev)
+    return f"{f.get('device_id', '')}@{f.get('timestamp', '')}" if f else ""
+
+
+#: flow -> (input topic, generator, message key)
+#: flow -> (its settings' name, its generator, its message key); the topic is the flow's setting
+FLOWS: dict[str, tuple[str, Callable[[int, int, float], Iterable[Any]], Callable[[Any], str]]] = {
+    "fraud": ("fraud", _fraud_events, _fraud_key),
+    "iot": ("iot", _iot_events, _iot_key),
+}
+
+
+def _encode(ev: Any) -> bytes:
+    """The message value: bytes as is (a JSON Lines line), text as UTF-8, a row as JSON.
+
+    A CSV row holding undecodable bytes (lone surrogates, see ``iter_raw``) is sent
+    with those original bytes, so the flow dead-letters it as it would the file line.
+    """
+    if isinstance(ev, (bytes, bytearray)):
+        return bytes(ev)
+    if isinstance(ev, str):
+        return ev.encode("utf-8", "surrogateescape")
+    try:
+        return orjson.dumps(ev, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        return json.dumps(ev, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8", "surrogateescape")
+
+
+def ensure_topic(kafka: Any, topic: str, partitions: int) -> int:
+    """Create ``topic`` when missing; returns its partition count. An unreachable
+    broker is a :class:`ReplayError`."""
+    existing = _check_broker(kafka, (topic,))
+    if topic in existing:
+        return existing[topic]
+    admin = AdminClient(_client_config(kafka))
+    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+    try:
+        fut.result(timeout=30)
+    except Exception as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+    return partitions
+
+
+def replay(
+    events: Iterable[Any],
+    kafka: Any,
+    topic: str,
+    key: Callable[[Any], str],
+    rate: float | None = None,
+    total: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Produce ``events``; paced to ``rate`` events/s when given. Returns counts."""
+    from tqdm import tqdm
+
+    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka)})
+    failures: list[str] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    sent = nbytes = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="ev", disable=not progress, file=sys.stderr)
+    for ev in events:
+        value = _encode(ev)
+        k = key(ev).encode("utf-8", "surrogateescape") or None
+        while True:
+            try:
+                producer.produce(topic, value=value, key=k, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        sent += 1
+        nbytes += len(value)
+        bar.update(1)
+        if rate:
+            ahead = sent / rate - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    left = producer.flush(60)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if left or failures:
+        raise ReplayError(f"replay: {left} messages undelivered, {len(failures)} rejected "
+                           f"(first: {failures[:1]}) on topic {topic!r}")
+    return {"topic": topic, "sent": sent, "bytes": nbytes, "seconds": round(seconds, 3),
+            "events_per_s": round(sent / seconds, 1) if seconds > 0 else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cli.replay",
+                                description="Produce events to a flow's input topic.")
+    p.add_argument("--flow", choices=sorted(FLOWS), default="fraud")
+    p.add_argument("--input", type=Path, help="a .jsonl, .csv or .parquet file (default: generate)")
+    p.add_argument("--events", type=int, default=20_000, help="generated events")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bad-rate", type=float, default=0.0, help="share of malformed generated events")
+    p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    p.add_argument("--topic", default=None, help="default: the flow's topics.input setting (STREAMSCORE_INPUT_TOPIC)")
+    p.add_argument("--partitions", type=int, default=3, help="partitions when creating the topic")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    flow, generate, key = FLOWS[a.flow]
+    try:
+        kafka = KafkaConfig.from_env(flow=flow)
+        events: Iterable[Any] | None = iter_raw(a.input) if a.input else None  # checked before Kafka
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    topic = a.topic or kafka.input_topic
+    try:
+        partitions = ensure_topic(kafka, topic, a.partitions)
+        if events is None:
+            events = generate(a.events, a.seed, a.bad_rate)
+        stats = replay(events, kafka, topic, key, a.rate, None if a.input else a.events, not a.no_progress)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Kafka: unreachable broker, topic creation, deliveries
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent {stats['sent']} events ({stats['bytes']} bytes) to {topic} ({partitions} partitions) "
+          f"on {kafka.bootstrap_servers} in {stats['seconds']}s: {stats['events_per_s']} events/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

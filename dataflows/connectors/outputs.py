@@ -1,0 +1,110 @@
+"""Outputs of the flows: JSON Lines files (the embedded default) or Kafka topics.
+
+A flow writes three outputs, ``scored``, ``alerts`` and ``dead_letter``: files
+``<io.output_dir>/<kind>.jsonl`` or the configured topics. Kafka messages
+are keyed by the event's id so consumers can de-duplicate replays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+
+from dataflows.connectors.files import JsonLinesSink
+from dataflows.connectors.kafka import ReliableKafkaSink
+from dataflows.metrics import METRICS
+from features.formats import to_json_line
+from features.records import MAX_RAW_CHARS, DeadLetter, dead_letter
+from settings.config import IOConfig
+
+__all__ = ["KINDS", "output_files", "write", "too_large"]
+
+#: The outputs of every flow.
+KINDS = ("scored", "alerts", "dead_letter")
+
+
+@operator
+def write(
+    step_id: str,
+    up: Stream[Any],
+    io: IOConfig,
+    kind: str,
+    key: Callable[[Any], str],
+) -> None:
+    """Write records (dicts or :class:`~features.records.DeadLetter`) to the
+    ``kind`` output the configuration names, counting each in the metrics.
+
+    ``key(record)`` is the Kafka message key (the event's id).
+    """
+    flow_id = up.stream_id.split(".", 1)[0]
+
+    def as_dict(r: Any) -> Any:
+        return r.to_dict() if isinstance(r, DeadLetter) else r
+
+    def observe(_step: str, r: Any) -> None:
+        METRICS.observe(flow_id, kind, as_dict(r))
+
+    up = op.inspect("metrics", up, observe)
+    if io.output == "kafka":
+        from bytewax.connectors.kafka import KafkaSinkMessage
+
+        k = io.kafka
+        topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
+        msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+        op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
+                                                 too_large=too_large(kind, topic, k.dead_letter_topic, flow_id)))
+    else:
+        lines = op.map("to_json", up, lambda r: (kind, to_json_line(as_dict(r)) + b"\n"))
+        op.output("out", lines, JsonLinesSink(output_files(io.output_dir)[kind]))
+
+
+def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> Callable[[Any, int, int], Any]:
+    """What the ``kind`` Kafka output produces in place of a record over the producer's
+    ``message.max.bytes`` (see :class:`dataflows.connectors.kafka.ReliableKafkaSink`), so that one
+    huge event never stops the flow and still ends in exactly one output:
+
+    - scored: a dead letter (step ``scored_out``) naming the size and the limit, with
+      the record cut to :data:`~features.records.MAX_RAW_CHARS` as ``raw``;
+    - alerts: nothing (an alert is its scored record, which became that dead letter);
+    - dead_letter: the same dead letter with ``raw`` cut the same way.
+
+    Each is counted in ``scoring_records_too_large_total{flow, output, instead}``.
+
+    >>> from bytewax.connectors.kafka import KafkaSinkMessage
+    >>> big = KafkaSinkMessage(b"t1", b'{"transaction_id": "t1", "note": "' + b"x" * 2_000_000 + b'"}')
+    >>> to, msg = too_large("scored", "scored-tx", "dead-tx")(big, 2_000_040, 1_000_000)
+    >>> import orjson; d = orjson.loads(msg.value)
+    >>> to, msg.key, d["step"], d["error"][:59], len(msg.value) < 70_000
+    ('dead-tx', b't1', 'scored_out', 'scored record of about 2,000,040 bytes is over the Kafka pr', True)
+    >>> too_large("alerts", "alerts-tx", "dead-tx")(big, 2_000_040, 1_000_000) is None
+    True
+    """
+    from bytewax.connectors.kafka import KafkaSinkMessage
+
+    def instead(m: Any, size: int, limit: int) -> Any:
+        METRICS.too_large.labels(flow, kind, "none" if kind == "alerts" else "dead_letter").inc()
+        if kind == "alerts":
+            return None
+        if kind == "scored":
+            step, error = "scored_out", (
+                f"scored record of about {size:,} bytes is over the Kafka producer's message.max.bytes "
+                f"({limit:,}), so it cannot go to topic {topic!r}: raise KAFKA_OPT_MESSAGE_MAX_BYTES "
+                "(and the topics' max.message.bytes) to deliver events this large")
+        else:
+            step, error = "dead_letter_out", (
+                f"dead letter of about {size:,} bytes is over the Kafka producer's message.max.bytes "
+                f"({limit:,}); raw is that dead letter, cut")
+        # raw cut so the letter fits under the limit whatever JSON escaping does to it
+        # (at most 6 characters per byte), and never longer than a dead letter's usual cut
+        letter = dead_letter(m.value, error, step, max_raw=min(MAX_RAW_CHARS, max(limit // 8, 256)))
+        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(letter))
+
+    return instead
+
+
+def output_files(out_dir: Path) -> dict[str, Path]:
+    """The file of each output kind in ``out_dir``."""
+    return {kind: out_dir / f"{kind}.jsonl" for kind in KINDS}

@@ -1,0 +1,224 @@
+"""Where Bytewax runs a key, so shared work spreads over every worker.
+
+Bytewax 0.21.1 sends each key of a stateful step to worker
+``SipHash-1-3(key) % worker_count`` (Rust's ``DefaultHasher`` with zero keys over the
+key string, ``src/operators.rs`` ``stateful_batch`` -> ``src/timely.rs`` ``partition``).
+A handful of shard keys such as ``"0"`` .. ``"3"`` can all land on one worker (with
+two workers they do: every one goes to worker 1), so one worker would run every shared
+detector and the scorer while the other idles.
+
+:func:`shard_keys` picks, for shard ``s``, a key whose hash is ``s`` modulo
+:data:`MODULUS` (2520, the least common multiple of 1..10), so with any worker count
+that divides 2520 (1-10, 12, 14, 15, 18, 20, 21, 24, 28, 30, ...) shard ``s`` runs on
+worker ``s % workers``: with at least as many shards as workers, every worker gets
+shards and they are as even as they can be. ``tests/test_routing.py`` checks
+:func:`worker_of` against where Bytewax really runs keys.
+
+>>> keys = shard_keys(4)
+>>> [worker_of(k, 2) for k in keys], [worker_of(k, 4) for k in keys]
+([0, 1, 0, 1], [0, 1, 2, 3])
+>>> [worker_of(str(s), 2) for s in range(4)]   # the naive keys: all on worker 1
+[1, 1, 1, 1]
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Any, Mapping, TypeVar
+
+from settings.environment import bytewax_variables
+
+C = TypeVar("C")
+
+__all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options", "total_workers",
+           "recovery_directory", "resuming", "enough_shards"]
+
+#: Shard keys are aligned modulo this: lcm(1..10).
+MODULUS = 2520
+_MASK = (1 << 64) - 1
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _MASK
+
+
+def siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
+    """SipHash-1-3 of ``data`` (Rust's ``std`` ``DefaultHasher`` algorithm).
+
+    >>> hex(siphash13(b""))
+    '0xd1fba762150c532c'
+    """
+    v0 = k0 ^ 0x736F6D6570736575
+    v1 = k1 ^ 0x646F72616E646F6D
+    v2 = k0 ^ 0x6C7967656E657261
+    v3 = k1 ^ 0x7465646279746573
+
+    def sip_round() -> None:
+        nonlocal v0, v1, v2, v3
+        v0 = (v0 + v1) & _MASK
+        v1 = _rotl(v1, 13) ^ v0
+        v0 = _rotl(v0, 32)
+        v2 = (v2 + v3) & _MASK
+        v3 = _rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & _MASK
+        v3 = _rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & _MASK
+        v1 = _rotl(v1, 17) ^ v2
+        v2 = _rotl(v2, 32)
+
+    n = len(data)
+    end = n - n % 8
+    for i in range(0, end, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        sip_round()
+        v0 ^= m
+    last = ((n & 0xFF) << 56) | int.from_bytes(data[end:], "little")
+    v3 ^= last
+    sip_round()
+    v0 ^= last
+    v2 ^= 0xFF
+    sip_round()
+    sip_round()
+    sip_round()
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def worker_of(key: str, workers: int) -> int:
+    """The worker Bytewax 0.21.1 runs ``key`` of a stateful step on (Rust hashes a
+    ``String`` as its bytes followed by ``0xff``)."""
+    return siphash13(key.encode("utf-8") + b"\xff") % workers
+
+
+@lru_cache(maxsize=64)
+def _aligned_key(shard: int) -> str:
+    target = shard % MODULUS
+    if worker_of(f"shard-{shard}", MODULUS) == target:
+        return f"shard-{shard}"
+    j = 0
+    while True:
+        key = f"shard-{shard}.{j}"
+        if worker_of(key, MODULUS) == target:
+            return key
+        j += 1
+
+
+def shard_keys(shards: int) -> list[str]:
+    """One routing key per shard, shard ``s`` on worker ``s % workers`` (see the module)."""
+    return [_aligned_key(s) for s in range(shards)]
+
+
+def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int | None:
+    """Workers of the whole run, from a ``bytewax.run`` / ``bytewax.testing`` command
+    line (``-w`` per process times ``-p`` processes or the ``-a`` address list), each
+    falling back, as ``bytewax.run`` does, on its variable (``BYTEWAX_WORKERS_PER_PROCESS``,
+    ``BYTEWAX_ADDRESSES``, or ``BYTEWAX_HOSTFILE_PATH``'s lines for a process given by
+    ``BYTEWAX_PROCESS_ID`` / ``BYTEWAX_POD_NAME``: ``env``, default
+    :func:`settings.environment.bytewax_variables`); None when neither says.
+
+    >>> total_workers(["-m", "bytewax.run", "m:flow", "-w", "2", "-a", "a:1;b:1", "-i", "0"], {})
+    4
+    >>> total_workers(["bytewax.testing", "m:flow", "-p", "2"], {}), total_workers(["x"], {})
+    (2, None)
+    >>> total_workers(["bytewax.run", "m:flow", "-w", "3"], {"BYTEWAX_ADDRESSES": "a:1;b:1"})
+    6
+    """
+    env = bytewax_variables() if env is None else env
+    per_proc: int | None = None
+    procs: int | None = None
+    opts = bytewax_options(argv)
+    process_id = "-i" in opts
+    try:
+        if "-w" in opts:
+            per_proc = int(opts["-w"])
+        if "-a" in opts:
+            procs = _count_addresses(opts["-a"])
+        elif "-p" in opts:
+            procs = int(opts["-p"])
+    except ValueError:
+        return None
+    try:
+        if per_proc is None and env.get("BYTEWAX_WORKERS_PER_PROCESS"):
+            per_proc = int(env["BYTEWAX_WORKERS_PER_PROCESS"])
+        if procs is None and env.get("BYTEWAX_ADDRESSES"):
+            procs = _count_addresses(env["BYTEWAX_ADDRESSES"])
+        if procs is None and env.get("BYTEWAX_HOSTFILE_PATH") and (
+                process_id or env.get("BYTEWAX_PROCESS_ID") or env.get("BYTEWAX_POD_NAME")):
+            with open(env["BYTEWAX_HOSTFILE_PATH"]) as hostfile:
+                procs = _count_addresses(";".join(hostfile))
+    except (ValueError, OSError):
+        return None
+    if per_proc is None and procs is None:
+        return None
+    return (per_proc or 1) * (procs or 1)
+
+
+_LONG = {"--workers-per-process": "-w", "--processes": "-p", "--addresses": "-a", "--process-id": "-i",
+         "--recovery-directory": "-r"}
+
+
+def bytewax_options(argv: list[str]) -> dict[str, str]:
+    """The placement and recovery options of a ``bytewax.run`` / ``bytewax.testing``
+    command line, by short name (``-w -p -a -i -r``), read as argparse reads them:
+    ``-w 2``, ``-w2``, ``--workers-per-process=2``, an unambiguous prefix such as
+    ``--work 2``; the last one given wins. The one reader of that command line.
+
+    >>> bytewax_options(["bytewax.run", "m:flow", "-w2", "--recovery-dir", "rec", "-rother"])
+    {'-w': '2', '-r': 'other'}
+    """
+    found: dict[str, str] = {}
+    for i, arg in enumerate(argv):
+        name, value = _option(arg)
+        if name is None:
+            continue
+        found[name] = value if value is not None else (argv[i + 1] if i + 1 < len(argv) else "")
+    return found
+
+
+def _option(arg: str) -> tuple[str | None, str | None]:
+    """``(short name, attached value)`` of one option (see :func:`bytewax_options`),
+    else ``(None, None)``."""
+    if arg.startswith("--"):
+        name, eq, value = arg.partition("=")
+        matches = [short for long, short in _LONG.items() if len(name) > 2 and long.startswith(name)]
+        return (matches[0], value if eq else None) if len(matches) == 1 else (None, None)
+    if len(arg) >= 2 and arg[0] == "-" and arg[1] in "wpair":
+        return "-" + arg[1], (arg[2:].lstrip("=") or None)
+    return None, None
+
+
+def recovery_directory(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The Bytewax recovery directory of this run (``-r`` / ``--recovery-directory``,
+    attached or not, or ``BYTEWAX_RECOVERY_DIRECTORY``), or ``None`` without recovery.
+
+    >>> recovery_directory(["bytewax.run", "m:flow", "-r", "rec"], {}), recovery_directory(["x"], {})
+    ('rec', None)
+    >>> recovery_directory(["bytewax.run", "m:flow", "-rrec"], {})
+    'rec'
+    """
+    env = bytewax_variables() if environ is None else environ
+    found = bytewax_options(sys.argv if argv is None else argv).get("-r")
+    return found or env.get("BYTEWAX_RECOVERY_DIRECTORY") or None
+
+
+def resuming(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this run resumes from a Bytewax recovery store (``-r`` /
+    ``--recovery-directory`` or ``BYTEWAX_RECOVERY_DIRECTORY``): then the output
+    files are continued, not replaced."""
+    return recovery_directory(argv, environ) is not None
+
+
+def _count_addresses(value: str) -> int:
+    return len([a for a in value.replace("\n", ";").split(";") if a.strip()])
+
+
+def enough_shards(cfg: C, argv: list[str] | None = None) -> C:
+    """``cfg`` with ``shards`` raised to the run's worker count (read from the command
+    line and the ``BYTEWAX_*`` variables), so every worker gets a shard of the shared
+    detectors; unchanged otherwise."""
+    workers = total_workers(sys.argv if argv is None else argv)
+    shards: Any = getattr(cfg, "shards")
+    if workers and workers > shards:
+        return cfg.model_copy(update={"shards": workers})  # type: ignore[attr-defined]
+    return cfg

@@ -1,0 +1,121 @@
+"""The fraud model's input: feature names in order, category codes, and one row or a matrix of them
+(for serving and training alike)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import structlog
+
+from features.transactions import (
+    DERIVED_FEATURES,
+    STREAM_FEATURES,
+    Transaction,
+    derived_features,
+)
+from models.inference_log import LogSpec
+
+__all__ = ["MODEL_NAME", "MODEL_FEATURES", "PROFILE_FEATURES", "MERCHANT_FEATURES", "CATEGORY_CODES", "feature_row", "feature_matrix", "LOG_SPEC"]
+
+log = structlog.get_logger("models.fraud")
+
+
+# --- the model's input ------------------------------------------------------------------
+
+MODEL_NAME = "fraud_model"
+
+#: Feast features the model uses, per entity (their defaults: :mod:`features.store`).
+PROFILE_FEATURES = ("avg_transaction_amount", "transaction_frequency")
+MERCHANT_FEATURES = ("merchant_risk_score", "chargeback_rate")
+
+#: Merchant categories the model knows; others encode as missing.
+CATEGORY_CODES = (
+    "grocery", "restaurant", "gas", "retail", "online", "electronics", "travel", "jewelry", "gambling",
+)
+_CODE = {c: float(i) for i, c in enumerate(CATEGORY_CODES)}
+
+#: Model input, in order. Part of the manifest: a model trained on another list is refused.
+MODEL_FEATURES: tuple[str, ...] = (
+    *STREAM_FEATURES,
+    *DERIVED_FEATURES,
+    *PROFILE_FEATURES,
+    *MERCHANT_FEATURES,
+    "merchant_category_code",
+    "customer_known",
+    "merchant_known",
+)
+_N = len(MODEL_FEATURES)
+_NUMERIC = MODEL_FEATURES[:-3]
+
+#: What the inference log keeps of a scored record (:mod:`models.inference_log`): ids,
+#: scores and the model's numeric inputs.
+LOG_SPEC = LogSpec("fraud", "transaction_id", "customer_id", ("fraud_score", "risk_score", "anomaly_score"),
+                   _NUMERIC)
+
+
+def feature_row(
+    tx: Transaction,
+    profile: Mapping[str, Any],
+    customer_known: bool,
+    risk: Mapping[str, Any],
+    merchant_known: bool,
+) -> dict[str, Any]:
+    """The record of one transaction with every model input: the input fields as
+    received, the validated values over them (typed ids, amount, coordinates,
+    label), the streaming features (``tx.features``), the Feast values with their
+    ``*_known`` flags (see :func:`features.store.with_defaults`) and the derived
+    features. The scorer and training both build rows with it.
+
+    >>> from features.transactions import parse_transaction
+    >>> tx = parse_transaction({"transaction_id": 1, "customer_id": "C1", "merchant_id": "M1",
+    ...     "merchant_category": "gas", "amount": "20", "latitude": 0, "longitude": 0,
+    ...     "timestamp": 0, "channel": "web"})
+    >>> row = feature_row(tx, {"avg_transaction_amount": 10.0}, True, {"merchant_risk_score": 0.1}, False)
+    >>> row["transaction_id"], row["amount"], row["channel"], row["amount_to_profile_ratio"], row["merchant_known"]
+    ('1', 20.0, 'web', 2.0, False)
+    """
+    rec = {
+        **tx.fields,
+        "transaction_id": tx.transaction_id,
+        "customer_id": tx.customer_id,
+        "merchant_id": tx.merchant_id,
+        "merchant_category": tx.merchant_category,
+        "amount": tx.amount,
+        "latitude": tx.latitude,
+        "longitude": tx.longitude,
+    }
+    if "is_fraud" in rec:
+        rec["is_fraud"] = tx.is_fraud
+    rec.update(tx.features)
+    rec.update(profile)
+    rec.update(risk)
+    rec["customer_known"] = customer_known
+    rec["merchant_known"] = merchant_known
+    rec.update(derived_features(rec, profile))
+    return rec
+
+
+def feature_matrix(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The ``(len(rows), len(MODEL_FEATURES))`` float matrix, NaN where a value is missing.
+
+    Built once per batch (turning lists into arrays is most of the cost of
+    batched scoring).
+
+    >>> X = feature_matrix([{"amount_count_1h": 3, "merchant_category": "travel"}, {}])
+    >>> X.shape == (2, len(MODEL_FEATURES))
+    True
+    >>> X[:, MODEL_FEATURES.index("amount_count_1h")].tolist()
+    [3.0, nan]
+    """
+    code, nan, names = _CODE.get, math.nan, _NUMERIC
+    X = np.array(
+        [
+            [*map(r.get, names), code(r.get("merchant_category"), nan),
+             r.get("customer_known", True), r.get("merchant_known", True)]
+            for r in rows
+        ],
+        dtype=float,
+    )  # None becomes NaN
+    return X.reshape(len(rows), _N)

@@ -1,0 +1,189 @@
+"""Batch scoring of transactions: Feast lookups, the model, the combined risk, status and reasons
+(:class:`FraudScorer`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import structlog
+
+from features.records import format_time
+from features.store import CachedLookup
+from features.transactions import (
+    Transaction,
+)
+from models.fraud.artifact import FraudModel
+from models.fraud.config import FraudScoringConfig
+from models.fraud.inputs import feature_matrix, feature_row
+from models.serving import Assignment, ModelRouter
+from models.status import CRITICAL, NORMAL, combined_risk
+
+__all__ = ["FraudScorer"]
+
+log = structlog.get_logger("models.fraud")
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+
+class FraudScorer:
+    """Scores batches of transactions that went through :class:`CustomerState`
+    and :class:`ShardState`.
+
+    Args:
+        model: the loaded static model, or a :class:`~models.serving.ModelRouter`
+            (versions followed in the registry, traffic split by customer, shadows).
+        customers, merchants: cached Feast lookups of ``customer_profile`` (with
+            :data:`~features.store.PROFILE_DEFAULTS`) and ``merchant_risk`` (with
+            :data:`~features.store.MERCHANT_DEFAULTS`); see :func:`features.store.fraud_lookups`.
+        cfg: the anomaly weight and thresholds are read from it.
+    """
+
+    def __init__(
+        self,
+        model: FraudModel | ModelRouter,
+        customers: CachedLookup,
+        merchants: CachedLookup,
+        cfg: FraudScoringConfig = FraudScoringConfig(),
+    ) -> None:
+        self.models = model if isinstance(model, ModelRouter) else ModelRouter.fixed(model)
+        self.customers = customers
+        self.merchants = merchants
+        self.thresholds = cfg.thresholds
+        self.anomaly_weight = cfg.anomaly_weight
+        self.explain = cfg.explain
+        self.explain_method = cfg.explain_method
+        self.explain_budget = cfg.explain_budget
+
+    def score_batch(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
+        """JSON-ready scored records, in input order.
+
+        A record is :func:`feature_row` (every input field, typed values, streaming,
+        Feast and derived features, ``customer_known``/``merchant_known``) plus
+        ``feature_fallback`` (true when some Feast values are defaults because the
+        store failed, timed out or its circuit breaker was open), ``anomaly_scores``,
+        ``anomaly_score``, ``anomaly_warming_up``, ``fraud_score``,
+        ``risk_score``, ``status``, ``model_version`` (the version that decided),
+        ``shadow_scores`` (``{version: fraud_score}`` of the shadow versions that
+        scored this customer, only then; never used for the status), ``event_time``
+        (the event's time, ISO-8601 UTC), ``scored_at``, ``latency_ms`` (arrival to scoring) and, on alerts (not NORMAL), ``reasons``
+        (and ``reasons_skipped`` when the batch's explanation budget was spent: see
+        :class:`FraudScoringConfig`).
+        Computed fields win over input fields of the same name.
+
+        The models come from the router's current assignment, taken once per batch:
+        a version switch happens between batches.
+        """
+        if not txs:
+            return []
+        profiles = self.customers.get_many([tx.customer_id for tx in txs])
+        no_profile = getattr(self.customers, "last_fallback", ())
+        merchants = self.merchants.get_many([tx.merchant_id for tx in txs])
+        no_risk = getattr(self.merchants, "last_fallback", ())
+        records: list[dict[str, Any]] = []
+        for tx in txs:
+            profile, customer_known = profiles[tx.customer_id]
+            risk, merchant_known = merchants[tx.merchant_id]
+            rec = feature_row(tx, profile, customer_known, risk, merchant_known)
+            # defaults because the store could not answer, not because it does not know the key
+            rec["feature_fallback"] = tx.customer_id in no_profile or tx.merchant_id in no_risk
+            rec["anomaly_scores"] = tx.anomaly_scores
+            rec["anomaly_score"] = tx.anomaly_score
+            rec["anomaly_warming_up"] = tx.anomaly_warming_up
+            records.append(rec)
+        X = feature_matrix(records)
+        models = self.models.current(event_time=max(tx.t for tx in txs))
+        keys = [tx.customer_id for tx in txs]
+        decider = models.decider_of(keys)
+        fraud, versions = self._predict(X, models.deciders, decider)
+        if models.shadows:
+            self._shadow(X, models, keys, records)
+        scored_at = time.time()
+        stamp = format_time(scored_at)
+        status_of, weight = self.thresholds.status, self.anomaly_weight
+        alerts: list[int] = []
+        for i, (tx, rec, p) in enumerate(zip(txs, records, fraud)):
+            risk_score = combined_risk(p, tx.anomaly_score, weight)
+            status = status_of(risk_score)
+            rec["fraud_score"] = round(p, 6)
+            rec["risk_score"] = round(risk_score, 6)
+            rec["status"] = status
+            rec["model_version"] = versions[i]
+            rec["event_time"] = format_time(tx.t)
+            rec["scored_at"] = stamp
+            rec["latency_ms"] = round((scored_at - tx.arrival) * 1000.0, 3)
+            if status != NORMAL:
+                alerts.append(i)
+        explained = [] if self.explain == "none" else (
+            alerts if self.explain == "alerts" else [i for i in alerts if records[i]["status"] == CRITICAL])
+        if len(explained) > self.explain_budget:  # an alert storm: the strongest alerts first
+            explained.sort(key=lambda i: (records[i]["status"] != CRITICAL, -records[i]["risk_score"]))
+            skipped = (f"explanation budget: {self.explain_budget} of this batch's {len(explained)} "
+                       "alerts got top features (fraud.explain_budget)")
+            for i in explained[self.explain_budget:]:
+                records[i]["reasons_skipped"] = skipped
+            explained = sorted(explained[: self.explain_budget])
+        tops: dict[int, list[tuple[str, float]]] = {}
+        for m, rows in _groups(explained, decider, len(models.deciders)):
+            model = models.deciders[m]
+            explain = model.explain_exact if self.explain_method == "treeshap" else model.explain
+            tops.update(zip(rows, explain(X[rows])))
+        for i in alerts:
+            records[i]["reasons"] = self.reasons(records[i], tops.get(i, []))
+        return records
+
+    @staticmethod
+    def _predict(X: np.ndarray, deciders: Sequence[Any], decider: list[int]) -> tuple[list[float], list[str]]:
+        """Each row's fraud probability by its deciding model, and that model's version."""
+        if len(deciders) == 1:
+            return deciders[0].predict(X).tolist(), [deciders[0].version] * len(X)
+        fraud, versions = [0.0] * len(X), [""] * len(X)
+        for m, rows in _groups(range(len(X)), decider, len(deciders)):
+            model = deciders[m]
+            for i, p in zip(rows, model.predict(X[rows]).tolist()):
+                fraud[i], versions[i] = p, model.version
+        return fraud, versions
+
+    @staticmethod
+    def _shadow(X: np.ndarray, models: Assignment, keys: list[str], records: list[dict[str, Any]]) -> None:
+        """``shadow_scores`` of the rows each shadow model scores (never used for the status)."""
+        wanted = models.shadows_of(keys)
+        for ref, model in models.shadows.items():
+            rows = [i for i, refs in enumerate(wanted) if ref in refs]
+            if not rows:
+                continue
+            try:
+                scores = model.predict(X[rows]).tolist()
+            except Exception as exc:  # a shadow never costs the decision: its scores are left out
+                log.error("shadow_scoring_failed", model=model.version, events=len(rows), error=repr(exc)[:300])
+                continue
+            for i, p in zip(rows, scores):
+                records[i].setdefault("shadow_scores", {})[model.version] = round(p, 6)
+
+    def reasons(self, rec: Mapping[str, Any], top: list[tuple[str, float]]) -> list[str]:
+        """Why an alert fired: the scores over their thresholds, then the model's
+        top features (``name=value``, largest TreeSHAP contribution first)."""
+        out = []
+        if rec["fraud_score"] > self.thresholds.warning:
+            out.append(f"fraud_score={rec['fraud_score']:.3f}")
+        anomaly = rec.get("anomaly_score")
+        if anomaly is not None and anomaly * self.anomaly_weight > 0.1:
+            detectors = [k for k, v in rec["anomaly_scores"].items() if v is not None and v > 0.5]
+            out.append(f"anomaly_score={anomaly:.3f}" + (f" ({', '.join(detectors)})" if detectors else ""))
+        for name, _ in top:
+            v = rec.get("merchant_category") if name == "merchant_category_code" else rec.get(name)
+            out.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
+        return out
+
+
+def _groups(rows: Iterable[int], group_of: Sequence[int], n: int) -> list[tuple[int, list[int]]]:
+    """``[(group, rows of it), ...]`` for the non-empty groups, rows in order."""
+    if n == 1:
+        rows = list(rows)
+        return [(0, rows)] if rows else []
+    out: list[list[int]] = [[] for _ in range(n)]
+    for i in rows:
+        out[group_of[i]].append(i)
+    return [(g, r) for g, r in enumerate(out) if r]

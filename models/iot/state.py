@@ -1,0 +1,408 @@
+"""Per-device and per-shard state of the IoT flow: :class:`DeviceState` (features, value, stuck
+and drift detectors), :class:`ShardState` (the shared detector) and :class:`DeviceResult`.
+Snapshots are plain data, restored with ``load()`` into an object built from the current settings."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from features.dedup import RecentIds
+from features.records import DeadLetter, duplicate, format_time, shard_of
+from features.sensors import DeviceFeatures, Reading
+from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector, z_to_score
+from models.iot.config import IoTScoringConfig, _values_json, detector_version
+from models.status import NORMAL, Thresholds, anomaly_score
+
+_INF = float("inf")
+
+__all__ = ["DeviceResult", "DeviceState", "ShardState"]
+
+
+class DeviceResult(msgspec.Struct):
+    """What the device step hands to the shard step (small, picklable).
+
+    ``reading``: the reading scored; ``id``: the record id (``device@time``, plus
+    ``#seq`` for a reading timed by its arrival); ``shard``: the shard the result
+    goes to; ``features``; ``missing``: sensors absent from the reading;
+    ``scores``: {detector: score}; ``warming``: detectors still warming up;
+    ``shard_input``: {sensor: clipped z} for the shard detector; ``drifts``:
+    drift records (``kind: "drift"``) this reading raised.
+    """
+
+    reading: Reading
+    id: str
+    shard: int
+    features: dict[str, float | None]
+    missing: list[str]
+    scores: dict[str, float]
+    warming: list[str]
+    shard_input: dict[str, float]
+    drifts: list[dict[str, Any]] = []
+
+
+class DeviceState:
+    """Everything kept per device: rolling features, per-sensor value, slow and
+    stuck detectors, per-sensor drift monitors, and the count of readings seen.
+
+    A drift record (``kind: "drift"``, ``id``, ``device_id``, ``timestamp``,
+    ``sensor``, ``detector`` e.g. ``"temperature_slow"``, ``method:
+    "PageHinkley"``, ``score``, ``model_version``, ``scored_at``) is raised when
+    the watched score stream of a sensor shifts up (see ``drift_on``; monitors
+    are fed once the watched detector is warm, and restart after a detection).
+
+    >>> from features.sensors import parse_reading
+    >>> cfg = IoTScoringConfig(warmup=3)
+    >>> dev = DeviceState(cfg)
+    >>> for i in range(5):
+    ...     res = dev.update(parse_reading({"device_id": "d", "timestamp": i, "temperature": 20.0 + i % 2},
+    ...                                    cfg.features, arrival=0.0))
+    >>> res.id, res.missing, res.warming
+    ('d@1970-01-01T00:00:04.000Z', ['humidity', 'pressure'], [])
+    >>> again = DeviceState(cfg); again.load(dev.snapshot())
+    >>> nxt = parse_reading({"device_id": "d", "timestamp": 5, "temperature": 25.0}, cfg.features, arrival=0.0)
+    >>> again.update(nxt).scores == dev.update(nxt).scores
+    True
+    """
+
+    __slots__ = ("config", "seq", "features", "level", "slow", "stuck", "drift", "ids", "_version", "_steps")
+
+    def __init__(self, config: IoTScoringConfig = IoTScoringConfig()) -> None:
+        c = self.config = config
+        self.seq = 0  # readings seen: orders readings timed by their arrival
+        self.features = DeviceFeatures(c.features)
+        self.level = {s: KeyDetector(alpha=c.alpha, warmup=c.warmup, scale=c.scale, clip=c.clip) for s in c.sensors}
+        self.slow = (
+            {s: KeyDetector(alpha=c.slow_alpha, warmup=c.warmup, scale=c.scale, clip=c.clip) for s in c.sensors}
+            if c.slow_weight > 0
+            else {}
+        )
+        self.stuck = {s: StuckDetector(beta=c.stuck_beta, warmup=c.warmup, scale=c.scale) for s in c.sensors}
+        self.drift = {
+            s: DriftMonitor(threshold=c.drift_threshold, delta=c.drift_delta, min_instances=c.drift_min_instances)
+            for s in c.sensors
+        }
+        self.ids = RecentIds(c.dedup_horizon_s, c.dedup_max_ids)
+        self._version = detector_version(c)
+        self._steps: list[tuple] | None = None  # see _plan
+
+    @property
+    def last_event_time(self) -> float | None:
+        """The newest event time seen (``None`` before the first reading)."""
+        t = self.features.watermark
+        return None if t == -_INF else t
+
+    def update(self, reading: Reading) -> DeviceResult | DeadLetter:
+        """Score, then learn, one reading of this device: ``update_many([reading])[0]``."""
+        return self.update_many((reading,))[0]
+
+    def update_many(self, readings: Sequence[Reading]) -> list[DeviceResult | DeadLetter]:
+        """Score, then learn, a batch of this device's readings in order: one
+        result per reading, equal to :meth:`update` on each in turn (the flow's
+        ``step_many``; the per-sensor work is planned once in :meth:`_plan`).
+
+        Per present sensor value ``v``: the value detector's z (before learning)
+        is both the shard input (clipped) and the value score; each detector
+        scores ``v`` against its state, then learns it; the drift monitor is fed
+        the watched score once the watched detector is warm.
+
+        A reading whose id the device had within the dedup horizon becomes a
+        :class:`~features.records.DeadLetter` (step ``dedup``) and changes nothing;
+        a reading more than ``idle_expiry_s`` after the device's newest starts
+        the device afresh.
+        """
+        c = self.config
+        plan = self._plan()
+        zc = c.z_clip
+        n_shards = c.n_shards
+        version = self._version
+        features_update = self.features.update
+        seq = self.seq
+        out: list[DeviceResult | DeadLetter] = []
+        append = out.append
+        last_device: str | None = None
+        shard = 0
+        idle, check_id = c.idle_expiry_s, self.ids.check
+        for reading in readings:
+            t = reading.t
+            device = reading.device
+            if idle:
+                last = self.features.watermark
+                if t - last > idle and last != -_INF:  # idle too long: start afresh
+                    self.__init__(c)  # type: ignore[misc]
+                    plan, features_update, check_id, seq = self._plan(), self.features.update, self.ids.check, 0
+            ts = format_time(t)
+            if reading.timed_by_arrival:
+                rid = f"{device}@{ts}#{seq + 1}"
+            else:
+                rid = f"{device}@{ts}"
+                # the same device, time and values: a re-delivery (another message at the
+                # same time with other values is a reading of its own)
+                first = check_id(f"{rid}|{zlib.crc32(_values_json(reading.values)):08x}", t)
+                if first is not None:
+                    append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
+                    continue
+            self.seq = seq = seq + 1
+            values = reading.values
+            feats = features_update(t, values)
+            if device != last_device:
+                shard = shard_of(device, n_shards)
+                last_device = device
+            scores: dict[str, float] = {}
+            warming: list[str] = []
+            shard_input: dict[str, float] = {}
+            missing: list[str] = []
+            drifts: list[dict[str, Any]] = []
+            for s, kd, sk, st, dm, n_slow, n_stuck, slow_watched, drift_suffix in plan:
+                v = values.get(s)
+                if v is None or v != v:
+                    missing.append(s)
+                    continue
+                z = kd.z(v)
+                shard_input[s] = zc if z > zc else -zc if z < -zc else z
+                if type(v) is float and -_INF < v < _INF:
+                    # KeyDetector.score_learn without re-checking the value: score from
+                    # the z above (same state), then learn (learn_many == learn_one)
+                    w = kd.warming_up
+                    score = scores[s] = z_to_score(z, kd.scale)
+                    kd.learn_many((v,))
+                    if w:
+                        warming.append(s)
+                    if sk is not None:
+                        ws = sk.warming_up
+                        slow_score = scores[n_slow] = z_to_score(sk.z(v), sk.scale)
+                        sk.learn_many((v,))
+                        if ws:
+                            warming.append(n_slow)
+                        if slow_watched:
+                            score, w = slow_score, ws
+                else:  # anything else: the detectors' own checks (ints, infinities raise as before)
+                    score, w = kd.score_learn(v)
+                    scores[s] = score
+                    if w:
+                        warming.append(s)
+                    if sk is not None:
+                        slow_score, ws = sk.score_learn(v)
+                        scores[n_slow] = slow_score
+                        if ws:
+                            warming.append(n_slow)
+                        if slow_watched:
+                            score, w = slow_score, ws
+                scores[n_stuck], w_stuck = st.score_learn(v)
+                if w_stuck:
+                    warming.append(n_stuck)
+                if not w and dm.update(score):
+                    watched = n_slow if slow_watched else s
+                    drifts.append({
+                        "kind": "drift",
+                        "id": rid + drift_suffix,
+                        "device_id": device,
+                        "timestamp": ts,
+                        "sensor": s,
+                        "detector": watched,
+                        "method": "PageHinkley",
+                        "score": round(score, 6),
+                        "model_version": version,
+                        "scored_at": format_time(time.time()),
+                    })
+            append(DeviceResult(reading, rid, shard, feats, missing, scores, warming, shard_input, drifts))
+        return out
+
+    def _plan(self) -> list[tuple]:
+        """Per sensor, in order: ``(sensor, value detector, slow detector or None,
+        stuck detector, drift monitor, slow name, stuck name, drift watches the
+        slow detector, drift id suffix)``. Built from the configuration and the
+        detector objects (which :meth:`load` keeps), once."""
+        plan = self._steps
+        if plan is None:
+            c = self.config
+            plan = []
+            for s in c.sensors:
+                sk = self.slow.get(s)
+                slow_watched = c.drift_on == "slow" and s in self.slow
+                watched = f"{s}_slow" if slow_watched else s
+                plan.append((s, self.level[s], sk, self.stuck[s], self.drift[s], f"{s}_slow", f"{s}_stuck",
+                             slow_watched, f"#drift:{watched}"))
+            self._steps = plan
+        return plan
+
+    def snapshot(self) -> dict[str, Any]:
+        """The learned state as plain data (no configuration)."""
+        return {
+            "seq": self.seq,
+            "features": self.features.snapshot(),
+            "level": {s: d.snapshot() for s, d in self.level.items()},
+            "slow": {s: d.snapshot() for s, d in self.slow.items()},
+            "stuck": {s: d.snapshot() for s, d in self.stuck.items()},
+            "drift": {s: d.snapshot() for s, d in self.drift.items()},
+            "ids": self.ids.snapshot(),
+        }
+
+    def load(self, snap: Mapping[str, Any]) -> None:
+        """Put :meth:`snapshot` output into this state. Detectors of sensors the
+        current configuration has no more are dropped; new sensors start fresh;
+        settings (windows, alphas, thresholds...) are the current configuration's."""
+        if not isinstance(snap, Mapping) or not {"seq", "features", "level", "stuck", "drift"} <= set(snap):
+            raise ValueError(f"DeviceState.load: expected a DeviceState snapshot, got {snap!r:.80}")
+        self.seq = int(snap["seq"])
+        self.features.load(snap["features"])
+        self.ids.load(snap.get("ids"))
+        for part in ("level", "slow", "stuck", "drift"):
+            dets = getattr(self, part)
+            for s, state in snap.get(part, {}).items():
+                if s in dets:
+                    dets[s].load(state)
+
+
+class ShardState:
+    """The shard's multivariate detector and the output record.
+
+    The detector is built on the first result (``seed + shard``). :meth:`update`
+    returns the output record: every input field unchanged, then ``kind``,
+    ``id``, ``anomaly_score``, ``status``, ``scores``, ``warming_up``,
+    ``missing``, ``features``, ``model_version``, ``event_time``, ``scored_at``, ``latency_ms``;
+    non-NORMAL records add ``reasons``; readings timed by their arrival add
+    ``time_from_arrival: true`` (and their id ends with ``#seq``).
+
+    A snapshot taken under another shard-detector configuration is discarded
+    on :meth:`load` (the detector starts afresh; see ``ShardDetector.load``).
+
+    >>> from features.sensors import parse_reading
+    >>> cfg = IoTScoringConfig(warmup=3, shard_window=5, shard_calib_warmup=2)
+    >>> dev, shard = DeviceState(cfg), ShardState(cfg)
+    >>> r = parse_reading({"device_id": "d1", "temperature": 20.0, "label": 0}, cfg.features, arrival=7.0)
+    >>> rec = shard.update(dev.update(r))
+    >>> rec["id"], rec["anomaly_score"], rec["status"], rec["warming_up"], rec["time_from_arrival"], rec["label"]
+    ('d1@1970-01-01T00:00:07.000Z#1', None, 'NORMAL', True, True, 0)
+    >>> batch = [dev.update(parse_reading({"device_id": "d1", "temperature": t}, cfg.features, arrival=8.0))
+    ...          for t in (20.5, 21.0)]
+    >>> [rec["warming_up"] for rec in shard.update_many(batch)]     # one record per result, in order
+    [True, True]
+    """
+
+    __slots__ = ("config", "thresholds", "shard", "detector", "version")
+
+    def __init__(self, config: IoTScoringConfig = IoTScoringConfig(), thresholds: Thresholds = Thresholds()) -> None:
+        self.config = config
+        self.thresholds = thresholds
+        self.shard: int | None = None
+        self.detector: ShardDetector | None = None
+        self.version = detector_version(config)
+
+    def _detector(self, shard: int) -> ShardDetector:
+        if self.detector is None:
+            c, zc = self.config, self.config.z_clip
+            self.shard = int(shard)
+            self.detector = ShardDetector(
+                c.sensors,
+                seed=c.seed + self.shard,
+                window_size=c.shard_window,
+                limits={s: (-zc, zc) for s in c.sensors},
+                scale=c.scale,
+                calib_warmup=c.shard_calib_warmup,
+            )
+        return self.detector
+
+    def update(self, result: DeviceResult) -> dict[str, Any]:
+        """Score the result with the shard detector (a reading with no sensor
+        present does not touch it), combine, and return the output record:
+        ``update_many([result])[0]``."""
+        return self.update_many([result])[0]
+
+    def update_many(self, results: list[DeviceResult]) -> list[dict[str, Any]]:
+        """:meth:`update` for a batch of the shard's results: one record per
+        result, in order. The shard detector scores the batch's inputs against
+        its state before the batch, then learns them
+        (:meth:`ShardDetector.score_learn_many`). The flow's vectorised step; a
+        batch of one is :meth:`update`."""
+        if not results:
+            return []
+        det = self._detector(results[0].shard)
+        inputs = [r.shard_input for r in results if r.shard_input]
+        if len(inputs) == 1:  # what score_learn_many does with one; any detector with score_learn works
+            shard_out = [det.score_learn(inputs[0])]
+        else:
+            shard_out = det.score_learn_many(inputs) if inputs else []
+        it = iter(shard_out)
+        return [self._record(r, next(it) if r.shard_input else None) for r in results]
+
+    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None) -> dict[str, Any]:
+        """The output record of one result given its shard detector output (None: not scored)."""
+        c = self.config
+        scores = dict(result.scores)
+        warming = set(result.warming)
+        if shard is not None:
+            s, w = shard
+            scores["shard"] = s
+            if w:
+                warming.add("shard")
+        score = anomaly_score(scores, warming, c.weights, c.combine)
+        if score is not None:
+            score = round(score, 6)
+        status = NORMAL if score is None else self.thresholds.status(score)
+        reading = result.reading
+        scored_at = time.time()
+        rec = dict(reading.fields)
+        rec.update(
+            kind="reading",
+            id=result.id,
+            anomaly_score=score,
+            status=status,
+            scores={k: round(v, 6) for k, v in scores.items()},
+            warming_up=bool(warming) or not scores,
+            missing=list(result.missing),
+            features=dict(result.features),
+            model_version=self.version,
+            event_time=reading.timestamp,
+            scored_at=format_time(scored_at),
+            latency_ms=round((scored_at - reading.arrival) * 1000.0, 3),
+        )
+        if reading.timed_by_arrival:
+            rec["time_from_arrival"] = True
+        if status != NORMAL:
+            rec["reasons"] = _reasons(scores, warming, result.shard_input, c)
+        return rec
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """``{"shard": index, "detector": bytes}``, or None before the first result."""
+        if self.detector is None:
+            return None
+        return {"shard": self.shard, "detector": self.detector.snapshot()}
+
+    def load(self, snap: Mapping[str, Any] | None) -> None:
+        """Put :meth:`snapshot` output into this state (built from the current configuration)."""
+        if snap is None:
+            return
+        if not isinstance(snap, Mapping) or "shard" not in snap or "detector" not in snap:
+            raise ValueError(f"ShardState.load: expected a ShardState snapshot, got {snap!r:.80}")
+        self.detector = None
+        self._detector(snap["shard"]).load(snap["detector"])
+
+
+def _reasons(scores: Mapping[str, float], warming: set[str], shard_input: Mapping[str, float],
+             config: IoTScoringConfig) -> list[str]:
+    """Sensors behind the strongest warm detectors (see the module docstring)."""
+    weights = config.weights
+    weighted = sorted(((weights.get(n, 1.0) * s, n) for n, s in scores.items() if n not in warming), reverse=True)
+    out: list[str] = []
+    if not weighted:
+        return out
+    top = weighted[0][0]
+    for ws, name in weighted:
+        if ws < config.reason_floor or ws < 0.5 * top:
+            break
+        if name == "shard":
+            zs = sorted(((abs(z), s) for s, z in shard_input.items()), reverse=True)
+            names = []
+            if zs:
+                names = [s for az, s in zs if az >= 2.0 and az >= 0.5 * zs[0][0]] or [zs[0][1]]
+        else:
+            names = [config.detector_sensor(name)]
+        for s in names:
+            if s not in out:
+                out.append(s)
+    return out

@@ -1,0 +1,382 @@
+"""Monitoring over the inference log: daily summaries and drift between two periods.
+
+The inference log (:mod:`models.inference_log`) is Parquet partitioned by date; DuckDB
+reads it in place. :func:`connect` opens an in-memory DuckDB with one view,
+``inference_log``, over every file of the log, so any SQL runs on it as written, e.g.
+:data:`DAILY_QUERY`::
+
+    SELECT DATE(scored_at) AS date, model_version, COUNT(*) AS predictions, ...
+    FROM inference_log GROUP BY 1, 2 ORDER BY date DESC;
+
+The connection's time zone is UTC, so ``DATE(scored_at)`` is the UTC date (the log's
+``date`` partition), whatever the machine's zone.
+
+- :func:`daily_summary`: that table per day and model version, plus latency p50 / p99
+  (``quantile_cont``: linear interpolation, as ``numpy.percentile``) and the alert rate
+  (share of rows whose ``status`` is not ``NORMAL``).
+- :func:`drift_report`: per column (the score, then the numeric features), the
+  population stability index (:func:`psi`) and the two-sample Kolmogorov-Smirnov test
+  (``scipy.stats.ks_2samp``) between a reference and a current period, with a level
+  ``ok`` / ``watch`` / ``drift`` (thresholds: :data:`PSI_WATCH`, :data:`PSI_DRIFT`,
+  :data:`KS_P`, :data:`KS_STAT`; see :func:`drift_level`).
+
+Periods are half-open ``[start, end)`` UTC instants; :func:`parse_period` reads
+``START..END`` where a bare date bound means the whole day (``2026-11-20..2026-11-22`` is
+three days). Times without an offset are UTC (the project's time rule).
+
+Nothing here imports Bytewax; DuckDB, numpy and scipy only.
+
+>>> import tempfile
+>>> from models.inference_log import LogSpec, LogWriter, log_row
+>>> spec = LogSpec("fraud", "id", "user", scores=("fraud_score",), features=("amount",))
+>>> root = Path(tempfile.mkdtemp()) / "log"
+>>> w = LogWriter(root, spec, part=0)
+>>> w.write([log_row({"id": f"e{i}", "user": "u1", "fraud_score": s, "amount": 10.0 * (i + 1),
+...     "status": "WARNING" if s > 0.5 else "NORMAL", "model_version": "fraud_model/1", "latency_ms": 10.0 * (i + 1),
+...     "scored_at": f"2026-11-2{6 + i // 2}T10:00:00Z"}, spec) for i, s in enumerate([0.1, 0.9, 0.2, 0.4])])
+>>> w.close()
+>>> con = connect(root)
+>>> con.execute(DAILY_QUERY).fetchall()  # doctest: +NORMALIZE_WHITESPACE
+[(datetime.date(2026, 11, 27), 'fraud_model/1', 2, 0.30000000000000004, 0, 35.0),
+ (datetime.date(2026, 11, 26), 'fraud_model/1', 2, 0.5, 1, 15.0)]
+>>> [(r["date"].isoformat(), r["p50_latency"], r["alert_rate"]) for r in daily_summary(con)]
+[('2026-11-27', 35.0, 0.0), ('2026-11-26', 15.0, 0.5)]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+
+__all__ = [
+    "DAILY_QUERY",
+    "FIXED_COLUMNS",
+    "SCORE_COLUMNS",
+    "MonitoringError",
+    "Period",
+    "connect",
+    "columns",
+    "versions",
+    "time_range",
+    "daily_summary",
+    "score_histogram",
+    "parse_day",
+    "parse_period",
+]
+
+#: The daily table, exactly as users write it (``streamscore monitor`` adds latency
+#: percentiles and the alert rate: :func:`daily_summary`).
+DAILY_QUERY = (
+    "SELECT DATE(scored_at) AS date, model_version, COUNT(*) AS predictions, AVG(fraud_score) AS avg_score, "
+    "SUM(CASE WHEN fraud_score > 0.5 THEN 1 ELSE 0 END) AS flagged_count, AVG(latency_ms) AS avg_latency "
+    "FROM inference_log GROUP BY 1, 2 ORDER BY date DESC;"
+)
+
+#: Columns of every log row that are not features (``date`` is the Hive partition).
+FIXED_COLUMNS = frozenset({
+    "event_id", "key", "flow", "model_version", "shadow_scores", "status", "latency_ms", "scored_at",
+    "event_time", "date",
+})
+#: Score columns the flows write (fraud: the first three; IoT: ``anomaly_score``).
+SCORE_COLUMNS = frozenset({"fraud_score", "risk_score", "anomaly_score"})
+
+_NUMERIC_TYPES = re.compile(r"^(DOUBLE|FLOAT|REAL|DECIMAL.*|TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|U\w*INT)$")
+
+
+class MonitoringError(ValueError):
+    """A monitoring request that cannot be answered (missing log, unknown column, no rows)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open interval of UTC instants ``[start, end)``.
+
+    >>> p = parse_period("2026-11-20..2026-11-22")
+    >>> str(p)
+    '2026-11-20T00:00:00Z..2026-11-23T00:00:00Z'
+    >>> p.days
+    3.0
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if not self.start < self.end:
+            raise MonitoringError(f"period {self}: the start must be before the end")
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start).total_seconds() / 86400
+
+    def __str__(self) -> str:
+        return f"{_iso(self.start)}..{_iso(self.end)}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"start": _iso(self.start), "end": _iso(self.end)}
+
+
+def _iso(t: datetime) -> str:
+    """UTC ISO text, ``Z``, microseconds only when present."""
+    t = t.astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond:06d}" if t.microsecond else "") + "Z"
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+def connect(log_dir: str | Path, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the view ``inference_log`` over every Parquet
+    file under ``log_dir`` (``read_parquet('<dir>/**/*.parquet', hive_partitioning=true,
+    union_by_name=true)``: the ``date`` partition is a column, and files written with
+    other feature columns are read together, missing columns being null).
+
+    The session time zone is UTC. Raises :class:`MonitoringError` naming the folder when
+    it does not exist or holds no Parquet file (hidden temporaries of a writer are not
+    files of the log).
+
+    >>> connect("/nonexistent/log")
+    Traceback (most recent call last):
+    ...
+    monitoring.queries.MonitoringError: inference log folder '/nonexistent/log' does not exist (set STREAMSCORE_INFERENCE_LOG__DIR or pass the folder)
+    """
+    root = Path(log_dir)
+    if not root.is_dir():
+        raise MonitoringError(
+            f"inference log folder {str(root)!r} does not exist (set STREAMSCORE_INFERENCE_LOG__DIR or pass the folder)"
+        )
+    if next((p for p in root.rglob("*.parquet") if not p.name.startswith(".")), None) is None:
+        raise MonitoringError(
+            f"inference log folder {str(root)!r} holds no Parquet file (has the flow written its log?)"
+        )
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    glob = (root.resolve() / "**" / "*.parquet").as_posix().replace("'", "''")
+    try:
+        con.execute(
+            "CREATE VIEW inference_log AS SELECT * FROM "
+            f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+        )
+    except duckdb.Error as exc:  # e.g. a file that is not Parquet
+        con.close()
+        raise MonitoringError(f"cannot read the inference log in {str(root)!r}: {str(exc).splitlines()[0]}") from None
+    return con
+
+
+def columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The view's columns and their DuckDB types, in order."""
+    return {name: typ for name, typ, *_ in con.execute("DESCRIBE inference_log").fetchall()}
+
+
+def _q(name: str) -> str:
+    """A quoted SQL identifier.
+
+    >>> _q('amount'), _q('we"ird')
+    ('"amount"', '"we""ird"')
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _require_numeric(con: duckdb.DuckDBPyConnection, name: str, what: str = "column") -> None:
+    cols = columns(con)
+    if name not in cols:
+        scores = ", ".join(c for c in cols if c in SCORE_COLUMNS) or "none"
+        raise MonitoringError(f"no {what} {name!r} in the inference log (score columns: {scores})")
+    if not _NUMERIC_TYPES.match(cols[name]):
+        raise MonitoringError(f"{what} {name!r} of the inference log is {cols[name]}, not a number")
+
+
+def versions(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The model versions in the log, sorted."""
+    rows = con.execute(
+        "SELECT DISTINCT model_version FROM inference_log WHERE model_version IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def time_range(
+    con: duckdb.DuckDBPyConnection, version: str | None = None, since: str | date | None = None,
+    until: str | date | None = None,
+) -> tuple[datetime, datetime] | None:
+    """The first and last ``scored_at`` (of one version, between two inclusive days), or
+    ``None`` without rows."""
+    where, params = _where(parse_day(since), parse_day(until), version)
+    lo, hi = _one(con, f"SELECT MIN(scored_at), MAX(scored_at) FROM inference_log {where}", params)
+    return None if lo is None else (_utc(lo), _utc(hi))
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+    """The one row of an aggregate query."""
+    row = con.execute(sql, list(params)).fetchone()
+    assert row is not None, sql
+    return tuple(row)
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+def parse_day(value: str | date | datetime | None) -> date | None:
+    """A day from ``YYYY-MM-DD`` text (or a date).
+
+    >>> parse_day("2026-11-26"), parse_day(None)
+    (datetime.date(2026, 11, 26), None)
+    >>> parse_day("26/11/2026")
+    Traceback (most recent call last):
+    ...
+    monitoring.queries.MonitoringError: '26/11/2026' is not a date: expected YYYY-MM-DD
+    """
+    if value is None or isinstance(value, date) and not isinstance(value, datetime):
+        return value  # type: ignore[return-value]
+    if isinstance(value, datetime):
+        return _utc(value).date()
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise MonitoringError(f"{value!r} is not a date: expected YYYY-MM-DD") from None
+
+
+def _bound(value: str | date | datetime, end: bool) -> datetime:
+    """A period bound: a date is the start of that day, or the start of the next one for an end."""
+    if isinstance(value, datetime):
+        return _utc(value)
+    if isinstance(value, date):
+        day = value
+    else:
+        text = value.strip()
+        if "T" in text or " " in text or ":" in text:
+            try:
+                return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+            except ValueError:
+                raise MonitoringError(f"{value!r} is not a time: expected YYYY-MM-DD or an ISO-8601 time") from None
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise MonitoringError(f"{value!r} is not a date: expected YYYY-MM-DD or an ISO-8601 time") from None
+    return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=timezone.utc)
+
+
+def parse_period(value: str | Period | Sequence[Any]) -> Period:
+    """A :class:`Period` from ``START..END`` text or a ``(start, end)`` pair.
+
+    A bound that is a date covers its whole day (the end is inclusive); a bound with a
+    time is that instant (the end is exclusive). Times without an offset are UTC.
+
+    >>> str(parse_period("2026-11-20T06:00..2026-11-20T18:00"))
+    '2026-11-20T06:00:00Z..2026-11-20T18:00:00Z'
+    >>> parse_period("2026-11-20")
+    Traceback (most recent call last):
+    ...
+    monitoring.queries.MonitoringError: period '2026-11-20': expected START..END, e.g. 2026-11-01..2026-11-07
+    """
+    if isinstance(value, Period):
+        return value
+    if isinstance(value, str):
+        parts = value.split("..")
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise MonitoringError(f"period {value!r}: expected START..END, e.g. 2026-11-01..2026-11-07")
+        start, end = parts
+    else:
+        if len(value) != 2:
+            raise MonitoringError(f"period {value!r}: expected (start, end)")
+        start, end = value[0], value[1]
+    return Period(_bound(start, end=False), _bound(end, end=True))
+
+
+def _where(
+    since: date | None = None, until: date | None = None, version: str | None = None, period: Period | None = None,
+    extra: Iterable[str] = (),
+) -> tuple[str, list[Any]]:
+    """``WHERE ...`` and its parameters (``since`` / ``until``: inclusive UTC days)."""
+    clauses, params = list(extra), list[Any]()
+    if since is not None:
+        clauses.append("scored_at >= ?")
+        params.append(_bound(since, end=False))
+    if until is not None:
+        clauses.append("scored_at < ?")
+        params.append(_bound(until, end=True))
+    if version is not None:
+        clauses.append("model_version = ?")
+        params.append(version)
+    if period is not None:
+        clauses += ["scored_at >= ?", "scored_at < ?"]
+        params += [period.start, period.end]
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+# --- daily summary ----------------------------------------------------------------------------
+
+
+def daily_summary(
+    con: duckdb.DuckDBPyConnection,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    version: str | None = None,
+    score: str = "fraud_score",
+    flag_threshold: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Per UTC day and model version, newest day first: the columns of
+    :data:`DAILY_QUERY` (``date``, ``model_version``, ``predictions``, ``avg_score``,
+    ``flagged_count`` = rows with ``score > flag_threshold``, ``avg_latency``) plus
+    ``p50_latency`` and ``p99_latency`` (ms, ``quantile_cont``), ``alerts`` (rows whose
+    ``status`` is not ``NORMAL``) and ``alert_rate`` (``alerts / predictions``).
+
+    ``since`` / ``until`` are inclusive days; ``version`` keeps one model version;
+    ``score`` is the score column (``fraud_score``, ``risk_score``; IoT ``anomaly_score``,
+    whose nulls during warm-up are left out of the average).
+    """
+    _require_numeric(con, score, "score column")
+    where, params = _where(parse_day(since), parse_day(until), version)
+    s = _q(score)
+    sql = f"""
+        SELECT DATE(scored_at) AS date, model_version, COUNT(*) AS predictions, AVG({s}) AS avg_score,
+               SUM(CASE WHEN {s} > ? THEN 1 ELSE 0 END) AS flagged_count, AVG(latency_ms) AS avg_latency,
+               quantile_cont(latency_ms, 0.5) AS p50_latency, quantile_cont(latency_ms, 0.99) AS p99_latency,
+               SUM(CASE WHEN status <> 'NORMAL' THEN 1 ELSE 0 END) AS alerts
+        FROM inference_log {where}
+        GROUP BY 1, 2 ORDER BY date DESC NULLS LAST, model_version NULLS LAST
+    """
+    cur = con.execute(sql, [flag_threshold, *params])
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        r = dict(zip(names, row))
+        r["flagged_count"] = int(r["flagged_count"] or 0)
+        r["alerts"] = int(r["alerts"] or 0)
+        r["alert_rate"] = r["alerts"] / r["predictions"] if r["predictions"] else None
+        out.append(r)
+    return out
+
+
+def score_histogram(
+    con: duckdb.DuckDBPyConnection,
+    score: str = "fraud_score",
+    bins: int = 20,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    version: str | None = None,
+) -> dict[str, list[int]]:
+    """Counts of ``score`` in ``bins`` equal bins over [0, 1] per model version (a score
+    of exactly 1 falls in the last bin; nulls are left out)."""
+    _require_numeric(con, score, "score column")
+    s = _q(score)
+    where, params = _where(parse_day(since), parse_day(until), version, extra=[f"{s} IS NOT NULL"])
+    rows = con.execute(
+        f"SELECT model_version, LEAST(GREATEST(FLOOR({s} * ?), 0), ? - 1)::INTEGER AS b, COUNT(*) "
+        f"FROM inference_log {where} GROUP BY 1, 2",
+        [bins, bins, *params],
+    ).fetchall()
+    out: dict[str, list[int]] = {}
+    for v, b, n in rows:
+        out.setdefault(str(v), [0] * bins)[b] += int(n)
+    return dict(sorted(out.items()))

@@ -1,0 +1,463 @@
+"""The scoring endpoint: ``POST /score`` scores card transactions synchronously, with the
+fraud flow's validation, model registry routing, status rule and Feast features, and each
+customer's LIVE streaming features written back by the flow (:mod:`dataflows.connectors.writeback`).
+
+    streamscore serve [--host 127.0.0.1] [--port 8000]       # or: python -m service.app
+
+- ``POST /score``: one transaction (a JSON object) or a list of them (at most
+  ``serve.max_batch``); the answer is one object, or a list in the same order, each
+  ``transaction_id``, ``fraud_score``, ``risk_score``, ``status``, ``reasons``,
+  ``model_version``, ``shadow_scores`` (when a shadow model scores the customer),
+  ``live_known`` (the customer had a live row) and ``feature_fallback`` (the store could
+  not answer: defaults used). ``?verbose=true`` answers the whole scored record, as the
+  flow writes it (every feature). Header ``X-API-Key`` is required (``serve.api_keys``:
+  ``STREAMSCORE_API_KEYS``). Errors: 401 (no or a wrong key), 413 (body over
+  ``serve.max_bytes`` or batch over ``serve.max_batch``), 422 (``{"detail": [{"index", "field", "error"}, ...]}``
+  for every refused transaction, the same messages as the flow's dead letters; the
+  whole request is refused).
+- ``GET /healthz`` (liveness and the model in use), ``GET /metrics`` (Prometheus),
+  ``GET /docs`` and ``/openapi.json`` (FastAPI): no key needed.
+
+Scoring, per request (:class:`EndpointScorer`): ``parse_transaction`` with the flow's
+bounds (:func:`dataflows.scoring.transaction_parser`); ONE Feast call for the live rows
+of the request's customers (never cached: they move with the stream), the profile and
+merchant lookups through the flow's TTL cache, all three with the flow's timeout and
+one circuit breaker; the streaming features from the live rows
+(:func:`features.live.live_features`: how they differ from the stream's is written
+there); then :meth:`models.fraud.FraudScorer.score_batch`, the flow's own scorer: the
+router's current assignment (registry aliases, routes, shadows, hot switch: the
+registry is looked at every ``model.poll_s``), the model, ``combined_risk`` and
+the status thresholds, reasons for alerts. The anomaly detectors live in the stream
+only, so ``anomaly_score`` is null and ``risk_score == fraud_score`` here.
+
+Configuration: :class:`settings.config.ServeConfig`, the fraud flow's settings
+(``[feast]``, ``[model]``, ``[fraud]`` thresholds and bounds, lookups...) plus ``[serve]``
+(``streamscore config --flow serve`` prints them). Start-up checks the feature services and the model and exits with
+status 2 and one ``error:`` line per problem, as the flows do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import re
+import sys
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+import msgspec
+import orjson
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from settings.config import ConfigError, ServeConfig
+from features.records import undecodable
+
+__all__ = ["ServeConfig", "EndpointScorer", "InvalidItems", "create_app", "check_serve", "run", "main"]
+
+log = structlog.get_logger("service.app")
+
+#: Views the endpoint reads, by join key.
+LIVE_VIEWS = {"customer_profile": "customer_id", "merchant_risk": "merchant_id", "customer_live": "customer_id"}
+#: Fields of the compact answer (``?verbose=true``: the whole record).
+ANSWER_FIELDS = ("transaction_id", "fraud_score", "risk_score", "status", "reasons", "model_version")
+
+REQUESTS = Counter("scoring_api_requests_total", "Requests answered by the scoring endpoint", ["path", "code"])
+REQUEST_SECONDS = Histogram("scoring_api_request_seconds", "Time to answer a request", ["path"],
+                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+EVENTS = Counter("scoring_api_events_total", "Transactions scored by the endpoint", ["status", "model_version"])
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+class InvalidItems(ValueError):
+    """Refused transactions of a request: ``errors`` is ``[{"index", "field", "error"}]``."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"[{e['index']}] {e['error']}" for e in errors))
+        self.errors = errors
+
+
+_FIELD = re.compile(r"^field '([^']+)'")
+
+
+def _error(index: int | None, message: str) -> dict[str, Any]:
+    m = _FIELD.match(message)
+    return {"index": index, "field": m.group(1) if m else None, "error": message}
+
+
+class EndpointScorer:
+    """Validation, live features and the flow's :class:`~models.fraud.FraudScorer`, for
+    requests (thread-safe: scoring runs one request at a time; parsing does not).
+
+    Args:
+        cfg: the settings.
+        store: an open Feast ``FeatureStore`` (default: the repo's, opened once per process).
+        router: a :class:`~models.serving.ModelRouter` (default: the flow's, from the settings).
+    """
+
+    def __init__(self, cfg: ServeConfig, store: Any = None, router: Any = None) -> None:
+        from dataflows.resources import feature_store, fraud_router
+        from dataflows.scoring import fraud_scoring_config, transaction_parser
+        from features.live import CUSTOMER_LIVE_VIEW
+        from features.store import MERCHANT_DEFAULTS, PROFILE_DEFAULTS, CachedLookup, CircuitBreaker, FeastFetcher
+        from models.fraud import FraudScorer
+
+        fc = cfg.fraud
+        self.cfg = cfg
+        self.parse = transaction_parser(fc)
+        self.sc = fraud_scoring_config(fc)
+        store = store if store is not None else feature_store(fc.feature_repo, fc.feature_store_yaml)
+        self.router = router if router is not None else fraud_router(fc)
+        breaker = CircuitBreaker(fc.lookup_failures, fc.lookup_retry_s, name=cfg.live_service)
+        opts = dict(timeout_s=fc.lookup_timeout_s, breaker=breaker)
+        customers = CachedLookup(FeastFetcher(store, fc.feature_service, "customer_profile", "customer_id"),
+                                 PROFILE_DEFAULTS, ttl_s=fc.lookup_ttl_s, name="customer_profile", **opts)
+        merchants = CachedLookup(FeastFetcher(store, fc.feature_service, "merchant_risk", "merchant_id"),
+                                 MERCHANT_DEFAULTS, ttl_s=fc.lookup_ttl_s, name="merchant_risk", **opts)
+        live_fetch = FeastFetcher(store, cfg.live_service, CUSTOMER_LIVE_VIEW, "customer_id")
+        # never cached (ttl 0): a live row moves with every batch of the stream; an expired
+        # entry is still served while the store is down (stale beats nothing)
+        self.live = CachedLookup(live_fetch, dict.fromkeys(live_fetch.feature_names()), ttl_s=0.0,
+                                 name=CUSTOMER_LIVE_VIEW, **opts)
+        self.scorer = FraudScorer(self.router, customers, merchants, self.sc)
+        self._lock = threading.Lock()
+
+    def parse_items(self, items: Sequence[Any], arrival: float | None = None) -> list[Any]:
+        """Transactions of ``items`` (JSON bytes or mappings); raises :class:`InvalidItems`
+        naming every refused one by index and field."""
+        from features.records import ValidationError
+
+        arrival = time.time() if arrival is None else arrival
+        txs, errors = [], []
+        for i, item in enumerate(items):
+            try:
+                txs.append(self.parse(item, arrival))
+            except ValidationError as exc:
+                errors.append(_error(i, str(exc)))
+            except Exception as exc:  # a parser bug is still the item's refusal, never a 500
+                errors.append(_error(i, f"{type(exc).__name__}: {exc}"[:500]))
+        if errors:
+            raise InvalidItems(errors)
+        return txs
+
+    def score(self, items: Sequence[Any]) -> list[dict[str, Any]]:
+        """Full scored records of ``items``, in order (see :meth:`score_transactions`)."""
+        return self.score_transactions(self.parse_items(items))
+
+    def score_transactions(self, txs: list[Any]) -> list[dict[str, Any]]:
+        """Scored records, as the flow's (:meth:`FraudScorer.score_batch`), plus ``live_known``;
+        the streaming features come from the live rows (:func:`features.live.live_features`)."""
+        from features.live import live_features
+
+        if not txs:
+            return []
+        sc = self.sc
+        with self._lock:
+            live = self.live.get_many([tx.customer_id for tx in txs])
+            live_fallback = set(self.live.last_fallback)
+            for tx in txs:
+                values, known = live[tx.customer_id]
+                tx.features = live_features(values if known else None, tx.t, tx.amount, tx.latitude, tx.longitude,
+                                            lateness_s=sc.lateness_s, idle_expiry_s=sc.idle_expiry_s)
+                tx.amount_score, tx.amount_warming = None, True  # the detectors are the stream's
+                tx.anomaly_scores = {"amount": None, "multivariate": None}
+                tx.anomaly_score, tx.anomaly_warming_up = None, True
+            records = self.scorer.score_batch(txs)
+        for tx, rec in zip(txs, records):
+            rec["live_known"] = live[tx.customer_id][1]
+            if tx.customer_id in live_fallback:
+                rec["feature_fallback"] = True
+        return records
+
+
+def answer(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The compact answer of one scored record."""
+    out = {k: rec.get(k) for k in ANSWER_FIELDS}
+    out["reasons"] = rec.get("reasons") or []
+    if "shadow_scores" in rec:
+        out["shadow_scores"] = rec["shadow_scores"]
+    out["live_known"] = rec.get("live_known", False)
+    out["feature_fallback"] = rec.get("feature_fallback", False)
+    return out
+
+
+# --- the HTTP application ---------------------------------------------------------------------
+
+
+class TransactionIn(BaseModel):
+    """One card transaction, as the flow reads it (extra fields are kept in ``verbose`` records)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "transaction_id": "t-1001", "customer_id": "C00042", "merchant_id": "M0007", "merchant_category": "grocery",
+        "amount": 42.5, "latitude": 40.71, "longitude": -74.0, "timestamp": "2026-11-25T10:00:00Z"}]})
+
+    transaction_id: str | int
+    customer_id: str | int
+    merchant_id: str | int
+    merchant_category: str | int
+    amount: float = Field(description="> fraud.min_amount, <= fraud.max_amount")
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    timestamp: str | float = Field(description="ISO-8601 (no offset = UTC) or epoch seconds")
+
+
+class ScoreOut(BaseModel):
+    """The answer for one transaction."""
+
+    transaction_id: str
+    fraud_score: float = Field(description="the deciding model's probability")
+    risk_score: float = Field(description="noisy-OR of fraud_score and anomaly_score (null here): = fraud_score")
+    status: str = Field(description="CRITICAL, WARNING or NORMAL, by fraud.critical and fraud.warning on risk_score")
+    reasons: list[str] = Field(description="alerts: the scores over threshold, then the model's top features")
+    model_version: str
+    shadow_scores: dict[str, float] | None = Field(None, description="only when a shadow model scores the customer")
+    live_known: bool = Field(description="the customer had live features (else scored as a first transaction)")
+    feature_fallback: bool = Field(description="some Feast values are defaults: the store could not answer")
+
+
+class ItemError(BaseModel):
+    index: int | None
+    field: str | None
+    error: str
+
+
+class Refused(BaseModel):
+    detail: list[ItemError] | str
+
+
+class _Counted:
+    """ASGI middleware counting requests by route and status and timing them (a plain
+    ASGI wrapper: Starlette's ``@app.middleware`` costs about a millisecond per request)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "other")
+            REQUEST_SECONDS.labels(path).observe(time.perf_counter() - t0)
+            REQUESTS.labels(path, str(status)).inc()
+
+
+def create_app(cfg: ServeConfig, scorer: EndpointScorer | None = None) -> FastAPI:
+    """The FastAPI application (``scorer`` built from ``cfg`` when not given)."""
+    scorer = scorer if scorer is not None else EndpointScorer(cfg)
+    keys = [k.encode() for k in cfg.keys()]
+    max_bytes, max_batch = cfg.max_bytes, cfg.max_batch
+    bytes_name, batch_name = cfg.name_of("max_bytes"), cfg.name_of("max_batch")
+    app = FastAPI(
+        title="streamscore scoring endpoint",
+        version="1",
+        description="Fraud scores for card transactions: the fraud flow's model, rules and features, with each "
+                    "customer's live streaming features from Feast. Send `X-API-Key`.",
+    )
+    app.state.scorer = scorer
+    api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of serve.api_keys")
+
+    def require_key(request: Request, key: str | None = Depends(api_key)) -> None:
+        given = (key or "").encode("utf-8", "replace")
+        ok = False
+        for k in keys:  # every key compared, in constant time per key
+            ok |= hmac.compare_digest(given, k)
+        if not ok:
+            log.warning("api_auth_failed", reason="missing" if not key else "invalid", path=request.url.path,
+                        client=request.client.host if request.client else None)
+            raise HTTPException(401, "missing or invalid X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+
+    app.add_middleware(_Counted)
+
+    def refused(status: int, detail: Any) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    body_schema = {"oneOf": [TransactionIn.model_json_schema(),
+                             {"type": "array", "items": TransactionIn.model_json_schema(), "maxItems": max_batch}]}
+
+    @app.post(
+        "/score",
+        dependencies=[Depends(require_key)],
+        summary="Score one transaction or a list",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+        responses={
+            200: {"model": ScoreOut, "description": "one answer, or a list in the request's order "
+                                                     "(?verbose=true: the whole scored records)"},
+            401: {"description": "missing or invalid X-API-Key"},
+            413: {"model": Refused,
+                  "description": "body over serve.max_bytes or batch over serve.max_batch"},
+            422: {"model": Refused, "description": "refused transactions: index, field and error of each"},
+        },
+    )
+    async def score(request: Request, verbose: bool = False) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            return refused(413, f"body of {int(length)} bytes is over {bytes_name}={max_bytes}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                return refused(413, f"body is over {bytes_name}={max_bytes} bytes")
+        text = bytes(body).lstrip()
+        try:
+            if text.startswith(b"["):
+                items: list[Any] = [bytes(r) for r in msgspec.json.decode(text, type=list[msgspec.Raw])]
+                single = False
+            else:
+                items, single = [text], True
+        except Exception as exc:  # whatever the decoder raises (RecursionError too): a 422 in our words
+            return refused(422, [_error(None, str(undecodable(text, exc)))])
+        if len(items) > max_batch:
+            return refused(413, f"batch of {len(items)} transactions is over {batch_name}={max_batch}")
+        if not items:
+            return Response(b"[]", media_type="application/json")
+        try:
+            records = await run_in_threadpool(scorer.score, items)
+        except InvalidItems as exc:
+            return refused(422, exc.errors)
+        except Exception as exc:  # a bug or a store error the lookups did not absorb: say so, keep serving
+            log.error("api_scoring_failed", events=len(items), error=f"{type(exc).__name__}: {exc}"[:500])
+            return refused(500, f"scoring failed: {type(exc).__name__}")
+        for rec in records:
+            EVENTS.labels(rec["status"], rec["model_version"]).inc()
+        out = records if verbose else [answer(r) for r in records]
+        return Response(orjson.dumps(out[0] if single else out, option=orjson.OPT_SERIALIZE_NUMPY),
+                        media_type="application/json")
+
+    @app.get("/healthz", summary="Liveness: the process answers; the model in use")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model": scorer.router.assignment.label}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# --- start ---------------------------------------------------------------------------------------
+
+
+def check_serve(cfg: ServeConfig) -> list[str]:
+    """What the endpoint needs, checked before it listens: the feature services
+    (``feast.fraud_service`` with the profile and merchant views,
+    ``feast.live_service`` with ``customer_live`` too, each answering a read)
+    and the model routes. One line per problem."""
+    from dataflows.resources import fraud_router
+    from dataflows.startup import check_feature_service
+
+    fc = cfg.fraud
+    problems: list[str] = []
+    try:
+        check_feature_service(fc.feature_repo, fc.feature_store_yaml, fc.feature_service,
+                              {"customer_profile": "customer_id", "merchant_risk": "merchant_id"},
+                              label=f"{fc.name_of('feature_service')}={fc.feature_service!r}",
+                              where=_store_name(fc))
+        check_feature_service(fc.feature_repo, fc.feature_store_yaml, cfg.live_service, LIVE_VIEWS,
+                              label=f"{cfg.name_of('live_service')}={cfg.live_service!r}", where=_store_name(fc))
+    except (ValueError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "no such feature service" in msg or "has no view" in msg:
+            msg += " (apply feature_repo/definitions.py: `cd feature_repo && feast apply`)"
+        problems.append(msg)
+    try:
+        fraud_router(fc)
+    except Exception as exc:
+        setting = (f"{fc.name_of('model_routes')}={fc.model_routes!r}" if fc.model_routes
+                   else f"{fc.name_of('model')}={fc.model!r}")
+        problems.append(f"{setting} ({fc.name_of('model_registry')}={str(fc.model_registry)!r}): "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return problems
+
+
+def _store_name(fc: Any) -> str:
+    """The store setting, as given, for an online-store problem."""
+    if fc.feature_store_yaml:
+        return f"{fc.name_of('feature_store_yaml')}={fc.feature_store_yaml!r}"
+    return f"{fc.name_of('feature_repo')}={str(fc.feature_repo)!r}"
+
+
+def run(host: str | None = None, port: int | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Read the settings, check, and serve until stopped (SIGINT / SIGTERM). Returns the
+    exit status: 2 with ``error:`` lines when a setting or a check fails."""
+    import uvicorn
+
+    from settings.logs import configure_logging
+
+    configure_logging()
+    try:
+        cfg = ServeConfig.from_env(environ)
+        configure_logging(cfg.fraud.log_level)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    problems = check_serve(cfg)
+    if problems:
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2
+    app = create_app(cfg)
+    host = host or cfg.host
+    port = cfg.port if port is None else port
+    log.info("serve_ready", host=host, port=port, model=app.state.scorer.router.assignment.label,
+             seconds=round(time.perf_counter() - t0, 3), config=cfg.describe())
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                    server_header=False))
+    server.run()
+    log.info("serve_stopped", requests_in_flight_finished=True)
+    return 0 if server.started else 1
+
+
+def _uvicorn_server() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping gracefully on SIGINT / SIGTERM (in-flight requests
+        finish) and then returning, so the command exits 0 (uvicorn itself raises the
+        signal again after its shutdown, ending the process by the signal)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return Server
+
+
+def _Server(config: Any) -> Any:
+    return _uvicorn_server()(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m service.app [--host HOST] [--port PORT]``."""
+    parser = argparse.ArgumentParser(prog="python -m service.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=None,
+                        help="interface to listen on (default: the serve.host setting, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: the serve.port setting, 8000)")
+    args = parser.parse_args(argv)
+    return run(args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The variables other tools define, read here so that nothing outside :mod:`settings`
+reads the environment: Bytewax's own ``BYTEWAX_*`` (where a run's workers are, its
+recovery directory) and the variables a Feast store YAML names (``${VAR}``, e.g.
+``REDIS_CONNECTION_STRING``).
+
+>>> bytewax_variables({"BYTEWAX_WORKERS_PER_PROCESS": "2", "BYTEWAX_ADDRESSES": "", "OTHER": "x"})
+{'BYTEWAX_WORKERS_PER_PROCESS': '2'}
+>>> variable("REDIS_CONNECTION_STRING", {"REDIS_CONNECTION_STRING": "localhost:6379"})
+'localhost:6379'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+__all__ = ["BYTEWAX_VARIABLES", "bytewax_variables", "variable"]
+
+#: what ``bytewax.run`` reads from the environment (its options' fallbacks) and
+#: :mod:`dataflows.placement` needs: workers, processes, the hostfile, recovery
+BYTEWAX_VARIABLES = (
+    "BYTEWAX_WORKERS_PER_PROCESS",
+    "BYTEWAX_ADDRESSES",
+    "BYTEWAX_HOSTFILE_PATH",
+    "BYTEWAX_PROCESS_ID",
+    "BYTEWAX_POD_NAME",
+    "BYTEWAX_RECOVERY_DIRECTORY",
+)
+
+
+def bytewax_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The non-empty Bytewax variables of ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in BYTEWAX_VARIABLES if env.get(name)}
+
+
+def variable(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Another tool's variable (a Feast store YAML's ``${VAR}``), None when unset or empty."""
+    env = os.environ if environ is None else environ
+    return env.get(name) or None
