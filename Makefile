@@ -6,7 +6,7 @@
 # suite was green with. pyproject.toml keeps the compatible ranges for `pip install`.
 PYTHON ?= python3
 # Supported Pythons: bytewax 0.21.1 ships wheels for 3.8-3.12 only; the project needs 3.11+.
-PYTHONS ?= python3.11 python3.12
+PYTHONS ?= 3.11 3.12
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -30,10 +30,11 @@ help:
 	@echo "make test-latest  the whole suite on the newest versions the ranges allow, not the lock (before a release)"
 	@echo "make test-pythons the whole suite on every supported Python ($(PYTHONS)), each from the lock"
 	@echo "make audit      pip-audit over the lock (known vulnerabilities)"
+	@echo "make docs       build the docs site (mkdocs-material, strict) into site/"
 	@echo "make kafka-up / kafka-down / redis-up / redis-down"
 
 $(UV):
-	$(PYTHON) -m venv $(TOOLS)
+	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The project's environment, exactly as locked (the project itself editable, with the dev extra).
@@ -89,10 +90,10 @@ test-latest: | $(UV)
 
 # The whole suite on each supported Python, each environment built from the lock.
 test-pythons: | $(UV)
-	set -e; for py in $(PYTHONS); do \
-	  echo "== $$py"; \
-	  $(MAKE) --no-print-directory VENV=.venv-$$py PYTHON=$$py venv; \
-	  VENV=.venv-$$py bash scripts/test.sh; \
+	set -e; for v in $(PYTHONS); do \
+	  py=$$(bash scripts/find-python.sh $$v); echo "== Python $$v: $$py"; \
+	  $(MAKE) --no-print-directory VENV=.venv-python$$v PYTHON=$$py venv; \
+	  VENV=.venv-python$$v bash scripts/test.sh; \
 	done
 
 # Known vulnerabilities in the locked versions (pip-audit, pinned; it asks PyPI's advisory data).

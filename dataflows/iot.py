@@ -34,7 +34,6 @@ from dataflows.operators import score_batches, split_dead_letters, stateful_obje
 from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
 from dataflows.startup import check_iot, start
-from datagen.sensors import generate_readings
 from models.status import NORMAL, Thresholds
 from settings.config import IoTConfig
 
@@ -42,6 +41,8 @@ __all__ = ["build_flow", "get_flow"]
 
 
 def _generated(cfg: IoTConfig) -> Iterable[Any]:
+    from datagen.sensors import generate_readings  # lazy: importing a flow loads no generator (tests/test_checks.py)
+
     return generate_readings(devices=cfg.devices, readings=cfg.io.generator_events, seed=cfg.io.seed,
                              sensors=cfg.sensors)
 

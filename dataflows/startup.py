@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import structlog
 
-from dataflows.connectors.kafka import broker_creates_topics, check_broker, check_options
 from dataflows.connectors.outputs import output_files
 from dataflows.connectors.writeback import check_live_view
 from dataflows.placement import resuming
@@ -180,6 +179,9 @@ def check_io(io: IOConfig) -> list[Callable[[], None]]:
         checks.append(lambda: _check_output_dir(io))
     if "kafka" in (io.source, io.output):
         def kafka() -> None:
+            # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/test_checks.py)
+            from dataflows.connectors.kafka import broker_creates_topics, check_broker, check_options
+
             k = io.kafka
             check_options(k.options)
             outputs = {k.name_of(f): getattr(k, f) for f in ("scored_topic", "alerts_topic", "dead_letter_topic")

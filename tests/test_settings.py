@@ -327,16 +327,20 @@ def test_only_settings_reads_the_environment():
 def test_the_scoring_objects_take_every_setting_from_the_configuration():
     """dataflows.scoring passes every configured value on; the models' own defaults
     never stand in for a setting."""
-    from dataflows.scoring import fraud_scoring_config, iot_scoring_config
+    from dataflows.scoring import fraud_scoring_config, iot_scoring_config, transaction_parser
 
     fraud = FraudConfig.from_env({"STREAMSCORE_STATE__LATENESS_S": "61", "STREAMSCORE_STATE__DETECTOR_SHARDS": "3",
                                   "STREAMSCORE_FRAUD__CRITICAL": "0.71", "STREAMSCORE_FRAUD__WARNING": "0.31",
                                   "STREAMSCORE_FRAUD__ANOMALY_WEIGHT": "0.21", "STREAMSCORE_FRAUD__EXPLAIN": "none",
                                   "STREAMSCORE_STATE__DEDUP_HORIZON_S": "11", "STREAMSCORE_STATE__DEDUP_MAX_IDS": "7",
-                                  "STREAMSCORE_FRAUD__IDLE_EXPIRY_S": "13"})
+                                  "STREAMSCORE_FRAUD__IDLE_EXPIRY_S": "13", "STREAMSCORE_FRAUD__MIN_AMOUNT": "2",
+                                  "STREAMSCORE_FRAUD__MAX_AMOUNT": "500", "STREAMSCORE_STATE__MAX_FUTURE_S": "60"})
     sc = fraud_scoring_config(fraud)
     assert (sc.lateness_s, sc.shards, sc.thresholds.critical, sc.thresholds.warning, sc.anomaly_weight, sc.explain,
             sc.dedup_horizon_s, sc.dedup_max_ids, sc.idle_expiry_s) == (61, 3, 0.71, 0.31, 0.21, "none", 11, 7, 13)
+    assert (sc.min_amount, sc.max_amount, sc.max_future_s) == (2, 500, 60)
+    parse = transaction_parser(fraud)  # the flow's validate step parses with the scoring settings
+    assert parse.__func__ is type(sc).parse and parse.__self__ == sc
     iot = IoTConfig.from_env({"STREAMSCORE_STATE__LATENESS_S": "62", "STREAMSCORE_STATE__DETECTOR_SHARDS": "5",
                               "STREAMSCORE_IOT__KEY_FIELD": "dev", "STREAMSCORE_IOT__TIME_FIELD": "ts",
                               "STREAMSCORE_IOT__SENSOR_FIELDS": "a", "STREAMSCORE_IOT__WINDOWS_S": "60",

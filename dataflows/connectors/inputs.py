@@ -18,7 +18,6 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
 from dataflows.connectors.files import IterableSource, _skipping, file_source
-from dataflows.connectors.kafka import kafka_source, unwrap
 from settings.config import IOConfig
 
 __all__ = ["read_input"]
@@ -33,6 +32,9 @@ def read_input(step_id: str, flow: Dataflow, io: IOConfig, generate: Callable[[]
     if io.source == "file":
         assert io.input_path is not None
         return op.input(step_id, flow, file_source(io.input_path, io.batch_size))
+    # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/test_checks.py)
+    from dataflows.connectors.kafka import kafka_source, unwrap
+
     k = io.kafka
     msgs = op.input(step_id, flow, kafka_source(k.bootstrap_servers, k.input_topic, tail=k.tail,
                                                 options=k.options, batch_size=io.batch_size,

@@ -14,7 +14,6 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 
 from dataflows.connectors.files import JsonLinesSink
-from dataflows.connectors.kafka import ReliableKafkaSink
 from dataflows.metrics import METRICS
 from features.formats import to_json_line
 from features.records import MAX_RAW_CHARS, DeadLetter, dead_letter
@@ -50,6 +49,9 @@ def write(
     up = op.inspect("metrics", up, observe)
     if io.output == "kafka":
         from bytewax.connectors.kafka import KafkaSinkMessage
+
+        # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/test_checks.py)
+        from dataflows.connectors.kafka import ReliableKafkaSink
 
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
