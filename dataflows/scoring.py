@@ -42,18 +42,19 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
         dedup_horizon_s=cfg.dedup_horizon_s,
         dedup_max_ids=cfg.dedup_max_ids,
         idle_expiry_s=cfg.idle_expiry_s,
-        min_amount=cfg.min_amount,
-        max_amount=cfg.max_amount,
-        max_future_s=cfg.max_future_s,
     )
 
 
 def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
-    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: the scoring
-    settings' own :meth:`~models.fraud.FraudScoringConfig.parse`, with the configured
-    bounds (``fraud.min_amount``, ``fraud.max_amount``, ``state.max_future_s``): one
-    rule for the flow, the endpoint and :class:`~models.fraud.FraudPipeline`."""
-    return fraud_scoring_config(cfg).parse
+    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_transaction``
+    with the configured bounds (``fraud.min_amount``, ``fraud.max_amount``,
+    ``state.max_future_s``)."""
+    from functools import partial
+
+    from features.transactions import parse_transaction
+
+    return partial(parse_transaction, min_amount=cfg.min_amount, max_amount=cfg.max_amount,
+                   max_future_s=cfg.max_future_s)
 
 
 def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:

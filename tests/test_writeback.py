@@ -421,5 +421,5 @@ def test_writeback_start_check_names_the_missing_view(fraud_env):
     from dataflows.connectors.writeback import check_live_view
 
     check_live_view(fraud_env.repo, None, "customer_live")  # applied by the fixture: fine
-    with pytest.raises(ValueError, match=r"STREAMSCORE_WRITEBACK__ENABLED=true: STREAMSCORE_FEAST__REPO=.* has no feature view 'nope'"):
+    with pytest.raises(ValueError, match=r"writeback.enabled=true: feast.repo=.* has no feature view 'nope'"):
         check_live_view(fraud_env.repo, None, "nope")

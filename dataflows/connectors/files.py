@@ -45,6 +45,8 @@ class IterableSource(FixedPartitionedSource[Any, int]):
     and must yield the same items on every call, starting after the first
     ``skip`` (a restart resumes there).
 
+    >>> import bytewax.operators as op
+    >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSink, run_main
     >>> flow, out = Dataflow("doc"), []
     >>> src = IterableSource("nums", lambda skip: range(skip, 5), 2)

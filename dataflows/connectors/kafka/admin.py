@@ -27,6 +27,10 @@ class KafkaOptionError(ValueError):
     """A ``KAFKA_OPT_*`` setting librdkafka does not accept."""
 
 
+# The errors' public home is the package (``dataflows.connectors.kafka.KafkaOptionError``).
+KafkaUnavailable.__module__ = KafkaOptionError.__module__ = "dataflows.connectors.kafka"
+
+
 def client_config(brokers: str, options: Mapping[str, str] | None = None) -> dict[str, str]:
     """librdkafka settings: ``bootstrap.servers`` plus the extra ``options``."""
     return {"bootstrap.servers": brokers, **(options or {})}
