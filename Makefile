@@ -59,7 +59,7 @@ feature_repo/data/.materialized: feature_repo/data/customer_profile.parquet feat
 feast: feature_repo/data/.materialized
 
 model: data feast
-	$(PY) -m models.train --if-missing
+	$(PY) -m cli.train --if-missing
 
 # A run owns its output folder (STREAMSCORE_IO__OUTPUT_DIR, default output/fraud or output/iot):
 # it rewrites all three files, so the report reads exactly this run.

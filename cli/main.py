@@ -128,7 +128,7 @@ main.add_command(config_command)
 @click.option("--if-missing", is_flag=True, help="do nothing when a production model exists")
 def train(history: Path, feature_repo: Path, registry: Path, eval_fraction: float, no_promote: bool,
           if_missing: bool) -> None:
-    """Train, evaluate and publish the fraud model (= python -m models.train).
+    """Train, evaluate and publish the fraud model (= python -m cli.train).
 
     The model production points at is evaluated on the new version's evaluation
     window too, and a table compares the two. Without --no-promote the production

@@ -14,6 +14,7 @@ from features.store import open_store
 from models.registry import Registry, Routes
 from models.serving import ModelRouter
 from settings.config import FraudConfig
+from settings import environment
 
 __all__ = ["feature_store", "fraud_model", "fraud_router"]
 
@@ -32,7 +33,7 @@ def feature_store(repo: Path, yaml_file: str | None = None, where: str | None = 
         if not Path(repo).is_dir():
             raise ValueError(f"{var if not yaml_file else f'feast.repo={str(repo)!r}'}: no such folder")
         try:
-            _STORES[key] = open_store(repo, yaml_file)
+            _STORES[key] = open_store(repo, yaml_file, environment.variables())
         except ValueError as exc:
             if ": not set, but" in str(exc):
                 raise  # names the environment variable itself

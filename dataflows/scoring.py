@@ -39,22 +39,23 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
         thresholds=Thresholds(cfg.critical, cfg.warning),
         anomaly_weight=cfg.anomaly_weight,
         explain=cfg.explain,
+        explain_method=cfg.explain_method,
+        explain_budget=cfg.explain_budget,
         dedup_horizon_s=cfg.dedup_horizon_s,
         dedup_max_ids=cfg.dedup_max_ids,
         idle_expiry_s=cfg.idle_expiry_s,
+        min_amount=cfg.min_amount,
+        max_amount=cfg.max_amount,
+        max_future_s=cfg.max_future_s,
     )
 
 
 def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
-    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_transaction``
-    with the configured bounds (``fraud.min_amount``, ``fraud.max_amount``,
-    ``state.max_future_s``)."""
-    from functools import partial
-
-    from features.transactions import parse_transaction
-
-    return partial(parse_transaction, min_amount=cfg.min_amount, max_amount=cfg.max_amount,
-                   max_future_s=cfg.max_future_s)
+    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`:
+    :meth:`~models.fraud.FraudScoringConfig.parse` with the configured bounds
+    (``fraud.min_amount``, ``fraud.max_amount``, ``state.max_future_s``), the same
+    parser :class:`~models.fraud.FraudPipeline` runs."""
+    return fraud_scoring_config(cfg).parse
 
 
 def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:

@@ -362,22 +362,23 @@ class CachedLookup:
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def open_store(repo_path: str | Path, yaml_file: str | Path | None = None) -> Any:
+def open_store(repo_path: str | Path, yaml_file: str | Path | None = None,
+               environ: Mapping[str, str] | None = None) -> Any:
     """Open the Feast ``FeatureStore`` of ``repo_path`` (``yaml_file`` inside it, else
     its ``feature_store.yaml``). Raises ``ValueError`` naming what is wrong: a missing
-    folder or file, or an environment variable the YAML needs that is not set
-    (Feast would fail later with e.g. ``KeyError('port')``)."""
+    folder or file, or, given the process's ``environ`` (the settings hand it over:
+    :func:`settings.environment.variables`), a variable the YAML's ``${VAR}`` needs that
+    is not set (Feast would fail later with e.g. ``KeyError('port')``)."""
     repo = Path(repo_path)
     yaml = repo / (yaml_file or "feature_store.yaml")
     if not repo.is_dir():
         raise ValueError(f"feature repo {str(repo)!r}: no such folder")
     if not yaml.is_file():
         raise ValueError(f"feature repo {str(repo)!r}: no {Path(yaml_file or 'feature_store.yaml').name} in it")
-    from settings.environment import variable  # the YAML's ${VAR}s are Feast's own variables
-
-    unset = sorted({v for v in _ENV_REF.findall(yaml.read_text()) if not variable(v)})
-    if unset:
-        raise ValueError(f"{', '.join(unset)}: not set, but {yaml} needs it")
+    if environ is not None:  # the YAML's ${VAR}s are Feast's own variables
+        unset = sorted({v for v in _ENV_REF.findall(yaml.read_text()) if not environ.get(v)})
+        if unset:
+            raise ValueError(f"{', '.join(unset)}: not set, but {yaml} needs it")
     from feast import FeatureStore
 
     return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml)

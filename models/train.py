@@ -1,6 +1,6 @@
 """Train, evaluate and publish the fraud model.
 
-    python -m models.train [--history data/history.parquet] [--feature-repo feature_repo]
+    python -m cli.train [--history data/history.parquet] [--feature-repo feature_repo]
                            [--registry model_registry] [--eval-fraction 0.3] [--no-promote]
 
 1. Reads the labelled history with :func:`features.transactions.parse_transaction`
@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -314,23 +313,3 @@ def run(
               f"{MODEL_NAME} production {manifest['version']}")
     print(comparison_text(manifest))
     return manifest
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train, evaluate and publish the fraud model.")
-    p.add_argument("--history", type=Path, default=Path("data/history.parquet"))
-    p.add_argument("--feature-repo", type=Path, default=Path("feature_repo"))
-    p.add_argument("--registry", type=Path, default=Path("model_registry"))
-    p.add_argument("--eval-fraction", type=float, default=0.3)
-    p.add_argument("--no-promote", action="store_true",
-                   help="publish a candidate without moving the production alias, and compare it with production")
-    p.add_argument("--if-missing", action="store_true", help="do nothing when a production model exists")
-    a = p.parse_args(argv)
-    from settings.logs import configure_logging  # the command line's logs: JSON lines on stderr
-
-    configure_logging()
-    run(a.history, a.feature_repo, a.registry, a.eval_fraction, not a.no_promote, a.if_missing)
-
-
-if __name__ == "__main__":
-    main()

@@ -222,6 +222,7 @@ Output = Annotated[Literal["file", "kafka"], BeforeValidator(_lower)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 KafkaStart = Annotated[Literal["earliest", "latest", "committed"], BeforeValidator(_lower)]
 Explain = Annotated[Literal["alerts", "critical", "none"], BeforeValidator(_lower)]
+ExplainMethod = Annotated[Literal["paths", "treeshap"], BeforeValidator(_lower)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 Seconds = Annotated[tuple[float, ...], BeforeValidator(_seconds)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -882,8 +883,13 @@ class FraudConfig(_FlowConfig):
                                ge=0.0)
     anomaly_weight: Share = _key("fraud.anomaly_weight", 0.4, "weight of anomaly_score in risk_score")
     explain: Explain = _key("fraud.explain", "alerts",
-                            "which alerts get the model's top features in reasons (TreeSHAP, about 1.5 ms per "
-                            "alert): alerts, critical or none")
+                            "which alerts get the model's top features in reasons: alerts, critical or none")
+    explain_method: ExplainMethod = _key("fraud.explain_method", "paths",
+                                         "how top features are found: paths (path contributions, O(depth) per "
+                                         "tree for a whole batch at once) or treeshap (exact, about 20x the cost)")
+    explain_budget: int = _key("fraud.explain_budget", 256,
+                               "at most this many alerts of one batch get top features, CRITICAL first; the "
+                               "others carry reasons_skipped (an alert storm cannot stall scoring)", ge=0)
     #: drift of each model version's score stream (PageHinkley, rises): threshold (0: off), delta, warm-up
     score_drift_threshold: float = _key("fraud.score_drift_threshold", 20.0,
                                         "streaming drift test (PageHinkley) on each model version's scores: "

@@ -38,3 +38,10 @@ def variable(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """Another tool's variable (a Feast store YAML's ``${VAR}``), None when unset or empty."""
     env = os.environ if environ is None else environ
     return env.get(name) or None
+
+
+def variables() -> Mapping[str, str]:
+    """The process's environment, for another tool's own variables (a Feast store YAML's
+    ``${VAR}``: :func:`features.store.open_store` checks them); the one place that hands
+    ``os.environ`` out."""
+    return os.environ

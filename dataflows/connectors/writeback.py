@@ -34,6 +34,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
 from dataflows.resources import feature_store
+from settings import environment
 from features.live import (
     CUSTOMER_LIVE_PUSH,
     CUSTOMER_LIVE_VIEW,
@@ -150,7 +151,7 @@ def _writeback(view: str, push_source: str, key: str, time_field: str, row: Call
                repo: str | Path, yaml_file: str | None, min_interval_s: float, retry_s: float,
                via_push_source: bool, close_timeout_s: float) -> Callable[[], LiveWriter]:
     def build() -> LiveWriter:
-        store = open_store(repo, yaml_file)
+        store = open_store(repo, yaml_file, environment.variables())
         push = feast_pusher(store, view, key, time_field, push_source if via_push_source else None)
         return LiveWriter(push, row, key, time_field, min_interval_s=min_interval_s, retry_s=retry_s,
                           observe=_observer(view), name=view, close_timeout_s=close_timeout_s)
