@@ -35,7 +35,7 @@ empty environment):
    events/s, the ratio to no recovery, the recovery directory's size on disk and
    per distinct customer, and what its ``snaps`` table holds per step.
 
-Nothing is asserted here (``tests/test_snapshots_bench.py`` checks the figures
+Nothing is asserted here (``tests/benchmarks/test_snapshots.py`` checks the figures
 are consistent); timings depend on the machine.
 """
 

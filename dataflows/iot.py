@@ -41,7 +41,7 @@ __all__ = ["build_flow", "get_flow"]
 
 
 def _generated(cfg: IoTConfig) -> Iterable[Any]:
-    from datagen.sensors import generate_readings  # lazy: importing a flow loads no generator (tests/test_checks.py)
+    from datagen.sensors import generate_readings  # lazy: importing a flow loads no generator (tests/dataflows/test_startup.py)
 
     return generate_readings(devices=cfg.devices, readings=cfg.io.generator_events, seed=cfg.io.seed,
                              sensors=cfg.sensors)

@@ -11,7 +11,7 @@ detector and the scorer while the other idles.
 :data:`MODULUS` (2520, the least common multiple of 1..10), so with any worker count
 that divides 2520 (1-10, 12, 14, 15, 18, 20, 21, 24, 28, 30, ...) shard ``s`` runs on
 worker ``s % workers``: with at least as many shards as workers, every worker gets
-shards and they are as even as they can be. ``tests/test_routing.py`` checks
+shards and they are as even as they can be. ``tests/dataflows/test_placement.py`` checks
 :func:`worker_of` against where Bytewax really runs keys.
 
 >>> keys = shard_keys(4)

@@ -179,7 +179,7 @@ def check_io(io: IOConfig) -> list[Callable[[], None]]:
         checks.append(lambda: _check_output_dir(io))
     if "kafka" in (io.source, io.output):
         def kafka() -> None:
-            # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/test_checks.py)
+            # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/dataflows/test_startup.py)
             from dataflows.connectors.kafka import broker_creates_topics, check_broker, check_options
 
             k = io.kafka

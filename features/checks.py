@@ -1,5 +1,5 @@
 """Generic checks of the project's state objects, in the manner of ``river.checks``:
-one check function, applied to every class of a kind (``tests/test_state_checks.py``).
+one check function, applied to every class of a kind (``tests/features/test_checks.py``).
 
 Every class with plain-data state follows one contract: ``snapshot()`` returns plain
 data (what the Bytewax recovery store pickles), and ``load(snap)`` puts it into an

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A headless Chromium for the browser test of the HTML monitoring report
-# (tests/test_monitor_report.py drives it over the DevTools protocol).
+# (tests/monitoring/test_html_report.py drives it over the DevTools protocol).
 #
 #   scripts/chromium.sh install   # idempotent; installs Debian's chromium via apt if missing
 #   scripts/chromium.sh status    # exit 0 and print the version if chromium is on PATH, else 1

@@ -9,7 +9,7 @@
 #   scripts/kafka.sh status           # exit 0 if a broker answers, else 1
 #
 # `down` then `up` (or `kill` then `up`) restarts the SAME broker: same data dir,
-# cluster id, topics, messages and committed offsets (tests/test_broker_outages.py).
+# cluster id, topics, messages and committed offsets (tests/e2e/test_broker_outages.py).
 #
 # Environment (all optional):
 #   KAFKA_PORT             PLAINTEXT listener port on 127.0.0.1        (9092)

@@ -41,7 +41,7 @@ fi
 # The browser test of the HTML monitoring report needs a headless chromium (Debian's
 # package); without apt-get, root or sudo the run stops here, saying why.
 if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
-  bash scripts/chromium.sh install || { echo "test.sh: chromium could not be installed (tests/test_monitor_report.py needs it; set CHROMIUM=/path/to/chromium)" >&2; exit 1; }
+  bash scripts/chromium.sh install || { echo "test.sh: chromium could not be installed (tests/monitoring/test_html_report.py needs it; set CHROMIUM=/path/to/chromium)" >&2; exit 1; }
 fi
 
 set +e

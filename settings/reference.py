@@ -4,7 +4,7 @@ variables, the commented settings file ``streamscore.toml``, and the effective
 settings of a flow with where each value came from (``streamscore config``).
 
 Everything here is generated from :mod:`settings.config` (keys, defaults, types,
-descriptions) and :mod:`settings.migration`; ``tests/test_settings.py`` fails when
+descriptions) and :mod:`settings.migration`; ``tests/settings/test_settings.py`` fails when
 the committed documentation or settings file is stale.
 
 >>> print(reference_table().splitlines()[2])

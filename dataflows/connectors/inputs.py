@@ -32,7 +32,7 @@ def read_input(step_id: str, flow: Dataflow, io: IOConfig, generate: Callable[[]
     if io.source == "file":
         assert io.input_path is not None
         return op.input(step_id, flow, file_source(io.input_path, io.batch_size))
-    # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/test_checks.py)
+    # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/dataflows/test_startup.py)
     from dataflows.connectors.kafka import kafka_source, unwrap
 
     k = io.kafka

@@ -50,7 +50,7 @@ def write(
     if io.output == "kafka":
         from bytewax.connectors.kafka import KafkaSinkMessage
 
-        # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/test_checks.py)
+        # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/dataflows/test_startup.py)
         from dataflows.connectors.kafka import ReliableKafkaSink
 
         k = io.kafka

@@ -18,7 +18,7 @@ import pytest
 
 from features.formats import FORMATS, format_of, iter_raw, read_rows, to_json_line, write_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = [
     {"id": "a", "amount": 1.5, "n": 1, "note": None, "ok": True},

@@ -35,7 +35,7 @@ from features.transactions import HORIZONS, STREAM_FEATURES, CustomerFeatures
 from models.fraud import MODEL_FEATURES, MODEL_NAME
 from models.registry import Registry
 from tests.conftest import ROOT, make_feature_repo
-from tests.test_writeback import push_records, run_fraud_flow
+from tests.dataflows.connectors.test_writeback import push_records, run_fraud_flow
 
 KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "other-key-abcdef0123456789"
@@ -273,7 +273,7 @@ def test_healthz_metrics_and_openapi(sc):
 
 
 def test_the_endpoint_follows_an_alias_change_without_a_restart(sc, tmp_path):
-    from tests.test_model_versions import publish_other_model
+    from tests.e2e.test_model_versions import publish_other_model
 
     registry = tmp_path / "registry"
     shutil.copytree(sc.registry, registry)

@@ -24,7 +24,7 @@ from cli.main import main
 import monitoring as mon
 from models.inference_log import LogSpec, LogWriter, log_row
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 11, 20, tzinfo=timezone.utc)
 DAYS = 6
 SHIFT_FROM = 3  # days 0-2 as trained, days 3-5 shifted

@@ -19,7 +19,7 @@ the module ends by removing it. What they check, for ``N`` input events:
   the broker's reason, non-zero exit; after the fix, a restart with recovery
   delivers every id (a deleted topic takes the records it held with it).
 
-Run them alone with ``.venv/bin/python -m pytest -q tests/test_broker_outages.py``
+Run them alone with ``.venv/bin/python -m pytest -q tests/e2e/test_broker_outages.py``
 (the timings each test measured are printed with ``-s``).
 """
 
@@ -45,7 +45,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from datagen.transactions import stream_transactions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLOW = [sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"]
 
 

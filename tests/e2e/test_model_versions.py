@@ -23,7 +23,7 @@ from models.fraud import MODEL_FEATURES, MODEL_NAME, FraudModel, FraudPipeline, 
 from models.registry import Registry, Routes
 from models.serving import ModelRouter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -5,7 +5,7 @@ own redis-server on a free port (so it can kill and restart it without touching
 the one ``make test`` runs), materializes the Feast repo into it, and scores
 batches before, during and after an outage. Run it alone with::
 
-    .venv/bin/python -m pytest tests/test_outages.py -m redis -s
+    .venv/bin/python -m pytest tests/e2e/test_outages.py -m redis -s
 """
 
 from __future__ import annotations

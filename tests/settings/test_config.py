@@ -1,5 +1,5 @@
 """Configuration from the environment (settings.config) and log set-up (settings.logs).
-The settings file, unknown and retired names, the reference: tests/test_settings.py."""
+The settings file, unknown and retired names, the reference: tests/settings/test_settings.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import structlog
 from settings.config import ConfigError, FraudConfig, IOConfig, IoTConfig, KafkaConfig, parse_log_level
 from settings.logs import configure_logging
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-s3cr3t"
 
 

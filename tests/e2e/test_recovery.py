@@ -16,7 +16,7 @@ import pytest
 from datagen.transactions import stream_transactions, write_events
 from models.inference_log import FILE_PATTERN
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEPT = ("amount_count_1h", "amount_count_24h", "amount_sum_7d", "amount_count_7d", "time_since_last_transaction",
         "fraud_score")
 
@@ -110,7 +110,7 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     record of every id has the rolling features of an uninterrupted run."""
     from confluent_kafka import Producer
 
-    from tests.test_kafka import BROKER, consume_all, create_topics, topics
+    from tests.e2e.test_kafka import BROKER, consume_all, create_topics, topics
 
     t = topics("recover")
     create_topics(t)

@@ -42,7 +42,7 @@ from models.inference_log import LogSpec, LogWriter, log_row
 from models.iot import DeviceState, IoTScoringConfig
 from models.iot import ShardState as IoTShardState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0  # 2026-09-21, event time of the streams
 WALL_CLOCK = frozenset({"scored_at", "latency_ms", "received_at"})  # stamped with time.time()
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +27,7 @@ from models.registry import (
     parse_ref,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = [f"customer-{i}" for i in range(20_000)]
 
 
@@ -438,3 +439,84 @@ def test_routed_refs_load_real_models(real_registry, fraud_env):
     assert all(row["diff"] in (0, 0.0) for row in cmp["metrics"].values())
     with pytest.raises(RegistryError, match="alias fraud_model@candidate"):
         reg.delete("fraud_model", v2)
+
+
+def test_publish_versions_and_aliases(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    assert reg.versions("m") == [] and reg.aliases("m") == {}
+    meta = {"feature_names": ["a", "b"], "metrics": {"roc_auc": 0.9}}
+    v1 = reg.publish("m", b"one", meta, alias="production")
+    v2 = reg.publish("m", b"two", meta)
+    v3 = reg.publish("m", b"three", meta, alias="candidate")
+    assert (v1, v2, v3) == (1, 2, 3)
+    assert reg.versions("m") == [1, 2, 3]
+    assert reg.aliases("m") == {"production": 1, "candidate": 3}
+    assert meta == {"feature_names": ["a", "b"], "metrics": {"roc_auc": 0.9}}  # input not modified
+    art, manifest = reg.load("m/2")
+    assert art == b"two"
+    assert manifest["version"] == 2 and manifest["name"] == "m" and manifest["artifact"] == "model.txt"
+    assert manifest["sha256"] == hashlib.sha256(b"two").hexdigest()
+    assert manifest["feature_names"] == ["a", "b"] and manifest["metrics"] == {"roc_auc": 0.9}
+    datetime.fromisoformat(manifest["created_at"])
+    # moving an alias
+    reg.set_alias("m", "production", 3)
+    assert reg.aliases("m") == {"production": 3, "candidate": 3}
+    # other models are independent
+    assert reg.publish("other", b"x", {}) == 1
+    assert reg.versions("m") == [1, 2, 3]
+
+
+def test_resolve_references(tmp_path):
+    reg = Registry(tmp_path)
+    for art in (b"a", b"b", b"c"):
+        reg.publish("fraud_model", art, {})
+    reg.set_alias("fraud_model", "production", 2)
+    reg.set_alias("fraud_model", "shadow", 3)
+    assert reg.resolve("fraud_model@production") == ("fraud_model", 2)
+    assert reg.resolve("fraud_model@shadow") == ("fraud_model", 3)
+    assert reg.resolve("fraud_model/1") == ("fraud_model", 1)
+    assert reg.resolve("fraud_model") == ("fraud_model", 2)  # bare name: production
+    assert reg.resolve("  fraud_model/3 ") == ("fraud_model", 3)
+    assert reg.load("fraud_model")[0] == b"b"
+    assert reg.load("fraud_model@shadow")[0] == b"c"
+
+
+def test_parse_ref():
+    assert parse_ref("m@prod") == ("m", "prod", None)
+    assert parse_ref("m/12") == ("m", None, 12)
+    assert parse_ref("m") == ("m", "production", None)
+    for bad in ("", "m@", "m/x", "m@a/1", "a b", "m/1/2"):
+        with pytest.raises(RegistryError, match="bad model reference"):
+            parse_ref(bad)
+
+
+def test_unknown_alias_names_model_and_registry(tmp_path):
+    reg = Registry(tmp_path / "registry_root")
+    reg.publish("m", b"a", {}, alias="production")
+    with pytest.raises(RegistryError) as exc:
+        reg.resolve("m@staging")
+    msg = str(exc.value)
+    assert "'m'" in msg and "'staging'" in msg and str(tmp_path / "registry_root") in msg
+    assert "production" in msg  # lists the aliases it has
+    with pytest.raises(RegistryError) as exc:
+        reg.load("nomodel")  # bare name without any production alias
+    assert "'nomodel'" in str(exc.value) and str(tmp_path / "registry_root") in str(exc.value)
+
+
+def test_unknown_version_names_model_and_registry(tmp_path):
+    reg = Registry(tmp_path / "registry_root")
+    reg.publish("m", b"a", {})
+    with pytest.raises(RegistryError) as exc:
+        reg.load("m/7")
+    msg = str(exc.value)
+    assert "'m'" in msg and "7" in msg and str(tmp_path / "registry_root") in msg
+    with pytest.raises(RegistryError, match="no version 9"):
+        reg.set_alias("m", "production", 9)
+
+
+def test_alias_pointing_at_a_deleted_version_is_an_error(tmp_path):
+    reg = Registry(tmp_path)
+    reg.publish("m", b"a", {}, alias="production")
+    shutil.rmtree(tmp_path / "m" / "1")
+    with pytest.raises(RegistryError, match="no version 1"):
+        reg.load("m")

@@ -422,7 +422,7 @@ def test_readings_kafka():
 
 def test_records_over_the_kafka_limit_are_replaced_and_counted():
     """What each Kafka output produces in place of a record over the producer's
-    ``message.max.bytes`` (the broker run is in ``tests/test_broker_outages.py``), and the
+    ``message.max.bytes`` (the broker run is in ``tests/e2e/test_broker_outages.py``), and the
     counter that says so."""
     from bytewax.connectors.kafka import KafkaSinkMessage
     from prometheus_client import REGISTRY

@@ -28,7 +28,7 @@ from settings.config import (
 )
 from settings.migration import RETIRED
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-s3cr3t"
 KEY = "k" * 20
 

@@ -19,7 +19,7 @@ from dataflows.placement import shard_keys, total_workers, worker_of
 from models.inference_log import FILE_PATTERN
 from datagen.transactions import stream_transactions, write_events
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def where_bytewax_runs(keys: list[str], workers: int) -> dict[str, int]:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from cli.main import main
 from models.registry import Registry, Routes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def window(start: str, end: str, events: int) -> dict:

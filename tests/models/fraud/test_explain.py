@@ -11,7 +11,7 @@ from features.records import DeadLetter
 from models.fraud import MODEL_FEATURES, MODEL_NAME, FraudModel, FraudPipeline, FraudScoringConfig, feature_matrix
 from models.fraud.explain import TreePaths
 from models.status import CRITICAL, NORMAL, Thresholds
-from tests.test_models import RAW, fake_lookups
+from tests.models.fraud.test_fraud import RAW, fake_lookups
 
 
 def _booster(missing: str, rng: np.random.Generator) -> tuple[lgb.Booster, np.ndarray]:

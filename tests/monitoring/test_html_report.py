@@ -42,9 +42,9 @@ import pytest
 from monitoring import html_report as monitor_report
 from monitoring.html_report import write_html
 from monitoring.queries import connect
-from tests.test_monitoring import write_log
+from tests.monitoring.test_queries import write_log
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WIDTH = 1400
 
 
