@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["RecentIds"]
+from features.defaults import DEDUP_HORIZON_S, DEDUP_MAX_IDS
+
+__all__ = ["RecentIds", "DEDUP_HORIZON_S", "DEDUP_MAX_IDS"]
+
 
 
 class RecentIds:
@@ -39,7 +42,7 @@ class RecentIds:
 
     __slots__ = ("horizon_s", "max_ids", "_ids", "_newest")
 
-    def __init__(self, horizon_s: float = 3600.0, max_ids: int = 256) -> None:
+    def __init__(self, horizon_s: float = DEDUP_HORIZON_S, max_ids: int = DEDUP_MAX_IDS) -> None:
         if not horizon_s >= 0:
             raise ValueError(f"RecentIds: horizon_s must be >= 0, got {horizon_s!r}")
         if max_ids < 0:

@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from features.defaults import LATENESS_S
 from features.records import ValidationError, decode, format_time, parse_time
 from features.windows import TILES, TiledWindows
 
@@ -89,7 +90,7 @@ class SensorConfig:
     time_field: str = "timestamp"
     sensors: tuple[str, ...] = DEFAULT_SENSORS
     windows_s: tuple[float, ...] = (300.0, 3600.0)
-    lateness_s: float = 600.0
+    lateness_s: float = LATENESS_S
     max_events: int = 512
 
     def __post_init__(self) -> None:

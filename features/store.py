@@ -463,18 +463,20 @@ def fraud_lookups(
     timeout_s: float | None = None,
     failures: int = 3,
     retry_s: float = 5.0,
+    breaker: CircuitBreaker | None = None,
 ) -> tuple[CachedLookup, CachedLookup]:
     """The fraud scorer's two lookups, ``(customers, merchants)``, over one store:
     ``customer_profile`` by ``customer_id`` with :data:`PROFILE_DEFAULTS` and
     ``merchant_risk`` by ``merchant_id`` with :data:`MERCHANT_DEFAULTS`.
 
     ``store`` is an open ``FeatureStore`` or a Feast repo path (opened on first use).
-    Both lookups share one :class:`CircuitBreaker` (``failures``, ``retry_s``): when
-    one finds the store down, the other does not wait for it too.
+    Both lookups share one :class:`CircuitBreaker` (``failures``, ``retry_s``, or the
+    ``breaker`` given, which other lookups of the same store may share): when one finds
+    the store down, the other does not wait for it too.
     """
     if isinstance(store, (str, Path)):
         store = _LazyStore(store, None)
-    breaker = CircuitBreaker(failures, retry_s, name=service)
+    breaker = breaker if breaker is not None else CircuitBreaker(failures, retry_s, name=service)
     customers = CachedLookup(FeastFetcher(store, service, "customer_profile", "customer_id"),
                              PROFILE_DEFAULTS, ttl_s=ttl_s, name="customer_profile",
                              timeout_s=timeout_s, breaker=breaker)

@@ -37,6 +37,7 @@ from typing import Annotated, Any, Mapping, Union
 
 import msgspec
 
+from features.defaults import IDLE_EXPIRY_S, LATENESS_S, MAX_AMOUNT, MIN_AMOUNT
 from features.records import ValidationError, decode, parse_time
 from features.windows import TiledWindows
 
@@ -59,17 +60,6 @@ __all__ = [
     "IDLE_EXPIRY_S",
 ]
 
-#: Amounts above this are refused as absurd (a unit or parsing error upstream, not a purchase);
-#: the default of ``max_amount`` (``STREAMSCORE_FRAUD__MAX_AMOUNT`` in the flow).
-MAX_AMOUNT = 1e9
-#: Amounts must be above this (exclusive); the default of ``min_amount`` (``STREAMSCORE_FRAUD__MIN_AMOUNT``).
-MIN_AMOUNT = 0.0
-#: How late (event time, seconds) a transaction may be and still get exact windows;
-#: the default of ``state.lateness_s``.
-LATENESS_S = 600.0
-#: A customer idle this long (event time, seconds) starts afresh; the fraud flow's default
-#: of ``idle_expiry_s``.
-IDLE_EXPIRY_S = 30 * 86_400.0
 
 
 class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):

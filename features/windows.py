@@ -73,10 +73,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
-__all__ = ["WindowStats", "EMPTY_STATS", "summarize", "TiledWindows", "TILES"]
+from features.defaults import LATENESS_S
+
+__all__ = ["WindowStats", "EMPTY_STATS", "summarize", "TiledWindows", "TILES", "LATENESS_S"]
 
 #: Default number of tiles per horizon (tile width = horizon / TILES).
 TILES = 60
+
 
 _INF = math.inf
 _NAN = math.nan

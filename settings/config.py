@@ -71,6 +71,15 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from features.defaults import (
+    DEDUP_HORIZON_S,
+    DEDUP_MAX_IDS,
+    IDLE_EXPIRY_S,
+    IOT_IDLE_EXPIRY_S,
+    LATENESS_S,
+    MAX_AMOUNT,
+    MIN_AMOUNT,
+)
 from settings.migration import RETIRED
 
 __all__ = [
@@ -804,7 +813,7 @@ class _FlowConfig(_Settings):
     critical: Share = _key("{flow}.critical", 0.8,
                            "status CRITICAL above this score (fraud: risk_score; IoT: anomaly_score)")
     warning: Share = _key("{flow}.warning", 0.5, "status WARNING above this score (at most critical)")
-    lateness_s: float = _key("state.lateness_s", 600.0, "out-of-order tolerance of the streaming features, seconds",
+    lateness_s: float = _key("state.lateness_s", LATENESS_S, "out-of-order tolerance of the streaming features, seconds",
                              ge=0.0)
     lookup_ttl_s: float = _key("feast.lookup_ttl_s", 300.0, "lookup cache time-to-live, seconds", ge=0.0)
     lookup_timeout_s: float = _key("feast.lookup_timeout_s", 1.0,
@@ -821,15 +830,15 @@ class _FlowConfig(_Settings):
                                "an event time may be at most this many seconds after its arrival (else: dead letter)",
                                ge=0.0)
     #: an event id seen again for the same key within this much event time is a duplicate (0: off)
-    dedup_horizon_s: float = _key("state.dedup_horizon_s", 3_600.0,
+    dedup_horizon_s: float = _key("state.dedup_horizon_s", DEDUP_HORIZON_S,
                                   "an id seen again for the same key within this much event time is a duplicate "
                                   "(dead letter step dedup); 0: off", ge=0.0)
     #: ... and among the key's last this many ids (0: off)
-    dedup_max_ids: int = _key("state.dedup_max_ids", 256, "... and among the key's last this many ids; 0: off", ge=0)
+    dedup_max_ids: int = _key("state.dedup_max_ids", DEDUP_MAX_IDS, "... and among the key's last this many ids; 0: off", ge=0)
     #: a key idle this long in event time is dropped and starts afresh (0: keep every key forever)
-    idle_expiry_s: float = _key("{flow}.idle_expiry_s", 30 * 86_400.0,
+    idle_expiry_s: float = _key("{flow}.idle_expiry_s", IDLE_EXPIRY_S,
                                 "a key idle this long in event time is dropped and starts afresh; 0: never",
-                                iot=7 * 86_400.0, ge=0.0)
+                                iot=IOT_IDLE_EXPIRY_S, ge=0.0)
     #: wall-clock seconds between a key's idle checks at most (expiry itself follows event time)
     idle_check_s: float = _key("state.idle_check_s", 3600.0,
                                "wall-clock seconds between a key's idle checks at most", gt=0.0)
@@ -898,8 +907,8 @@ class FraudConfig(_FlowConfig):
     score_drift_min_instances: int = _key("fraud.score_drift_min_instances", 200, "... its warm-up, in scores",
                                           ge=1)
     #: amounts must be > this (exclusive) and <= max_amount; others are dead letters
-    min_amount: float = _key("fraud.min_amount", 0.0, "amounts must be above this (else: dead letter)", ge=0.0)
-    max_amount: float = _key("fraud.max_amount", 1e9, "... and at most this", gt=0.0)
+    min_amount: float = _key("fraud.min_amount", MIN_AMOUNT, "amounts must be above this (else: dead letter)", ge=0.0)
+    max_amount: float = _key("fraud.max_amount", MAX_AMOUNT, "... and at most this", gt=0.0)
 
     @field_validator("model")
     @classmethod

@@ -72,7 +72,7 @@ class FraudModel:
             extra = [f for f in names if f not in expected_features]
             raise RegistryError(
                 f"{ref} ({reg.root}): manifest features differ from what the scorer computes "
-                f"(missing {missing}, unexpected {extra}, or another order); retrain with `python -m cli.train`"
+                f"(missing {missing}, unexpected {extra}, or another order); retrain with `streamscore train`"
             )
         try:
             return cls(data, manifest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from features.defaults import DEDUP_HORIZON_S, DEDUP_MAX_IDS
 from features.transactions import IDLE_EXPIRY_S, LATENESS_S, MAX_AMOUNT, MIN_AMOUNT, Transaction, parse_transaction
 from models.status import Thresholds
 
@@ -69,8 +70,8 @@ class FraudScoringConfig:
     explain: str = "alerts"
     explain_method: str = "paths"
     explain_budget: int = 256
-    dedup_horizon_s: float = 3600.0
-    dedup_max_ids: int = 256
+    dedup_horizon_s: float = DEDUP_HORIZON_S
+    dedup_max_ids: int = DEDUP_MAX_IDS
     idle_expiry_s: float = IDLE_EXPIRY_S
     min_amount: float = MIN_AMOUNT
     max_amount: float = MAX_AMOUNT

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-
 from features.records import DeadLetter, batch_or_dead_letters, parse_or_dead_letter, shard_of
 from features.store import CachedLookup
 from features.transactions import (

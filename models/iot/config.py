@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import msgspec
 
+from features.defaults import DEDUP_HORIZON_S, DEDUP_MAX_IDS
 from features.sensors import SensorConfig, feature_names
 from models.detectors import KeyDetector, ShardDetector, StuckDetector
 from models.inference_log import LogSpec
@@ -75,8 +76,8 @@ class IoTScoringConfig:
     drift_threshold: float = 20.0
     drift_delta: float = 0.02
     drift_min_instances: int = 30
-    dedup_horizon_s: float = 3600.0
-    dedup_max_ids: int = 256
+    dedup_horizon_s: float = DEDUP_HORIZON_S
+    dedup_max_ids: int = DEDUP_MAX_IDS
     idle_expiry_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:

@@ -86,7 +86,7 @@ class Registry:
                 known = ", ".join(sorted(aliases)) or "none"
                 raise RegistryError(
                     f"model {name!r} has no alias {alias!r} in {self.root} (aliases: {known}); "
-                    f"train one with `python -m cli.train`"
+                    f"train one with `streamscore train`"
                 )
             version = aliases[alias]
         if version not in self.versions(name):

@@ -256,6 +256,20 @@ def test_refused_items_name_index_and_field_with_422(sc):
     assert sc.client.post("/score", json=[], headers=H).json() == []
 
 
+@pytest.mark.parametrize("body, error", [
+    (b"[" * 200_000, "not valid JSON: nested too deeply"),  # well under the size limit
+    (b'[{"a": "\xff"}]', "not valid UTF-8: byte 0xff at position 7"),  # item 0, as it came
+    (b"\xef\xbb\xbf[1]", "not valid JSON: starts with a UTF-8 byte order mark"),
+    (b"[1, 2", "not valid JSON: expecting ',' delimiter (byte 5)"),
+])
+def test_a_body_the_decoder_refuses_is_a_422_naming_why_never_a_500(sc, body, error):
+    """The same words as the flows' dead letters (features.records.undecodable), whatever
+    the decoder raised (a RecursionError for deep nesting, once a 500)."""
+    r = sc.client.post("/score", content=body, headers=H)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["error"].startswith(error), r.json()
+
+
 def test_healthz_metrics_and_openapi(sc):
     h = sc.client.get("/healthz")
     assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["model"].startswith(MODEL_NAME)

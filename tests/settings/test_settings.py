@@ -179,7 +179,8 @@ def test_every_retired_variable_names_what_it_became():
     assert len(RETIRED) == 65  # the 66 variables but KAFKA_BOOTSTRAP_SERVERS, still read
     assert all(keys and all(k in known for k in keys) for keys in RETIRED.values())
     retired_keys = {k for keys in RETIRED.values() for k in keys}
-    assert set(known) - retired_keys == {"kafka.bootstrap_servers"}  # every other key replaces an old variable
+    # every other key replaces an old variable, but the keys added since (explanations)
+    assert set(known) - retired_keys == {"kafka.bootstrap_servers", "fraud.explain_method", "fraud.explain_budget"}
 
 
 def test_an_unknown_variable_stops_a_flow_at_start_with_one_error_line(tmp_path):
@@ -334,12 +335,16 @@ def test_the_scoring_objects_take_every_setting_from_the_configuration():
                                   "STREAMSCORE_FRAUD__ANOMALY_WEIGHT": "0.21", "STREAMSCORE_FRAUD__EXPLAIN": "none",
                                   "STREAMSCORE_STATE__DEDUP_HORIZON_S": "11", "STREAMSCORE_STATE__DEDUP_MAX_IDS": "7",
                                   "STREAMSCORE_FRAUD__IDLE_EXPIRY_S": "13", "STREAMSCORE_FRAUD__MIN_AMOUNT": "2",
-                                  "STREAMSCORE_FRAUD__MAX_AMOUNT": "500", "STREAMSCORE_STATE__MAX_FUTURE_S": "60"})
+                                  "STREAMSCORE_FRAUD__MAX_AMOUNT": "500", "STREAMSCORE_STATE__MAX_FUTURE_S": "60",
+                                  "STREAMSCORE_FRAUD__EXPLAIN_METHOD": "treeshap",
+                                  "STREAMSCORE_FRAUD__EXPLAIN_BUDGET": "9"})
     sc = fraud_scoring_config(fraud)
     assert (sc.lateness_s, sc.shards, sc.thresholds.critical, sc.thresholds.warning, sc.anomaly_weight, sc.explain,
-            sc.dedup_horizon_s, sc.dedup_max_ids, sc.idle_expiry_s) == (61, 3, 0.71, 0.31, 0.21, "none", 11, 7, 13)
+            sc.dedup_horizon_s, sc.dedup_max_ids, sc.idle_expiry_s, sc.explain_method, sc.explain_budget) == (
+        61, 3, 0.71, 0.31, 0.21, "none", 11, 7, 13, "treeshap", 9)
     parse = transaction_parser(fraud)  # the flow's validate step: the configured bounds
-    assert parse.keywords == {"min_amount": 2, "max_amount": 500, "max_future_s": 60}
+    assert (parse.__self__.min_amount, parse.__self__.max_amount, parse.__self__.max_future_s) == (2, 500, 60)
+    assert parse.__self__ == sc  # one parser for the flow and FraudPipeline: FraudScoringConfig.parse
     iot = IoTConfig.from_env({"STREAMSCORE_STATE__LATENESS_S": "62", "STREAMSCORE_STATE__DETECTOR_SHARDS": "5",
                               "STREAMSCORE_IOT__KEY_FIELD": "dev", "STREAMSCORE_IOT__TIME_FIELD": "ts",
                               "STREAMSCORE_IOT__SENSOR_FIELDS": "a", "STREAMSCORE_IOT__WINDOWS_S": "60",
