@@ -11,7 +11,11 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
+from dataflows.resources import feature_store, fraud_router
 from features.records import DeadLetter
+from features.sensors import SensorConfig, parse_reading
+from features.store import CachedLookup, FeastFetcher, fraud_lookups
+from models.status import Thresholds
 from settings.config import FraudConfig, IoTConfig
 
 __all__ = [
@@ -31,7 +35,6 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
     """The fraud scoring settings the flow's configuration describes: every configured
     value is passed on (the settings' defaults are the only defaults that apply)."""
     from models.fraud import FraudScoringConfig
-    from models.status import Thresholds
 
     return FraudScoringConfig(
         lateness_s=cfg.lateness_s,
@@ -61,7 +64,6 @@ def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
 def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
     """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_reading``
     with the configured fields and ``state.max_future_s``."""
-    from features.sensors import parse_reading
 
     features, max_future_s = iot_scoring_config(cfg).features, cfg.max_future_s
 
@@ -76,8 +78,6 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
     following the registry) and cached Feast lookups."""
 
     def build() -> Any:
-        from dataflows.resources import feature_store, fraud_router
-        from features.store import fraud_lookups
         from models.fraud import FraudScorer
 
         router = fraud_router(cfg)
@@ -95,7 +95,6 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
 
 def iot_scoring_config(cfg: IoTConfig) -> Any:
     """The detector settings the IoT flow's configuration describes."""
-    from features.sensors import SensorConfig
     from models.iot import IoTScoringConfig
 
     features = SensorConfig(key_field=cfg.key_field, time_field=cfg.time_field, sensors=cfg.sensors,
@@ -129,8 +128,6 @@ def device_profile_enricher(cfg: IoTConfig) -> Callable[[], Any]:
     def build() -> Any:
         if not cfg.device_profile:
             return _PassThrough()
-        from dataflows.resources import feature_store
-        from features.store import CachedLookup, FeastFetcher
 
         store = feature_store(cfg.feature_repo, cfg.feature_store_yaml)
         fetch = FeastFetcher(store, "iot_scoring", "device_profile", "device_id")

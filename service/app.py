@@ -54,9 +54,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from dataflows.resources import fraud_router
+from dataflows.startup import check_feature_service
 from features.records import undecodable
 from service.scorer import LIVE_VIEWS, EndpointScorer, InvalidItems, answer, item_error
 from settings.config import ConfigError, ServeConfig
+from settings.logs import configure_logging
 
 __all__ = ["ServeConfig", "EndpointScorer", "InvalidItems", "create_app", "check_serve", "run", "main"]
 
@@ -245,8 +248,6 @@ def check_serve(cfg: ServeConfig) -> list[str]:
     (``feast.fraud_service`` with the profile and merchant views,
     ``feast.live_service`` with ``customer_live`` too, each answering a read)
     and the model routes. One line per problem."""
-    from dataflows.resources import fraud_router
-    from dataflows.startup import check_feature_service
 
     fc = cfg.fraud
     problems: list[str] = []
@@ -284,7 +285,6 @@ def run(host: str | None = None, port: int | None = None, environ: Mapping[str, 
     exit status: 2 with ``error:`` lines when a setting or a check fails."""
     import uvicorn
 
-    from settings.logs import configure_logging
 
     configure_logging()
     try:

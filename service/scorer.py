@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from dataflows.resources import feature_store, fraud_router
 from dataflows.scoring import fraud_scoring_config, transaction_parser
-from features.live import CUSTOMER_LIVE_VIEW
+from features.live import CUSTOMER_LIVE_VIEW, live_features
 from features.records import ValidationError
 from features.store import CachedLookup, CircuitBreaker, FeastFetcher, fraud_lookups
 from models.fraud import FraudScorer
@@ -96,7 +96,6 @@ class EndpointScorer:
     def score_transactions(self, txs: list[Any]) -> list[dict[str, Any]]:
         """Scored records, as the flow's (:meth:`FraudScorer.score_batch`), plus ``live_known``;
         the streaming features come from the live rows (:func:`features.live.live_features`)."""
-        from features.live import live_features
 
         if not txs:
             return []

@@ -146,7 +146,7 @@ def test_missing_model_fails_with_a_clear_error(fraud_env, tmp_path):
     while exc is not None:
         chain.append(str(exc))
         exc = exc.__cause__
-    assert any("no alias 'nope'" in m and "python -m cli.train" in m for m in chain), chain
+    assert any("no alias 'nope'" in m and "streamscore train" in m for m in chain), chain
 
 
 def test_an_input_field_named_error_is_scored_not_dead_lettered(fraud_env, tmp_path):
