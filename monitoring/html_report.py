@@ -300,7 +300,9 @@ def _histogram_chart(hist: dict[str, list[int]], colours: dict[str, str], score:
     bins = len(next(iter(hist.values()))) if hist else 20
     shares = {v: [c / max(1, sum(counts)) for c in counts] for v, counts in hist.items()}
     smallest = min((s for vals in shares.values() for s in vals if s > 0), default=0.01)
-    lo_exp = math.floor(math.log10(smallest))
+    # at least one decade on the log axis: with every score in one bin (a log of 1 row, or a
+    # few alike) the smallest share is 100% and the axis would have no height
+    lo_exp = min(-1, math.floor(math.log10(smallest)))
     lo = 10.0 ** lo_exp
     x = lambda s: f.x0 + (f.x1 - f.x0) * s  # noqa: E731  (s in [0, 1])
     y = lambda v: f.y0 - (f.y0 - f.y1) * (math.log10(max(v, lo)) - lo_exp) / (0 - lo_exp)  # noqa: E731

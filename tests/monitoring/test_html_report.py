@@ -42,7 +42,8 @@ import pytest
 from monitoring import html_report as monitor_report
 from monitoring.html_report import write_html
 from monitoring.queries import connect
-from tests.monitoring.test_queries import write_log
+from models.inference_log import LogWriter, log_row
+from tests.monitoring.test_queries import SPEC, synthetic_records, write_log
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH = 1400
@@ -224,6 +225,18 @@ def report(tmp_path_factory) -> Path:
     write_log(base / "inference_log")
     con = connect(base / "inference_log")
     return write_html(con, base / "report.html", source="output/fraud/inference_log")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_a_first_run_with_a_handful_of_rows_gets_a_report(tmp_path, rows):
+    """A new deployment's log holds a few rows, often all in one score bin: the page is
+    written (it raised ZeroDivisionError on the log-scale histogram), with every chart."""
+    recs = [{**r, "fraud_score": 0.01} for r in synthetic_records(per_day=rows)[:rows]]
+    writer = LogWriter(tmp_path / "log", SPEC, part=0)
+    writer.write([log_row(r, SPEC) for r in recs])
+    writer.close()
+    page = write_html(connect(tmp_path / "log"), tmp_path / "report.html").read_text()
+    assert "chart-score-hist" in page and f"{rows:,} scores" in page
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
