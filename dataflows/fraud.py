@@ -32,7 +32,7 @@ from dataflows.connectors.outputs import write
 from dataflows.connectors.writeback import fraud_writeback, write_back
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
 from dataflows.placement import enough_shards, shard_keys, total_workers
-from dataflows.scoring import fraud_scorer, fraud_scoring_config, transaction_parser
+from dataflows.scoring import fraud_scorer, fraud_scoring_config
 from dataflows.startup import check_fraud, start
 from features.records import shard_of
 from models.status import NORMAL
@@ -54,7 +54,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
-    events = validate("validate", raw, transaction_parser(cfg))
+    events = validate("validate", raw, sc.parse)  # the parser FraudPipeline runs too
 
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(

@@ -9,7 +9,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from dataflows.resources import feature_store, fraud_router
-from dataflows.scoring import fraud_scoring_config, transaction_parser
+from dataflows.scoring import fraud_scoring_config
 from features.live import CUSTOMER_LIVE_VIEW, live_features
 from features.records import ValidationError
 from features.store import CachedLookup, CircuitBreaker, FeastFetcher, fraud_lookups
@@ -57,8 +57,8 @@ class EndpointScorer:
     def __init__(self, cfg: ServeConfig, store: Any = None, router: Any = None) -> None:
         fc = cfg.fraud
         self.cfg = cfg
-        self.parse = transaction_parser(fc)
         self.sc = fraud_scoring_config(fc)
+        self.parse = self.sc.parse  # the flow's parser, with its bounds
         store = store if store is not None else feature_store(fc.feature_repo, fc.feature_store_yaml)
         self.router = router if router is not None else fraud_router(fc)
         # one breaker for the three lookups of the one store (the flow's two, and the live row)
