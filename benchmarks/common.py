@@ -220,11 +220,12 @@ def flow_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping[str, str] | None = None,
-                  timeout: float = 3600.0, keep_outputs: bool = False, args: Sequence[str] = ()) -> dict[str, Any]:
+                  timeout: float = 3600.0, keep_outputs: bool = False, args: Sequence[str] = (),
+                  keep_stderr: bool = False) -> dict[str, Any]:
     """Run ``dataflows.<flow>:get_flow()`` file to file in a subprocess (``args``: more
     ``bytewax.run`` arguments, e.g. recovery's ``-r DIR -s 1``); figures from its
     records. ``wall_s`` runs from launch to exit (start-up included); ``cpu_s`` is
-    the process's own CPU time."""
+    the process's own CPU time; ``keep_stderr``: the flow's log lines as ``stderr``."""
     env = flow_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(input_path), "STREAMSCORE_OUTPUT": "file",
                     "STREAMSCORE_IO__OUTPUT_DIR": str(out_dir), **(extra_env or {})})
     cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:get_flow()", *args]
@@ -256,6 +257,8 @@ def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "command": shlex.join(["python", *cmd[1:]]),
     })
+    if keep_stderr:
+        out["stderr"] = b"".join(stderr_chunks).decode(errors="replace")
     if not keep_outputs:
         for name in ("scored.jsonl", "alerts.jsonl", "dead_letter.jsonl"):
             (out_dir / name).unlink(missing_ok=True)

@@ -25,8 +25,14 @@ import socket
 import subprocess
 import sys
 import time
+import tempfile
 import uuid
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
+import orjson
 
 from benchmarks.common import ROOT, flow_env, percentiles, steady_rate
 from cli.replay import ensure_topic, replay
@@ -164,25 +170,131 @@ def backfill(broker: Broker, events: Sequence[dict], processes: int = 1) -> dict
             "command": " ".join(cmd)}
 
 
-def live(broker: Broker, events: Sequence[dict], rate: float, processes: int = 1,
-         warm: int = 300) -> dict[str, Any]:
-    kafka = broker.kafka()
-    t = broker.topics(f"live{processes}p{int(rate)}")
-    ensure_topic(kafka, t["in"], 3)
-    cmd = _command(processes)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(broker, t, tail=True), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+def _read_scored(broker: Broker, topic: str, expected: int, timeout: float,
+                 proc: subprocess.Popen | None = None) -> dict[str, tuple[int, float, float]]:
+    """``{key: (message timestamp ms, scored_at epoch ms, latency_ms)}`` of the scored topic."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    out: dict[str, tuple[int, float, float]] = {}
+    deadline = time.monotonic() + timeout
     try:
-        warm_events, live_events = events[:warm], events[warm:]
-        replay(warm_events, kafka, t["in"], lambda e: e[KEY], progress=False)
-        warmed = _read(broker, t["scored"], len(warm_events), 180, proc)
-        sent = replay(live_events, kafka, t["in"], lambda e: e[KEY], rate=rate, progress=False)
-        produced = _read(broker, t["in"], len(events), 60)
-        scored = _read(broker, t["scored"], len(events), max(60.0, len(live_events) / 1000), proc)
+        while len(out) < expected and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                if m.error() or m.key() is None:
+                    continue
+                r = orjson.loads(m.value())
+                scored_at = datetime.fromisoformat(r["scored_at"].replace("Z", "+00:00")).timestamp() * 1000.0
+                out[m.key().decode()] = (m.timestamp()[1], scored_at, float(r.get("latency_ms") or 0.0))
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the flow exited ({proc.returncode}) after {len(out)} scored messages")
     finally:
-        _stop(proc)
-    lat = [scored[k] - produced[k] for k in (e[KEY] for e in live_events) if k in scored and k in produced]
+        c.close()
+    return out
+
+
+#: percentiles of the latency rows
+PS = (50, 95, 99, 99.9)
+
+
+def breakdown(produced: dict[str, int], scored: dict[str, tuple[int, float, float]],
+              keys: Sequence[str], pauses: Sequence[tuple[float, float]] = ()) -> dict[str, Any]:
+    """Per event: ``source`` (produced to the flow's arrival stamp: broker, consumer, Bytewax
+    until the validate step), ``flow`` (arrival to scored: every step up to the scorer),
+    ``sink`` (scored to the broker's append time of the scored message: the steps after the
+    scorer, the sink's produce and its delivery), ``total``; their percentiles
+    and maxima; what the slowest 1% waited on (mean share of each part); and how many of those
+    overlapped a GC pause (``pauses``: ``(start epoch s, seconds)``).
+
+    >>> produced = {"a": 1000, "b": 1000}
+    >>> scored = {"a": (1030, 1020.0, 5.0), "b": (1100, 1090.0, 60.0)}
+    >>> b = breakdown(produced, scored, ["a", "b"])
+    >>> b["total_ms"]["max"], b["flow_ms"]["max"], b["sink_ms"]["max"]
+    (100.0, 60.0, 10.0)
+    """
+    rows = []
+    for k in keys:
+        if k in scored and k in produced:
+            out_ts, scored_at, flow = scored[k]
+            arrival = scored_at - flow
+            rows.append((out_ts - produced[k], arrival - produced[k], flow, out_ts - scored_at, arrival))
+    if not rows:
+        return {"events": 0}
+
+    def summary(i: int) -> dict[str, Any]:
+        vals = sorted(r[i] for r in rows)
+        return {**{f"p{p:g}": round(float(np.percentile(vals, p)), 1) for p in PS}, "max": round(float(vals[-1]), 1)}
+
+    cut = np.percentile([r[0] for r in rows], 99)
+    tail = [r for r in rows if r[0] >= cut]
+    in_pause = sum(1 for r in tail if any(s * 1000 <= r[4] + r[2] and r[4] <= (s + d) * 1000 for s, d in pauses))
+    return {"events": len(rows), "total_ms": summary(0), "source_ms": summary(1), "flow_ms": summary(2),
+            "sink_ms": summary(3),
+            "slowest_1pct": {"events": len(tail), "mean_total_ms": round(float(np.mean([r[0] for r in tail])), 1),
+                             "mean_source_ms": round(float(np.mean([r[1] for r in tail])), 1),
+                             "mean_flow_ms": round(float(np.mean([r[2] for r in tail])), 1),
+                             "mean_sink_ms": round(float(np.mean([r[3] for r in tail])), 1),
+                             "overlapping_gc_pause": in_pause}}
+
+
+def _gc_pauses(log_path: Path) -> list[tuple[float, float]]:
+    """``(start epoch s, seconds)`` of the ``gc_pause`` lines a flow logged (:mod:`dataflows.gcwatch`)."""
+    out = []
+    for line in log_path.read_bytes().splitlines():
+        if b"gc_pause" in line:
+            try:
+                r = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if r.get("event") == "gc_pause":
+                out.append((float(r["at"]), float(r["ms"]) / 1000.0))
+    return out
+
+
+def _log_append_time_topic(broker: Broker, topic: str) -> None:
+    """Create ``topic`` with the broker's append time as each message's timestamp, so a
+    scored message's timestamp is when the broker took it: after the sink's produce call
+    and its delivery, not when the flow's producer created it."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    fut = admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
+                                        config={"message.timestamp.type": "LogAppendTime"})])[topic]
+    fut.result(timeout=30)
+
+
+def live(broker: Broker, events: Sequence[dict], rate: float, processes: int = 1,
+         warm: int = 300, extra_env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
+    """Produce ``events`` at ``rate``/s to a flow tailing the topic; latency per event and
+    its breakdown (:func:`breakdown`). ``extra_env``: settings for the flow (e.g. the alert
+    storm's thresholds)."""
+    kafka = broker.kafka()
+    t = broker.topics(f"live{processes}p{int(rate)}{label}")
+    ensure_topic(kafka, t["in"], 3)
+    _log_append_time_topic(broker, t["scored"])
+    cmd = _command(processes)
+    log_path = Path(tempfile.mkstemp(prefix="live-", suffix=".log")[1])
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**_env(broker, t, tail=True), **(extra_env or {})},
+                                stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)
+        try:
+            warm_events, live_events = events[:warm], events[warm:]
+            replay(warm_events, kafka, t["in"], lambda e: e[KEY], progress=False)
+            warmed = _read(broker, t["scored"], len(warm_events), 180, proc)
+            sent = replay(live_events, kafka, t["in"], lambda e: e[KEY], rate=rate, progress=False)
+            produced = _read(broker, t["in"], len(events), 60)
+            scored = _read_scored(broker, t["scored"], len(events), max(60.0, len(live_events) / 1000), proc)
+        finally:
+            _stop(proc)
+    pauses = _gc_pauses(log_path)
+    log_path.unlink()
+    keys = [e[KEY] for e in live_events]
+    b = breakdown(produced, scored, keys, pauses)
     return {"processes": processes, "offered_rate": rate, "achieved_rate": sent["events_per_s"],
-            "events": len(live_events), "scored": len(lat), "warm_up_scored": len(warmed),
-            "latency_ms": percentiles(lat), "latency_max_ms": max(lat) if lat else None,
-            "command": " ".join(cmd)}
+            "events": len(live_events), "scored": b["events"], "warm_up_scored": len(warmed),
+            "latency_ms": b.get("total_ms"), "latency_max_ms": (b.get("total_ms") or {}).get("max"),
+            "breakdown": b, "gc_pauses_logged": len(pauses),
+            "gc_pause_max_ms": round(max((d for _, d in pauses), default=0.0) * 1000, 1),
+            "settings": extra_env or {}, "command": " ".join(cmd)}

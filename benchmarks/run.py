@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import common, kafka_bench, reference
+from benchmarks import common, gc_pauses, kafka_bench, reference
 from models.registry import Registry
 
 __all__ = ["SIZES", "run", "build_table", "format_table", "main"]
@@ -55,22 +55,25 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "fraud_events": 100_000, "iot_events": 100_000, "iot_devices": 1_000, "hot_events": 50_000,
         "stage_events": 20_000, "naive_events": 2_000, "memory_keys": 100_000, "distinct_customers": 1_000_000,
-        "kafka_events": 100_000, "kafka_rates": [2_000, 10_000], "kafka_live_seconds": 10,
+        "kafka_events": 100_000, "kafka_rates": [1_000, 2_000], "kafka_live_seconds": 30,
         "kafka_processes": [1, 2], "quality_readings": 100_000,
         "snapshot_keys": 100_000, "snapshot_flow_events": 20_000, "snapshot_hot_tx": 100_000, "snapshot_repeats": 2,
-        "snapshot_flow_inputs": "demo,distinct",
+        "snapshot_flow_inputs": "demo,distinct", "gc_events": 100_000,
     },
     "quick": {
         "fraud_events": 10_000, "iot_events": 10_000, "iot_devices": 200, "hot_events": 10_000,
         "stage_events": 5_000, "naive_events": 200, "memory_keys": 100_000, "distinct_customers": 100_000,
-        "kafka_events": 10_000, "kafka_rates": [1_000], "kafka_live_seconds": 4,
+        "kafka_events": 10_000, "kafka_rates": [1_000], "kafka_live_seconds": 10,
         "kafka_processes": [1, 2], "quality_readings": 10_000,
         "snapshot_keys": 10_000, "snapshot_flow_events": 5_000, "snapshot_hot_tx": 100_000, "snapshot_repeats": 1,
-        "snapshot_flow_inputs": "demo",
+        "snapshot_flow_inputs": "demo", "gc_events": 30_000,
     },
 }
 
 DEFAULT_JSON = Path("output/bench/bench.json")
+
+#: the alert storm's settings: every event WARNING (risk above 0), most CRITICAL
+STORM = {"STREAMSCORE_FRAUD__WARNING": "0.0", "STREAMSCORE_FRAUD__CRITICAL": "0.02"}
 
 
 def _section(results: dict, name: str, fn: Callable[[], Any]) -> Any:
@@ -211,6 +214,18 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
                         _section(out, f"live_{p}p_{rate}", lambda p=p, rate=rate, n=n:
                                  kafka_bench.live(broker, fraud[:n], rate, p))
                         out["live"].append({"processes": p, "offered_rate": rate, **out.pop(f"live_{p}p_{rate}")})
+                # an alert storm: every event WARNING or CRITICAL (thresholds lowered), 1 process
+                rate = sz["kafka_rates"][0]
+                n = min(len(fraud), int(rate * sz["kafka_live_seconds"]) + 300)
+                _section(out, "storm", lambda: kafka_bench.live(broker, fraud[:n], rate, 1, extra_env=STORM, label="storm"))
+                out["live"].append({"processes": 1, "offered_rate": rate, "storm": True, **out.pop("storm")})
+                # half of the measured 1-process capacity (the backfill's sustained rate)
+                cap = next((b.get("events_per_s") for b in out["backfill"] if b.get("processes") == 1), None)
+                if cap:
+                    rate = round(cap / 2, -1)
+                    n = min(len(fraud), int(rate * sz["kafka_live_seconds"]) + 300)
+                    _section(out, "half", lambda: kafka_bench.live(broker, fraud[:n], rate, 1, label="half"))
+                    out["live"].append({"processes": 1, "offered_rate": rate, "half_capacity": True, **out.pop("half")})
             return out
 
         _section(res, "kafka", kafka_part)
@@ -231,6 +246,9 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
         return {"customers": sz["distinct_customers"], **r}
 
     _section(res, "file_fraud_distinct_customers", distinct)
+    if sz["gc_events"]:
+        _section(res, "gc_pauses", lambda: gc_pauses.run(
+            min(sz["distinct_customers"], sz["gc_events"]), work / "gc", repo_env))
 
     # --- 6. quality -----------------------------------------------------------------------
     _section(res, "iot_quality", lambda: iot_quality_section(sz["quality_readings"]))
@@ -281,6 +299,18 @@ def ratios(res: dict) -> dict[str, float | None]:
 
 def _num(v: Any, fmt: str = "{:,.0f}") -> str:
     return "-" if v is None else fmt.format(v)
+
+
+def _live_notes(lv: dict) -> str:
+    """p99.9, max, and what the slowest 1% waited on (:func:`benchmarks.kafka_bench.breakdown`)."""
+    lat, b = lv.get("latency_ms") or {}, lv.get("breakdown") or {}
+    slow = b.get("slowest_1pct") or {}
+    parts = {k: (b.get(f"{k}_ms") or {}).get("p99") for k in ("source", "flow", "sink")}
+    return (f"produce -> scored message (broker append time); p99.9 {_num(lat.get('p99.9'))}, max {_num(lat.get('max'))} ms;"
+            f" p99 of source/flow/sink {_num(parts['source'])}/{_num(parts['flow'])}/{_num(parts['sink'])} ms;"
+            f" slowest 1% waited source {_num(slow.get('mean_source_ms'))}, flow {_num(slow.get('mean_flow_ms'))},"
+            f" sink {_num(slow.get('mean_sink_ms'))} ms, {slow.get('overlapping_gc_pause', 0)} in a GC pause"
+            f" (longest {_num(lv.get('gc_pause_max_ms'))} ms); {lv.get('scored', 0):,}/{lv.get('events', 0):,} matched")
 
 
 def _lat(d: dict | None) -> str:
@@ -343,10 +373,10 @@ def build_table(doc: dict) -> list[dict[str, str]]:
                                    f"{_num(b.get('events_per_s_whole_run'))}/s ({b.get('wall_s', 0):.1f}s)")
         for lv in k.get("live", []):
             p = lv.get("processes", "?")
-            add(f"2 Kafka->Kafka live at {_num(lv.get('offered_rate'))}/s, {p} process{'es' if p != 1 else ''}", lv,
-                lv.get("achieved_rate"), _lat(lv.get("latency_ms")),
-                "" if _err(lv) else f"end to end (produce -> scored message); max {_num(lv.get('latency_max_ms'))} ms;"
-                                    f" {lv.get('scored', 0):,}/{lv.get('events', 0):,} matched")
+            what = " ALERT STORM (every event alerts)" if lv.get("storm") else (
+                " (50% of 1-process capacity)" if lv.get("half_capacity") else "")
+            add(f"2 Kafka->Kafka live at {_num(lv.get('offered_rate'))}/s, {p} process{'es' if p != 1 else ''}{what}",
+                lv, lv.get("achieved_rate"), _lat(lv.get("latency_ms")), "" if _err(lv) else _live_notes(lv))
     r = res.get("naive")
     add(f"3 naive: per event 2 Feast calls + 1 predict ({sz['naive_events']:,} tx)", r, r and r.get("events_per_s"),
         "-", "a per-event call to a scoring endpoint")
@@ -365,6 +395,17 @@ def build_table(doc: dict) -> list[dict[str, str]]:
         _lat(r and r.get("latency_ms")),
         r and not _err(r) and f"peak RSS {r.get('peak_rss_mb', 0):,.0f} MB; whole run "
                               f"{_num(r.get('events_per_s_whole_run'))}/s ({r.get('wall_s', 0):.0f}s)" or "")
+    r = res.get("gc_pauses")
+    if r is not None and not _err(r):
+        for label in ("off", "on"):
+            g = r.get(label, {})
+            full = g.get("gen2", {})
+            add(f"5 GC, {r['events']:,} new customers, state.gc_freeze={'true' if label == 'on' else 'false'}", g,
+                g.get("events_per_s"), "-",
+                f"full collections {full.get('count')}: {_num(full.get('total_ms'))} ms in all, longest "
+                f"{_num(full.get('max_ms'))} ms (benchmarks/gc_pauses.py)")
+    elif sz["gc_events"]:
+        add("5 GC pauses", r)
     r = res.get("iot_quality")
     if r is not None and not _err(r):
         for who, label in (("project", "this project"), ("baseline", "River MinMaxScaler|HST")):

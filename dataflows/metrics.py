@@ -13,7 +13,9 @@ Served by Bytewax at ``/metrics`` when the flow runs with
   scored them too (``role="shadow"``);
 - ``scoring_model_score{flow, model_version, role}``: the model's own score
   (``fraud_score``; a shadow's score for ``role="shadow"``) by version, so versions
-  of a split or a shadow can be compared live.
+  of a split or a shadow can be compared live;
+- ``scoring_gc_pause_seconds{generation}``: the process's garbage-collection pauses
+  (:mod:`dataflows.gcwatch`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class _Metrics:
             "Records over the Kafka producer's message.max.bytes (counted in scoring_records_total "
             "before the sink), by the output they were meant for and what was produced instead",
             ["flow", "output", "instead"])
+        self.gc_pause = Histogram("scoring_gc_pause_seconds", "Garbage-collection pauses", ["generation"],
+                                  buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
         self._seen_versions: set[tuple[str, str]] = set()
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
 

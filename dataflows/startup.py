@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import structlog
 
+from dataflows.gcwatch import watch_gc
+
 from dataflows.connectors.outputs import output_files
 from dataflows.connectors.writeback import check_live_view
 from dataflows.placement import resuming
@@ -279,6 +281,7 @@ def start(
     if problems:
         _fail(problems)
     flow = build(cfg)
+    watch_gc(freeze=getattr(cfg, "gc_freeze", False))
     describe = getattr(cfg, "describe", None)
     log.info("flow_ready", flow=name, seconds=round(time.perf_counter() - t0, 3),
              config=describe() if callable(describe) else None)

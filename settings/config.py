@@ -842,6 +842,10 @@ class _FlowConfig(_Settings):
     #: wall-clock seconds between a key's idle checks at most (expiry itself follows event time)
     idle_check_s: float = _key("state.idle_check_s", 3600.0,
                                "wall-clock seconds between a key's idle checks at most", gt=0.0)
+    #: after start-up, move every object alive to the permanent GC generation (dataflows/gcwatch.py)
+    gc_freeze: bool = _key("state.gc_freeze", True,
+                           "freeze the objects alive after start-up (model, Feast client, modules) out of the "
+                           "garbage collector's full collections (docs/benchmarks.md)")
     #: write each key's latest streaming features to the Feast online store (customer_live / device_live)
     writeback: bool = _key("writeback.enabled", False,
                            "write each key's latest streaming features to Feast (docs/endpoint.md)")

@@ -12,6 +12,7 @@ from benchmarks import common, run as bench
 
 TINY = dict(fraud_events=600, iot_events=400, iot_devices=10, hot_events=400, stage_events=300, naive_events=10,
             memory_keys=500, distinct_customers=700, quality_readings=1500,
+            gc_events=0,  # two more flow runs: the policy is tested in tests/dataflows/test_gcwatch.py
             snapshot_flow_inputs="")  # the recovery section's flow runs: tests/benchmarks/test_snapshots.py
 
 

@@ -233,3 +233,26 @@ def test_explanations_can_be_limited(fraud_env, events, tmp_path, explain):
         assert not model_named
     else:
         assert model_named and all(a["status"] == "CRITICAL" for a in model_named)
+
+
+def test_an_alert_storm_gets_reasons_or_a_marker_for_every_alert(fraud_env, events, tmp_path):
+    """Every event alerts (thresholds at 0): the explanation budget bounds the work per batch,
+    and every alert still carries the model's top features or says why it has none."""
+    path = tmp_path / "in.jsonl"
+    write_events(events, path)
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path),
+                               STREAMSCORE_FRAUD__WARNING="0.0", STREAMSCORE_FRAUD__CRITICAL="0.0",
+                               STREAMSCORE_FRAUD__EXPLAIN_BUDGET="20")))
+    scored, alerts, dead = outputs(tmp_path)
+    check_accounting(range(len([ln for ln in path.read_bytes().splitlines() if ln.strip()])), scored, alerts, dead)
+    assert len(alerts) == len(scored)  # a storm: everything alerts
+    explained = [a for a in alerts if "reasons_skipped" not in a]
+    skipped = [a for a in alerts if "reasons_skipped" in a]
+    assert all(a["reasons"] for a in alerts)  # the scores over their thresholds, at least
+    model_named = [a for a in explained if any(not r.startswith(("fraud_score=", "anomaly_score="))
+                                               for r in a["reasons"])]
+    # the model's top features for the explained ones it drives (some alert on the anomaly score alone)
+    assert model_named and all(a in model_named for a in explained if a["fraud_score"] > 0.5)
+    assert skipped and all("fraud.explain_budget" in a["reasons_skipped"] for a in skipped)
+    # at most the budget per batch of 200 (STREAMSCORE_IO__BATCH_SIZE): the rest are marked, not explained
+    assert len(explained) <= 20 * -(-len(scored) // 200) + 20
