@@ -1,9 +1,12 @@
-"""Monitoring over the inference log: daily summaries and drift between two periods.
+"""Monitoring over the inference log: summaries per hour or day, shadows beside their
+decider, and drift between two periods.
 
 The inference log (:mod:`models.inference_log`) is Parquet partitioned by date; DuckDB
-reads it in place. :func:`connect` opens an in-memory DuckDB with one view,
-``inference_log``, over every file of the log, so any SQL runs on it as written, e.g.
-:data:`DAILY_QUERY`::
+reads it in place. :func:`connect` opens an in-memory DuckDB with two views:
+:data:`ALL_ROWS` (``inference_log_all``) over every file of the log, and
+``inference_log``, the same with one row per ``event_id`` (the last scored:
+:data:`DEDUP_QUERY`; :func:`repeats` counts the rows it leaves out). Any SQL runs on
+them as written, e.g. :data:`DAILY_QUERY`::
 
     SELECT DATE(scored_at) AS date, model_version, COUNT(*) AS predictions, ...
     FROM inference_log GROUP BY 1, 2 ORDER BY date DESC;
@@ -11,9 +14,12 @@ reads it in place. :func:`connect` opens an in-memory DuckDB with one view,
 The connection's time zone is UTC, so ``DATE(scored_at)`` is the UTC date (the log's
 ``date`` partition), whatever the machine's zone.
 
-- :func:`daily_summary`: that table per day and model version, plus latency p50 / p99
+- :func:`summary`: that table per UTC hour or day (:func:`choose_bin`: hours when the
+  data spans less than :data:`HOURLY_BELOW`) and model version, plus latency p50 / p99
   (``quantile_cont``: linear interpolation, as ``numpy.percentile``) and the alert rate
-  (share of rows whose ``status`` is not ``NORMAL``).
+  (share of rows whose ``status`` is not ``NORMAL``); :func:`daily_summary` per day.
+- :func:`shadow_summary`: each shadow version beside its decider on the events both
+  scored (from ``shadow_scores``): count, mean scores, difference, status agreement.
 - :func:`drift_report`: per column (the score, then the numeric features), the
   population stability index (:func:`psi`) and the two-sample Kolmogorov-Smirnov test
   (``scipy.stats.ks_2samp``) between a reference and a current period, with a level
