@@ -107,10 +107,11 @@ def show(ref: str, registry: Path, as_json: bool) -> None:
     """
     reg = open_registry(registry)
     name, version = reg.resolve(ref)
-    summary = next(s for s in reg.list(name) if s["version"] == version)
+    summary = next(s for s in reg.list(name, _flow_ref(name)) if s["version"] == version)
     manifest = reg.manifest(format_ref(name, version=version))
     if as_json:
-        print_json({**manifest, "aliases": summary["aliases"], "routes": summary["routes"]})
+        print_json({**manifest, "aliases": summary["aliases"], "routes": summary["routes"],
+                    "decides": summary["decides"], "shadows": summary["shadows"]})
         return
     click.echo(_show_text(manifest, summary))
 
@@ -336,6 +337,8 @@ def _show_text(m: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         f"  sha256        {m.get('sha256')}",
         f"  aliases       {', '.join(summary['aliases']) or '-'}",
         f"  routes        {_roles(summary['routes'])}",
+        f"  decides       {_share(summary['decides'])}"
+        + ("" if summary["shadows"] is None else f", shadows {_share(summary['shadows'])} of the rest"),
         f"  features      {len(m.get('feature_names', []))}",
         f"  trained on    {_window(m.get('training_window'))}",
         f"  evaluated on  {_window(m.get('evaluation_window'))}",

@@ -44,5 +44,9 @@ def test_a_route_and_a_shadow_for_the_same_version(reg: Registry):
     assert reg.routes("fraud_model") == Routes.parse("fraud_model/1:90,fraud_model/2:10", "fraud_model/2:20")
     row = table_row(run(reg, "models", "list", "fraud_model").stdout, 2)
     assert " ".join(row).endswith("production 10 % 20 % of the rest")
+    shown = run(reg, "models", "show", "fraud_model/2").stdout
+    assert "  decides       10 %, shadows 20 % of the rest" in shown
+    got = run_json(reg, "models", "show", "fraud_model@production")
+    assert (got["decides"], got["shadows"]) == (0.1, 0.2)
     err = run(reg, "models", "routes", "fraud_model", "--set", "fraud_model/2", code=2).stderr
     assert "fraud_model/2 decides every key, so as a shadow it would score none" in err
