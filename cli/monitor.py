@@ -81,7 +81,7 @@ def monitor(log_dir: Path | None, since: str | None, until: str | None, model_ve
         bin_ = bin_ or mon.choose_bin(con, since_day, until_day, model_version)
         rows = mon.summary(con, since_day, until_day, model_version, score, bin=bin_)
         repeats = mon.repeats(con, since_day, until_day, model_version)
-        critical, warning = float(setting("fraud.critical")), float(setting("fraud.warning"))
+        critical, warning = _threshold(setting, "fraud.critical"), _threshold(setting, "fraud.warning")
         shadows = mon.shadow_summary(con, since_day, until_day, model_version, critical=critical, warning=warning)
         report = None
         if drift and rows:
@@ -103,7 +103,8 @@ def monitor(log_dir: Path | None, since: str | None, until: str | None, model_ve
             "log_dir": str(root), "score": score,
             "filters": {"since": since_day, "until": until_day, "version": model_version},
             "bin": bin_, "repeats_removed": repeats,
-            "summary": [{**r, "bin": r["bin"].isoformat().replace("+00:00", "Z"), "date": str(r["date"])} for r in rows],
+            "summary": [{**r, "bin": None if r["bin"] is None else r["bin"].isoformat().replace("+00:00", "Z"),
+                         "date": None if r["date"] is None else str(r["date"])} for r in rows],
             "shadows": shadows,
             **({"drift": report} if report is not None else {}),
             **({"html": str(page)} if page is not None else {}),
@@ -127,6 +128,15 @@ def monitor(log_dir: Path | None, since: str | None, until: str | None, model_ve
         click.echo(mon.format_drift(report))
     if page is not None:
         click.echo(f"\nwrote {page}")
+
+
+def _threshold(setting: Any, key: str) -> float:
+    """A status threshold from the settings (judges the shadows' status)."""
+    value = setting(key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise click.UsageError(f"setting {key}={value!r} is not a number") from None
 
 
 def _day_option(option: str, value: str | None) -> Any:
