@@ -68,7 +68,10 @@ def models() -> None:
 @json_option
 def list_models(name: str | None, registry: Path, as_json: bool) -> None:
     """Every version of NAME (default: of every model): created, metrics, training
-    window, the aliases pointing at it and its share in the routes.
+    window, the aliases pointing at it, and what a flow does with it: the share of keys
+    it decides (its routes' weight, or 100 % for the version model.ref resolves to when
+    no routes are set) and the share of the other keys it scores in shadow. When routes
+    override the alias a flow would follow (model.ref), a warning names it.
 
     \b
     Example:
@@ -78,7 +81,7 @@ def list_models(name: str | None, registry: Path, as_json: bool) -> None:
     names = [name] if name else reg.names()
     if name:
         require_model(reg, name)
-    rows = [row for n in names for row in reg.list(n)]
+    rows = [row for n in names for row in reg.list(n, _flow_ref(n))]
     if as_json:
         print_json(rows)
         return
@@ -87,6 +90,7 @@ def list_models(name: str | None, registry: Path, as_json: bool) -> None:
         return
     for n in names:
         click.echo(_versions_table([r for r in rows if r["name"] == n], n, reg))
+        _warn_overridden(reg, n)
 
 
 @models.command()
@@ -103,10 +107,11 @@ def show(ref: str, registry: Path, as_json: bool) -> None:
     """
     reg = open_registry(registry)
     name, version = reg.resolve(ref)
-    summary = next(s for s in reg.list(name) if s["version"] == version)
+    summary = next(s for s in reg.list(name, _flow_ref(name)) if s["version"] == version)
     manifest = reg.manifest(format_ref(name, version=version))
     if as_json:
-        print_json({**manifest, "aliases": summary["aliases"], "routes": summary["routes"]})
+        print_json({**manifest, "aliases": summary["aliases"], "routes": summary["routes"],
+                    "decides": summary["decides"], "shadows": summary["shadows"]})
         return
     click.echo(_show_text(manifest, summary))
 
@@ -133,6 +138,8 @@ def alias(name: str, alias: str, version_or_ref: str, registry: Path) -> None:
     reg.set_alias(name, alias, version)
     was = "new alias" if before is None else f"was {format_ref(name, version=before)}"
     click.echo(f"{name}@{alias} -> {format_ref(name, version=version)} ({was})")
+    if format_ref(name, alias=alias) == _flow_ref(name):
+        _warn_overridden(reg, name)
 
 
 @models.command()
@@ -215,10 +222,16 @@ def routes(name: str, decide_spec: str | None, shadow_spec: str | None, clear: b
     """Show or change the traffic routes of NAME. --set and --shadow each replace
     their part and keep the other; with neither, the routes are shown.
 
+    Routes decide instead of the alias a flow follows (model.ref, e.g. NAME@production):
+    setting routes that override it prints a warning naming it. A version may decide a
+    share and shadow too: it then scores in shadow that percent of the keys the others
+    decide (never its own).
+
     \b
     Examples:
       streamscore models routes fraud_model --set fraud_model/3:90,fraud_model/4:10
       streamscore models routes fraud_model --shadow fraud_model/5:5
+      streamscore models routes fraud_model --shadow fraud_model/4:100   # 4 decides 10 %, shadows the rest
       streamscore models routes fraud_model --clear
     """
     reg = open_registry(registry)
@@ -235,12 +248,33 @@ def routes(name: str, decide_spec: str | None, shadow_spec: str | None, clear: b
         new = Routes.parse(old_decide if decide_spec is None else decide_spec,
                            old_shadow if shadow_spec is None else shadow_spec)
         reg.set_routes(name, new)
+        _warn_overridden(reg, name)
     r = reg.routes(name)
     if as_json:
         print_json({"name": name, "routes": r.to_dict() if r else None,
                      "resolved": _resolved(reg, r), "state_token": reg.state_token(name)})
     else:
         click.echo(_routes_text(reg, name, r))
+
+
+def _flow_ref(name: str) -> str:
+    """The reference a flow scores NAME with when no routes are set: the model.ref
+    setting when it names this model, else NAME@production."""
+    from models.registry import parse_ref
+    from settings.config import setting
+
+    try:
+        ref = format_ref(*parse_ref(str(setting("model.ref"))))
+    except Exception:  # a bad setting is the flow's error to report, not this listing's
+        return format_ref(name)
+    return ref if parse_ref(ref)[0] == name else format_ref(name)
+
+
+def _warn_overridden(reg: Registry, name: str) -> None:
+    """A warning on stderr when routes override the reference a flow would follow."""
+    why = reg.overridden(name, _flow_ref(name))
+    if why:
+        click.echo(f"warning: {why}", err=True)
 
 
 def _window(w: Mapping[str, Any] | None) -> str:
@@ -265,19 +299,30 @@ def _roles(routes: Mapping[str, float]) -> str:
     return ", ".join(f"{role} {round(share * 100, 4):g} %" for role, share in routes.items()) or "-"
 
 
+def _share(fraction: float) -> str:
+    """A share of keys.
+
+    >>> _share(0.9), _share(0.0), _share(0.333333)
+    ('90 %', '-', '33.3333 %')
+    """
+    return f"{round(fraction * 100, 4):g} %" if fraction else "-"
+
+
 def _num(v: Any) -> str:
     return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
 def _versions_table(rows: list[dict[str, Any]], name: str, reg: Registry) -> str:
-    head = ("version", "created", "ROC AUC", "PR AUC", "CRIT rec/prec", "trained on", "aliases", "routes")
+    head = ("version", "created", "ROC AUC", "PR AUC", "CRIT rec/prec", "trained on", "aliases", "decides",
+            "shadows")
     body = []
     for r in rows:
         m = r["metrics"] or {}
         body.append((
             str(r["version"]), str(r["created_at"] or "-")[:19], _num(m.get("roc_auc")), _num(m.get("pr_auc")),
             f"{_num(m.get('recall_at_critical'))}/{_num(m.get('precision_at_critical'))}",
-            _window(r["training_window"]), ", ".join(r["aliases"]) or "-", _roles(r["routes"]),
+            _window(r["training_window"]), ", ".join(r["aliases"]) or "-", _share(r["decides"]),
+            "-" if r["shadows"] is None else f"{_share(r['shadows'])} of the rest",
         ))
     widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
     lines = [f"{name} ({reg.root})"]
@@ -292,6 +337,8 @@ def _show_text(m: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         f"  sha256        {m.get('sha256')}",
         f"  aliases       {', '.join(summary['aliases']) or '-'}",
         f"  routes        {_roles(summary['routes'])}",
+        f"  decides       {_share(summary['decides'])}"
+        + ("" if summary["shadows"] is None else f", shadows {_share(summary['shadows'])} of the rest"),
         f"  features      {len(m.get('feature_names', []))}",
         f"  trained on    {_window(m.get('training_window'))}",
         f"  evaluated on  {_window(m.get('evaluation_window'))}",
@@ -330,7 +377,9 @@ def _routes_text(reg: Registry, name: str, r: Routes | None) -> str:
     resolved = _resolved(reg, r)
     lines = [f"routes of {name} ({reg.root / name / ROUTES}):"]
     rows = [("decide", ref, f"{round(w * 100, 4):g} %") for ref, w in r.decide]
-    rows += [("shadow", ref, f"{round(s * 100, 4):g} % of keys") for ref, s in r.shadow]
+    deciders = {ref for ref, _ in r.decide}
+    rows += [("shadow", ref, f"{round(s * 100, 4):g} % of " + ("the keys others decide" if ref in deciders else "keys"))
+             for ref, s in r.shadow]
     width = max(len(ref) for _, ref, _ in rows)
     for role, ref, share in rows:
         target = resolved.get(ref)

@@ -88,12 +88,35 @@ class Assignment:
         route = self.routes.route
         return [route(k) for k in keys]
 
-    def shadows_of(self, keys: Sequence[str]) -> list[list[str]]:
-        """The shadow references that score each key."""
+    def shadows_of(self, keys: Sequence[str], decider: Sequence[int] | None = None) -> list[list[str]]:
+        """The shadow references that score each key: those its share selects
+        (:meth:`Routes.shadowed`), but never the version that decides the key (a version
+        that both decides and shadows scores in shadow only the keys others decide).
+        ``decider``: :meth:`decider_of` of the keys, when already known.
+
+        >>> class M:
+        ...     def __init__(self, version): self.version = version
+        >>> a = Assignment(Routes.parse("m/1:50,m/2:50", "m/2:100"), (M("m/1"), M("m/2")), {"m/2": M("m/2")})
+        >>> [(a.deciders[d].version, s) for d, s in zip(a.decider_of(["a", "d"]), a.shadows_of(["a", "d"]))]
+        [('m/1', ['m/2']), ('m/2', [])]
+        """
         if not self.shadows:
             return [[] for _ in keys]
         shadowed = self.routes.shadowed
-        return [shadowed(k) for k in keys]
+        own = [(ref, {i for i, m in enumerate(self.deciders) if m.version == model.version})
+               for ref, model in self.shadows.items()]
+        own = [(ref, idx) for ref, idx in own if idx]
+        if not own:
+            return [shadowed(k) for k in keys]
+        if decider is None:
+            decider = self.decider_of(keys)
+        out = []
+        for k, d in zip(keys, decider):
+            refs = shadowed(k)
+            if refs:
+                refs = [r for r in refs if not any(r == ref and d in idx for ref, idx in own)]
+            out.append(refs)
+        return out
 
 
 class ModelRouter:

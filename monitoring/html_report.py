@@ -5,11 +5,17 @@ and its one small script are inline, and a Content-Security-Policy forbids loadi
 anything else. Charts (each a ``<figure class="chart">`` with an ``id``, a
 ``data-chart`` name, a ``title`` and a ``data-points`` count):
 
-- ``chart-predictions``: predictions per day, stacked by model version;
-- ``chart-alert-rate``: alert rate (status not NORMAL) per day and version;
+- ``chart-predictions``: predictions per hour or day (the bin), stacked by model version;
+- ``chart-alert-rate``: alert rate (status not NORMAL) per bin and version;
 - ``chart-score-hist``: the score's distribution per version (share per bin, log scale);
-- ``chart-latency``: latency p50 and p99 per day and version;
+- ``chart-latency``: latency p50 and p99 per bin and version;
+- ``chart-shadow`` (when shadows scored): per bin, each shadow's status agreement with
+  its decider and their mean absolute score difference;
 - ``chart-drift``: PSI per column between two periods, with the watch / drift lines.
+
+Below them: the drift table, the shadows beside their decider, and the table per bin and
+version. Like every summary, the page counts one row per ``event_id`` (the last; the
+number of repeats removed is a KPI).
 
 Every drawn element of a chart has the class ``mark``. After load, the script writes
 into each figure's ``data-drawn`` how many marks have a non-empty box, and into
@@ -51,9 +57,13 @@ from monitoring import (
     PSI_WATCH,
     MonitoringError,
     Period,
-    daily_summary,
+    choose_bin,
     drift_report,
+    format_bin,
+    repeats,
     score_histogram,
+    shadow_summary,
+    summary,
     time_range,
 )
 
@@ -161,15 +171,38 @@ def _y_axis(frame: _Frame, ticks: Sequence[float], y: Callable[[float], float], 
     return out
 
 
-def _x_days(frame: _Frame, days: Sequence[date], x: Callable[[int], float]) -> list[str]:
-    every = max(1, math.ceil(len(days) / 10))
+@dataclass(frozen=True)
+class _Bins:
+    """The charts' x axis: the time bins (UTC hour or day starts) in order."""
+
+    starts: tuple[datetime, ...]
+    unit: str = "day"
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def text(self, i: int) -> str:
+        """``2026-11-26`` or ``2026-11-26 10:00``."""
+        t = self.starts[i]
+        return t.strftime("%Y-%m-%d %H:00") if self.unit == "hour" else t.date().isoformat()
+
+    def tick(self, i: int) -> str:
+        """A short axis label: ``Nov 26``, or ``10:00`` (``Nov 26 10h`` where a day starts)."""
+        t = self.starts[i]
+        if self.unit != "hour":
+            return t.strftime("%b %d")
+        return t.strftime("%b %d %Hh") if i == 0 or t.date() != self.starts[i - 1].date() else t.strftime("%H:00")
+
+
+def _x_bins(frame: _Frame, bins: _Bins, x: Callable[[int], float]) -> list[str]:
+    every = max(1, math.ceil(len(bins) / 10))
     out = []
-    for i, d in enumerate(days):
-        if i % every == 0 or i == len(days) - 1 and len(days) <= 10:
+    for i in range(len(bins)):
+        if i % every == 0 or i == len(bins) - 1 and len(bins) <= 10:
             out.append(f'<text class="tick" x="{x(i):.1f}" y="{frame.y0 + 18}" text-anchor="middle">'
-                       f'{_e(d.strftime("%b %d"))}</text>')
-    if days:
-        span = f"{days[0].isoformat()} .. {days[-1].isoformat()} (UTC days)"
+                       f'{_e(bins.tick(i))}</text>')
+    if len(bins):
+        span = f"{bins.text(0)} .. {bins.text(len(bins) - 1)} (UTC {bins.unit}s)"
         out.append(f'<text class="axis-label" x="{(frame.x0 + frame.x1) / 2:.1f}" y="{frame.height - 6}" '
                    f'text-anchor="middle">{_e(span)}</text>')
     return out
@@ -183,10 +216,10 @@ def _no_data(frame: _Frame, text: str) -> list[str]:
 # --- charts -------------------------------------------------------------------------------------
 
 
-def _predictions_chart(days: list[date], versions: list[str], colours: dict[str, str],
-                       by: dict[tuple[date, str], dict[str, Any]]) -> str:
+def _predictions_chart(days: _Bins, versions: list[str], colours: dict[str, str],
+                       by: dict[tuple[datetime, str], dict[str, Any]]) -> str:
     f = _Frame()
-    totals = [sum(by.get((d, v), {}).get("predictions", 0) for v in versions) for d in days]
+    totals = [sum(by.get((d, v), {}).get("predictions", 0) for v in versions) for d in days.starts]
     ticks = _ticks(max(totals, default=0))
     top = ticks[-1]
     band = (f.x1 - f.x0) / max(1, len(days))
@@ -195,7 +228,7 @@ def _predictions_chart(days: list[date], versions: list[str], colours: dict[str,
     y = lambda v: f.y0 - (f.y0 - f.y1) * v / top  # noqa: E731
     body = _y_axis(f, ticks, y, _fmt_num, "predictions")
     points = 0
-    for i, d in enumerate(days):
+    for i, d in enumerate(days.starts):
         base = 0
         for v in versions:
             n = by.get((d, v), {}).get("predictions", 0)
@@ -205,20 +238,20 @@ def _predictions_chart(days: list[date], versions: list[str], colours: dict[str,
             body.append(
                 f'<rect class="mark" x="{x(i) - bar / 2:.1f}" y="{y_top:.1f}" width="{bar:.1f}" '
                 f'height="{max(0.5, y_bot - y_top):.1f}" fill="{colours[v]}">'
-                f"<title>{_e(d.isoformat())} {_e(v)}: {n:,} predictions</title></rect>"
+                f"<title>{_e(days.text(i))} {_e(v)}: {n:,} predictions</title></rect>"
             )
             base += n
             points += 1
-    body += _x_days(f, days, x)
+    body += _x_bins(f, days, x)
     if not points:
         body += _no_data(f, "no predictions")
-    svg = _svg(f, body, "predictions per day and model version")
+    svg = _svg(f, body, f"predictions per {days.unit} and model version")
     legend = [(v, colours[v], "box") for v in versions]
-    return _figure("chart-predictions", "predictions", "Predictions per day",
+    return _figure("chart-predictions", "predictions", f"Predictions per {days.unit}",
                    "stacked by the model version that decided them", svg, legend, points)
 
 
-def _lines(f: _Frame, days: list[date], series: list[tuple[str, list[float | None], str, bool]],
+def _lines(f: _Frame, days: _Bins, series: list[tuple[str, list[float | None], str, bool]],
            x: Callable[[int], float], y: Callable[[float], float],
            fmt: Callable[[float], str]) -> tuple[list[str], int]:
     """Line paths (broken at gaps) with a dot per point; ``(name, values, colour, dashed)``."""
@@ -242,16 +275,16 @@ def _lines(f: _Frame, days: list[date], series: list[tuple[str, list[float | Non
             body.append(
                 f'<circle class="mark dot" cx="{x(i):.1f}" cy="{y(v):.1f}" r="{2.5 if dashed else 3.5}" '
                 f'fill="{"#fff" if dashed else colour}" stroke="{colour}">'
-                f"<title>{_e(days[i].isoformat())} {_e(name)}: {_e(fmt(v))}</title></circle>"
+                f"<title>{_e(days.text(i))} {_e(name)}: {_e(fmt(v))}</title></circle>"
             )
             points += 1
     return body, points
 
 
-def _alert_rate_chart(days: list[date], versions: list[str], colours: dict[str, str],
-                      by: dict[tuple[date, str], dict[str, Any]]) -> str:
+def _alert_rate_chart(days: _Bins, versions: list[str], colours: dict[str, str],
+                      by: dict[tuple[datetime, str], dict[str, Any]]) -> str:
     f = _Frame()
-    series = [(v, [by[(d, v)]["alert_rate"] if (d, v) in by else None for d in days], colours[v], False)
+    series = [(v, [by[(d, v)]["alert_rate"] if (d, v) in by else None for d in days.starts], colours[v], False)
               for v in versions]
     hi = max((r for _, vals, _, _ in series for r in vals if r is not None), default=0.0)
     ticks = _ticks(hi if hi > 0 else 0.01)
@@ -261,22 +294,22 @@ def _alert_rate_chart(days: list[date], versions: list[str], colours: dict[str, 
     y = lambda v: f.y0 - (f.y0 - f.y1) * v / top  # noqa: E731
     body = _y_axis(f, ticks, y, lambda t: _pct(t, 2 if top < 0.05 else 1), "alert rate")
     marks, points = _lines(f, days, series, x, y, lambda v: _pct(v, 2))
-    body += marks + _x_days(f, days, x)
+    body += marks + _x_bins(f, days, x)
     if not points:
         body += _no_data(f, "no predictions")
     legend = [(v, colours[v], "line") for v in versions]
-    return _figure("chart-alert-rate", "alert-rate", "Alert rate per day",
+    return _figure("chart-alert-rate", "alert-rate", f"Alert rate per {days.unit}",
                    "share of predictions whose status is not NORMAL (WARNING or CRITICAL)",
-                   _svg(f, body, "alert rate per day and model version"), legend, points)
+                   _svg(f, body, f"alert rate per {days.unit} and model version"), legend, points)
 
 
-def _latency_chart(days: list[date], versions: list[str], colours: dict[str, str],
-                   by: dict[tuple[date, str], dict[str, Any]]) -> str:
+def _latency_chart(days: _Bins, versions: list[str], colours: dict[str, str],
+                   by: dict[tuple[datetime, str], dict[str, Any]]) -> str:
     f = _Frame()
     series = []
     for v in versions:
         for key, dashed in (("p50_latency", False), ("p99_latency", True)):
-            vals = [by[(d, v)][key] if (d, v) in by else None for d in days]
+            vals = [by[(d, v)][key] if (d, v) in by else None for d in days.starts]
             series.append((f"{v} {key[:3]}", vals, colours[v], dashed))
     hi = max((r for _, vals, _, _ in series for r in vals if r is not None), default=0.0)
     ticks = _ticks(hi)
@@ -286,13 +319,38 @@ def _latency_chart(days: list[date], versions: list[str], colours: dict[str, str
     y = lambda v: f.y0 - (f.y0 - f.y1) * v / top  # noqa: E731
     body = _y_axis(f, ticks, y, _fmt_num, "latency (ms)")
     marks, points = _lines(f, days, series, x, y, lambda v: f"{v:.1f} ms")
-    body += marks + _x_days(f, days, x)
+    body += marks + _x_bins(f, days, x)
     if not points:
         body += _no_data(f, "no latencies")
     legend = [(name, colour, "dash" if dashed else "line") for name, _, colour, dashed in series]
-    return _figure("chart-latency", "latency", "Latency p50 and p99 per day",
+    return _figure("chart-latency", "latency", f"Latency p50 and p99 per {days.unit}",
                    "arrival in the dataflow to scored; p50 solid, p99 dashed",
-                   _svg(f, body, "latency percentiles per day and model version"), legend, points)
+                   _svg(f, body, f"latency percentiles per {days.unit} and model version"), legend, points)
+
+
+def _shadow_chart(days: _Bins, pairs: list[tuple[str, str]], colours: dict[tuple[str, str], str],
+                  by: dict[tuple[datetime, str, str], dict[str, Any]]) -> str:
+    """Per bin, each shadow's status agreement with its decider (solid) and mean
+    absolute score difference (dashed, same axis: both are in [0, 1])."""
+    f = _Frame()
+    series = []
+    for pair in pairs:
+        for key, dashed, what in (("agreement", False, "status agreement"), ("avg_abs_diff", True, "mean |diff|")):
+            vals = [by[(d, *pair)][key] if (d, *pair) in by else None for d in days.starts]
+            series.append((f"{pair[1]} vs {pair[0]} {what}", vals, colours[pair], dashed))
+    ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    band = (f.x1 - f.x0) / max(1, len(days))
+    x = lambda i: f.x0 + band * (i + 0.5)  # noqa: E731
+    y = lambda v: f.y0 - (f.y0 - f.y1) * v  # noqa: E731
+    body = _y_axis(f, ticks, y, lambda t: f"{t:g}", "agreement · mean |diff|")
+    marks, points = _lines(f, days, series, x, y, lambda v: f"{v:.4f}")
+    body += marks + _x_bins(f, days, x)
+    if not points:
+        body += _no_data(f, "no shadow scores")
+    legend = [(name, colour, "dash" if dashed else "line") for name, _, colour, dashed in series]
+    return _figure("chart-shadow", "shadow", f"Shadows beside their decider per {days.unit}",
+                   "on the events both scored: share with the same status (solid), mean |shadow - decider| "
+                   "fraud_score (dashed)", _svg(f, body, f"shadow agreement per {days.unit}"), legend, points)
 
 
 def _histogram_chart(hist: dict[str, list[int]], colours: dict[str, str], score: str, threshold: float) -> str:
@@ -474,16 +532,31 @@ window.addEventListener("load", function () {
 """
 
 
-def _daily_table(rows: list[dict[str, Any]], score: str) -> str:
-    head = ["date", "model version", "predictions", f"avg {score}", "flagged", "alerts", "alert rate",
-            "avg ms", "p50 ms", "p99 ms"]
+def _daily_table(rows: list[dict[str, Any]], score: str, bin: str = "day") -> str:
+    head = ["hour (UTC)" if bin == "hour" else "date", "model version", "predictions", f"avg {score}", "flagged",
+            "alerts", "alert rate", "avg ms", "p50 ms", "p99 ms"]
     out = ["<table id=\"daily-table\"><thead><tr>" + "".join(
         f'<th class="{"l" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(head)) + "</tr></thead><tbody>"]
     for r in rows:
-        cells = [str(r["date"]), r["model_version"] or "-", f"{r['predictions']:,}",
+        cells = [format_bin(r, bin), r["model_version"] or "-", f"{r['predictions']:,}",
                  "-" if r["avg_score"] is None else f"{r['avg_score']:.4f}", f"{r['flagged_count']:,}",
                  f"{r['alerts']:,}", "-" if r["alert_rate"] is None else _pct(r["alert_rate"], 2),
                  *("-" if r[k] is None else f"{r[k]:.1f}" for k in ("avg_latency", "p50_latency", "p99_latency"))]
+        out.append("<tr>" + "".join(f'<td class="{"l" if i < 2 else ""}">{_e(c)}</td>'
+                                    for i, c in enumerate(cells)) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _shadow_table(rows: list[dict[str, Any]]) -> str:
+    head = ["decider", "shadow", "scored", "avg shadow", "avg decider", "avg diff", "avg |diff|", "status agreement",
+            "shadow alerts", "decider alerts"]
+    out = ["<table id=\"shadow-table\"><thead><tr>" + "".join(
+        f'<th class="{"l" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(head)) + "</tr></thead><tbody>"]
+    for r in rows:
+        cells = [r["model_version"] or "-", r["shadow"], f"{r['scored']:,}", f"{r['avg_shadow']:.4f}",
+                 f"{r['avg_decider']:.4f}", f"{r['avg_diff']:+.4f}", f"{r['avg_abs_diff']:.4f}",
+                 _pct(r["agreement"], 2), f"{r['shadow_alerts']:,}", f"{r['decider_alerts']:,}"]
         out.append("<tr>" + "".join(f'<td class="{"l" if i < 2 else ""}">{_e(c)}</td>'
                                     for i, c in enumerate(cells)) + "</tr>")
     out.append("</tbody></table>")
@@ -521,17 +594,25 @@ def render_html(
     drift: dict[str, Any] | None = None,
     title: str = "Inference log monitor",
     source: str = "",
+    bin: str | None = None,
+    thresholds: tuple[float, float] = (0.8, 0.5),
 ) -> str:
     """The page as text (see the module docstring); arguments as :func:`write_html`."""
-    rows = daily_summary(con, since, until, version, score)
+    bin = bin or choose_bin(con, since, until, version)
+    rows = [r for r in summary(con, since, until, version, score, bin=bin) if r["bin"] is not None]
     if not rows:
         filters = f" (since {since}, until {until}, version {version})" if since or until or version else ""
         raise MonitoringError(f"no rows in the inference log for the report{filters}")
-    chrono = sorted(rows, key=lambda r: (r["date"], str(r["model_version"])))
-    days = sorted({r["date"] for r in chrono})
+    chrono = sorted(rows, key=lambda r: (r["bin"], str(r["model_version"])))
+    days = _Bins(tuple(sorted({r["bin"] for r in chrono})), bin)
     versions = sorted({str(r["model_version"]) for r in chrono})
     colours = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(versions)}
-    by = {(r["date"], str(r["model_version"])): r for r in chrono}
+    by = {(r["bin"], str(r["model_version"])): r for r in chrono}
+    critical, warning = thresholds
+    shadows = shadow_summary(con, since, until, version, critical=critical, warning=warning)
+    shadow_bins = shadow_summary(con, since, until, version, bin=bin, critical=critical, warning=warning)
+    pairs = [(str(r["model_version"]), r["shadow"]) for r in shadows]
+    removed = repeats(con, since, until, version)
     hist = score_histogram(con, score, 20, since, until, version)
     if drift is None:
         try:
@@ -547,6 +628,10 @@ def render_html(
         _histogram_chart(hist, colours, score, 0.5),
         _latency_chart(days, versions, colours, by),
     ]
+    if shadows:
+        pair_colours = {p: PALETTE[(len(versions) + i) % len(PALETTE)] for i, p in enumerate(pairs)}
+        charts.append(_shadow_chart(days, pairs, pair_colours,
+                                    {(r["bin"], str(r["model_version"]), r["shadow"]): r for r in shadow_bins}))
     if "columns" in drift:
         charts.append(_drift_chart(drift).replace('<figure class="chart"', '<figure class="chart wide"', 1))
     total = sum(r["predictions"] for r in rows)
@@ -559,8 +644,12 @@ def render_html(
         ("predictions", f"{total:,}", ""),
         ("model versions", str(len(versions)), ""),
         ("alert rate", _pct(alerts / total, 2) if total else "-", ""),
-        ("worst daily p99", "-" if p99 is None else f"{p99:.0f} ms", ""),
+        (f"worst {'hourly' if bin == 'hour' else 'daily'} p99", "-" if p99 is None else f"{p99:.0f} ms", ""),
+        ("repeats removed", f"{removed:,}", "warn" if removed else ""),
     ]
+    if shadows:
+        worst = min(shadows, key=lambda r: r["agreement"])
+        kpis.append((f"shadow agreement ({worst['shadow']})", _pct(worst["agreement"], 2), ""))
     if "columns" in drift:
         kpis.append(("drifted columns", f"{len(drifted)} of {len(drift['columns'])}",
                      "bad" if drifted else ("warn" if watched else "good")))
@@ -572,7 +661,13 @@ def render_html(
         f"<h2>Drift</h2>{_drift_table(drift)}" if "columns" in drift
         else f"<h2>Drift</h2><p>not computed: {_e(drift.get('error', ''))}</p>"
     )
-    data = {"charts": len(charts), "days": len(days), "versions": versions, "predictions": total, "score": score}
+    data = {"charts": len(charts), "bin": bin, "bins": len(days), "versions": versions, "predictions": total,
+            "score": score, "repeats_removed": removed, "shadows": [f"{d} -> {s}" for d, s in pairs]}
+    shadow_section = (f"<h2>Shadows beside their decider</h2><p>on the events both scored; the shadow's status "
+                      f"with its score in the decider's place (critical {critical:g}, warning {warning:g})</p>"
+                      f"{_shadow_table(shadows)}") if shadows else ""
+    repeats_note = (f"<p>{removed:,} repeats of an event_id removed (at-least-once delivery): the last record of "
+                    f"each event is counted.</p>") if removed else ""
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
@@ -583,7 +678,8 @@ def render_html(
         f"<header><h1>{_e(title)}</h1><p class=\"sub\">{_e(sub)}</p><div class=\"kpis\">"
         + "".join(f'<div class="kpi {cls}"><span>{_e(k)}</span><b>{_e(v)}</b></div>' for k, v, cls in kpis)
         + "</div></header>\n<main>" + "\n".join(charts) + "</main>\n"
-        f"<section>{drift_section}<h2>Per day and model version</h2>{_daily_table(rows, score)}</section>"
+        f"<section>{drift_section}{shadow_section}<h2>Per {bin} and model version</h2>{repeats_note}"
+        f"{_daily_table(rows, score, bin)}</section>"
         f"<footer>streamscore monitor · generated {generated} · flagged: {_e(score)} &gt; 0.5 · "
         "alert: status WARNING or CRITICAL</footer>"
         f"<script>{_SCRIPT}</script></body></html>\n"
@@ -604,6 +700,8 @@ def write_html(
     drift: dict[str, Any] | None = None,
     title: str = "Inference log monitor",
     source: str = "",
+    bin: str | None = None,
+    thresholds: tuple[float, float] = (0.8, 0.5),
 ) -> Path:
     """Write the report of the log behind ``con`` (:func:`monitoring.queries.connect`) to
     ``path`` and return it.
@@ -613,9 +711,12 @@ def write_html(
     half of the filtered range), ``columns`` / ``top`` the drift columns
     (:func:`monitoring.queries.drift_report`); a ready ``drift`` report is used as is.
     Without two periods to compare, the page says why and has no drift chart.
+    ``bin`` (``"hour"`` / ``"day"``; default: :func:`monitoring.queries.choose_bin`) bins
+    the charts and the table; ``thresholds`` (critical, warning) judge the shadows' status.
     """
     path = Path(path)
-    text = render_html(con, since, until, version, score, reference, current, columns, top, drift, title, source)
+    text = render_html(con, since, until, version, score, reference, current, columns, top, drift, title, source,
+                       bin, thresholds)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -1,9 +1,12 @@
-"""Monitoring over the inference log: daily summaries and drift between two periods.
+"""Monitoring over the inference log: summaries per hour or day, shadows beside their
+decider, and drift between two periods.
 
 The inference log (:mod:`models.inference_log`) is Parquet partitioned by date; DuckDB
-reads it in place. :func:`connect` opens an in-memory DuckDB with one view,
-``inference_log``, over every file of the log, so any SQL runs on it as written, e.g.
-:data:`DAILY_QUERY`::
+reads it in place. :func:`connect` opens an in-memory DuckDB with two views:
+:data:`ALL_ROWS` (``inference_log_all``) over every file of the log, and
+``inference_log``, the same with one row per ``event_id`` (the last scored:
+:data:`DEDUP_QUERY`; :func:`repeats` counts the rows it leaves out). Any SQL runs on
+them as written, e.g. :data:`DAILY_QUERY`::
 
     SELECT DATE(scored_at) AS date, model_version, COUNT(*) AS predictions, ...
     FROM inference_log GROUP BY 1, 2 ORDER BY date DESC;
@@ -11,9 +14,12 @@ reads it in place. :func:`connect` opens an in-memory DuckDB with one view,
 The connection's time zone is UTC, so ``DATE(scored_at)`` is the UTC date (the log's
 ``date`` partition), whatever the machine's zone.
 
-- :func:`daily_summary`: that table per day and model version, plus latency p50 / p99
+- :func:`summary`: that table per UTC hour or day (:func:`choose_bin`: hours when the
+  data spans less than :data:`HOURLY_BELOW`) and model version, plus latency p50 / p99
   (``quantile_cont``: linear interpolation, as ``numpy.percentile``) and the alert rate
-  (share of rows whose ``status`` is not ``NORMAL``).
+  (share of rows whose ``status`` is not ``NORMAL``); :func:`daily_summary` per day.
+- :func:`shadow_summary`: each shadow version beside its decider on the events both
+  scored (from ``shadow_scores``): count, mean scores, difference, status agreement.
 - :func:`drift_report`: per column (the score, then the numeric features), the
   population stability index (:func:`psi`) and the two-sample Kolmogorov-Smirnov test
   (``scipy.stats.ks_2samp``) between a reference and a current period, with a level
@@ -54,7 +60,11 @@ from typing import Any, Iterable, Sequence
 import duckdb
 
 __all__ = [
+    "ALL_ROWS",
+    "BINS",
     "DAILY_QUERY",
+    "DEDUP_QUERY",
+    "HOURLY_BELOW",
     "FIXED_COLUMNS",
     "SCORE_COLUMNS",
     "MonitoringError",
@@ -63,7 +73,11 @@ __all__ = [
     "columns",
     "versions",
     "time_range",
+    "repeats",
+    "choose_bin",
+    "summary",
     "daily_summary",
+    "shadow_summary",
     "score_histogram",
     "parse_day",
     "parse_period",
@@ -86,6 +100,26 @@ FIXED_COLUMNS = frozenset({
 SCORE_COLUMNS = frozenset({"fraud_score", "risk_score", "anomaly_score"})
 
 _NUMERIC_TYPES = re.compile(r"^(DOUBLE|FLOAT|REAL|DECIMAL.*|TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|U\w*INT)$")
+
+
+#: The view of every row as written or landed, repeats included.
+ALL_ROWS = "inference_log_all"
+
+#: The view ``inference_log``: one row per ``event_id``, the **last** scored (latest
+#: ``scored_at``). At-least-once delivery (``streamscore log land`` after a crash, a flow
+#: replaying from its last snapshot into Kafka) repeats events; the last record of an
+#: event is the one its consumers were left with (a table or compacted topic upserted by
+#: id holds it; a retraction or update, if any, comes after the first). Rows without an
+#: ``event_id`` are all kept.
+DEDUP_QUERY = (
+    f"SELECT * FROM {ALL_ROWS} QUALIFY event_id IS NULL "
+    "OR row_number() OVER (PARTITION BY event_id ORDER BY scored_at DESC NULLS LAST) = 1"
+)
+
+#: ``--bin``: the summaries' time bins (UTC).
+BINS = ("hour", "day")
+#: With no bin asked for, a log spanning less than this is summarised per hour.
+HOURLY_BELOW = timedelta(days=3)
 
 
 class MonitoringError(ValueError):
@@ -161,13 +195,27 @@ def connect(log_dir: str | Path, threads: int | None = None) -> duckdb.DuckDBPyC
     glob = (root.resolve() / "**" / "*.parquet").as_posix().replace("'", "''")
     try:
         con.execute(
-            "CREATE VIEW inference_log AS SELECT * FROM "
+            f"CREATE VIEW {ALL_ROWS} AS SELECT * FROM "
             f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
         )
+        has_id = "event_id" in {r[0] for r in con.execute(f"DESCRIBE {ALL_ROWS}").fetchall()}
+        con.execute(f"CREATE VIEW inference_log AS {DEDUP_QUERY if has_id else f'SELECT * FROM {ALL_ROWS}'}")
     except duckdb.Error as exc:  # e.g. a file that is not Parquet
         con.close()
         raise MonitoringError(f"cannot read the inference log in {str(root)!r}: {str(exc).splitlines()[0]}") from None
     return con
+
+
+def repeats(
+    con: duckdb.DuckDBPyConnection, since: str | date | None = None, until: str | date | None = None,
+    version: str | None = None,
+) -> int:
+    """How many rows the view ``inference_log`` leaves out as repeats of an ``event_id``
+    (rows of :data:`ALL_ROWS` minus rows of ``inference_log``, with the same filters)."""
+    where, params = _where(parse_day(since), parse_day(until), version)
+    (everything,) = _one(con, f"SELECT COUNT(*) FROM {ALL_ROWS} {where}", params)
+    (kept,) = _one(con, f"SELECT COUNT(*) FROM inference_log {where}", params)
+    return int(everything) - int(kept)
 
 
 def columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -314,7 +362,71 @@ def _where(
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-# --- daily summary ----------------------------------------------------------------------------
+# --- summary per time bin -----------------------------------------------------------------------
+
+
+def choose_bin(
+    con: duckdb.DuckDBPyConnection, since: str | date | None = None, until: str | date | None = None,
+    version: str | None = None,
+) -> str:
+    """``"hour"`` when the (filtered) log spans less than :data:`HOURLY_BELOW` (a live
+    run of a few hours is then a line, not one dot), else ``"day"``."""
+    rng = time_range(con, version, since, until)
+    return "hour" if rng is not None and rng[1] - rng[0] < HOURLY_BELOW else "day"
+
+
+def _check_bin(bin: str) -> str:
+    if bin not in BINS:
+        raise MonitoringError(f"bin {bin!r}: expected one of {', '.join(BINS)}")
+    return bin
+
+
+def summary(
+    con: duckdb.DuckDBPyConnection,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    version: str | None = None,
+    score: str = "fraud_score",
+    flag_threshold: float = 0.5,
+    bin: str = "day",
+) -> list[dict[str, Any]]:
+    """Per UTC time bin (``"hour"`` or ``"day"``, see :func:`choose_bin`) and model
+    version, newest first: ``bin`` (the bin's start, a UTC datetime), ``date`` (its UTC
+    day), ``model_version``, ``predictions``, ``avg_score``, ``flagged_count`` (rows with
+    ``score > flag_threshold``), ``avg_latency`` (the columns of :data:`DAILY_QUERY`),
+    plus ``p50_latency`` and ``p99_latency`` (ms, ``quantile_cont``), ``alerts`` (rows
+    whose ``status`` is not ``NORMAL``) and ``alert_rate`` (``alerts / predictions``).
+
+    Over the view ``inference_log``: one row per ``event_id`` (:data:`DEDUP_QUERY`;
+    :func:`repeats` counts what it leaves out). ``since`` / ``until`` are inclusive
+    days; ``version`` keeps one model version; ``score`` is the score column
+    (``fraud_score``, ``risk_score``; IoT ``anomaly_score``, whose nulls during warm-up
+    are left out of the average).
+    """
+    _require_numeric(con, score, "score column")
+    where, params = _where(parse_day(since), parse_day(until), version)
+    s = _q(score)
+    sql = f"""
+        SELECT date_trunc('{_check_bin(bin)}', scored_at) AS bin, model_version, COUNT(*) AS predictions,
+               AVG({s}) AS avg_score,
+               SUM(CASE WHEN {s} > ? THEN 1 ELSE 0 END) AS flagged_count, AVG(latency_ms) AS avg_latency,
+               quantile_cont(latency_ms, 0.5) AS p50_latency, quantile_cont(latency_ms, 0.99) AS p99_latency,
+               SUM(CASE WHEN status <> 'NORMAL' THEN 1 ELSE 0 END) AS alerts
+        FROM inference_log {where}
+        GROUP BY 1, 2 ORDER BY bin DESC NULLS LAST, model_version NULLS LAST
+    """
+    cur = con.execute(sql, [flag_threshold, *params])
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        r = dict(zip(names, row))
+        r["bin"] = None if r["bin"] is None else _utc(r["bin"])
+        r = {"bin": r["bin"], "date": None if r["bin"] is None else r["bin"].date(), **r}
+        r["flagged_count"] = int(r["flagged_count"] or 0)
+        r["alerts"] = int(r["alerts"] or 0)
+        r["alert_rate"] = r["alerts"] / r["predictions"] if r["predictions"] else None
+        out.append(r)
+    return out
 
 
 def daily_summary(
@@ -325,35 +437,89 @@ def daily_summary(
     score: str = "fraud_score",
     flag_threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
-    """Per UTC day and model version, newest day first: the columns of
-    :data:`DAILY_QUERY` (``date``, ``model_version``, ``predictions``, ``avg_score``,
-    ``flagged_count`` = rows with ``score > flag_threshold``, ``avg_latency``) plus
-    ``p50_latency`` and ``p99_latency`` (ms, ``quantile_cont``), ``alerts`` (rows whose
-    ``status`` is not ``NORMAL``) and ``alert_rate`` (``alerts / predictions``).
+    """:func:`summary` per UTC day."""
+    return summary(con, since, until, version, score, flag_threshold, bin="day")
 
-    ``since`` / ``until`` are inclusive days; ``version`` keeps one model version;
-    ``score`` is the score column (``fraud_score``, ``risk_score``; IoT ``anomaly_score``,
-    whose nulls during warm-up are left out of the average).
+
+# --- shadows beside their decider -----------------------------------------------------------------
+
+
+def shadow_summary(
+    con: duckdb.DuckDBPyConnection,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    version: str | None = None,
+    bin: str | None = None,
+    critical: float = 0.8,
+    warning: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Each shadow version beside the version that decided the same events (from the
+    rows' ``shadow_scores``): per ``model_version`` (the decider), ``shadow`` (and per
+    time ``bin`` when one is given, newest first), ``scored`` (events both scored),
+    ``avg_shadow`` and ``avg_decider`` (their mean ``fraud_score`` on those events),
+    ``avg_diff`` (shadow - decider) and ``avg_abs_diff``, ``agreement`` (the share of
+    events where the shadow's status would have been the decider's) and
+    ``shadow_alerts`` / ``decider_alerts`` (statuses not NORMAL).
+
+    The shadow's status is what the flow would have given with its score: the same
+    noisy-OR with the event's anomaly score as the decider's (the factor
+    ``(1 - risk_score) / (1 - fraud_score)`` of the row, so the anomaly weight need
+    not be known), against ``critical`` / ``warning`` (the flow's ``fraud.critical`` /
+    ``fraud.warning``). A log without ``shadow_scores``, ``fraud_score`` or
+    ``risk_score`` (the IoT flow's) has no shadows: ``[]``.
+
+    >>> import tempfile
+    >>> from models.inference_log import LogSpec, LogWriter, log_row
+    >>> spec = LogSpec("fraud", "id", "user", scores=("fraud_score", "risk_score"))
+    >>> root = Path(tempfile.mkdtemp())
+    >>> w = LogWriter(root, spec, part=0)
+    >>> w.write([log_row({"id": f"e{i}", "user": "u", "model_version": "m/1", "fraud_score": f, "risk_score": f,
+    ...     "status": "WARNING" if f > 0.5 else "NORMAL", "shadow_scores": {"m/2": s},
+    ...     "scored_at": "2026-11-26T10:00:00Z"}, spec) for i, (f, s) in enumerate([(0.1, 0.2), (0.6, 0.3)])])
+    >>> w.close()
+    >>> [(r["model_version"], r["shadow"], r["scored"], r["agreement"], round(r["avg_abs_diff"], 3))
+    ...  for r in shadow_summary(connect(root))]
+    [('m/1', 'm/2', 2, 0.5, 0.2)]
     """
-    _require_numeric(con, score, "score column")
-    where, params = _where(parse_day(since), parse_day(until), version)
-    s = _q(score)
+    cols = columns(con)
+    if not {"shadow_scores", "fraud_score", "risk_score", "status"} <= set(cols) or not cols["shadow_scores"].startswith("MAP"):
+        return []
+    where, params = _where(parse_day(since), parse_day(until), version, extra=["shadow_scores IS NOT NULL"])
+    by_bin = f"date_trunc('{_check_bin(bin)}', scored_at)" if bin else "NULL::TIMESTAMPTZ"
     sql = f"""
-        SELECT DATE(scored_at) AS date, model_version, COUNT(*) AS predictions, AVG({s}) AS avg_score,
-               SUM(CASE WHEN {s} > ? THEN 1 ELSE 0 END) AS flagged_count, AVG(latency_ms) AS avg_latency,
-               quantile_cont(latency_ms, 0.5) AS p50_latency, quantile_cont(latency_ms, 0.99) AS p99_latency,
-               SUM(CASE WHEN status <> 'NORMAL' THEN 1 ELSE 0 END) AS alerts
-        FROM inference_log {where}
-        GROUP BY 1, 2 ORDER BY date DESC NULLS LAST, model_version NULLS LAST
+        WITH pairs AS (
+            SELECT {by_bin} AS bin, model_version, entry.key AS shadow, entry.value AS shadow_score,
+                   fraud_score, risk_score, status
+            FROM (SELECT *, unnest(map_entries(shadow_scores)) AS entry FROM inference_log {where})
+        ), judged AS (
+            SELECT *, CASE
+                WHEN shadow_risk > ? THEN 'CRITICAL' WHEN shadow_risk > ? THEN 'WARNING' ELSE 'NORMAL'
+            END AS shadow_status
+            FROM (SELECT *, CASE
+                WHEN fraud_score < 1 AND risk_score IS NOT NULL
+                THEN 1 - (1 - shadow_score) * (1 - risk_score) / (1 - fraud_score)
+                ELSE shadow_score END AS shadow_risk FROM pairs)
+        )
+        SELECT bin, model_version, shadow, COUNT(*) AS scored, AVG(shadow_score) AS avg_shadow,
+               AVG(fraud_score) AS avg_decider, AVG(shadow_score - fraud_score) AS avg_diff,
+               AVG(ABS(shadow_score - fraud_score)) AS avg_abs_diff,
+               AVG(CASE WHEN shadow_status = status THEN 1.0 ELSE 0.0 END) AS agreement,
+               SUM(CASE WHEN shadow_status <> 'NORMAL' THEN 1 ELSE 0 END) AS shadow_alerts,
+               SUM(CASE WHEN status <> 'NORMAL' THEN 1 ELSE 0 END) AS decider_alerts
+        FROM judged WHERE shadow_score IS NOT NULL AND fraud_score IS NOT NULL
+        GROUP BY 1, 2, 3 ORDER BY bin DESC NULLS LAST, model_version NULLS LAST, shadow
     """
-    cur = con.execute(sql, [flag_threshold, *params])
+    cur = con.execute(sql, [*params, critical, warning])
     names = [d[0] for d in cur.description]
     out = []
     for row in cur.fetchall():
         r = dict(zip(names, row))
-        r["flagged_count"] = int(r["flagged_count"] or 0)
-        r["alerts"] = int(r["alerts"] or 0)
-        r["alert_rate"] = r["alerts"] / r["predictions"] if r["predictions"] else None
+        if bin:
+            r["bin"] = _utc(r["bin"])
+        else:
+            del r["bin"]
+        r["scored"], r["shadow_alerts"], r["decider_alerts"] = (
+            int(r["scored"]), int(r["shadow_alerts"] or 0), int(r["decider_alerts"] or 0))
         out.append(r)
     return out
 

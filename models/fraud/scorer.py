@@ -99,7 +99,7 @@ class FraudScorer:
         decider = models.decider_of(keys)
         fraud, versions = self._predict(X, models.deciders, decider)
         if models.shadows:
-            self._shadow(X, models, keys, records)
+            self._shadow(X, models, keys, records, decider)
         scored_at = time.time()
         stamp = format_time(scored_at)
         status_of, weight = self.thresholds.status, self.anomaly_weight
@@ -147,9 +147,10 @@ class FraudScorer:
         return fraud, versions
 
     @staticmethod
-    def _shadow(X: np.ndarray, models: Assignment, keys: list[str], records: list[dict[str, Any]]) -> None:
+    def _shadow(X: np.ndarray, models: Assignment, keys: list[str], records: list[dict[str, Any]],
+                decider: list[int]) -> None:
         """``shadow_scores`` of the rows each shadow model scores (never used for the status)."""
-        wanted = models.shadows_of(keys)
+        wanted = models.shadows_of(keys, decider)
         for ref, model in models.shadows.items():
             rows = [i for i, refs in enumerate(wanted) if ref in refs]
             if not rows:

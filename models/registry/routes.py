@@ -88,6 +88,14 @@ class Routes:
     raised from 5 % to 10 % keeps its 5 %. Shadow sets are nested: with two shadows at
     10 % and 5 %, the 5 % keys are among the 10 % ones.
 
+    A version may both decide and shadow (as a SageMaker endpoint's production variant
+    takes its weighted share of the traffic while a shadow variant gets a copy of it):
+    ``Routes.parse("m/1:90,m/2:10", "m/2:100")`` lets ``m/2`` decide 10 % of the keys and
+    score the other 90 % in shadow, beside ``m/1``'s decision. A shadow never scores the
+    keys its own version decides (its score there *is* the decision): the serving side
+    drops it (:meth:`models.serving.Assignment.shadows_of`, by resolved version). A
+    reference listed twice in the same role is still an error.
+
     >>> r = Routes.parse("fraud_model/3:90,fraud_model/4:10", "fraud_model/5:5")
     >>> r.decide, r.shadow
     ((('fraud_model/3', 0.9), ('fraud_model/4', 0.1)), (('fraud_model/5', 0.05),))
@@ -283,9 +291,14 @@ def _checked_pairs(pairs: Any, what: str) -> tuple[tuple[str, float], ...]:
 
 
 def _no_repeats(decide: tuple[tuple[str, float], ...], shadow: tuple[tuple[str, float], ...]) -> None:
-    seen: dict[str, str] = {}
+    """A reference at most once per role; the same one may decide and shadow (see :class:`Routes`)."""
     for role, pairs in (("decide", decide), ("shadow", shadow)):
+        seen: set[str] = set()
         for ref, _ in pairs:
             if ref in seen:
-                raise RoutesError(f"{ref} is listed twice (in {seen[ref]} and {role}): name each model once")
-            seen[ref] = role
+                raise RoutesError(f"{ref} is listed twice in {role}: name each model once per role")
+            seen.add(ref)
+    if len(decide) == 1 and decide[0][0] in {ref for ref, _ in shadow}:
+        ref = decide[0][0]
+        raise RoutesError(f"{ref} decides every key, so as a shadow it would score none: "
+                          f"give it a decide share below 100 % or drop the shadow")

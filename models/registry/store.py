@@ -116,25 +116,33 @@ class Registry:
             )
         return data, manifest
 
-    def list(self, name: str) -> builtins.list[dict[str, Any]]:
+    def list(self, name: str, ref: str | None = None) -> builtins.list[dict[str, Any]]:
         """A summary of every version of ``name``, oldest first: ``ref``, ``version``,
         ``created_at``, ``metrics``, ``training_window``, ``evaluation_window``, ``aliases``
-        (those pointing at it) and ``routes`` (``{"decide": weight}`` / ``{"shadow": share}``
-        when the routes use it, else ``{}``).
+        (those pointing at it), ``routes`` (``{"decide": weight}`` / ``{"shadow": share}``
+        when the routes use it, else ``{}``), and what a flow does with it: ``decides``
+        (the fraction of keys whose status it decides: its routes' weight, or 1.0 for the
+        version ``ref`` resolves to when no routes are set; ``ref`` is the flow's
+        ``model.ref``, default ``name@production``) and ``shadows`` (the fraction of the
+        keys it does not decide that it scores in shadow, or ``None``).
 
         >>> import tempfile
         >>> reg = Registry(tempfile.mkdtemp())
         >>> _ = [reg.publish("m", b"x", {"metrics": {"roc_auc": 0.9}}) for _ in range(2)]
-        >>> reg.set_alias("m", "production", 1)
-        >>> reg.set_routes("m", Routes.parse("m@production", "m/2:10"))
-        >>> [(s["ref"], s["aliases"], s["routes"]) for s in reg.list("m")]
-        [('m/1', ['production'], {'decide': 1.0}), ('m/2', [], {'shadow': 0.1})]
+        >>> reg.set_alias("m", "production", 2)
+        >>> [(s["ref"], s["aliases"], s["decides"]) for s in reg.list("m")]
+        [('m/1', [], 0.0), ('m/2', ['production'], 1.0)]
+        >>> reg.set_routes("m", Routes.parse("m/1:90,m/2:10", "m/2:20"))
+        >>> [(s["ref"], s["aliases"], s["routes"], s["decides"], s["shadows"]) for s in reg.list("m")]
+        [('m/1', [], {'decide': 0.9}, 0.9, None), ('m/2', ['production'], {'decide': 0.1, 'shadow': 0.2}, 0.1, 0.2)]
         """
         usage = self._usage(name)
+        flow = None if self.routes(name) is not None else self._try_resolve(ref or format_ref(name))
         out = []
         for version in self.versions(name):
             m = self._manifest(name, version)
             aliases, routes = usage.get(version, ([], {}))
+            decides = 1.0 if flow == (name, version) else routes.get("decide", 0.0)
             out.append({
                 "name": name,
                 "version": version,
@@ -146,8 +154,38 @@ class Registry:
                 "sha256": m.get("sha256"),
                 "aliases": aliases,
                 "routes": routes,
+                "decides": decides,
+                "shadows": routes.get("shadow"),
             })
         return out
+
+    def overridden(self, name: str, ref: str | None = None) -> str | None:
+        """Why ``ref`` (a flow's ``model.ref``, default ``name@production``) does not decide
+        alone: a sentence naming it and the routes that decide instead, or ``None`` when no
+        routes are set or they decide by ``ref`` alone (a flow follows the routes, so
+        moving the alias then changes no decision).
+
+        >>> import tempfile
+        >>> reg = Registry(tempfile.mkdtemp())
+        >>> _ = [reg.publish("m", b"x", {}, alias="production") for _ in range(2)]
+        >>> reg.overridden("m") is None
+        True
+        >>> reg.set_routes("m", Routes.parse("m/1:90,m/2:10"))
+        >>> print(reg.overridden("m"))
+        the routes of m decide (m/1 90 %, m/2 10 %), not m@production (-> m/2), which a flow would otherwise follow: moving m@production changes no decision while the routes are set (`streamscore models routes m --clear` goes back to it)
+        """
+        routes = self.routes(name)
+        ref = format_ref(*parse_ref(ref or name))
+        if routes is None or routes.decide == ((ref, 1.0),):
+            return None
+        target = self._try_resolve(ref)
+        arrow = "" if target is None or format_ref(target[0], version=target[1]) == ref \
+            else f" (-> {format_ref(target[0], version=target[1])})"
+        deciders = ", ".join(f"{r} {_pct(w)} %" for r, w in routes.decide)
+        change = f"moving {ref}" if "@" in ref else "a new version"
+        return (f"the routes of {name} decide ({deciders}), not {ref}{arrow}, which a flow would otherwise follow: "
+                f"{change} changes no decision while the routes are set "
+                f"(`streamscore models routes {name} --clear` goes back to it)")
 
     def delete(self, name: str, version: int) -> None:
         """Remove ``name/version``. Refused (:class:`RegistryError` naming each user) while an

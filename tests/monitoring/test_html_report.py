@@ -254,10 +254,10 @@ def test_report_renders_every_chart_offline(browser, report, tmp_path):
     session = browser.open_page(url)
     body = browser.evaluate(session, BODY_JS)
     charts = browser.evaluate(session, CHARTS_JS)
-    assert len(charts) == 5
+    assert len(charts) == 6
     assert body["charts"] == body["rendered"] == str(len(charts)), body
     assert [c["id"] for c in charts] == ["chart-predictions", "chart-alert-rate", "chart-score-hist",
-                                         "chart-latency", "chart-drift"]
+                                         "chart-latency", "chart-shadow", "chart-drift"]
     for c in charts:
         assert c["name"] and c["title"] and c["svgs"] == 1, c
         assert c["marks"] > 0 and c["boxed"] == c["marks"] and c["drawn"] == str(c["marks"]), c
@@ -265,6 +265,8 @@ def test_report_renders_every_chart_offline(browser, report, tmp_path):
     by = {c["name"]: c for c in charts}
     assert int(by["predictions"]["points"]) == 2 * 6 - 1  # one bar per day and version
     assert int(by["drift"]["points"]) == 9  # fraud_score and the top 8 features
+    # fraud_model/3 shadows both deciders: agreement and |diff| per day of each pair
+    assert int(by["shadow"]["points"]) == 2 * (2 * 6 - 1)
     assert body["width"] <= WIDTH  # nothing overflows sideways
 
     problems = browser.problems(session, url)
@@ -277,6 +279,33 @@ def test_report_renders_every_chart_offline(browser, report, tmp_path):
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         (ROOT / "docs" / "monitor-report.png").write_bytes(png)
+
+
+def test_a_live_run_is_drawn_per_hour_with_shadows_and_without_repeats(browser, tmp_path):
+    """A few hours of a live run (tests/monitoring/test_queries.py `write_live_log`): one dot
+    per hour, not one per chart; the shadow beside its decider; the repeats removed."""
+    from tests.monitoring.test_queries import LIVE_HOURS, write_live_log
+
+    recs, repeats = write_live_log(tmp_path / "log")
+    page = write_html(connect(tmp_path / "log"), tmp_path / "live.html")
+    session = browser.open_page(page.as_uri())
+    body = browser.evaluate(session, BODY_JS)
+    by = {c["name"]: c for c in browser.evaluate(session, CHARTS_JS)}
+    assert body["charts"] == body["rendered"] == str(len(by)) == "6", body
+    assert list(by) == ["predictions", "alert-rate", "score-hist", "latency", "shadow", "drift"]
+    assert int(by["predictions"]["points"]) == 2 * LIVE_HOURS  # a bar per hour and version
+    assert int(by["alert-rate"]["points"]) == 2 * LIVE_HOURS
+    assert int(by["shadow"]["points"]) == 2 * LIVE_HOURS  # fraud_model/2 beside fraud_model/1: agreement, |diff|
+    assert all(c["boxed"] == c["marks"] for c in by.values())
+    report = json.loads(browser.evaluate(session, "document.body.dataset.report"))
+    assert report["bin"] == "hour" and report["bins"] == LIVE_HOURS
+    assert report["predictions"] == len(recs) and report["repeats_removed"] == len(repeats)
+    assert report["shadows"] == ["fraud_model/1 -> fraud_model/2"]
+    text = page.read_text()
+    assert "Predictions per hour" in text and 'id="shadow-table"' in text
+    assert f"{len(repeats):,} repeats of an event_id removed" in text
+    problems = browser.problems(session, page.as_uri())
+    assert problems == {"console": [], "exceptions": [], "log": [], "requests": []}, problems
 
 
 def test_the_checks_catch_a_broken_page(browser, tmp_path):

@@ -330,10 +330,16 @@ def test_cli_monitor_table(log):
     res = _run("monitor", str(log[0]))
     assert res.return_value == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith(f"inference log {log[0]}: 3,600 predictions, 2026-11-20 .. 2026-11-25")
-    assert lines[1].split()[:4] == ["date", "model_version", "predictions", "avg"]
-    assert len(lines) == 2 + 2 * DAYS - 1
-    assert lines[2].startswith("2026-11-25  fraud_model/1")
+    assert lines[0] == f"inference log {log[0]}: 3,600 predictions, 2026-11-20 .. 2026-11-25, per day"
+    assert lines[1] == "  repeats of an event_id removed: 0"
+    assert lines[2].split()[:4] == ["date", "model_version", "predictions", "avg"]
+    table = lines[3:lines.index("")]
+    assert len(table) == 2 * DAYS - 1
+    assert table[0].startswith("2026-11-25  fraud_model/1")
+    # the log's 10 % of shadow scores by fraud_model/3, beside each decider
+    shadows = lines[lines.index("") + 3:]
+    assert [line.split()[:2] for line in shadows] == [["fraud_model/1", "fraud_model/3"],
+                                                      ["fraud_model/2", "fraud_model/3"]]
 
 
 def test_cli_monitor_json_version_filter_and_env_default(log, monkeypatch, con):
@@ -343,10 +349,12 @@ def test_cli_monitor_json_version_filter_and_env_default(log, monkeypatch, con):
     out = json.loads(res.output)
     assert out["log_dir"] == str(log[0]) and out["filters"]["version"] == "fraud_model/2"
     want = mon.daily_summary(con, since="2026-11-22", version="fraud_model/2")
-    assert [d["date"] for d in out["daily"]] == [str(r["date"]) for r in want] == [
+    assert out["bin"] == "day" and out["repeats_removed"] == 0
+    assert [d["date"] for d in out["summary"]] == [str(r["date"]) for r in want] == [
         "2026-11-25", "2026-11-24", "2026-11-23", "2026-11-22"]
-    assert [d["p99_latency"] for d in out["daily"]] == pytest.approx([r["p99_latency"] for r in want])
-    assert {d["model_version"] for d in out["daily"]} == {"fraud_model/2"}
+    assert [d["p99_latency"] for d in out["summary"]] == pytest.approx([r["p99_latency"] for r in want])
+    assert {d["model_version"] for d in out["summary"]} == {"fraud_model/2"}
+    assert [(d["model_version"], d["shadow"]) for d in out["shadows"]] == [("fraud_model/2", "fraud_model/3")]
     assert "drift" not in out
 
 
@@ -360,7 +368,7 @@ def test_cli_monitor_drift_and_html(log, tmp_path):
     flagged = {c["column"] for c in out["drift"]["columns"] if c["flagged"]}
     assert {"fraud_score", "amount"} <= flagged
     text = page.read_text()
-    assert text.count('<figure class="chart') == 5 and "amount" in text
+    assert text.count('<figure class="chart') == 6 and "amount" in text and 'id="chart-shadow"' in text
     res = _run("monitor", str(log[0]), "--drift", "--features", "fraud_score,merchant_risk_score")
     assert res.return_value == 0
     ref, cur = mon.default_periods(mon.connect(log[0]))  # the first and the second half of the range
@@ -460,3 +468,145 @@ def test_grafana_dashboard_uses_only_defined_metrics():
                 assert labels <= set().union(*(defined[n] for n in names)), (p["title"], labels)
     assert {"scoring_records_total", "scoring_predictions_total", "scoring_latency_seconds_bucket",
             "scoring_score_bucket", "scoring_model_info"} <= used
+
+
+# --- a live run: hours, shadows, at-least-once repeats ----------------------------------------------
+
+LIVE_START = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+LIVE_HOURS = 5
+
+
+def live_records(n: int = 3000, seed: int = 11) -> list[dict]:
+    """A few hours of a live run: 90/10 split between versions 1 and 2; version 2 also
+    shadows 30 % of version 1's keys (as `--shadow fraud_model/2:30` with the split)."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for i, r in enumerate(synthetic_records(seed, per_day=n)[:n]):
+        at = LIVE_START + timedelta(seconds=float(rng.uniform(0, LIVE_HOURS * 3600 - 60)))  # repeats +30 s stay in
+        version = "fraud_model/2" if rng.random() < 0.1 else "fraud_model/1"
+        shadow = min(1.0, r["fraud_score"] * float(rng.uniform(0.5, 2.5)))
+        recs.append({**r, "transaction_id": f"live-{i}", "model_version": version,
+                     "scored_at": at.isoformat().replace("+00:00", "Z"),
+                     "shadow_scores": {"fraud_model/2": shadow} if version == "fraud_model/1" and rng.random() < 0.3
+                     else None})
+    return recs
+
+
+def write_live_log(root: Path, repeat_every: int = 7) -> tuple[list[dict], list[dict]]:
+    """The live run's log, plus every ``repeat_every``-th event landed again 30 s later with
+    another score (at-least-once: a lander's file written again after a crash before its
+    commit, or a flow's replay from its last snapshot). Returns (first records, repeats)."""
+    recs = live_records()
+    repeats = []
+    for r in recs[::repeat_every]:
+        again = datetime.fromisoformat(r["scored_at"].replace("Z", "+00:00")) + timedelta(seconds=30)
+        repeats.append({**r, "fraud_score": 0.99, "risk_score": 0.99, "status": "CRITICAL",
+                        "scored_at": again.isoformat().replace("+00:00", "Z")})
+    first, second = LogWriter(root, SPEC, part=0), LogWriter(root, SPEC, part=1)  # two landers' files
+    first.write([log_row(r, SPEC) for r in recs])
+    second.write([log_row(r, SPEC) for r in repeats])
+    first.close()
+    second.close()
+    return recs, repeats
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> tuple[Path, list[dict], list[dict]]:
+    root = tmp_path_factory.mktemp("live") / "inference_log"
+    return (root, *write_live_log(root))
+
+
+def test_repeats_of_an_event_id_are_counted_once_the_last_kept(live):
+    root, recs, repeats = live
+    c = mon.connect(root)
+    assert c.execute(f"SELECT COUNT(*) FROM {mon.ALL_ROWS}").fetchone()[0] == len(recs) + len(repeats)
+    # the view, the user's query on it and every summary count each event once
+    assert c.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM inference_log").fetchone() == (len(recs),) * 2
+    assert sum(r[2] for r in c.execute(mon.DAILY_QUERY).fetchall()) == len(recs)
+    assert sum(r["predictions"] for r in mon.summary(c, bin="hour")) == len(recs)
+    assert mon.repeats(c) == len(repeats) and mon.repeats(c, version="fraud_model/2") == sum(
+        r["model_version"] == "fraud_model/2" for r in repeats)
+    # the last record of an event is kept: the repeat, scored later
+    kept = dict(c.execute("SELECT event_id, fraud_score FROM inference_log").fetchall())
+    assert all(kept[r["transaction_id"]] == 0.99 for r in repeats)
+    assert sum(r["alerts"] for r in mon.summary(c)) == sum(
+        1 for r in recs if r["status"] != "NORMAL" and r["transaction_id"] not in {x["transaction_id"] for x in repeats}
+    ) + len(repeats)
+
+
+def test_hour_bins_for_a_live_run_and_day_bins_for_days(live, log):
+    root, recs, _ = live
+    c = mon.connect(root)
+    assert mon.choose_bin(c) == "hour" and mon.choose_bin(mon.connect(log[0])) == "day"
+    hourly = mon.summary(c, bin="hour")
+    want: dict[tuple, int] = defaultdict(int)
+    for r in mon.connect(root).execute("SELECT scored_at, model_version FROM inference_log").fetchall():
+        want[(r[0].replace(minute=0, second=0, microsecond=0), r[1])] += 1
+    assert {(r["bin"], r["model_version"]): r["predictions"] for r in hourly} == want
+    assert len({r["bin"] for r in hourly}) == LIVE_HOURS
+    assert [r["bin"] for r in hourly] == sorted((r["bin"] for r in hourly), reverse=True)
+    daily = mon.summary(c, bin="day")
+    assert [(r["date"], r["model_version"]) for r in daily] == [(LIVE_START.date(), "fraud_model/1"),
+                                                              (LIVE_START.date(), "fraud_model/2")]
+    with pytest.raises(mon.MonitoringError, match="bin 'week': expected one of hour, day"):
+        mon.summary(c, bin="week")
+
+
+def _shadow_status(shadow: float, r: dict) -> str:
+    """What the flow would have said with the shadow's score (anomaly weight 0.4, 0.8 / 0.5)."""
+    risk = 1 - (1 - shadow) * (1 - 0.4 * (r["anomaly_score"] or 0.0))
+    return "CRITICAL" if risk > 0.8 else "WARNING" if risk > 0.5 else "NORMAL"
+
+
+def test_shadows_beside_their_decider_match_python(live):
+    root, recs, repeats = live
+    c = mon.connect(root)
+    again = {r["transaction_id"] for r in repeats}
+    pairs = [r for r in recs if r["shadow_scores"] and r["transaction_id"] not in again]
+    pairs += [r for r in repeats if r["shadow_scores"]]  # the kept (last) record of a repeated event
+    [got] = mon.shadow_summary(c)
+    assert (got["model_version"], got["shadow"], got["scored"]) == ("fraud_model/1", "fraud_model/2", len(pairs))
+    s = [r["shadow_scores"]["fraud_model/2"] for r in pairs]
+    f = [r["fraud_score"] for r in pairs]
+    assert got["avg_shadow"] == pytest.approx(np.mean(s)) and got["avg_decider"] == pytest.approx(np.mean(f))
+    assert got["avg_diff"] == pytest.approx(np.mean(np.subtract(s, f)))
+    assert got["avg_abs_diff"] == pytest.approx(np.mean(np.abs(np.subtract(s, f))))
+    agree = [_shadow_status(x, r) == r["status"] for x, r in zip(s, pairs)]
+    assert got["agreement"] == pytest.approx(np.mean(agree)) and 0.5 < got["agreement"] < 1.0
+    assert got["shadow_alerts"] == sum(_shadow_status(x, r) != "NORMAL" for x, r in zip(s, pairs))
+    hourly = mon.shadow_summary(c, bin="hour")
+    assert len(hourly) == LIVE_HOURS and sum(r["scored"] for r in hourly) == len(pairs)
+    assert mon.shadow_summary(c, version="fraud_model/2") == []  # version 2 decided, nobody shadowed it
+
+
+def test_a_shadow_identical_to_its_decider_always_agrees(tmp_path):
+    recs = [{**r, "shadow_scores": {"fraud_model/9": r["fraud_score"]}} for r in live_records(600)]
+    w = LogWriter(tmp_path / "log", SPEC, part=0)
+    w.write([log_row(r, SPEC) for r in recs])
+    w.close()
+    rows = mon.shadow_summary(mon.connect(tmp_path / "log"))
+    assert {(r["model_version"], r["agreement"], r["avg_abs_diff"]) for r in rows} == {
+        ("fraud_model/1", 1.0, 0.0), ("fraud_model/2", 1.0, 0.0)}
+    assert sum(r["decider_alerts"] for r in rows) == sum(r["shadow_alerts"] for r in rows) > 0
+
+
+def test_cli_monitor_live_run(live):
+    root, recs, repeats = live
+    res = _run("monitor", str(root))
+    assert res.return_value == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == (f"inference log {root}: {len(recs):,} predictions, 2026-11-26 09:00 .. 2026-11-26 13:00, "
+                        "per hour")
+    assert lines[1] == f"  repeats of an event_id removed: {len(repeats):,} (the last record of each kept)"
+    assert lines[2].split()[:3] == ["hour", "(UTC)", "model_version"]
+    assert lines[3].startswith("2026-11-26 13:00  fraud_model/1")
+    assert "shadows beside their decider" in res.output
+    assert re.search(r"^fraud_model/1\s+fraud_model/2\s+[\d,]+\s", res.output, re.M)
+    out = json.loads(_run("monitor", str(root), "--json").output)
+    assert out["bin"] == "hour" and out["repeats_removed"] == len(repeats)
+    assert len({r["bin"] for r in out["summary"]}) == LIVE_HOURS and out["summary"][0]["bin"] == "2026-11-26T13:00:00Z"
+    assert [(s["model_version"], s["shadow"]) for s in out["shadows"]] == [("fraud_model/1", "fraud_model/2")]
+    day = json.loads(_run("monitor", str(root), "--json", "--bin", "day").output)
+    kept = {r["transaction_id"]: r["model_version"] for r in [*recs, *repeats]}  # one per event
+    assert day["bin"] == "day" and [r["predictions"] for r in day["summary"]] == [
+        sum(v == version for v in kept.values()) for version in ("fraud_model/1", "fraud_model/2")]
