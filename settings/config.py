@@ -900,7 +900,7 @@ class FraudConfig(_FlowConfig):
     explain_method: ExplainMethod = _key("fraud.explain_method", "paths",
                                          "how top features are found: paths (path contributions, O(depth) per "
                                          "tree for a whole batch at once) or treeshap (exact, about 20x the cost)")
-    explain_budget: int = _key("fraud.explain_budget", 256,
+    explain_budget: int = _key("fraud.explain_budget", 64,
                                "at most this many alerts of one batch get top features, CRITICAL first; the "
                                "others carry reasons_skipped (an alert storm cannot stall scoring)", ge=0)
     #: drift of each model version's score stream (PageHinkley, rises): threshold (0: off), delta, warm-up

@@ -69,7 +69,7 @@ class FraudScoringConfig:
     thresholds: Thresholds = Thresholds()
     explain: str = "alerts"
     explain_method: str = "paths"
-    explain_budget: int = 256
+    explain_budget: int = 64
     dedup_horizon_s: float = DEDUP_HORIZON_S
     dedup_max_ids: int = DEDUP_MAX_IDS
     idle_expiry_s: float = IDLE_EXPIRY_S
