@@ -706,7 +706,8 @@ class KafkaConfig(_Settings):
                              "where a run starts reading when recovery has no offsets: earliest, latest or "
                              "committed (the consumer group's offsets; the beginning of partitions it never read)")
     group: str = _key("kafka.group", "streamscore-{flow}",
-                      "consumer group whose offsets `committed` uses; {flow} is the flow's name",
+                      "consumer group whose offsets `committed` uses, and that the flow commits its "
+                      "offsets to at every snapshot (for lag tools); {flow} is the flow's name",
                       validate_default=True)
     check_timeout_s: float = _key("kafka.check_timeout_s", 10.0,
                                   "how long the start-up broker check waits, seconds", ge=0.1)
