@@ -38,6 +38,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from settings.config import ConfigError, KafkaConfig
 from dataflows.connectors.kafka import KafkaUnavailable, check_broker, client_config
+from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG
+from settings.logs import configure_logging
 
 from features.formats import iter_raw
 
@@ -159,7 +161,8 @@ def replay(
     """Produce ``events``; paced to ``rate`` events/s when given. Returns counts."""
     from tqdm import tqdm
 
-    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka)})
+    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka),
+                         "logger": _LIBRDKAFKA_LOG})  # librdkafka's lines as JSON log lines, not raw %4|... text
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                         "customer_id or iot.key_field)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    configure_logging()
     flow, generate, entity = FLOWS[a.flow]
     try:
         kafka = KafkaConfig.from_env(flow=flow)

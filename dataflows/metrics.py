@@ -11,6 +11,8 @@ Served by Bytewax at ``/metrics`` when the flow runs with
 - ``scoring_predictions_total{flow, model_version, role}``: scored records by the
   version that decided them (``role="decide"``) and by each shadow version that
   scored them too (``role="shadow"``);
+- ``scoring_events_missing_field_total{flow, field}``: input events without a configured
+  field (the IoT flow's key, time and sensor fields; see :meth:`_Metrics.missing_fields`);
 - ``scoring_model_score{flow, model_version, role}``: the model's own score
   (``fraud_score``; a shadow's score for ``role="shadow"``) by version, so versions
   of a split or a shadow can be compared live.
@@ -45,6 +47,8 @@ class _Metrics:
             "Records over the Kafka producer's message.max.bytes (counted in scoring_records_total "
             "before the sink), by the output they were meant for and what was produced instead",
             ["flow", "output", "instead"])
+        self.missing_field = Counter("scoring_events_missing_field_total",
+                                     "Input events without a configured key, time or sensor field", ["flow", "field"])
         self._seen_versions: set[tuple[str, str]] = set()
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
 
@@ -54,6 +58,11 @@ class _Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def missing_fields(self, flow: str, fields: list[str]) -> None:
+        """Count one input event without each of ``fields``."""
+        for f in fields:
+            self._child(self.missing_field, flow, f).inc()
 
     def observe(self, flow: str, output: str, record: dict[str, Any]) -> None:
         """Count one written record; scored records also feed latency, score and model info."""

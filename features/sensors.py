@@ -37,7 +37,7 @@ sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from features.windows import TILES, TiledWindows
 # ``format_time`` and ``parse_time`` are imported for use here; they (and ``shard_of``)
 # live in (and should be imported from) ``features.records``.
 __all__ = [
+    "FieldPresence",
     "DEFAULT_SENSORS",
     "SensorConfig",
     "Reading",
@@ -244,6 +245,45 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
             f"reading of {config.key_field}={device!r} has none of the sensor fields {list(config.sensors)!r}"
         )
     return Reading(device, t, values, t if arrival is None else float(arrival), timed_by_arrival, fields)
+
+
+class FieldPresence:
+    """Which configured fields the events lack: :meth:`see` returns the fields an event
+    does not have (absent, ``None`` or ``""``), and, once the first ``first_n`` events
+    have been seen, the fields none of them had (each reported once; ``first_n`` 0: never).
+    A field absent from every one of the first events is a misconfiguration (a typo in
+    ``iot.sensor_fields``, ``iot.time_field`` on data whose time is in another field)
+    rather than a sparse sensor.
+
+    >>> p = FieldPresence(("ts", "temp", "vibraton"), first_n=2)
+    >>> p.see({"ts": 1, "temp": 20.5})
+    (['vibraton'], [])
+    >>> p.see({"ts": 2, "temp": None})
+    (['temp', 'vibraton'], ['vibraton'])
+    >>> p.see({"ts": 3})
+    (['temp', 'vibraton'], [])
+    """
+
+    __slots__ = ("fields", "first_n", "seen", "present")
+
+    def __init__(self, fields: Iterable[str], first_n: int = 1000) -> None:
+        self.fields = tuple(dict.fromkeys(fields))
+        self.first_n = first_n
+        self.seen = 0
+        self.present: set[str] = set()
+
+    def see(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """``(fields this event lacks, fields absent from all of the first first_n events)``;
+        the second list is non-empty at most once."""
+        missing = [f for f in self.fields if event.get(f) is None or event.get(f) == ""]
+        if self.seen >= self.first_n:
+            return missing, []
+        self.seen += 1
+        if len(missing) < len(self.fields):
+            self.present.update(f for f in self.fields if f not in missing)
+        if self.seen < self.first_n:
+            return missing, []
+        return missing, [f for f in self.fields if f not in self.present]
 
 
 def window_label(w: float) -> str:
