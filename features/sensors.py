@@ -25,7 +25,7 @@ sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
 >>> cfg = SensorConfig(sensors=("temperature",), windows_s=(120.0,))
 >>> r = parse_reading('{"device_id": "d1", "timestamp": "2024-01-01T00:00:00Z", "temperature": "20.5"}',
 ...                   cfg, arrival=0.0)
->>> r.device, r.t, r.values, r.timed_by_arrival
+>>> r.device, r.t, r.values, r.time_from_arrival
 ('d1', 1704067200.0, {'temperature': 20.5}, False)
 >>> dev = DeviceFeatures(cfg)
 >>> _ = dev.update(r.t, r.values)
@@ -143,7 +143,7 @@ class Reading(msgspec.Struct, frozen=True):
 
     ``device``: the key; ``t``: event time (epoch s); ``values``: every configured
     sensor, ``None`` when missing; ``arrival``: when it was received (epoch s);
-    ``timed_by_arrival``: the input had no time, so ``t == arrival``; ``fields``:
+    ``time_from_arrival``: the input had no time, so ``t == arrival``; ``fields``:
     the input mapping as received, carried unchanged into the output record.
     """
 
@@ -151,7 +151,7 @@ class Reading(msgspec.Struct, frozen=True):
     t: float
     values: dict[str, float | None]
     arrival: float
-    timed_by_arrival: bool = False
+    time_from_arrival: bool = False
     fields: dict[str, Any] = {}
 
     @property
@@ -192,7 +192,7 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
 
     Missing sensors (absent, None, empty string or NaN) are ``None``; numeric
     strings are accepted. A reading without the time field (absent, None or
-    empty) is timed by ``arrival`` and flagged ``timed_by_arrival``. Invalid
+    empty) is timed by ``arrival`` and flagged ``time_from_arrival``. Invalid
     (:class:`~features.records.ValidationError`, naming the field): no key, or a
     key that is a boolean, a list, an object or a non-finite number; a bad time
     (and, with ``max_future_s`` and ``arrival``, a time more than ``max_future_s``
@@ -203,7 +203,7 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
 
     >>> cfg = SensorConfig(key_field="id", time_field="ts", sensors=("a", "b"))
     >>> r = parse_reading({"id": 7, "a": None, "b": "2", "label": 1}, cfg, arrival=42.0)
-    >>> r.device, r.t, r.values, r.timed_by_arrival, r.fields["label"]
+    >>> r.device, r.t, r.values, r.time_from_arrival, r.fields["label"]
     ('7', 42.0, {'a': None, 'b': 2.0}, True, 1)
     >>> parse_reading({"id": "d1", "ts": 1, "a": "hot"}, cfg, arrival=0.0)
     Traceback (most recent call last):
@@ -233,10 +233,10 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
         if when is None or when == "":
             if arrival is None:
                 raise ValidationError(f"field {config.time_field!r} is missing and no arrival time was given")
-            t, timed_by_arrival = float(arrival), True
+            t, time_from_arrival = float(arrival), True
         else:
             not_after = None if max_future_s is None or arrival is None else float(arrival) + max_future_s
-            t, timed_by_arrival = parse_time(when, config.time_field, not_after), False
+            t, time_from_arrival = parse_time(when, config.time_field, not_after), False
         values = {s: _sensor_value(fields, s) for s in config.sensors}
     except ValidationError as exc:
         raise ValidationError(f"reading of {config.key_field}={device!r}: {exc}") from None
@@ -244,7 +244,7 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
         raise ValidationError(
             f"reading of {config.key_field}={device!r} has none of the sensor fields {list(config.sensors)!r}"
         )
-    return Reading(device, t, values, t if arrival is None else float(arrival), timed_by_arrival, fields)
+    return Reading(device, t, values, t if arrival is None else float(arrival), time_from_arrival, fields)
 
 
 class FieldPresence:

@@ -295,7 +295,7 @@ def test_replayed_demo_events_score_as_the_file_run_per_customer(fraud_env, tmp_
     t = topics("replayed")
     create_topics(t)
     res = subprocess.run([sys.executable, "-m", "cli.replay", "--events", str(n), "--seed", str(seed),
-                          "--topic", t["in"], "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          "--bad-rate", str(file_cfg.io.bad_rate), "--topic", t["in"], "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BROKER})
     assert res.returncode == 0, res.stderr
     assert all(line.startswith("{") for line in res.stderr.splitlines()), res.stderr  # librdkafka's lines too
