@@ -285,7 +285,10 @@ def test_replayed_demo_events_score_as_the_file_run_per_customer(fraud_env, tmp_
     from features.transactions import STREAM_FEATURES
 
     n, seed = 4000, 5
-    common = dict(STREAMSCORE_FEAST__REPO=str(fraud_env.repo), STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry))
+    # (a generous lookup timeout: on a loaded machine a lookup falling back to defaults would
+    # change fraud_score; feature_fallback is checked below)
+    common = dict(STREAMSCORE_FEAST__REPO=str(fraud_env.repo), STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry),
+                  STREAMSCORE_FEAST__LOOKUP_TIMEOUT_S="30")
     file_cfg = FraudConfig.from_env({"STREAMSCORE_SOURCE": "generator", "STREAMSCORE_IO__GENERATOR_EVENTS": str(n),
                                      "STREAMSCORE_IO__GENERATOR_SEED": str(seed), "STREAMSCORE_IO__OUTPUT_DIR": str(tmp_path),
                                      "STREAMSCORE_INFERENCE_LOG__ENABLED": "false", **common})
@@ -303,6 +306,7 @@ def test_replayed_demo_events_score_as_the_file_run_per_customer(fraud_env, tmp_
     by_kafka = dict(consume_all(t["scored"], expected=len(by_file), idle_s=1.0))
 
     assert set(by_kafka) == set(by_file) and len(by_file) > 0.99 * n
+    assert not any(r["feature_fallback"] for r in (*by_file.values(), *by_kafka.values()))
     kept = (*STREAM_FEATURES, "late_event", "amount_score", "fraud_score")
     differ = {k: [f for f in kept if by_kafka[k].get(f) != r.get(f)] for k, r in by_file.items()}
     assert {k: d for k, d in differ.items() if d} == {}

@@ -65,7 +65,7 @@ class _Partition(StatefulSourcePartition[Any, Any]):
             try:
                 _low, high = inner._consumer.get_watermark_offsets(  # Bytewax's consumer (0.21.1)
                     TopicPartition(topic, part), timeout=watermark_timeout_s)
-            except Exception as exc:  # e.g. the broker away: every message may be a repeat
+            except Exception as exc:  # e.g. the broker away: the region is unknown
                 log.warning("kafka_watermark_unknown", topic=topic, partition=part, error=str(exc)[:200],
                             detail="messages of this partition are not marked as possible repeats")
             else:
