@@ -173,6 +173,9 @@ def land(flow: str, topic: str | None, root: Path | None, group: str | None, fol
     """
     from monitoring.landing import land as land_topic
     from settings.config import FraudConfig, IoTConfig
+    from settings.logs import configure_logging
+
+    configure_logging()  # its log lines (and librdkafka's) are JSON on stderr, as the flows'
 
     if flow == "fraud":
         from models.fraud import LOG_SPEC

@@ -1,13 +1,17 @@
 """Produce events to a flow's input topic, at a rate or as fast as possible.
 
     python -m cli.replay [--flow fraud|iot] [--input FILE | --events N --seed S]
-                               [--rate EVENTS_PER_S] [--topic T] [--partitions P]
+                               [--rate EVENTS_PER_S] [--topic T] [--partitions P] [--key-field F]
 
 Events come from the flow's generator (default) or from a ``.jsonl``, ``.csv``
 or ``.parquet`` file, read with :func:`features.formats.iter_raw` (streamed; JSON
 Lines lines are sent byte for byte, malformed ones included). Each message's key
-is the event's id (``transaction_id``; ``device_id`` and ``timestamp`` for
-readings) and its value the event as JSON. The topic is created with
+is the event's entity, the flow's key field (``customer_id``; for readings
+``iot.key_field``, ``device_id``), or ``--key-field``: one entity's events stay
+in one partition, in order, so the flow's per-entity features are the same as a
+file run's (keyed otherwise, an entity is split over partitions and its events
+interleave in another order: see docs/kafka.md). An event without the field has
+no key. Its value is the event as JSON. The topic is created with
 ``--partitions`` partitions when it does not exist.
 
 Broker, librdkafka settings and the topic come from the flow's settings
@@ -34,10 +38,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from settings.config import ConfigError, KafkaConfig
 from dataflows.connectors.kafka import KafkaUnavailable, check_broker, client_config
+from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG
+from settings.logs import configure_logging
 
 from features.formats import iter_raw
 
-__all__ = ["replay", "ensure_topic", "FLOWS", "ReplayError"]
+__all__ = ["replay", "ensure_topic", "key_on", "FLOWS", "ReplayError"]
 
 
 class ReplayError(RuntimeError):
@@ -80,21 +86,34 @@ def _fields(ev: Any) -> dict:
     return {}
 
 
-def _fraud_key(ev: Any) -> str:
-    tid = _fields(ev).get("transaction_id")
-    return "" if tid is None else str(tid)
+def key_on(field: str) -> Callable[[Any], str]:
+    """The message key of an event: its ``field`` as text (``""``, no key, when absent).
+
+    >>> key_on("customer_id")({"customer_id": "C1", "transaction_id": "t1"}), key_on("customer_id")("{oops")
+    ('C1', '')
+    """
+    def key(ev: Any) -> str:
+        value = _fields(ev).get(field)
+        return "" if value is None else str(value)
+
+    return key
 
 
-def _iot_key(ev: Any) -> str:
-    f = _fields(ev)
-    return f"{f.get('device_id', '')}@{f.get('timestamp', '')}" if f else ""
+def _fraud_key_field() -> str:
+    return "customer_id"  # the fraud flow's entity (dataflows/fraud.py keys its features by it)
 
 
-#: flow -> (input topic, generator, message key)
-#: flow -> (its settings' name, its generator, its message key); the topic is the flow's setting
-FLOWS: dict[str, tuple[str, Callable[[int, int, float], Iterable[Any]], Callable[[Any], str]]] = {
-    "fraud": ("fraud", _fraud_events, _fraud_key),
-    "iot": ("iot", _iot_events, _iot_key),
+def _iot_key_field() -> str:
+    from settings.config import IoTConfig
+
+    return IoTConfig.from_env().key_field
+
+
+#: flow -> (its settings' name, its generator, its entity's field: the default message key);
+#: the topic is the flow's setting
+FLOWS: dict[str, tuple[str, Callable[[int, int, float], Iterable[Any]], Callable[[], str]]] = {
+    "fraud": ("fraud", _fraud_events, _fraud_key_field),
+    "iot": ("iot", _iot_events, _iot_key_field),
 }
 
 
@@ -142,7 +161,8 @@ def replay(
     """Produce ``events``; paced to ``rate`` events/s when given. Returns counts."""
     from tqdm import tqdm
 
-    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka)})
+    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka),
+                         "logger": _LIBRDKAFKA_LOG})  # librdkafka's lines as JSON log lines, not raw %4|... text
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -190,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     p.add_argument("--topic", default=None, help="default: the flow's topics.input setting (STREAMSCORE_INPUT_TOPIC)")
     p.add_argument("--partitions", type=int, default=3, help="partitions when creating the topic")
+    p.add_argument("--key-field", default=None,
+                   help="the field whose value is each message's key (default: the flow's entity, "
+                        "customer_id or iot.key_field)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    flow, generate, key = FLOWS[a.flow]
+    configure_logging()
+    flow, generate, entity = FLOWS[a.flow]
     try:
         kafka = KafkaConfig.from_env(flow=flow)
+        key = key_on(a.key_field or entity())
         events: Iterable[Any] | None = iter_raw(a.input) if a.input else None  # checked before Kafka
     except (ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

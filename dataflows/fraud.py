@@ -6,7 +6,7 @@
                    (windows, amount detector, recent ids; idle customers expire)    |  |
                    -> key by shard -> shard_detector (shared multivariate detector) |  |
                    -> score (Feast lookup per batch, model, risk, status) --(failed)-+--+
-                   -> scored; the non-NORMAL ones also -> alerts
+                   -> scored; the non-NORMAL ones (and updates of repeats after a resume) also -> alerts
                    -> inference log (Parquet by date)
                    -> live features to Feast (writeback.enabled)
                    -> key by model version -> score_drift --(drift records)-------------> alerts
@@ -35,7 +35,7 @@ from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import fraud_scorer, fraud_scoring_config
 from dataflows.startup import check_fraud, start
 from features.records import shard_of
-from models.status import NORMAL
+from models.status import alert_of
 from settings.config import FraudConfig
 
 __all__ = ["build_flow", "get_flow"]
@@ -54,7 +54,8 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
-    events = validate("validate", raw, sc.parse)  # the parser FraudPipeline runs too
+    events = validate("validate", raw, sc.parse,  # the parser FraudPipeline runs too
+                      entity=lambda tx: tx.customer_id, entity_name="customer_id")
 
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
@@ -68,7 +69,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     results = split_dead_letters("scored_or_failed",
                                  score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
     scored = results.oks
-    alerts = op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL)
+    alerts = op.filter_map("alerts_only", scored, alert_of)  # non-NORMAL, and updates of possible repeats
     if cfg.writeback:  # each customer's latest streaming features -> Feast customer_live
         write_back("live_out", scored, fraud_writeback(cfg.feature_repo, cfg.feature_store_yaml,
                                                        cfg.writeback_min_interval_s))

@@ -7,7 +7,7 @@
                    |                    +--(drift records)------------------------------> alerts
                    +-> key by shard -> shard_scoring (shared detector, warm-up rule, status)
                        -> device_profile (Feast, unless iot.device_profile = false)
-                       -> scored; the non-NORMAL ones also -> alerts
+                       -> scored; the non-NORMAL ones (and updates of repeats after a resume) also -> alerts
                        -> inference log (Parquet by date)
                        -> live features to Feast (writeback.enabled)
 
@@ -34,7 +34,7 @@ from dataflows.operators import score_batches, split_dead_letters, stateful_obje
 from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
 from dataflows.startup import check_iot, start
-from models.status import NORMAL, Thresholds
+from models.status import Thresholds, alert_of
 from settings.config import IoTConfig
 
 __all__ = ["build_flow", "get_flow"]
@@ -55,7 +55,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     thresholds = Thresholds(cfg.critical, cfg.warning)
     flow = Dataflow("iot_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
-    readings = validate("validate", raw, reading_parser(cfg))
+    readings = validate("validate", raw, reading_parser(cfg), entity=lambda r: r.device, entity_name=cfg.key_field)
 
     by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
     devices = split_dead_letters("new_or_duplicate", op.key_rm("unkey_device", stateful_object(
@@ -75,7 +75,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     if cfg.writeback:  # each device's latest features -> Feast device_live
         write_back("live_out", scored, iot_writeback(cfg.feature_repo, cfg.feature_store_yaml,
                                                      cfg.writeback_min_interval_s))
-    alerts = op.merge("alerts", op.filter("alerts_only", scored, lambda r: r["status"] != NORMAL), drifts)
+    alerts = op.merge("alerts", op.filter_map("alerts_only", scored, alert_of), drifts)
 
     if cfg.io.log_enabled:
         log_inference("inference_log", scored, cfg.io.log_dir, log_spec(sc), parts=total_workers(sys.argv) or 1,

@@ -11,6 +11,8 @@ Served by Bytewax at ``/metrics`` when the flow runs with
 - ``scoring_predictions_total{flow, model_version, role}``: scored records by the
   version that decided them (``role="decide"``) and by each shadow version that
   scored them too (``role="shadow"``);
+- ``scoring_events_missing_field_total{flow, field}``: input events without a configured
+  field (the IoT flow's key, time and sensor fields; see :meth:`_Metrics.missing_fields`);
 - ``scoring_model_score{flow, model_version, role}``: the model's own score
   (``fraud_score``; a shadow's score for ``role="shadow"``) by version, so versions
   of a split or a shadow can be compared live;
@@ -49,6 +51,8 @@ class _Metrics:
             ["flow", "output", "instead"])
         self.gc_pause = Histogram("scoring_gc_pause_seconds", "Garbage-collection pauses", ["generation"],
                                   buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
+        self.missing_field = Counter("scoring_events_missing_field_total",
+                                     "Input events without a configured key, time or sensor field", ["flow", "field"])
         self._seen_versions: set[tuple[str, str]] = set()
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
 
@@ -58,6 +62,11 @@ class _Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def missing_fields(self, flow: str, fields: list[str]) -> None:
+        """Count one input event without each of ``fields``."""
+        for f in fields:
+            self._child(self.missing_field, flow, f).inc()
 
     def observe(self, flow: str, output: str, record: dict[str, Any]) -> None:
         """Count one written record; scored records also feed latency, score and model info."""

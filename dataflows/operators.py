@@ -2,7 +2,8 @@
 
 - :func:`validate`: raw inputs -> typed events on ``oks`` and
   :class:`~features.records.DeadLetter` on ``errs``, routed by type (as Bytewax's
-  Kafka operators split ``oks``/``errs``), never by a field of the event.
+  Kafka operators split ``oks``/``errs``), never by a field of the event; with
+  ``entity``, it warns once when the input's partitioning splits an entity (:class:`SplitWatch`).
 - :func:`stateful_object`: per-key state in an object whose ``snapshot()`` is
   plain data and whose configuration comes from the builder (``stateful_map``
   deep-copies its state every epoch; this copies only what ``snapshot()`` returns).
@@ -24,9 +25,9 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from typing_extensions import override
 
-from features.records import DeadLetter, batch_or_dead_letters, parse_or_dead_letter
+from features.records import DeadLetter, Raw, batch_or_dead_letters, parse_or_dead_letter
 
-__all__ = ["Validated", "validate", "split_dead_letters", "Snapshottable", "stateful_object", "score_batches"]
+__all__ = ["Validated", "validate", "SplitWatch", "split_dead_letters", "Snapshottable", "stateful_object", "score_batches"]
 
 log = structlog.get_logger("dataflows")
 
@@ -56,8 +57,42 @@ def split_dead_letters(step_id: str, up: Stream[Any]) -> Validated[Any]:
     return Validated(oks=b.trues, errs=b.falses)
 
 
+class SplitWatch:
+    """Whether the input's partitioning splits one entity over partitions: remembers the
+    partition of up to ``max_keys`` entities (a bounded sample: the first ones seen) and
+    reports the first entity seen on a second partition, once; then it stops looking.
+
+    >>> w = SplitWatch()
+    >>> w.see("C1", 0), w.see("C2", 1), w.see("C1", 0), w.see("C1", 2), w.see("C2", 0)
+    (None, None, None, (0, 2), None)
+    """
+
+    __slots__ = ("max_keys", "seen", "done")
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self.seen: dict[str, int] = {}
+        self.done = False
+
+    def see(self, key: str, partition: int) -> tuple[int, int] | None:
+        """``(first partition, this one)`` the first time ``key`` comes from another partition."""
+        if self.done:
+            return None
+        first = self.seen.get(key)
+        if first is None:
+            if len(self.seen) < self.max_keys:
+                self.seen[key] = partition
+            return None
+        if first == partition:
+            return None
+        self.done = True
+        self.seen = {}
+        return first, partition
+
+
 @operator
-def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E]) -> Validated[E]:
+def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E],
+             entity: Callable[[E], str] | None = None, entity_name: str = "key") -> Validated[E]:
     """Parse every raw input with ``parse(raw, arrival_time)`` into a typed event;
     failures become dead letters naming the reason.
 
@@ -66,6 +101,10 @@ def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E]) ->
     the flow. :class:`~features.records.Raw` inputs (from Kafka) are parsed by
     their value and their dead letters name topic, partition and offset;
     dead letters already in the stream (Kafka consumer errors) pass to ``errs``.
+    With ``entity`` (the event's entity, e.g. its customer, named ``entity_name``), the
+    first entity seen on two partitions of a Kafka input is logged once
+    (``input_partitioning_splits_entities``, naming it and the partitions): the
+    producer keys by something else, and the flow's per-entity features depend on it.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, TestingSink, run_main
@@ -79,11 +118,29 @@ def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E]) ->
     """
 
     step = step_id.rsplit(".", 1)[-1]
+    if entity is None:
+        def check(item: Any) -> Any:
+            return parse_or_dead_letter(item, parse, time.time(), step)
+    else:
+        watch = SplitWatch()  # one per process: its worker threads share it
 
-    def check(item: Any) -> Any:
-        return parse_or_dead_letter(item, parse, time.time(), step)
+        def check(item: Any) -> Any:
+            event = parse_or_dead_letter(item, parse, time.time(), step)
+            if not watch.done and type(item) is Raw and item.partition is not None and not isinstance(event, DeadLetter):
+                split = watch.see(entity(event), item.partition)
+                if split is not None:
+                    _warn_split(entity_name, entity(event), item.topic, split)
+            return event
 
     return split_dead_letters("split", op.map("parse", up, check))
+
+
+def _warn_split(name: str, key: str, topic: str | None, partitions: tuple[int, int]) -> None:
+    log.warning("input_partitioning_splits_entities", topic=topic, entity=name, key=key, partitions=list(partitions),
+                detail=f"{name} {key!r} arrived on partitions {partitions[0]} and {partitions[1]} of {topic!r}: "
+                       f"the producer does not key messages by {name}, so an entity's events interleave in "
+                       f"another order than produced, and its streaming features (and late_event) can differ "
+                       f"from a run over the same events in order; key messages by {name} (docs/kafka.md)")
 
 
 class Snapshottable(Protocol):

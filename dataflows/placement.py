@@ -23,16 +23,18 @@ shards and they are as even as they can be. ``tests/dataflows/test_placement.py`
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
-from typing import Any, Mapping, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 from settings.environment import bytewax_variables
 
 C = TypeVar("C")
 
 __all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options", "total_workers",
-           "recovery_directory", "resuming", "enough_shards"]
+           "recovery_directory", "resuming", "enough_shards", "ResumePoint", "resume_point"]
 
 #: Shard keys are aligned modulo this: lcm(1..10).
 MODULUS = 2520
@@ -207,6 +209,59 @@ def resuming(argv: list[str] | None = None, environ: Mapping[str, str] | None = 
     ``--recovery-directory`` or ``BYTEWAX_RECOVERY_DIRECTORY``): then the output
     files are continued, not replaced."""
     return recovery_directory(argv, environ) is not None
+
+
+class ResumePoint(NamedTuple):
+    """Where a run with recovery resumes: the epoch, and the recovered snapshots of the
+    state keys asked for (``{state_key: state}``; empty on a first run)."""
+
+    epoch: int | None
+    states: dict[str, Any]
+
+
+def resume_point(directory: str | os.PathLike[str], wanted: Callable[[str, str], bool]) -> ResumePoint:
+    """Read Bytewax 0.21.1's recovery partitions (``part-*.sqlite3`` in ``directory``)
+    as the run that starts now will: the resume epoch is the oldest worker frontier of
+    the last execution, and each state key's state the newest snapshot before it
+    (``snaps``; states are pickled). ``wanted(step_id, state_key)`` picks the keys (e.g.
+    the Kafka input's ``"<partition>-<topic>"``). A store no execution has written yet
+    (or that cannot be read) gives ``ResumePoint(None, {})``: a fresh start.
+    """
+    import pickle
+    import sqlite3
+
+    epochs: list[int] = []
+    found: dict[str, list[tuple[int, Any]]] = {}
+    paths = sorted(Path(directory).glob("part-*.sqlite3"))
+    try:
+        for path in paths:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                last = con.execute("SELECT MAX(ex_num) FROM exs").fetchone()[0]
+                if last is None:
+                    continue
+                fronts = [f for (f,) in con.execute("SELECT worker_frontier FROM fronts WHERE ex_num = ?", (last,))]
+                if not fronts:
+                    fronts = [e for (e,) in con.execute("SELECT resume_epoch FROM exs WHERE ex_num = ?", (last,))]
+                epochs.extend(fronts)
+                for step, key, epoch, ser in con.execute("SELECT step_id, state_key, snap_epoch, ser_change FROM snaps"):
+                    if wanted(step, key):
+                        found.setdefault(key, []).append((epoch, ser))
+            finally:
+                con.close()
+    except sqlite3.Error:
+        return ResumePoint(None, {})
+    if not epochs:
+        return ResumePoint(None, {})
+    epoch = min(epochs)
+    states: dict[str, Any] = {}
+    for key, snaps in found.items():
+        before = [s for s in snaps if s[0] < epoch]
+        if before:
+            ser = max(before, key=lambda s: s[0])[1]
+            if ser is not None:  # None: the key was discarded
+                states[key] = pickle.loads(ser)
+    return ResumePoint(epoch, states)
 
 
 def _count_addresses(value: str) -> int:

@@ -12,8 +12,8 @@ from typing import Any, Callable, Mapping
 import structlog
 
 from dataflows.resources import feature_store, fraud_router
-from features.records import DeadLetter
-from features.sensors import SensorConfig, parse_reading
+from features.records import DeadLetter, decode
+from features.sensors import FieldPresence, SensorConfig, parse_reading
 from features.store import CachedLookup, FeastFetcher, fraud_lookups
 from models.status import Thresholds
 from settings.config import FraudConfig, IoTConfig
@@ -63,12 +63,35 @@ def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
 
 def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
     """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_reading``
-    with the configured fields and ``state.max_future_s``."""
+    with the configured fields and ``state.max_future_s``. Events without a configured
+    key, time or sensor field are counted (``scoring_events_missing_field_total``), and
+    a field absent from all of the first ``iot.field_check_events`` events is logged
+    once (``configured_field_absent``, naming the setting): a typo in a field name
+    would otherwise only show as ``missing`` in every record, or readings timed by arrival."""
+    from dataflows.metrics import METRICS
 
     features, max_future_s = iot_scoring_config(cfg).features, cfg.max_future_s
+    settings = {cfg.key_field: "key_field", cfg.time_field: "time_field", **{f: "sensors" for f in cfg.sensors}}
+    presence = FieldPresence(settings, cfg.field_check_events)  # one per process: its worker threads share it
+
+    def absent(fields: list[str]) -> None:
+        for f in fields:
+            setting = cfg.name_of(settings[f])
+            effect = {"key_field": "every such event is a dead letter",
+                      "time_field": "every such reading is timed by its arrival",
+                      "sensors": "every such record lists it under missing"}[settings[f]]
+            log.warning("configured_field_absent", field=f, setting=setting, events=cfg.field_check_events,
+                        detail=f"{setting}: field {f!r} is absent from all of the first {cfg.field_check_events} "
+                               f"events ({effect}); a typo, or data with another field name?")
 
     def parse(raw: Any, arrival: float) -> Any:
-        return parse_reading(raw, features, arrival, max_future_s)
+        fields = decode(raw)
+        missing, never = presence.see(fields)
+        if missing:
+            METRICS.missing_fields("iot", missing)
+            if never:
+                absent(never)
+        return parse_reading(fields, features, arrival, max_future_s)
 
     return parse
 

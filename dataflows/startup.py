@@ -253,6 +253,34 @@ def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
             *([live_view] if cfg.writeback else [])]
 
 
+def _dataflow_api() -> None:
+    """Bytewax's dataflow API (its ``/metrics``): ``BYTEWAX_DATAFLOW_API_ENABLED=0`` (or
+    false/no/off) means off (Bytewax 0.21.1 starts it whenever the variable is set); when
+    on and its port (``BYTEWAX_DATAFLOW_API_PORT``, 3030) is taken, e.g. by a second flow
+    on the host, one warning and the flow runs without it (Bytewax would print a Rust
+    panic). A port that is not a number is a start-up error."""
+    import socket
+
+    from settings.environment import dataflow_api, disable_dataflow_api
+
+    enabled, port = dataflow_api()
+    if enabled is None:
+        return
+    if not enabled:
+        disable_dataflow_api()
+        return
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"BYTEWAX_DATAFLOW_API_PORT={port!r}: expected a port number")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", int(port)))  # where Bytewax binds it
+        except OSError as exc:
+            disable_dataflow_api()
+            log.warning("dataflow_api_port_busy", port=int(port),
+                        detail=f"BYTEWAX_DATAFLOW_API_PORT={port}: port in use ({exc.strerror or exc}), so this flow "
+                               f"serves no /metrics; give each flow on a host its own port")
+
+
 def _fail(problems: list[str]) -> None:
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
@@ -277,7 +305,7 @@ def start(
         configure_logging(getattr(cfg, "log_level", None))
     except ConfigError as exc:
         _fail([str(exc)])
-    problems = _problems(checks(cfg))
+    problems = _problems([*checks(cfg), _dataflow_api])
     if problems:
         _fail(problems)
     flow = build(cfg)

@@ -42,6 +42,7 @@ import structlog
 __all__ = [
     "ValidationError",
     "Raw",
+    "POSSIBLE_REPEAT",
     "DeadLetter",
     "dead_letter",
     "duplicate",
@@ -56,6 +57,9 @@ __all__ = [
 
 _log = structlog.get_logger("features.records")
 
+#: The record field marking an event a resumed run may have scored before its crash.
+POSSIBLE_REPEAT = "possible_repeat"
+
 #: Epoch seconds at or above this are refused as probably milliseconds (year 5138).
 MAX_EPOCH_S = 1e11
 
@@ -65,12 +69,15 @@ class ValidationError(ValueError):
 
 
 class Raw(msgspec.Struct, frozen=True):
-    """One input as received. ``topic``/``partition``/``offset`` are set for Kafka input."""
+    """One input as received. ``topic``/``partition``/``offset`` are set for Kafka input;
+    ``possible_repeat`` when a resumed run reads it from the part of its partition that
+    was already there at the restart (it may have been scored before the crash)."""
 
     value: Any
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    possible_repeat: bool = False
 
 
 class DeadLetter(msgspec.Struct):
@@ -197,7 +204,10 @@ def parse_or_dead_letter(item: Any, parse: Callable[[Any, float], Any], arrival:
     origin = item if isinstance(item, Raw) else None
     raw = item.value if origin is not None else item
     try:
-        return parse(raw, arrival)
+        event = parse(raw, arrival)
+        if origin is not None and origin.possible_repeat:
+            event.fields[POSSIBLE_REPEAT] = True  # carried into its records (see models.status.alert_of)
+        return event
     except ValidationError as exc:
         return dead_letter(raw, str(exc), step, origin)
     except Exception as exc:  # a parser bug must not stop the run either

@@ -25,7 +25,7 @@ sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
 >>> cfg = SensorConfig(sensors=("temperature",), windows_s=(120.0,))
 >>> r = parse_reading('{"device_id": "d1", "timestamp": "2024-01-01T00:00:00Z", "temperature": "20.5"}',
 ...                   cfg, arrival=0.0)
->>> r.device, r.t, r.values, r.timed_by_arrival
+>>> r.device, r.t, r.values, r.time_from_arrival
 ('d1', 1704067200.0, {'temperature': 20.5}, False)
 >>> dev = DeviceFeatures(cfg)
 >>> _ = dev.update(r.t, r.values)
@@ -37,7 +37,7 @@ sensors get ``None`` for ``s_delta`` and are skipped by the window statistics.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from features.windows import TILES, TiledWindows
 # ``format_time`` and ``parse_time`` are imported for use here; they (and ``shard_of``)
 # live in (and should be imported from) ``features.records``.
 __all__ = [
+    "FieldPresence",
     "DEFAULT_SENSORS",
     "SensorConfig",
     "Reading",
@@ -142,7 +143,7 @@ class Reading(msgspec.Struct, frozen=True):
 
     ``device``: the key; ``t``: event time (epoch s); ``values``: every configured
     sensor, ``None`` when missing; ``arrival``: when it was received (epoch s);
-    ``timed_by_arrival``: the input had no time, so ``t == arrival``; ``fields``:
+    ``time_from_arrival``: the input had no time, so ``t == arrival``; ``fields``:
     the input mapping as received, carried unchanged into the output record.
     """
 
@@ -150,7 +151,7 @@ class Reading(msgspec.Struct, frozen=True):
     t: float
     values: dict[str, float | None]
     arrival: float
-    timed_by_arrival: bool = False
+    time_from_arrival: bool = False
     fields: dict[str, Any] = {}
 
     @property
@@ -191,7 +192,7 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
 
     Missing sensors (absent, None, empty string or NaN) are ``None``; numeric
     strings are accepted. A reading without the time field (absent, None or
-    empty) is timed by ``arrival`` and flagged ``timed_by_arrival``. Invalid
+    empty) is timed by ``arrival`` and flagged ``time_from_arrival``. Invalid
     (:class:`~features.records.ValidationError`, naming the field): no key, or a
     key that is a boolean, a list, an object or a non-finite number; a bad time
     (and, with ``max_future_s`` and ``arrival``, a time more than ``max_future_s``
@@ -202,7 +203,7 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
 
     >>> cfg = SensorConfig(key_field="id", time_field="ts", sensors=("a", "b"))
     >>> r = parse_reading({"id": 7, "a": None, "b": "2", "label": 1}, cfg, arrival=42.0)
-    >>> r.device, r.t, r.values, r.timed_by_arrival, r.fields["label"]
+    >>> r.device, r.t, r.values, r.time_from_arrival, r.fields["label"]
     ('7', 42.0, {'a': None, 'b': 2.0}, True, 1)
     >>> parse_reading({"id": "d1", "ts": 1, "a": "hot"}, cfg, arrival=0.0)
     Traceback (most recent call last):
@@ -232,10 +233,10 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
         if when is None or when == "":
             if arrival is None:
                 raise ValidationError(f"field {config.time_field!r} is missing and no arrival time was given")
-            t, timed_by_arrival = float(arrival), True
+            t, time_from_arrival = float(arrival), True
         else:
             not_after = None if max_future_s is None or arrival is None else float(arrival) + max_future_s
-            t, timed_by_arrival = parse_time(when, config.time_field, not_after), False
+            t, time_from_arrival = parse_time(when, config.time_field, not_after), False
         values = {s: _sensor_value(fields, s) for s in config.sensors}
     except ValidationError as exc:
         raise ValidationError(f"reading of {config.key_field}={device!r}: {exc}") from None
@@ -243,7 +244,46 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
         raise ValidationError(
             f"reading of {config.key_field}={device!r} has none of the sensor fields {list(config.sensors)!r}"
         )
-    return Reading(device, t, values, t if arrival is None else float(arrival), timed_by_arrival, fields)
+    return Reading(device, t, values, t if arrival is None else float(arrival), time_from_arrival, fields)
+
+
+class FieldPresence:
+    """Which configured fields the events lack: :meth:`see` returns the fields an event
+    does not have (absent, ``None`` or ``""``), and, once the first ``first_n`` events
+    have been seen, the fields none of them had (each reported once; ``first_n`` 0: never).
+    A field absent from every one of the first events is a misconfiguration (a typo in
+    ``iot.sensor_fields``, ``iot.time_field`` on data whose time is in another field)
+    rather than a sparse sensor.
+
+    >>> p = FieldPresence(("ts", "temp", "vibraton"), first_n=2)
+    >>> p.see({"ts": 1, "temp": 20.5})
+    (['vibraton'], [])
+    >>> p.see({"ts": 2, "temp": None})
+    (['temp', 'vibraton'], ['vibraton'])
+    >>> p.see({"ts": 3})
+    (['temp', 'vibraton'], [])
+    """
+
+    __slots__ = ("fields", "first_n", "seen", "present")
+
+    def __init__(self, fields: Iterable[str], first_n: int = 1000) -> None:
+        self.fields = tuple(dict.fromkeys(fields))
+        self.first_n = first_n
+        self.seen = 0
+        self.present: set[str] = set()
+
+    def see(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """``(fields this event lacks, fields absent from all of the first first_n events)``;
+        the second list is non-empty at most once."""
+        missing = [f for f in self.fields if event.get(f) is None or event.get(f) == ""]
+        if self.seen >= self.first_n:
+            return missing, []
+        self.seen += 1
+        if len(missing) < len(self.fields):
+            self.present.update(f for f in self.fields if f not in missing)
+        if self.seen < self.first_n:
+            return missing, []
+        return missing, [f for f in self.fields if f not in self.present]
 
 
 def window_label(w: float) -> str:

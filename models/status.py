@@ -7,6 +7,7 @@
   best-effort or a confident 0.
 - :func:`combined_risk`: the model's probability and the anomaly score, noisy-OR.
 - :class:`Thresholds`: CRITICAL / WARNING / NORMAL.
+- :func:`alert_of`: what a scored record puts on the alerts output, if anything.
 
 >>> t = Thresholds(critical=0.8, warning=0.5)
 >>> [t.status(s) for s in (0.95, 0.8, 0.6, 0.1)]
@@ -20,9 +21,37 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["CRITICAL", "WARNING", "NORMAL", "Thresholds", "combine_scores", "anomaly_score", "combined_risk"]
+__all__ = ["CRITICAL", "WARNING", "NORMAL", "Thresholds", "combine_scores", "anomaly_score", "combined_risk",
+           "alert_of", "REPEAT_UPDATE"]
 
 CRITICAL, WARNING, NORMAL = "CRITICAL", "WARNING", "NORMAL"
+
+
+#: Why a NORMAL record is on the alerts output: it may repeat an event scored before a crash.
+REPEAT_UPDATE = "repeat after resume: supersedes any earlier alert with this key"
+
+
+def alert_of(record: dict) -> dict | None:
+    """The alerts output's record for a scored ``record``: the record itself when it is
+    not NORMAL; for a NORMAL record marked ``possible_repeat`` (a resumed run read it
+    from the part of the input it may have scored before the crash), the record with
+    ``update: true`` and ``reason``, so that the alerts topic's latest record per key
+    (the event id) agrees with the event's final scored record even when the repeat
+    changed its status; else ``None``. Consumers read the alerts topic as the latest
+    state per key.
+
+    >>> alert_of({"status": "WARNING"})
+    {'status': 'WARNING'}
+    >>> alert_of({"status": "NORMAL"}) is None
+    True
+    >>> alert_of({"status": "NORMAL", "possible_repeat": True})["update"]
+    True
+    """
+    if record["status"] != NORMAL:
+        return record
+    if record.get("possible_repeat") is True:
+        return {**record, "update": True, "reason": REPEAT_UPDATE}
+    return None
 
 
 @dataclass(frozen=True, slots=True)

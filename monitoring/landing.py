@@ -18,6 +18,7 @@ share the partitions.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -60,6 +61,7 @@ def land(
         "group.id": group,
         "enable.auto.commit": "false",
         "auto.offset.reset": "earliest",
+        "logger": logging.getLogger("librdkafka"),  # its lines as JSON log lines (settings.logs)
     })
     writer = LogWriter(root, spec, part=0, max_rows=max_rows, flush_s=1e9)
     rows = skipped = 0

@@ -92,6 +92,19 @@ port_open() {
     timeout 2 bash -c "exec 3<>/dev/tcp/$KAFKA_HOST/$1" 2>/dev/null
 }
 
+# Who listens on 127.0.0.1:$1: "pid N (command)" when this user may see it, else "another process".
+listener() {
+    local pid cmd
+    pid="$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)"
+    if [[ -n "$pid" && -r "/proc/$pid/cmdline" ]]; then
+        cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+        ((${#cmd} <= 100)) || cmd="...${cmd: -100}"
+        echo "pid $pid (${cmd% })"
+    else
+        echo "another process (not one of this user's, or ss is missing)"
+    fi
+}
+
 # True if process $1 exists and is not a zombie.
 proc_alive() {
     local state
@@ -341,7 +354,15 @@ cmd_up() {
     local t0
     t0="$(now)"
     if port_open "$KAFKA_PORT"; then
-        log "a broker already listens on $KAFKA_HOST:$KAFKA_PORT, nothing to do"
+        local ours=""
+        [[ -d "$KAFKA_DATA_DIR" ]] && ours="$(broker_pid)"
+        if [[ -n "$ours" ]]; then
+            log "this clone's broker (pid $ours, data in $KAFKA_DATA_DIR) already listens on $KAFKA_HOST:$KAFKA_PORT, nothing to do"
+        else
+            log "WARNING: $KAFKA_HOST:$KAFKA_PORT is taken by $(listener "$KAFKA_PORT"), not by this clone's broker" \
+                "($KAFKA_DATA_DIR/kafka.pid): runs will use that broker. For one of this clone's own, pick free" \
+                "ports: KAFKA_PORT=9094 KAFKA_CONTROLLER_PORT=9095 make kafka-up, and KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9094"
+        fi
         return 0
     fi
     command -v "$JAVA" >/dev/null 2>&1 || { err "java not found (Java 17+ needed)"; exit 1; }

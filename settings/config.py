@@ -706,7 +706,8 @@ class KafkaConfig(_Settings):
                              "where a run starts reading when recovery has no offsets: earliest, latest or "
                              "committed (the consumer group's offsets; the beginning of partitions it never read)")
     group: str = _key("kafka.group", "streamscore-{flow}",
-                      "consumer group whose offsets `committed` uses; {flow} is the flow's name",
+                      "consumer group whose offsets `committed` uses, and that the flow commits its "
+                      "offsets to at every snapshot (for lag tools); {flow} is the flow's name",
                       validate_default=True)
     check_timeout_s: float = _key("kafka.check_timeout_s", 10.0,
                                   "how long the start-up broker check waits, seconds", ge=0.1)
@@ -970,6 +971,10 @@ class IoTConfig(_FlowConfig):
                           "the numeric sensor fields (a list, or comma-separated)")
     windows_s: Seconds = _key("iot.windows_s", (300.0, 3600.0),
                               "event-time windows of the rolling statistics, seconds (a list, or comma-separated)")
+    field_check_events: int = _key("iot.field_check_events", 1000,
+                                   "a configured key, time or sensor field absent from all of the first this many "
+                                   "events is logged (configured_field_absent, once per field); 0: no check",
+                                   ge=0)
     devices: int = _key("iot.generator_devices", 50, "devices of the generated stream", ge=1)
     device_profile: bool = _key("iot.device_profile", True,
                                 "add Feast device_profile features (feature service iot_scoring)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-__all__ = ["BYTEWAX_VARIABLES", "bytewax_variables", "variable"]
+__all__ = ["BYTEWAX_VARIABLES", "bytewax_variables", "variable", "dataflow_api", "disable_dataflow_api"]
 
 #: what ``bytewax.run`` reads from the environment (its options' fallbacks) and
 #: :mod:`dataflows.placement` needs: workers, processes, the hostfile, recovery
@@ -32,6 +32,33 @@ def bytewax_variables(environ: Mapping[str, str] | None = None) -> dict[str, str
     """The non-empty Bytewax variables of ``environ`` (default ``os.environ``)."""
     env = os.environ if environ is None else environ
     return {name: env[name] for name in BYTEWAX_VARIABLES if env.get(name)}
+
+
+#: values of ``BYTEWAX_DATAFLOW_API_ENABLED`` that mean off (Bytewax 0.21.1 serves its API
+#: when the variable is set at all, even to ``0``)
+_OFF = ("", "0", "false", "no", "off")
+
+
+def dataflow_api(environ: Mapping[str, str] | None = None) -> tuple[bool | None, str]:
+    """Bytewax's dataflow API (``/metrics``, ``/dataflow``): ``(True, port)`` when
+    ``BYTEWAX_DATAFLOW_API_ENABLED`` is on, ``(False, port)`` when it is set to an off
+    value (``0``, ``false``, ``no``, ``off``, empty), ``(None, port)`` when unset;
+    ``port`` is ``BYTEWAX_DATAFLOW_API_PORT`` as given (default ``"3030"``).
+
+    >>> dataflow_api({"BYTEWAX_DATAFLOW_API_ENABLED": "0"}), dataflow_api({"BYTEWAX_DATAFLOW_API_ENABLED": "true",
+    ...     "BYTEWAX_DATAFLOW_API_PORT": "3031"}), dataflow_api({})
+    ((False, '3030'), (True, '3031'), (None, '3030'))
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("BYTEWAX_DATAFLOW_API_ENABLED")
+    port = env.get("BYTEWAX_DATAFLOW_API_PORT") or "3030"
+    return (None if value is None else value.strip().lower() not in _OFF), port
+
+
+def disable_dataflow_api() -> None:
+    """Unset ``BYTEWAX_DATAFLOW_API_ENABLED`` in this process, before ``bytewax.run``
+    starts the dataflow (Bytewax reads it then): no API server is started."""
+    os.environ.pop("BYTEWAX_DATAFLOW_API_ENABLED", None)
 
 
 def variable(name: str, environ: Mapping[str, str] | None = None) -> str | None:

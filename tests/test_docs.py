@@ -87,3 +87,12 @@ def test_readme_block_runs_as_written(page, index, fraud_env, tmp_path):
                               timeout=240)
         assert done.returncode == 0, f"{page}: {line}\n--- stdout\n{done.stdout[-2000:]}\n--- stderr\n{done.stderr[-3000:]}"
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_feast_serve_examples_name_the_store_the_flow_writes_to():
+    """`feast serve` run from feature_repo/ without `-f` serves the SQLite store, not the
+    Redis one that write-back fills in production."""
+    found = [line for page in PAGES for line in page.read_text().splitlines() if "feast" in line and " serve" in line
+             and "`feast serve`" not in line]
+    assert found
+    assert all("-f feature_store.redis.yaml serve" in line and "REDIS_CONNECTION_STRING=" in line for line in found), found

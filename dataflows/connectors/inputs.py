@@ -2,8 +2,8 @@
 
 Every input is a stream of *raw* events: JSON text or bytes (JSON Lines files,
 Kafka values), or row mappings (CSV, Parquet, the generators). Validation turns
-them into typed events or dead letters. Kafka items are unwrapped by their own
-step (:func:`dataflows.connectors.kafka.unwrap`) into :class:`~features.records.Raw`
+them into typed events or dead letters. Kafka items are unwrapped by the source's
+partitions (:func:`dataflows.connectors.kafka.unwrap`) into :class:`~features.records.Raw`
 inputs that remember their topic, partition and offset.
 
 Every file and generator source is resumable: its position (inputs emitted) is
@@ -25,18 +25,17 @@ __all__ = ["read_input"]
 
 def read_input(step_id: str, flow: Dataflow, io: IOConfig, generate: Callable[[], Iterable[Any]]) -> Stream[Any]:
     """The input the configuration names (``io.source``): generated events,
-    a file, or a Kafka topic (unwrapped into :class:`~features.records.Raw` inputs
-    and consumer-error dead letters by a step of its own)."""
+    a file, or a Kafka topic (:class:`~features.records.Raw` inputs and
+    consumer-error dead letters)."""
     if io.source == "generator":
         return op.input(step_id, flow, IterableSource("generator", _skipping(generate), io.batch_size))
     if io.source == "file":
         assert io.input_path is not None
         return op.input(step_id, flow, file_source(io.input_path, io.batch_size))
     # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/dataflows/test_startup.py)
-    from dataflows.connectors.kafka import kafka_source, unwrap
+    from dataflows.connectors.kafka import kafka_source
 
     k = io.kafka
-    msgs = op.input(step_id, flow, kafka_source(k.bootstrap_servers, k.input_topic, tail=k.tail,
+    return op.input(step_id, flow, kafka_source(k.bootstrap_servers, k.input_topic, tail=k.tail,
                                                 options=k.options, batch_size=io.batch_size,
                                                 start=k.start, group=k.group))
-    return op.map(f"{step_id}_unwrap", msgs, unwrap)

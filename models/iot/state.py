@@ -136,7 +136,7 @@ class DeviceState:
                     self.__init__(c)  # type: ignore[misc]
                     plan, features_update, check_id, seq = self._plan(), self.features.update, self.ids.check, 0
             ts = format_time(t)
-            if reading.timed_by_arrival:
+            if reading.time_from_arrival:
                 rid = f"{device}@{ts}#{seq + 1}"
             else:
                 rid = f"{device}@{ts}"
@@ -361,7 +361,7 @@ class ShardState:
             scored_at=format_time(scored_at),
             latency_ms=round((scored_at - reading.arrival) * 1000.0, 3),
         )
-        if reading.timed_by_arrival:
+        if reading.time_from_arrival:
             rec["time_from_arrival"] = True
         if status != NORMAL:
             rec["reasons"] = _reasons(scores, warming, result.shard_input, c)

@@ -90,6 +90,31 @@ def test_time_field_absent_uses_arrival(tmp_path):
     assert "timestamp" not in scored[0]
 
 
+def test_configured_fields_that_never_appear_are_logged_once_and_counted(tmp_path):
+    """A typo in the sensor fields, and a time field the data does not have: one warning
+    per field naming the setting (after the first iot.field_check_events events), and a
+    counter of the events without each field."""
+    from prometheus_client import REGISTRY
+    from structlog.testing import capture_logs
+
+    def count(field: str) -> float:
+        return REGISTRY.get_sample_value("scoring_events_missing_field_total", {"flow": "iot", "field": field}) or 0.0
+
+    events = list(generate_readings(devices=3, readings=300, seed=4))
+    before = {f: count(f) for f in ("vibraton", "ts", "temperature")}
+    with capture_logs() as logs:
+        scored, alerts, dead = run(tmp_path, events, STREAMSCORE_IOT__SENSOR_FIELDS="temperature,vibraton",
+                                   STREAMSCORE_IOT__TIME_FIELD="ts", STREAMSCORE_IOT__FIELD_CHECK_EVENTS="100")
+    check_accounting(len(events), scored, alerts, dead)
+    warned = {e["field"]: e for e in logs if e["event"] == "configured_field_absent"}
+    assert sorted(warned) == ["ts", "vibraton"] and len(warned) == sum(e["event"] == "configured_field_absent" for e in logs)
+    assert warned["vibraton"]["setting"] == "STREAMSCORE_IOT__SENSOR_FIELDS" and warned["vibraton"]["log_level"] == "warning"
+    assert "field 'ts' is absent from all of the first 100 events" in warned["ts"]["detail"]
+    assert "timed by its arrival" in warned["ts"]["detail"]
+    assert count("vibraton") - before["vibraton"] == count("ts") - before["ts"] == len(events)
+    assert count("temperature") - before["temperature"] == sum(e.get("temperature") is None for e in events)
+
+
 def test_warm_up_is_marked_not_a_confident_zero(tmp_path):
     events = list(generate_readings(devices=2, readings=200, seed=2))
     scored, _, _ = run(tmp_path, events)

@@ -45,6 +45,29 @@ def test_kafka_origin_is_kept_in_dead_letters():
     assert bad[0].key("id") == "tx:2:7" and bad[0].to_dict()["offset"] == 7
 
 
+def test_an_entity_split_over_partitions_is_logged_once_naming_it_and_the_partitions():
+    from structlog.testing import capture_logs
+
+    def run(items):
+        flow, ok = Dataflow("t"), []
+        v = validate("validate", op.input("in", flow, TestingSource(items)), parse,
+                     entity=lambda e: e["customer_id"], entity_name="customer_id")
+        op.output("ok", v.oks, TestingSink(ok))
+        with capture_logs() as logs:
+            run_main(flow)
+        return ok, [e for e in logs if e["event"] == "input_partitioning_splits_entities"]
+
+    keyed = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 3, i) for i in range(30)]
+    ok, warnings = run(keyed)
+    assert len(ok) == 30 and warnings == []  # keyed by entity: each customer on one partition
+    split = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 2, i) for i in range(30)]
+    ok, warnings = run(split)
+    assert len(ok) == 30 and len(warnings) == 1
+    w = warnings[0]
+    assert (w["key"], w["partitions"], w["topic"], w["log_level"]) == ("C0", [0, 1], "tx", "warning")
+    assert "customer_id 'C0' arrived on partitions 0 and 1 of 'tx'" in w["detail"]
+
+
 class Running:
     """A per-key running total whose configuration (``scale``) comes from the builder."""
 

@@ -146,3 +146,34 @@ def test_importing_a_flow_opens_nothing_and_loads_no_generator(module):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert done.stderr == ""
+
+
+def test_dataflow_api_setting_is_honoured_and_a_busy_port_is_one_warning(tmp_path):
+    """``BYTEWAX_DATAFLOW_API_ENABLED=0`` serves nothing (Bytewax alone starts its API
+    whenever the variable is set), and a second flow finding the port taken says so in
+    one warning line instead of a Rust panic; both runs score everything."""
+    import json
+    import os
+    import socket
+
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("0.0.0.0", 0))  # another flow's API on this host
+    held.listen()
+    port = str(held.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "BYTEWAX_", "IOT_"))}
+    env.update(STREAMSCORE_IOT__DEVICE_PROFILE="false", STREAMSCORE_IO__GENERATOR_EVENTS="300",
+               STREAMSCORE_INFERENCE_LOG__ENABLED="false", BYTEWAX_DATAFLOW_API_PORT=port)
+    try:
+        runs = {value: subprocess.run([sys.executable, "-m", "bytewax.run", "dataflows.iot:get_flow()"], cwd=ROOT,
+                                      env={**env, "BYTEWAX_DATAFLOW_API_ENABLED": value,
+                                           "STREAMSCORE_IO__OUTPUT_DIR": str(tmp_path / value)},
+                                      capture_output=True, text=True, timeout=180)
+                for value in ("0", "1")}
+    finally:
+        held.close()
+    for value, res in runs.items():
+        assert res.returncode == 0 and "panicked" not in res.stderr, res.stderr[-2000:]
+        assert (tmp_path / value / "scored.jsonl").read_bytes().count(b"\n") == 300
+        busy = [e for e in map(json.loads, res.stderr.splitlines()) if e["event"] == "dataflow_api_port_busy"]
+        assert len(busy) == (value == "1"), res.stderr[-2000:]
+    assert f"BYTEWAX_DATAFLOW_API_PORT={port}: port in use" in runs["1"].stderr

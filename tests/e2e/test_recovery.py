@@ -164,3 +164,46 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     # Repeats are what was produced after the last snapshot before the kill: at most one
     # snapshot interval's worth, never a rescore of the topic.
     assert repeats < killed_at, (repeats, killed_at)
+
+    # Alerts that stay true: the alerts topic read as the latest record per key never
+    # contradicts the key's final scored record (a repeat's shared-detector score may differ
+    # from the first one's, and so its status). The restarted run marks what it reads below
+    # each partition's end at the restart as a possible repeat (here: all it reads, as the
+    # whole input was produced before the first run), and puts an update on the alerts
+    # topic for each such record that is NORMAL.
+    final = {k: v for k, v in got_all}
+    latest_alert = dict(consume_all(t["alerts"], timeout_s=30, idle_s=2.0))
+    assert {k: a["status"] for k, a in latest_alert.items() if a["status"] != final[k]["status"]} == {}
+    possible = {k for k, v in final.items() if v.get("possible_repeat")}
+    assert len(possible) >= len(events) - killed_at - len(dead)  # at least what was not scored before the kill
+    updates = {k for k, a in latest_alert.items() if a.get("update")}
+    assert updates == {k for k in possible if final[k]["status"] == "NORMAL"}
+
+    # Resumes you can see: one line says where the restarted run resumed, and the consumer
+    # group's offsets are committed (what lag tools read): at the end, every message.
+    starts = [orjson.loads(line) for line in done.stderr.splitlines()
+              if line.startswith("{") and '"kafka_start"' in line]
+    assert len(starts) == 1 and starts[0]["detail"].startswith(f"resumed from epoch {starts[0]['epoch']}, offsets {{")
+    assert set(starts[0]["offsets"]) == {"0", "1", "2"} and 0 < sum(starts[0]["offsets"].values()) <= len(events)
+    assert _committed(BROKER, "streamscore-fraud", t["in"]) == {p: n for p, n in _ends(BROKER, t["in"]).items()}
+
+
+def _ends(broker: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": broker, "group.id": "ends"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def _committed(broker: str, group: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in _ends(broker, topic)])
+    [future] = admin.list_consumer_group_offsets([request]).values()
+    return {tp.partition: tp.offset for tp in future.result(timeout=30).topic_partitions}

@@ -277,14 +277,18 @@ def test_replay_cli_errors_are_one_line(tmp_path: Path) -> None:
         assert "hunter2" not in res.stderr and res.stdout == ""
 
 
-def test_replay_message_values_and_keys() -> None:
-    from cli.replay import FLOWS, _encode
+def test_replay_message_values_and_keys(monkeypatch) -> None:
+    """Messages are keyed by the flow's entity (the customer; the device: ``iot.key_field``),
+    so one entity's events stay in one partition, in order."""
+    from cli.replay import FLOWS, _encode, key_on
 
-    fraud_key, iot_key = FLOWS["fraud"][2], FLOWS["iot"][2]
-    line = b'{"transaction_id": "t1", "amount": 1}'
-    assert _encode(line) == line and fraud_key(line) == "t1"  # JSON Lines lines go as they are
+    fraud_key, iot_key = key_on(FLOWS["fraud"][2]()), key_on(FLOWS["iot"][2]())
+    line = b'{"transaction_id": "t1", "customer_id": "C7", "amount": 1}'
+    assert _encode(line) == line and fraud_key(line) == "C7"  # JSON Lines lines go as they are
     assert _encode(b"{not json\xff") == b"{not json\xff" and fraud_key(b"{not json\xff") == ""
     assert orjson.loads(_encode({"transaction_id": "t2", "amount": None})) == {"transaction_id": "t2", "amount": None}
     assert _encode({"id": "c\udcff"}) == b'{"id":"c\xff"}'  # a CSV row's undecodable bytes are sent back as bytes
-    assert iot_key({"device_id": "d1", "timestamp": "T"}) == "d1@T" and iot_key(b"[1]") == ""
+    assert iot_key({"device_id": "d1", "timestamp": "T"}) == "d1" and iot_key(b"[1]") == ""
+    monkeypatch.setenv("STREAMSCORE_IOT__KEY_FIELD", "sensor")
+    assert key_on(FLOWS["iot"][2]())({"sensor": 12, "device_id": "d1"}) == "12"
 

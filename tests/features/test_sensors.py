@@ -32,7 +32,7 @@ def test_parse_reading_defaults_and_missing_values() -> None:
            "pressure": float("nan"), "label": "x"}
     r = parse_reading(rec, SensorConfig(), arrival=99.0)
     assert isinstance(r, Reading)
-    assert (r.device, r.t, r.arrival, r.timed_by_arrival) == ("d1", T0 + 5, 99.0, False)
+    assert (r.device, r.t, r.arrival, r.time_from_arrival) == ("d1", T0 + 5, 99.0, False)
     assert r.values == {"temperature": 21.0, "humidity": None, "pressure": None}
     assert set(r.fields) == set(rec) and r.fields["label"] == "x"  # the input as received
     assert r.timestamp == "2024-01-01T00:00:05.000Z"
@@ -69,9 +69,9 @@ def test_parse_reading_custom_fields_any_number_of_sensors() -> None:
 
 
 @pytest.mark.parametrize("missing", [{}, {"timestamp": None}, {"timestamp": ""}])
-def test_reading_without_time_is_timed_by_arrival(missing: dict) -> None:
+def test_reading_without_time_is_time_from_arrival(missing: dict) -> None:
     r = parse_reading({"device_id": "d", "temperature": 1.0, **missing}, SensorConfig(), arrival=T0 + 7)
-    assert r.t == T0 + 7 and r.arrival == T0 + 7 and r.timed_by_arrival
+    assert r.t == T0 + 7 and r.arrival == T0 + 7 and r.time_from_arrival
     with pytest.raises(ValidationError, match="'timestamp' is missing"):
         parse_reading({"device_id": "d", "temperature": 1.0}, SensorConfig())
 

@@ -413,15 +413,17 @@ def test_cli_monitor_empty_selection(log):
 
 
 def _defined_metrics() -> dict[str, set[str]]:
-    """Series names dataflows/metrics.py exposes -> their labels."""
+    """Series names dataflows/metrics.py exposes, and Bytewax's Kafka lag gauge -> their labels."""
     from prometheus_client.metrics import MetricWrapperBase
 
     from dataflows.metrics import METRICS
 
     suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum"),
                 "summary": ("_count", "_sum")}
+    from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE  # Bytewax's own, on the same /metrics
+
     out: dict[str, set[str]] = {}
-    for m in vars(METRICS).values():
+    for m in [*vars(METRICS).values(), BYTEWAX_CONSUMER_LAG_GAUGE]:
         if isinstance(m, MetricWrapperBase):
             labels = set(m._labelnames) | ({"le"} if m._type == "histogram" else set())
             for suffix in suffixes[m._type]:
@@ -455,7 +457,7 @@ def test_grafana_dashboard_uses_only_defined_metrics():
         assert p["targets"], p["title"]
         for t in p["targets"]:
             expr = t["expr"]
-            names = set(re.findall(r"\bscoring_[a-z_]+\b", expr))
+            names = set(re.findall(r"\b(?:scoring_[a-z_]+|bytewax_kafka_consumer_lag)\b", expr))
             assert names, (p["title"], expr)
             assert names <= set(defined), (p["title"], names - set(defined))
             used |= names
@@ -467,7 +469,8 @@ def test_grafana_dashboard_uses_only_defined_metrics():
                 labels = {g.strip() for g in group.split(",") if g.strip()}
                 assert labels <= set().union(*(defined[n] for n in names)), (p["title"], labels)
     assert {"scoring_records_total", "scoring_predictions_total", "scoring_latency_seconds_bucket",
-            "scoring_score_bucket", "scoring_model_info"} <= used
+            "scoring_score_bucket", "scoring_model_info", "bytewax_kafka_consumer_lag",
+            "scoring_events_missing_field_total"} <= used
 
 
 # --- a live run: hours, shadows, at-least-once repeats ----------------------------------------------

@@ -175,7 +175,7 @@ def test_unknown_and_retired_variables_are_errors(name, problem):
 
 
 #: settings added after the flat variables were retired (none of them had an old name)
-ADDED_SINCE = {"fraud.explain_method", "fraud.explain_budget", "state.gc_freeze"}
+ADDED_SINCE = {"fraud.explain_method", "fraud.explain_budget", "state.gc_freeze", "iot.field_check_events"}
 
 
 def test_every_retired_variable_names_what_it_became():

@@ -11,7 +11,7 @@ from typing import Any, Iterable, List, Mapping, Optional
 import structlog
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED, TopicPartition
 from typing_extensions import override
 
 from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG
@@ -44,31 +44,74 @@ def install_graceful_stop() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-class _StoppablePartition(StatefulSourcePartition[Any, Any]):
-    def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
+class _Partition(StatefulSourcePartition[Any, Any]):
+    """One Kafka partition of the input: Bytewax's, plus
+
+    * a graceful stop (:func:`install_graceful_stop`);
+    * its messages unwrapped (:func:`unwrap`), those a resumed run reads below the
+      partition's end at the restart marked ``possible_repeat`` (they may have been
+      scored before the crash: see :func:`models.status.alert_of`);
+    * the consumer group's offset committed (asynchronously) with every snapshot, so
+      lag tools see where the flow is; recovery, not the group, decides where a run resumes.
+    """
+
+    def __init__(self, inner: Any, topic: str, part: int, resume_state: Optional[int],
+                 watermark_timeout_s: float = 10.0) -> None:
         self._inner = inner
+        self._tp = (topic, part)
+        self._committed: Optional[int] = None
+        self._repeat_until: Optional[int] = None
+        if resume_state is not None and resume_state >= 0:
+            try:
+                _low, high = inner._consumer.get_watermark_offsets(  # Bytewax's consumer (0.21.1)
+                    TopicPartition(topic, part), timeout=watermark_timeout_s)
+            except Exception as exc:  # e.g. the broker away: the region is unknown
+                log.warning("kafka_watermark_unknown", topic=topic, partition=part, error=str(exc)[:200],
+                            detail="messages of this partition are not marked as possible repeats")
+            else:
+                if high > resume_state:
+                    self._repeat_until = high
 
     @override
     def next_batch(self) -> Iterable[Any]:
         if _STOP.is_set():
             raise StopIteration()
-        return self._inner.next_batch()
+        until = self._repeat_until
+        batch = [unwrap(m, until) for m in self._inner.next_batch()]
+        if until is not None and batch:
+            last = batch[-1].offset
+            if last is not None and last >= until - 1:
+                self._repeat_until = None  # past the replay region: nothing more is marked
+        return batch
 
     @override
     def next_awake(self) -> Optional[datetime]:
         return self._inner.next_awake()
 
+    def _commit(self, offset: Any, asynchronous: bool = True) -> None:
+        if not isinstance(offset, int) or offset < 0 or offset == self._committed:
+            return
+        try:
+            self._inner._consumer.commit(offsets=[TopicPartition(*self._tp, offset)], asynchronous=asynchronous)
+            self._committed = offset
+        except Exception as exc:  # lag reporting only: never stop the flow for it
+            log.warning("kafka_commit_failed", topic=self._tp[0], partition=self._tp[1], offset=offset,
+                        error=str(exc)[:200])
+
     @override
     def snapshot(self) -> Any:
-        return self._inner.snapshot()
+        offset = self._inner.snapshot()
+        self._commit(offset)
+        return offset
 
     @override
     def close(self) -> None:
+        self._commit(self._inner.snapshot(), asynchronous=False)
         self._inner.close()
 
 
 class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
-    """Bytewax's ``KafkaSource`` whose partitions end when a stop was requested."""
+    """Bytewax's ``KafkaSource`` with the partitions of :class:`_Partition`."""
 
     def __init__(self, inner: KafkaSource) -> None:
         self._inner = inner
@@ -78,8 +121,9 @@ class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
         return self._inner.list_parts()
 
     @override
-    def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _StoppablePartition:
-        return _StoppablePartition(self._inner.build_part(step_id, for_part, resume_state))
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _Partition:
+        idx, topic = for_part.split("-", 1)
+        return _Partition(self._inner.build_part(step_id, for_part, resume_state), topic, int(idx), resume_state)
 
 
 #: librdkafka settings only producers read (checked against librdkafka, which warns that a
@@ -129,14 +173,22 @@ def kafka_source(
       what it has read every few seconds and when it stops (librdkafka's
       auto-commit), so a restart without recovery continues near where the last
       run stopped instead of re-scoring the whole topic.
+
+    In every mode the partitions commit ``group``'s offsets at each Bytewax snapshot
+    and when they close, so ``kafka-consumer-groups``, kcat and lag exporters see the
+    lag. One ``kafka_start`` line says where the run starts: ``resumed from epoch N,
+    offsets {...}`` (read from the recovery store) or ``fresh start``.
     """
-    log.info("kafka_source", brokers=brokers, topic=topic, tail=tail, start=start, group=group,
+    resumed = _resume_point(topic)
+    log.info("kafka_source", brokers=brokers, topic=topic, tail=tail,
+             start="recovered" if resumed is not None and resumed.epoch is not None else start, group=group,
              options={k: "***" for k in (options or {})})
+    _log_start(topic, start, resumed)
     if tail:
         install_graceful_stop()
-    config: dict[str, Any] = {**consumer_options(options or {}), "logger": _LIBRDKAFKA_LOG}
+    config: dict[str, Any] = {**consumer_options(options or {}), "logger": _LIBRDKAFKA_LOG, "group.id": group}
     if start == "committed":
-        config = {"group.id": group, "enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
+        config = {"enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
     offset = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END, "committed": OFFSET_STORED}[start]
     return StoppableKafkaSource(KafkaSource(
         brokers=brokers.split(","),
@@ -149,16 +201,44 @@ def kafka_source(
     ))
 
 
-def unwrap(item: Any) -> Raw | DeadLetter:
+def _resume_point(topic: str) -> Any:
+    """The recovery store's resume point for ``topic``'s partitions (``None`` without recovery)."""
+    from dataflows.placement import recovery_directory, resume_point
+
+    directory = recovery_directory()
+    if directory is None:
+        return None
+    suffix = f"-{topic}"
+    return resume_point(directory, lambda step, key: key.endswith(suffix) and key[:-len(suffix)].isdigit())
+
+
+def _log_start(topic: str, start: str, resumed: Any) -> None:
+    """One line saying where this run starts reading: ``resumed from epoch N, offsets
+    {partition: offset}`` (recovery), or ``fresh start`` (and from where)."""
+    if resumed is None or resumed.epoch is None:
+        why = "no recovery store" if resumed is None else "the recovery store holds no run yet"
+        log.info("kafka_start", topic=topic, detail=f"fresh start ({why}): reading from {start}")
+        return
+    offsets = {int(k.split("-", 1)[0]): v for k, v in sorted(resumed.states.items(), key=lambda kv: int(kv[0].split("-", 1)[0]))}
+    log.info("kafka_start", topic=topic, epoch=resumed.epoch, offsets=offsets,
+             detail=f"resumed from epoch {resumed.epoch}, offsets {offsets}"
+                    + (f" (partitions without one start from {start})" if not offsets else ""))
+
+
+def unwrap(item: Any, repeat_until: Optional[int] = None) -> Raw | DeadLetter:
     """A Kafka source item as a :class:`~features.records.Raw` input (its value,
     topic, partition and offset) or, for a consumer error, a dead letter naming them.
+    A message below ``repeat_until`` is marked ``possible_repeat``.
 
     >>> from bytewax.connectors.kafka import KafkaSourceMessage
     >>> unwrap(KafkaSourceMessage(key=b"k", value=b"{}", topic="tx", partition=1, offset=7))
-    Raw(value=b'{}', topic='tx', partition=1, offset=7)
+    Raw(value=b'{}', topic='tx', partition=1, offset=7, possible_repeat=False)
+    >>> unwrap(KafkaSourceMessage(key=b"k", value=b"{}", topic="tx", partition=1, offset=7), 8).possible_repeat
+    True
     """
     if isinstance(item, KafkaSourceMessage):
-        return Raw(item.value, item.topic, item.partition, item.offset)
+        repeat = repeat_until is not None and item.offset is not None and item.offset < repeat_until
+        return Raw(item.value, item.topic, item.partition, item.offset, repeat)
     if isinstance(item, KafkaError):
         m = item.msg
         origin = Raw(m.value, m.topic, m.partition, m.offset)

@@ -216,7 +216,7 @@ def test_record_fields_thresholds_and_input_carried_through() -> None:
     json.loads(json.dumps(rec))
 
 
-def test_readings_timed_by_arrival_get_unique_ids() -> None:
+def test_readings_time_from_arrival_get_unique_ids() -> None:
     cfg = IoTScoringConfig()
     scorer = IoTPipeline(cfg)
     recs = [scorer.process({"device_id": "d1", "temperature": 20.0 + i}, arrival=T0)[0] for i in range(3)]
@@ -439,7 +439,7 @@ def reference_update(dev: DeviceState, reading) -> DeviceResult:
 
     c = dev.config
     ts = format_time(reading.t)
-    if not reading.timed_by_arrival:  # the stream has no duplicate ids: every one is remembered
+    if not reading.time_from_arrival:  # the stream has no duplicate ids: every one is remembered
         import zlib
 
         import msgspec
@@ -448,7 +448,7 @@ def reference_update(dev: DeviceState, reading) -> DeviceResult:
         assert dev.ids.check(key, reading.t) is None
     dev.seq += 1
     feats = dev.features.update(reading.t, reading.values)
-    rid = f"{reading.device}@{ts}" + (f"#{dev.seq}" if reading.timed_by_arrival else "")
+    rid = f"{reading.device}@{ts}" + (f"#{dev.seq}" if reading.time_from_arrival else "")
     scores, warming, shard_input, missing, drifts = {}, [], {}, [], []
     zc = c.z_clip
     for s in c.sensors:
