@@ -33,7 +33,7 @@ from dataflows.connectors.writeback import iot_writeback, write_back
 from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
 from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
-from dataflows.startup import check_iot, start
+from dataflows.startup import check_iot, settle, start
 from models.status import NORMAL, Thresholds
 from settings.config import IoTConfig
 
@@ -89,8 +89,14 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
 
 def get_flow() -> Dataflow:
-    """Read the settings, check what the run needs, build the flow."""
-    return start("iot", lambda: enough_shards(IoTConfig.from_env()), check_iot, build_flow)
+    """Read the settings, check what the run needs, build the flow, then warm the compiled
+    kernels and move everything built so far out of the garbage collector's way
+    (:func:`dataflows.startup.settle`)."""
+    flow = start("iot", lambda: enough_shards(IoTConfig.from_env()), check_iot, build_flow)
+    from models.iot import warm_up  # lazy: pulls river (~6 s)
+
+    settle(warm_up)
+    return flow
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ instead of opening them again.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -283,3 +284,18 @@ def start(
     log.info("flow_ready", flow=name, seconds=round(time.perf_counter() - t0, 3),
              config=describe() if callable(describe) else None)
     return flow
+
+
+def settle(*warm: Callable[[], object]) -> None:
+    """Once the flow is built: run the ``warm`` calls (e.g. load compiled kernels from their
+    cache, so the first batch does not wait for it), then ``gc.freeze()``: the hundreds of
+    thousands of long-lived objects of the start-up (imported modules, the feature store,
+    models) leave the collector's generations. Without it, each full collection while
+    scoring walks all of them (measured on the IoT flow: 4 collections of ~0.5 s each in a
+    6 s run of 20,000 readings)."""
+    t0 = time.perf_counter()
+    for w in warm:
+        w()
+    gc.collect()
+    gc.freeze()
+    log.info("flow_settled", seconds=round(time.perf_counter() - t0, 3), frozen_objects=gc.get_freeze_count())

@@ -88,6 +88,11 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
     n_ev, nf = V.shape
     nh = horizons.shape[0]
     inf = np.inf
+    # per horizon, the merge of the tiles before the newest one of the last read (a, k_end):
+    # reused while a read covers the same tiles and nothing landed in them (same merge, same result)
+    c_a = np.full(nh, np.nan)
+    c_k = np.full(nh, np.nan)
+    c_agg = np.empty((nh, nf * _AGG))
     for j in range(n_ev):
         t = T[j]
         wm = state[0]
@@ -129,10 +134,13 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
                     recs[i, : nr - cut] = recs[i, cut:nr]
                     nr -= cut
                     nrec[i] = nr
+                    c_a[i] = np.nan
                 k = math.ceil(t / w) - 1.0
                 if k < keep:
                     continue
                 mask |= 1 << i
+                if c_a[i] <= k < c_k[i]:  # a late event in the cached tiles
+                    c_a[i] = np.nan
                 if nr > 0 and recs[i, nr - 1, 0] == k:
                     b = nr - 1
                 elif nr == 0 or recs[i, nr - 1, 0] < k:
@@ -212,39 +220,45 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
                 j1 = _rec_search(recs[i], nr, k_end)
             j0 = 0 if (nr == 0 or recs[i, 0, 0] >= a) else _rec_search(recs[i], nr, a)
             base = i * nf * _AGG
-            for f in range(nf):
-                cn = 0.0
-                cs = 0.0
-                m2 = 0.0
-                lo = inf
-                hi = -inf
-                p = 1 + _AGG * f
-                for r in range(j0, j1):
-                    nb = recs[i, r, p]
-                    if nb > 0:
-                        sb = recs[i, r, p + 1]
-                        if cn <= 0:
-                            cn = nb
-                            cs = sb
-                            m2 = recs[i, r, p + 2]
-                        else:
-                            d = sb / nb - cs / cn
-                            tot = cn + nb
-                            m2 = m2 + recs[i, r, p + 2] + d * d * cn * nb / tot
-                            cs = cs + sb
-                            cn = tot
-                        x = recs[i, r, p + 3]
-                        if x < lo:
-                            lo = x
-                        x = recs[i, r, p + 4]
-                        if x > hi:
-                            hi = x
-                q = base + _AGG * f
-                out[q] = cn
-                out[q + 1] = cs
-                out[q + 2] = m2
-                out[q + 3] = lo
-                out[q + 4] = hi
+            if c_a[i] == a and c_k[i] == k_end:
+                out[base:base + nf * _AGG] = c_agg[i]
+            else:
+                for f in range(nf):
+                    cn = 0.0
+                    cs = 0.0
+                    m2 = 0.0
+                    lo = inf
+                    hi = -inf
+                    p = 1 + _AGG * f
+                    for r in range(j0, j1):
+                        nb = recs[i, r, p]
+                        if nb > 0:
+                            sb = recs[i, r, p + 1]
+                            if cn <= 0:
+                                cn = nb
+                                cs = sb
+                                m2 = recs[i, r, p + 2]
+                            else:
+                                d = sb / nb - cs / cn
+                                tot = cn + nb
+                                m2 = m2 + recs[i, r, p + 2] + d * d * cn * nb / tot
+                                cs = cs + sb
+                                cn = tot
+                            x = recs[i, r, p + 3]
+                            if x < lo:
+                                lo = x
+                            x = recs[i, r, p + 4]
+                            if x > hi:
+                                hi = x
+                    q = base + _AGG * f
+                    out[q] = cn
+                    out[q + 1] = cs
+                    out[q + 2] = m2
+                    out[q + 3] = lo
+                    out[q + 4] = hi
+                c_a[i] = a
+                c_k[i] = k_end
+                c_agg[i] = out[base:base + nf * _AGG]
             if j1 < nr and recs[i, j1, 0] == k_end:
                 if in_order or state[1] > k_end * w:
                     for f in range(nf):

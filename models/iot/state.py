@@ -22,7 +22,7 @@ from models.status import NORMAL, Thresholds, anomaly_score
 
 _INF = float("inf")
 
-__all__ = ["DeviceResult", "DeviceState", "ShardState"]
+__all__ = ["DeviceResult", "DeviceState", "ShardState", "warm_up"]
 
 
 class DeviceResult(msgspec.Struct):
@@ -33,7 +33,8 @@ class DeviceResult(msgspec.Struct):
     goes to; ``features``; ``missing``: sensors absent from the reading;
     ``scores``: {detector: score}; ``warming``: detectors still warming up;
     ``shard_input``: {sensor: clipped z} for the shard detector; ``drifts``:
-    drift records (``kind: "drift"``) this reading raised.
+    drift records (``kind: "drift"``) this reading raised; ``timestamp``: the
+    reading's event time as the records give it (formatted once, here).
     """
 
     reading: Reading
@@ -45,6 +46,7 @@ class DeviceResult(msgspec.Struct):
     warming: list[str]
     shard_input: dict[str, float]
     drifts: list[dict[str, Any]] = []
+    timestamp: str = ""
 
 
 class DeviceState:
@@ -169,20 +171,29 @@ class DeviceState:
         levels, slows, stucks, drifts = self._detectors()
         B = score_learn_many(V, levels, slows, stucks, drifts, c.drift_on == "slow")  # ValueError on infinities
         # back to Python objects once per batch: NaN -> None in the features
+        n = len(T)
         Fo = F.astype(object)
         Fo[np.isnan(F)] = None
         feature_rows = Fo.tolist()
         names = self.features.names
-        present = (~np.isnan(V)).tolist()
-        zc = c.z_clip
-        zs = np.clip(B.z, -zc, zc).tolist()
-        score, warm = B.score.tolist(), B.warming.tolist()
-        slow, slow_warm = B.slow.tolist(), B.slow_warming.tolist()
-        stuck, stuck_warm = B.stuck.tolist(), B.stuck_warming.tolist()
-        fired = B.drift.any(axis=1).tolist()
         has_slow = bool(self.slow)
+        # per reading, the detector columns interleaved as the records name them:
+        # <s>, <s>_slow (when kept), <s>_stuck for each sensor s
+        per = 3 if has_slow else 2
+        S = np.empty((n, per * nf))
+        W = np.empty((n, per * nf), dtype=np.bool_)
+        S[:, 0::per], W[:, 0::per] = B.score, B.warming
+        if has_slow:
+            S[:, 1::per], W[:, 1::per] = B.slow, B.slow_warming
+        S[:, per - 1::per], W[:, per - 1::per] = B.stuck, B.stuck_warming
+        det_names = [n_ for s in sensors for n_ in ((s, f"{s}_slow", f"{s}_stuck") if has_slow else (s, f"{s}_stuck"))]
+        present = ~np.isnan(V)
+        complete = present.all(axis=1).tolist()
+        any_warm = W.any(axis=1).tolist()
+        score_rows, warm_rows, present_rows = S.tolist(), W.tolist(), present.tolist()
+        z_rows = np.clip(B.z, -c.z_clip, c.z_clip).tolist()
+        fired = B.drift.any(axis=1).tolist()
         slow_watched = c.drift_on == "slow" and has_slow
-        plan = [(f, s, f"{s}_slow", f"{s}_stuck", f"{s}_slow" if slow_watched else s) for f, s in enumerate(sensors)]
         n_shards = c.n_shards
         shard = shard_of(pending[0][1].device, n_shards)
         last_device = pending[0][1].device
@@ -190,30 +201,28 @@ class DeviceState:
             if reading.device != last_device:
                 last_device = reading.device
                 shard = shard_of(last_device, n_shards)
-            pj = present[j]
-            scores: dict[str, float] = {}
-            warming: list[str] = []
-            shard_input: dict[str, float] = {}
-            missing: list[str] = []
-            for f, s, n_slow, n_stuck, _ in plan:
-                if not pj[f]:
-                    missing.append(s)
-                    continue
-                shard_input[s] = zs[j][f]
-                scores[s] = score[j][f]
-                if warm[j][f]:
-                    warming.append(s)
-                if has_slow:
-                    scores[n_slow] = slow[j][f]
-                    if slow_warm[j][f]:
-                        warming.append(n_slow)
-                scores[n_stuck] = stuck[j][f]
-                if stuck_warm[j][f]:
-                    warming.append(n_stuck)
+            if complete[j]:  # every sensor present: whole rows
+                scores = dict(zip(det_names, score_rows[j]))
+                warming = [n_ for n_, w in zip(det_names, warm_rows[j]) if w] if any_warm[j] else []
+                shard_input = dict(zip(sensors, z_rows[j]))
+                missing: list[str] = []
+            else:
+                pj, sj, wj, zj = present_rows[j], score_rows[j], warm_rows[j], z_rows[j]
+                scores, warming, shard_input, missing = {}, [], {}, []
+                for f, s in enumerate(sensors):
+                    if not pj[f]:
+                        missing.append(s)
+                        continue
+                    shard_input[s] = zj[f]
+                    for q in range(per * f, per * f + per):
+                        scores[det_names[q]] = sj[q]
+                        if wj[q]:
+                            warming.append(det_names[q])
             drift_records: list[dict[str, Any]] = []
             if fired[j]:
-                for f, s, _, _, watched in plan:
+                for f, s in enumerate(sensors):
                     if B.drift[j, f]:
+                        watched = f"{s}_slow" if slow_watched else s
                         drift_records.append({
                             "kind": "drift",
                             "id": f"{rid}#drift:{watched}",
@@ -227,7 +236,7 @@ class DeviceState:
                             "scored_at": format_time(time.time()),
                         })
             out[i] = DeviceResult(reading, rid, shard, dict(zip(names, feature_rows[j])), missing, scores, warming,
-                                  shard_input, drift_records)
+                                  shard_input, drift_records, ts)
 
     def _detectors(self) -> tuple[list, list | None, list, list]:
         """Per sensor, in order: value, slow (None: none), stuck detectors and drift monitors."""
@@ -337,10 +346,14 @@ class ShardState:
         else:
             shard_out = det.score_learn_many(inputs) if inputs else []
         it = iter(shard_out)
-        return [self._record(r, next(it) if r.shard_input else None) for r in results]
+        scored_at = time.time()  # the batch is scored at once
+        at = format_time(scored_at)
+        return [self._record(r, next(it) if r.shard_input else None, scored_at, at) for r in results]
 
-    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None) -> dict[str, Any]:
-        """The output record of one result given its shard detector output (None: not scored)."""
+    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None, scored_at: float,
+                at: str) -> dict[str, Any]:
+        """The output record of one result given its shard detector output (None: not
+        scored), scored at ``scored_at`` (epoch s; ``at`` formatted)."""
         c = self.config
         scores = dict(result.scores)
         warming = set(result.warming)
@@ -354,7 +367,6 @@ class ShardState:
             score = round(score, 6)
         status = NORMAL if score is None else self.thresholds.status(score)
         reading = result.reading
-        scored_at = time.time()
         rec = dict(reading.fields)
         rec.update(
             kind="reading",
@@ -363,11 +375,11 @@ class ShardState:
             status=status,
             scores={k: round(v, 6) for k, v in scores.items()},
             warming_up=bool(warming) or not scores,
-            missing=list(result.missing),
-            features=dict(result.features),
+            missing=result.missing,
+            features=result.features,
             model_version=self.version,
-            event_time=reading.timestamp,
-            scored_at=format_time(scored_at),
+            event_time=result.timestamp or reading.timestamp,
+            scored_at=at,
             latency_ms=round((scored_at - reading.arrival) * 1000.0, 3),
         )
         if reading.timed_by_arrival:
@@ -415,3 +427,13 @@ def _reasons(scores: Mapping[str, float], warming: set[str], shard_input: Mappin
             if s not in out:
                 out.append(s)
     return out
+
+
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile) the device step's kernels: one
+    reading through a throwaway :class:`DeviceState`, so a flow's first batch does not
+    wait for it (~0.5 s from numba's cache, several seconds to compile)."""
+    from features.sensors import parse_reading
+
+    c = IoTScoringConfig()
+    DeviceState(c).update(parse_reading({"device_id": "warm-up", "timestamp": 0, c.sensors[0]: 0.0}, c.features, 0.0))
