@@ -349,20 +349,13 @@ class DeviceFeatures:
         V = np.asarray(V, dtype=np.float64).reshape(n, nf)
         # late_s: behind the newest event time before each reading (every reading moves it)
         before = np.maximum.accumulate(np.concatenate(([w.watermark], T[:-1])))
-        from features.window_kernel import insert_many  # lazy: numba (~0.5 s) only where features are computed
+        from features.window_kernel import insert_many, window_stats  # lazy: numba only where features are computed
 
         agg, prev_t, prev_v = insert_many(w, T, V, _DELTA_LOOKBACK)
         out[:, 0] = T - prev_t
         out[:, 1] = np.where(before > -np.inf, np.maximum(before - T, 0.0), 0.0)
         out[:, 2:2 + nf] = V - prev_v
-        # per sensor, per window: mean, std, min, max from (n, sum, m2, min, max)
-        A = agg.reshape(n, nw, nf, 5).transpose(0, 2, 1, 3)  # (reading, sensor, window, aggregate)
-        cnt = A[..., 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            stats = np.stack([A[..., 1] / cnt, np.where(A[..., 2] > 0.0, np.sqrt(A[..., 2] / cnt), 0.0),
-                              A[..., 3], A[..., 4]], axis=-1)
-        stats[cnt <= 0] = _NAN
-        out[:, 2 + nf:] = stats.reshape(n, -1)
+        window_stats(agg, nw, nf, out, 2 + nf)  # per sensor, per window: mean, std, min, max
         return out
 
     @property

@@ -25,7 +25,7 @@ import numpy as np
 
 from features.windows import TiledWindows
 
-__all__ = ["insert_many"]
+__all__ = ["insert_many", "window_stats"]
 
 _AGG = 5
 
@@ -299,6 +299,36 @@ def _empty(recs, i, b, nf, k):
         recs[i, b, p + 4] = -np.inf
 
 
+@numba.njit(cache=True)
+def _stats(agg, nh, nf, out, col):
+    """Per event, field and horizon (in that order): mean, population std, min, max of the
+    aggregates (``stats_of``'s rule), NaN for an empty window, into ``out[:, col:]``."""
+    for j in range(agg.shape[0]):
+        q = col
+        for f in range(nf):
+            for i in range(nh):
+                p = (i * nf + f) * _AGG
+                cnt = agg[j, p]
+                if cnt > 0:
+                    m2 = agg[j, p + 2]
+                    out[j, q] = agg[j, p + 1] / cnt
+                    out[j, q + 1] = math.sqrt(m2 / cnt) if m2 > 0.0 else 0.0
+                    out[j, q + 2] = agg[j, p + 3]
+                    out[j, q + 3] = agg[j, p + 4]
+                else:
+                    out[j, q] = out[j, q + 1] = out[j, q + 2] = out[j, q + 3] = np.nan
+                q += 4
+
+
+def window_stats(agg: np.ndarray, n_horizons: int, n_fields: int, out: np.ndarray, col: int) -> None:
+    """Mean, std, min and max of each field (then horizon) from :func:`insert_many`'s
+    aggregates, into the columns ``col:`` of ``out`` (NaN where a window is empty)."""
+    _stats(agg, n_horizons, n_fields, out, col)
+
+
+_SPEC_ARRAYS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (horizons, tiles) -> (horizons, widths)
+
+
 def insert_many(win: TiledWindows, T: np.ndarray, V: np.ndarray,
                 lookback: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Put the events ``(T[j], V[j])`` (times; values in ``fields`` order, NaN = missing)
@@ -332,7 +362,10 @@ def insert_many(win: TiledWindows, T: np.ndarray, V: np.ndarray,
     agg = np.empty((n, nh * sp.n_fields * _AGG))
     prev_t = np.empty(n)
     prev_v = np.empty((n, sp.n_fields))
-    _kernel(T, V, recs, nrec, tail, ntail, state, np.array(sp.horizons), np.array(sp.widths), sp.lateness,
+    hw = _SPEC_ARRAYS.get((sp.horizons, sp.n_tiles))
+    if hw is None:
+        hw = _SPEC_ARRAYS[(sp.horizons, sp.n_tiles)] = (np.array(sp.horizons), np.array(sp.widths))
+    _kernel(T, V, recs, nrec, tail, ntail, state, hw[0], hw[1], sp.lateness,
             sp.retention, sp.span, sp.max_tail, sp.min_tail, int(lookback), agg, prev_t, prev_v)
     for i in range(nh):
         a = array("d")

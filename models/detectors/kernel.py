@@ -152,15 +152,8 @@ class BatchScores:
     __slots__ = ("z", "score", "warming", "slow", "slow_warming", "stuck", "stuck_warming", "drift", "watched")
 
     def __init__(self, n: int, nf: int) -> None:
-        self.z = np.full((n, nf), np.nan)
-        self.score = np.full((n, nf), np.nan)
-        self.warming = np.zeros((n, nf), dtype=np.bool_)
-        self.slow = np.full((n, nf), np.nan)
-        self.slow_warming = np.zeros((n, nf), dtype=np.bool_)
-        self.stuck = np.full((n, nf), np.nan)
-        self.stuck_warming = np.zeros((n, nf), dtype=np.bool_)
-        self.drift = np.zeros((n, nf), dtype=np.bool_)
-        self.watched = np.full((n, nf), np.nan)
+        self.z, self.score, self.slow, self.stuck, self.watched = np.full((5, n, nf), np.nan)
+        self.warming, self.slow_warming, self.stuck_warming, self.drift = np.zeros((4, n, nf), dtype=np.bool_)
 
 
 def _key_params(d: KeyDetector) -> np.ndarray:
