@@ -111,7 +111,7 @@ def watch_gc(freeze: bool = False, log_ms: float = LOG_MS) -> GcPauses:
         from dataflows.metrics import METRICS
 
         if freeze:
-            log.info("gc_frozen", objects=freeze_startup_objects())
+            freeze_startup_objects()
         _WATCHER = GcPauses(log_ms, METRICS.gc_pause, freeze_survivors=freeze)
         gc.callbacks.append(_WATCHER.on_gc)
         atexit.register(_WATCHER.log_summary)

@@ -88,9 +88,17 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     return flow
 
 
+def _warm_up() -> None:
+    from models.iot import warm_up  # lazy: pulls river (~6 s)
+
+    warm_up()
+
+
 def get_flow() -> Dataflow:
-    """Read the settings, check what the run needs, build the flow."""
-    return start("iot", lambda: enough_shards(IoTConfig.from_env()), check_iot, build_flow)
+    """Read the settings, check what the run needs, build the flow, then load the compiled
+    kernels and move everything built so far out of the garbage collector's way
+    (:func:`dataflows.startup.settle`)."""
+    return start("iot", lambda: enough_shards(IoTConfig.from_env()), check_iot, build_flow, warm=(_warm_up,))
 
 
 def __getattr__(name: str) -> Any:

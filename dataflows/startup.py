@@ -14,11 +14,12 @@ instead of opening them again.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import structlog
 
@@ -292,11 +293,12 @@ def start(
     load_config: Callable[[], C],
     checks: Callable[[C], list[Callable[[], None]]],
     build: Callable[[C], F],
+    warm: Sequence[Callable[[], object]] = (),
 ) -> F:
     """Configure logging, read the configuration, run every check, build the flow.
 
     Any problem exits with status 2 and one line per problem on stderr, before
-    any input is read.
+    any input is read. Then :func:`settle` (``warm``: the flow's warm-up calls).
     """
     t0 = time.perf_counter()
     try:
@@ -309,8 +311,24 @@ def start(
     if problems:
         _fail(problems)
     flow = build(cfg)
-    watch_gc(freeze=getattr(cfg, "gc_freeze", False))
+    settle(*warm, freeze=getattr(cfg, "gc_freeze", False))
     describe = getattr(cfg, "describe", None)
     log.info("flow_ready", flow=name, seconds=round(time.perf_counter() - t0, 3),
              config=describe() if callable(describe) else None)
     return flow
+
+
+def settle(*warm: Callable[[], object], freeze: bool = True) -> None:
+    """Once the flow is built: run the ``warm`` calls (e.g. load compiled kernels from their
+    cache, so the first batch does not wait for it), then time every garbage collection
+    and, with ``freeze`` (``state.gc_freeze``), move the hundreds of thousands of long-lived
+    objects of the start-up (imported modules, the feature store, models) and, from then on,
+    the survivors of each full collection out of the collector's way
+    (:mod:`dataflows.gcwatch`). Without it, each full collection while scoring walks all of
+    them (measured on the IoT flow: 4 collections of ~0.5 s each in a 6 s run of 20,000
+    readings; on the fraud flow with 50,000 new customers, the longest 1.2 s)."""
+    t0 = time.perf_counter()
+    for w in warm:
+        w()
+    watch_gc(freeze=freeze)
+    log.info("flow_settled", seconds=round(time.perf_counter() - t0, 3), frozen_objects=gc.get_freeze_count())

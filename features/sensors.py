@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from features.defaults import LATENESS_S
 from features.records import ValidationError, decode, format_time, parse_time
@@ -161,6 +162,7 @@ class Reading(msgspec.Struct, frozen=True):
 
 
 _INF = float("inf")
+_NAN = float("nan")
 
 
 def _sensor_value(fields: Mapping[str, Any], name: str) -> float | None:
@@ -309,10 +311,6 @@ def feature_names(config: SensorConfig) -> list[str]:
     return names
 
 
-def _none_if_nan(v: float) -> float | None:
-    return None if v != v else v
-
-
 class DeviceFeatures:
     """Rolling features of one device (see the module docstring for the list),
     over tiled event-time windows (:class:`~features.windows.TiledWindows`):
@@ -347,7 +345,7 @@ class DeviceFeatures:
     1.5
     """
 
-    __slots__ = ("config", "windows", "_names")
+    __slots__ = ("config", "windows", "_all")
 
     def __init__(self, config: SensorConfig = SensorConfig(), tiles: int = TILES) -> None:
         self.config = config
@@ -356,13 +354,7 @@ class DeviceFeatures:
             max_tail=max(config.max_events, _DELTA_LOOKBACK + 1),
             min_tail=_DELTA_LOOKBACK + 1,
         )
-        # feature names in output order (sensor, then window), with the position of each aggregate
-        nf = len(config.sensors)
-        self._names = [
-            ((j * nf + i) * 5, tuple(f"{s}_{stat}_{window_label(w)}" for stat in _STATS))
-            for i, s in enumerate(config.sensors)
-            for j, w in enumerate(config.windows_s)
-        ]
+        self._all = feature_names(config)
 
     def __len__(self) -> int:
         """Readings in the exact tail."""
@@ -374,42 +366,42 @@ class DeviceFeatures:
         return self.windows.watermark
 
     def update(self, t: float, values: Mapping[str, float | None]) -> dict[str, float | None]:
-        """Add the reading at event time ``t`` and return its features."""
+        """Add the reading at event time ``t`` and return its features (``update_many`` of one reading)."""
         if not math.isfinite(t):
             raise ValueError(f"DeviceFeatures.update: event time must be finite, got {t!r}")
+        V = np.array([[_NAN if (v := values.get(s)) is None else float(v) for s in self.config.sensors]])
+        row = self.update_many(np.array([float(t)]), V)[0].tolist()
+        return {n: None if v != v else v for n, v in zip(self.names, row)}
+
+    def update_many(self, T: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Add the readings ``(T[j], V[j])`` (event times; sensor values in ``config.sensors``
+        order, NaN = missing) in order and return their features: shape ``(n, len(names))``,
+        columns :func:`feature_names`, NaN where a feature is undefined. One compiled call
+        over the batch (:func:`features.window_kernel.insert_many`); a batch split anywhere
+        gives the same features."""
         w = self.windows
-        wm = w.watermark
-        late_s = max(0.0, wm - t) if wm > -math.inf else 0.0
-        row = []
-        for s in self.config.sensors:
-            v = values.get(s)
-            row.append(math.nan if v is None else float(v))
-        prev = w.previous(t)  # before inserting: the reading just before t in event time, or -1
-        tail, width = w.tail, w.spec.row
-        feats: dict[str, float | None] = {"dt_s": t - tail[prev * width] if prev >= 0 else None, "late_s": late_s}
-        for i, s in enumerate(self.config.sensors):
-            v = row[i]
-            delta = None
-            if v == v and prev >= 0:
-                for j in range(prev, max(-1, prev - _DELTA_LOOKBACK), -1):
-                    pv = tail[j * width + 1 + i]
-                    if pv == pv:
-                        delta = v - pv
-                        break
-            feats[f"{s}_delta"] = delta
-        mask = w.insert_row(t, row)
-        agg = w.aggregates(t, mask, row)
-        for p, (n_mean, n_std, n_min, n_max) in self._names:
-            n = agg[p]
-            if n > 0:
-                feats[n_mean] = agg[p + 1] / n
-                m2 = agg[p + 2]
-                feats[n_std] = math.sqrt(m2 / n) if m2 > 0.0 else 0.0
-                feats[n_min] = agg[p + 3]
-                feats[n_max] = agg[p + 4]
-            else:
-                feats[n_mean] = feats[n_std] = feats[n_min] = feats[n_max] = None
-        return feats
+        cfg = self.config
+        T = np.asarray(T, dtype=np.float64)
+        n, nf, nw = len(T), len(cfg.sensors), len(cfg.windows_s)
+        out = np.empty((n, 2 + nf + 4 * nf * nw))
+        if not n:
+            return out
+        V = np.asarray(V, dtype=np.float64).reshape(n, nf)
+        # late_s: behind the newest event time before each reading (every reading moves it)
+        before = np.maximum.accumulate(np.concatenate(([w.watermark], T[:-1])))
+        from features.window_kernel import insert_many, window_stats  # lazy: numba only where features are computed
+
+        agg, prev_t, prev_v = insert_many(w, T, V, _DELTA_LOOKBACK)
+        out[:, 0] = T - prev_t
+        out[:, 1] = np.where(before > -np.inf, np.maximum(before - T, 0.0), 0.0)
+        out[:, 2:2 + nf] = V - prev_v
+        window_stats(agg, nw, nf, out, 2 + nf)  # per sensor, per window: mean, std, min, max
+        return out
+
+    @property
+    def names(self) -> list[str]:
+        """Feature names, the columns of :meth:`update_many`."""
+        return self._all
 
     def snapshot(self) -> tuple:
         """The windows' state as plain data (no configuration)."""

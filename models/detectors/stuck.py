@@ -7,9 +7,20 @@ from statistics import NormalDist
 
 from models.detectors.key import z_to_score
 
-__all__ = ["StuckDetector"]
+__all__ = ["StuckDetector", "tail_score"]
 
 _NORMAL = NormalDist()
+
+
+def tail_score(tail: float, scale: float) -> float:
+    """Score of a run whose chance under normal behaviour is ``2 * tail``: the
+    two-sided normal z with that tail, mapped with ``z_to_score(z, scale)``.
+
+    >>> tail_score(0.5, 4.0), round(tail_score(1e-6, 4.0), 3)
+    (0.0, 0.585)
+    """
+    z = -_NORMAL.inv_cdf(max(tail, 1e-300))
+    return z_to_score(z, scale) if z > 0 else 0.0
 
 
 class StuckDetector:
@@ -65,9 +76,7 @@ class StuckDetector:
         if value is None or value != value or self.last is None or value != self.last:
             return 0.0
         log_tail = (self.run + 1) * math.log(self.repeat_rate)  # log P(run this long | normal)
-        tail = math.exp(max(log_tail, -700.0)) / 2.0
-        z = -_NORMAL.inv_cdf(max(tail, 1e-300))
-        return z_to_score(z, self.scale) if z > 0 else 0.0
+        return tail_score(math.exp(max(log_tail, -700.0)) / 2.0, self.scale)
 
     def learn_one(self, value: float | None) -> None:
         """Extend or end the current run; learn the repeat rate on transitions."""

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from models.iot.config import IoTScoringConfig, detector_version, log_spec
 from models.iot.pipeline import IoTPipeline
-from models.iot.state import DeviceResult, DeviceState, ShardState
+from models.iot.state import DeviceResult, DeviceState, ShardState, warm_up
 
 __all__ = [
     "IoTScoringConfig",
@@ -66,4 +66,5 @@ __all__ = [
     "IoTPipeline",
     "detector_version",
     "log_spec",
+    "warm_up",
 ]

@@ -10,17 +10,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from features.dedup import RecentIds
 from features.records import DeadLetter, duplicate, format_time, shard_of
 from features.sensors import DeviceFeatures, Reading
-from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector, z_to_score
+from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
+from models.detectors.kernel import score_learn_many
 from models.iot.config import IoTScoringConfig, _values_json, detector_version
 from models.status import NORMAL, Thresholds, anomaly_score
 
 _INF = float("inf")
 
-__all__ = ["DeviceResult", "DeviceState", "ShardState"]
+__all__ = ["DeviceResult", "DeviceState", "ShardState", "warm_up"]
 
 
 class DeviceResult(msgspec.Struct):
@@ -31,7 +33,8 @@ class DeviceResult(msgspec.Struct):
     goes to; ``features``; ``missing``: sensors absent from the reading;
     ``scores``: {detector: score}; ``warming``: detectors still warming up;
     ``shard_input``: {sensor: clipped z} for the shard detector; ``drifts``:
-    drift records (``kind: "drift"``) this reading raised.
+    drift records (``kind: "drift"``) this reading raised; ``timestamp``: the
+    reading's event time as the records give it (formatted once, here).
     """
 
     reading: Reading
@@ -43,6 +46,7 @@ class DeviceResult(msgspec.Struct):
     warming: list[str]
     shard_input: dict[str, float]
     drifts: list[dict[str, Any]] = []
+    timestamp: str = ""
 
 
 class DeviceState:
@@ -88,7 +92,7 @@ class DeviceState:
         }
         self.ids = RecentIds(c.dedup_horizon_s, c.dedup_max_ids)
         self._version = detector_version(c)
-        self._steps: list[tuple] | None = None  # see _plan
+        self._steps: tuple | None = None  # see _detectors
 
     @property
     def last_event_time(self) -> float | None:
@@ -103,12 +107,18 @@ class DeviceState:
     def update_many(self, readings: Sequence[Reading]) -> list[DeviceResult | DeadLetter]:
         """Score, then learn, a batch of this device's readings in order: one
         result per reading, equal to :meth:`update` on each in turn (the flow's
-        ``step_many``; the per-sensor work is planned once in :meth:`_plan`).
+        ``step_many``).
 
         Per present sensor value ``v``: the value detector's z (before learning)
         is both the shard input (clipped) and the value score; each detector
         scores ``v`` against its state, then learns it; the drift monitor is fed
         the watched score once the watched detector is warm.
+
+        The batch's windows and detectors run as two compiled calls over its
+        columns (:meth:`DeviceFeatures.update_many
+        <features.sensors.DeviceFeatures.update_many>`,
+        :func:`models.detectors.kernel.score_learn_many`); only ids, the dedup
+        check and the results are per reading.
 
         A reading whose id the device had within the dedup horizon becomes a
         :class:`~features.records.DeadLetter` (step ``dedup``) and changes nothing;
@@ -116,25 +126,19 @@ class DeviceState:
         the device afresh.
         """
         c = self.config
-        plan = self._plan()
-        zc = c.z_clip
-        n_shards = c.n_shards
-        version = self._version
-        features_update = self.features.update
-        seq = self.seq
-        out: list[DeviceResult | DeadLetter] = []
-        append = out.append
-        last_device: str | None = None
-        shard = 0
-        idle, check_id = c.idle_expiry_s, self.ids.check
-        for reading in readings:
+        out: list[DeviceResult | DeadLetter | None] = [None] * len(readings)
+        pending: list[tuple[int, Reading, str, str]] = []  # (position, reading, id, time) to score
+        idle = c.idle_expiry_s
+        wm = self.features.watermark
+        seq, check_id = self.seq, self.ids.check
+        for i, reading in enumerate(readings):
             t = reading.t
             device = reading.device
-            if idle:
-                last = self.features.watermark
-                if t - last > idle and last != -_INF:  # idle too long: start afresh
-                    self.__init__(c)  # type: ignore[misc]
-                    plan, features_update, check_id, seq = self._plan(), self.features.update, self.ids.check, 0
+            if idle and t - wm > idle and wm != -_INF:  # idle too long: start afresh
+                self._score(pending, out)
+                pending = []
+                self.__init__(c)  # type: ignore[misc]
+                wm, seq, check_id = -_INF, 0, self.ids.check
             ts = format_time(t)
             if reading.time_from_arrival:
                 rid = f"{device}@{ts}#{seq + 1}"
@@ -144,90 +148,104 @@ class DeviceState:
                 # same time with other values is a reading of its own)
                 first = check_id(f"{rid}|{zlib.crc32(_values_json(reading.values)):08x}", t)
                 if first is not None:
-                    append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
+                    out[i] = duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s)
                     continue
             self.seq = seq = seq + 1
-            values = reading.values
-            feats = features_update(t, values)
-            if device != last_device:
-                shard = shard_of(device, n_shards)
-                last_device = device
-            scores: dict[str, float] = {}
-            warming: list[str] = []
-            shard_input: dict[str, float] = {}
-            missing: list[str] = []
-            drifts: list[dict[str, Any]] = []
-            for s, kd, sk, st, dm, n_slow, n_stuck, slow_watched, drift_suffix in plan:
-                v = values.get(s)
-                if v is None or v != v:
-                    missing.append(s)
-                    continue
-                z = kd.z(v)
-                shard_input[s] = zc if z > zc else -zc if z < -zc else z
-                if type(v) is float and -_INF < v < _INF:
-                    # KeyDetector.score_learn without re-checking the value: score from
-                    # the z above (same state), then learn (learn_many == learn_one)
-                    w = kd.warming_up
-                    score = scores[s] = z_to_score(z, kd.scale)
-                    kd.learn_many((v,))
-                    if w:
-                        warming.append(s)
-                    if sk is not None:
-                        ws = sk.warming_up
-                        slow_score = scores[n_slow] = z_to_score(sk.z(v), sk.scale)
-                        sk.learn_many((v,))
-                        if ws:
-                            warming.append(n_slow)
-                        if slow_watched:
-                            score, w = slow_score, ws
-                else:  # anything else: the detectors' own checks (ints, infinities raise as before)
-                    score, w = kd.score_learn(v)
-                    scores[s] = score
-                    if w:
-                        warming.append(s)
-                    if sk is not None:
-                        slow_score, ws = sk.score_learn(v)
-                        scores[n_slow] = slow_score
-                        if ws:
-                            warming.append(n_slow)
-                        if slow_watched:
-                            score, w = slow_score, ws
-                scores[n_stuck], w_stuck = st.score_learn(v)
-                if w_stuck:
-                    warming.append(n_stuck)
-                if not w and dm.update(score):
-                    watched = n_slow if slow_watched else s
-                    drifts.append({
-                        "kind": "drift",
-                        "id": rid + drift_suffix,
-                        "device_id": device,
-                        "timestamp": ts,
-                        "sensor": s,
-                        "detector": watched,
-                        "method": "PageHinkley",
-                        "score": round(score, 6),
-                        "model_version": version,
-                        "scored_at": format_time(time.time()),
-                    })
-            append(DeviceResult(reading, rid, shard, feats, missing, scores, warming, shard_input, drifts))
-        return out
+            if t > wm:
+                wm = t
+            pending.append((i, reading, rid, ts))
+        self._score(pending, out)
+        return out  # type: ignore[return-value]
 
-    def _plan(self) -> list[tuple]:
-        """Per sensor, in order: ``(sensor, value detector, slow detector or None,
-        stuck detector, drift monitor, slow name, stuck name, drift watches the
-        slow detector, drift id suffix)``. Built from the configuration and the
-        detector objects (which :meth:`load` keeps), once."""
+    def _score(self, pending: list[tuple[int, Reading, str, str]], out: list) -> None:
+        """Features and detectors of the accepted readings ``pending``, as columns; their
+        results into ``out`` at their positions."""
+        if not pending:
+            return
+        c = self.config
+        sensors = c.sensors
+        nf = len(sensors)
+        T = np.array([p[1].t for p in pending])
+        V = np.array([[*map(p[1].values.get, sensors)] for p in pending], dtype=np.float64).reshape(len(T), nf)
+        F = self.features.update_many(T, V)
+        levels, slows, stucks, drifts = self._detectors()
+        B = score_learn_many(V, levels, slows, stucks, drifts, c.drift_on == "slow")  # ValueError on infinities
+        # back to Python objects once per batch: NaN -> None in the features
+        n = len(T)
+        Fo = F.astype(object)
+        Fo[np.isnan(F)] = None
+        feature_rows = Fo.tolist()
+        names = self.features.names
+        has_slow = bool(self.slow)
+        # per reading, the detector columns interleaved as the records name them:
+        # <s>, <s>_slow (when kept), <s>_stuck for each sensor s
+        per = 3 if has_slow else 2
+        S = np.empty((n, per * nf))
+        W = np.empty((n, per * nf), dtype=np.bool_)
+        S[:, 0::per], W[:, 0::per] = B.score, B.warming
+        if has_slow:
+            S[:, 1::per], W[:, 1::per] = B.slow, B.slow_warming
+        S[:, per - 1::per], W[:, per - 1::per] = B.stuck, B.stuck_warming
+        det_names = [n_ for s in sensors for n_ in ((s, f"{s}_slow", f"{s}_stuck") if has_slow else (s, f"{s}_stuck"))]
+        present = ~np.isnan(V)
+        complete = present.all(axis=1).tolist()
+        any_warm = W.any(axis=1).tolist()
+        score_rows, warm_rows, present_rows = S.tolist(), W.tolist(), present.tolist()
+        z_rows = np.clip(B.z, -c.z_clip, c.z_clip).tolist()
+        fired = B.drift.any(axis=1).tolist()
+        slow_watched = c.drift_on == "slow" and has_slow
+        n_shards = c.n_shards
+        shard = shard_of(pending[0][1].device, n_shards)
+        last_device = pending[0][1].device
+        for j, (i, reading, rid, ts) in enumerate(pending):
+            if reading.device != last_device:
+                last_device = reading.device
+                shard = shard_of(last_device, n_shards)
+            if complete[j]:  # every sensor present: whole rows
+                scores = dict(zip(det_names, score_rows[j]))
+                warming = [n_ for n_, w in zip(det_names, warm_rows[j]) if w] if any_warm[j] else []
+                shard_input = dict(zip(sensors, z_rows[j]))
+                missing: list[str] = []
+            else:
+                pj, sj, wj, zj = present_rows[j], score_rows[j], warm_rows[j], z_rows[j]
+                scores, warming, shard_input, missing = {}, [], {}, []
+                for f, s in enumerate(sensors):
+                    if not pj[f]:
+                        missing.append(s)
+                        continue
+                    shard_input[s] = zj[f]
+                    for q in range(per * f, per * f + per):
+                        scores[det_names[q]] = sj[q]
+                        if wj[q]:
+                            warming.append(det_names[q])
+            drift_records: list[dict[str, Any]] = []
+            if fired[j]:
+                for f, s in enumerate(sensors):
+                    if B.drift[j, f]:
+                        watched = f"{s}_slow" if slow_watched else s
+                        drift_records.append({
+                            "kind": "drift",
+                            "id": f"{rid}#drift:{watched}",
+                            "device_id": reading.device,
+                            "timestamp": ts,
+                            "sensor": s,
+                            "detector": watched,
+                            "method": "PageHinkley",
+                            "score": round(float(B.watched[j, f]), 6),
+                            "model_version": self._version,
+                            "scored_at": format_time(time.time()),
+                        })
+            out[i] = DeviceResult(reading, rid, shard, dict(zip(names, feature_rows[j])), missing, scores, warming,
+                                  shard_input, drift_records, ts)
+
+    def _detectors(self) -> tuple[list, list | None, list, list]:
+        """Per sensor, in order: value, slow (None: none), stuck detectors and drift monitors."""
         plan = self._steps
         if plan is None:
             c = self.config
-            plan = []
-            for s in c.sensors:
-                sk = self.slow.get(s)
-                slow_watched = c.drift_on == "slow" and s in self.slow
-                watched = f"{s}_slow" if slow_watched else s
-                plan.append((s, self.level[s], sk, self.stuck[s], self.drift[s], f"{s}_slow", f"{s}_stuck",
-                             slow_watched, f"#drift:{watched}"))
-            self._steps = plan
+            plan = self._steps = ([self.level[s] for s in c.sensors],
+                                  [self.slow[s] for s in c.sensors] if self.slow else None,
+                                  [self.stuck[s] for s in c.sensors], [self.drift[s] for s in c.sensors])
         return plan
 
     def snapshot(self) -> dict[str, Any]:
@@ -328,10 +346,14 @@ class ShardState:
         else:
             shard_out = det.score_learn_many(inputs) if inputs else []
         it = iter(shard_out)
-        return [self._record(r, next(it) if r.shard_input else None) for r in results]
+        scored_at = time.time()  # the batch is scored at once
+        at = format_time(scored_at)
+        return [self._record(r, next(it) if r.shard_input else None, scored_at, at) for r in results]
 
-    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None) -> dict[str, Any]:
-        """The output record of one result given its shard detector output (None: not scored)."""
+    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None, scored_at: float,
+                at: str) -> dict[str, Any]:
+        """The output record of one result given its shard detector output (None: not
+        scored), scored at ``scored_at`` (epoch s; ``at`` formatted)."""
         c = self.config
         scores = dict(result.scores)
         warming = set(result.warming)
@@ -345,7 +367,6 @@ class ShardState:
             score = round(score, 6)
         status = NORMAL if score is None else self.thresholds.status(score)
         reading = result.reading
-        scored_at = time.time()
         rec = dict(reading.fields)
         rec.update(
             kind="reading",
@@ -354,11 +375,11 @@ class ShardState:
             status=status,
             scores={k: round(v, 6) for k, v in scores.items()},
             warming_up=bool(warming) or not scores,
-            missing=list(result.missing),
-            features=dict(result.features),
+            missing=result.missing,
+            features=result.features,
             model_version=self.version,
-            event_time=reading.timestamp,
-            scored_at=format_time(scored_at),
+            event_time=result.timestamp or reading.timestamp,
+            scored_at=at,
             latency_ms=round((scored_at - reading.arrival) * 1000.0, 3),
         )
         if reading.time_from_arrival:
@@ -406,3 +427,13 @@ def _reasons(scores: Mapping[str, float], warming: set[str], shard_input: Mappin
             if s not in out:
                 out.append(s)
     return out
+
+
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile) the device step's kernels: one
+    reading through a throwaway :class:`DeviceState`, so a flow's first batch does not
+    wait for it (~0.5 s from numba's cache, several seconds to compile)."""
+    from features.sensors import parse_reading
+
+    c = IoTScoringConfig()
+    DeviceState(c).update(parse_reading({"device_id": "warm-up", "timestamp": 0, c.sensors[0]: 0.0}, c.features, 0.0))

@@ -472,7 +472,7 @@ def reference_update(dev: DeviceState, reading) -> DeviceResult:
                            "score": round(scores[watched], 6), "model_version": detector_version(c),
                            "scored_at": "-"})
     return DeviceResult(reading, rid, shard_of(reading.device, c.n_shards), feats, missing, scores, warming,
-                        shard_input, drifts)
+                        shard_input, drifts, ts)
 
 
 def generated_stream(cfg: IoTScoringConfig, n: int = 3000, seed: int = 11) -> list:
