@@ -32,11 +32,14 @@ def write(
     io: IOConfig,
     kind: str,
     key: Callable[[Any], str],
+    encoder: Callable[[], Callable[[Any], bytes]] | None = None,
 ) -> None:
     """Write records (dicts or :class:`~features.records.DeadLetter`) to the
     ``kind`` output the configuration names, counting each in the metrics.
 
-    ``key(record)`` is the Kafka message key (the event's id).
+    ``key(record)`` is the Kafka message key (the event's id). With Avro outputs
+    (``{flow}.formats.output``), ``encoder()`` builds the record -> bytes function
+    (:func:`dataflows.connectors.registry.output_encoder`), once per worker.
     """
     flow_id = up.stream_id.split(".", 1)[0]
 
@@ -55,7 +58,17 @@ def write(
 
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
-        msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+        if k.output_format == "json" or encoder is None:
+            msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+        else:
+            state: dict[str, Any] = {}
+
+            def framed(r: Any) -> KafkaSinkMessage:
+                if "encode" not in state:
+                    state["encode"] = encoder()
+                return KafkaSinkMessage(key(r).encode(), state["encode"](r))
+
+            msgs = op.map("to_message", up, framed)
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
                                                  too_large=too_large(kind, topic, k.dead_letter_topic, flow_id)))
     else:
