@@ -145,6 +145,13 @@ cmd_up() {
     fi
     choose_java
     mkdir -p "$REGISTRY_DATA_DIR"
+    # Serialize concurrent `up` runs (two pytest workers may each ask for the registry).
+    exec 9>"$REGISTRY_DATA_DIR/.lock"
+    flock 9
+    if answers; then
+        log "a registry already answers at $URL, nothing to do"
+        return 0
+    fi
     local pid
     pid="$(registry_pid)"
     if [[ -z "$pid" ]]; then
@@ -160,7 +167,7 @@ cmd_up() {
                 -Dquarkus.http.host="$REGISTRY_HOST" -Dquarkus.http.port="$REGISTRY_PORT" \
                 -Dquarkus.management.host="$REGISTRY_HOST" -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
                 -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
-                -jar "$jar" </dev/null >>"$LOG_FILE" 2>&1
+                -jar "$jar" </dev/null >>"$LOG_FILE" 2>&1 9>&-
         ) &
         echo $! >"$PID_FILE"
         pid="$(cat "$PID_FILE")"
