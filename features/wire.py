@@ -63,6 +63,7 @@ __all__ = [
     "WireEncoder",
     "RegistryUnavailable",
     "decode_or_dead_letter",
+    "proto_text",
 ]
 
 log = structlog.get_logger("features.wire")
@@ -238,6 +239,75 @@ def subject_name(strategy: str, topic: str, record_name: str) -> str:
     return subject_strategy(strategy)(SerializationContext(topic, MessageField.VALUE), record_name)
 
 
+_PROTO_TYPES = {"TYPE_STRING": "string", "TYPE_DOUBLE": "double", "TYPE_INT64": "int64", "TYPE_BOOL": "bool",
+                "TYPE_BYTES": "bytes"}
+
+
+def proto_text(message_type: Any) -> str:
+    """The ``.proto`` text of a flat message of :func:`protobuf_message` (what the registry stores).
+
+    >>> print(proto_text(protobuf_message("Doc2", [("id", "string", False), ("x", "double", True)], "streamscore.doc")))
+    syntax = "proto3";
+    package streamscore.doc;
+    <BLANKLINE>
+    message Doc2 {
+      string id = 1;
+      optional double x = 2;
+    }
+    <BLANKLINE>
+    """
+    from google.protobuf.descriptor import FieldDescriptor
+
+    names = {v: k for k, v in FieldDescriptor.__dict__.items() if k.startswith("TYPE_") and isinstance(v, int)}
+    d = message_type.DESCRIPTOR
+    lines = ['syntax = "proto3";', f"package {d.file.package};", "", f"message {d.name} {{"]
+    for f in d.fields:
+        optional = "optional " if f.containing_oneof is not None and f.containing_oneof.name == f"_{f.name}" else ""
+        lines.append(f"  {optional}{_PROTO_TYPES[names[f.type]]} {f.name} = {f.number};")
+    return "\n".join([*lines, "}", ""])
+
+
+def _protobuf_reader(message_type: Any) -> Callable[[bytes, Any], Any]:
+    """Framed Protobuf bytes (magic byte, schema id, message indexes, body) -> a message of
+    ``message_type``. The framing is read by confluent-kafka's ``SchemaId``; the body is parsed
+    with the flow's own message (fields by number: a producer's newer fields are skipped).
+    (confluent-kafka's ``ProtobufDeserializer`` asks the registry for the writer's schema as a
+    serialized descriptor, ``?format=serialized``, which Apicurio's Confluent API does not serve.)"""
+    import io
+
+    from confluent_kafka.schema_registry.serde import SchemaId
+
+    def read(data: bytes, _ctx: Any) -> Any:
+        payload = SchemaId("PROTOBUF").from_bytes(io.BytesIO(data))
+        return message_type.FromString(payload.read())
+
+    return read
+
+
+class _ProtobufWriter:
+    """A message -> framed bytes, its schema registered as ``.proto`` text (:func:`proto_text`).
+    (confluent-kafka's ``ProtobufSerializer`` registers a base64 descriptor, which Apicurio
+    stores as if it were ``.proto`` text, unreadable to other clients.)"""
+
+    def __init__(self, client: Any, message_type: Any, strategy: Callable[..., str], auto_register: bool) -> None:
+        self.client, self.message_type, self.strategy, self.auto_register = client, message_type, strategy, auto_register
+        self._header: bytes | None = None
+
+    def __call__(self, msg: Any, ctx: Any) -> bytes:
+        if self._header is None:
+            from confluent_kafka.schema_registry import Schema
+            from confluent_kafka.schema_registry.serde import SchemaId
+
+            subject = self.strategy(ctx, self.message_type.DESCRIPTOR.full_name)
+            schema = Schema(proto_text(self.message_type), "PROTOBUF")
+            if self.auto_register:
+                schema_id = self.client.register_schema(subject, schema)
+            else:
+                schema_id = self.client.lookup_schema(subject, schema).schema_id
+            self._header = SchemaId("PROTOBUF", schema_id, message_indexes=[0]).id_to_bytes()
+        return self._header + msg.SerializeToString()
+
+
 class WireDecoder:
     """Confluent-framed Avro or Protobuf bytes -> ``dict``; callable, thread-safe enough for
     one Bytewax worker (the caches only grow).
@@ -273,11 +343,9 @@ class WireDecoder:
             self._de = AvroDeserializer(client)
             self._to_dict: Callable[[Any], dict[str, Any]] = lambda v: v
         elif fmt == "protobuf":
-            from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
-
             if message_type is None:
                 raise ValueError("WireDecoder: the protobuf format needs a message_type")
-            self._de = ProtobufDeserializer(message_type, {"use.deprecated.format": False}, client)
+            self._de = _protobuf_reader(message_type)
             self._to_dict = message_to_dict
         else:
             raise ValueError(f"WireDecoder: unknown format {fmt!r}; expected avro or protobuf")
@@ -359,12 +427,10 @@ class WireEncoder:
             self._names = {f["name"] for f in schema["fields"]}
             self._message = None
         elif fmt == "protobuf":
-            from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
-
             self._message = schema
             self.record_name = schema.DESCRIPTOR.full_name
             self._names = {f.name for f in schema.DESCRIPTOR.fields}
-            self._ser = ProtobufSerializer(schema, client, {**conf, "use.deprecated.format": False})
+            self._ser = _ProtobufWriter(client, schema, conf["subject.name.strategy"], auto_register)
         else:
             raise ValueError(f"WireEncoder: unknown format {fmt!r}; expected avro or protobuf")
         self.subject = subject_name(strategy, topic, self.record_name)
