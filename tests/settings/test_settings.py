@@ -179,8 +179,12 @@ def test_every_retired_variable_names_what_it_became():
     assert len(RETIRED) == 65  # the 66 variables but KAFKA_BOOTSTRAP_SERVERS, still read
     assert all(keys and all(k in known for k in keys) for keys in RETIRED.values())
     retired_keys = {k for keys in RETIRED.values() for k in keys}
-    # every other key replaces an old variable, but the keys added since (explanations)
-    assert set(known) - retired_keys == {"kafka.bootstrap_servers", "fraud.explain_method", "fraud.explain_budget"}
+    # every other key replaces an old variable, but the keys added since (explanations, schema registry)
+    assert set(known) - retired_keys == {"kafka.bootstrap_servers", "fraud.explain_method", "fraud.explain_budget",
+                                         "fraud.formats.input", "fraud.formats.output", "iot.formats.input",
+                                         "iot.formats.output", "registry.url", "registry.auth",
+                                         "registry.subject_strategy", "registry.timeout_s", "registry.failures",
+                                         "registry.retry_s"}
 
 
 def test_an_unknown_variable_stops_a_flow_at_start_with_one_error_line(tmp_path):
@@ -370,3 +374,16 @@ def test_the_migration_script_rewrites_whole_names_only(tmp_path):
                                "MY_SCORING_INPUT=x\n")
     assert migrate_settings.main(["--check", str(env)]) == 0
     assert IOConfig.from_env({"STREAMSCORE_INPUT": "a.jsonl"}).input_path == Path("a.jsonl")
+
+
+def test_avro_or_protobuf_needs_a_registry_url_and_json_stays_the_default():
+    k = FraudConfig.from_env({}).io.kafka
+    assert (k.input_format, k.output_format, k.registry_url, k.uses_registry) == ("json", "json", "", False)
+    with pytest.raises(ConfigError, match=r"registry.url \(SCHEMA_REGISTRY_URL\): required when the input format"):
+        FraudConfig.from_env({"STREAMSCORE_INPUT_FORMAT": "protobuf"})
+    with pytest.raises(ConfigError, match="expected one of json, avro"):
+        FraudConfig.from_env({"STREAMSCORE_OUTPUT_FORMAT": "protobuf", "SCHEMA_REGISTRY_URL": "http://r"})
+    iot = IoTConfig.from_env({"STREAMSCORE_IOT__FORMATS__INPUT": "Avro", "SCHEMA_REGISTRY_URL": "http://r/",
+                              "SCHEMA_REGISTRY_AUTH": "user:s3cret"}).io.kafka
+    assert (iot.input_format, iot.registry_url, iot.uses_registry) == ("avro", "http://r", True)
+    assert "s3cret" not in repr(iot) + str(iot.describe())
