@@ -23,7 +23,7 @@ export STREAMSCORE_IO__GENERATOR_EVENTS ?= $(EVENTS)
 help:
 	@echo "make demo       set up and score $(EVENTS) generated transactions (no servers needed)"
 	@echo "make demo-iot   set up and score generated sensor readings"
-	@echo "make test       set up and run all tests (starts Kafka and Redis locally if needed)"
+	@echo "make test       set up and run all tests (starts Kafka, Redis and a schema registry locally if needed)"
 	@echo "make bench      all benchmarks, one table + output/bench/bench.json (minutes; BENCH_ARGS=--no-kafka)"
 	@echo "make bench-quick  the same with fewer events (small machines: about 2 minutes)"
 	@echo "make lock       update uv.lock to the newest versions pyproject.toml allows (then: make test)"
