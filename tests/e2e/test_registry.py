@@ -241,3 +241,31 @@ def test_registry_down_during_a_run_every_uncached_record_is_a_dead_letter_in_bo
     reasons = [d["error"] for _, d in dead]
     assert sum("did not answer" in r for r in reasons) == 3  # 3 lookups waited (at most 1 s each) ...
     assert sum("breaker open" in r for r in reasons) == len(values) - 3  # ... then none
+
+
+@pytest.mark.parametrize("flow,fmt", [("fraud", "avro"), ("iot", "protobuf")])
+def test_replay_writes_framed_records_the_flows_decoder_reads(registry, flow, fmt):
+    import sys
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    from dataflows.connectors.registry import input_decoder
+
+    topic = f"replay-{fmt}-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run([sys.executable, "-m", "cli.replay", "--flow", flow, "--format", fmt, "--events", "40",
+                           "--bad-rate", "0.1", "--topic", topic, "--no-progress"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BROKER, "SCHEMA_REGISTRY_URL": registry})
+    assert done.returncode == 0, done.stderr
+    sent = int(done.stdout.split()[1])
+    cfg = (FraudConfig if flow == "fraud" else IoTConfig).from_env(
+        {"SCHEMA_REGISTRY_URL": registry, "STREAMSCORE_INPUT_FORMAT": fmt})
+    decode = input_decoder(cfg)
+    c = Consumer({"bootstrap.servers": BROKER, "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    records = [decode(m.value()) for m in iter(lambda: c.poll(5), None) if not m.error()]
+    c.close()
+    assert len(records) == sent and sent > 30
+    key = "transaction_id" if flow == "fraud" else "device_id"
+    assert all(r[key] for r in records)
