@@ -33,8 +33,8 @@ from features.wire import (
     TRANSACTION_V2_FIELDS,
     FieldSpec,
     WireDecoder,
-    WireEncoder,
     avro_schema,
+    avro_writer,
     protobuf_message,
     reading_fields,
     registry_client,
@@ -42,7 +42,7 @@ from features.wire import (
 )
 from settings.config import FraudConfig, IoTConfig, KafkaConfig
 
-__all__ = ["input_fields", "input_decoder", "output_encoder", "scored_fields", "DEAD_LETTER_FIELDS",
+__all__ = ["input_fields", "input_decoder", "register_output", "scored_fields", "DEAD_LETTER_FIELDS",
            "output_schema", "avro_record", "check_registry", "client_of", "encoder_of",
            "input_schema"]
 
@@ -180,26 +180,40 @@ def avro_record(record: Mapping[str, Any] | DeadLetter, fields: tuple[FieldSpec,
     return out
 
 
-def output_encoder(cfg: FlowConfig, kind: str, topic: str) -> Callable[[Any], bytes]:
-    """``record -> bytes`` of the ``kind`` Avro output on ``topic`` (schema registered at start)."""
-    k = cfg.io.kafka
-    schema = output_schema(cfg, kind)
-    fields = tuple((f["name"], f["type"][1] if isinstance(f["type"], list) else f["type"], True)
-                   for f in schema["fields"])
-    encoder = WireEncoder(client_of(k), "avro", schema, topic, k.subject_strategy)
-
-    def encode(record: Any) -> bytes:
-        return encoder(avro_record(record, fields))
-
-    return encode
+def _fields_of(schema: Mapping[str, Any]) -> tuple[FieldSpec, ...]:
+    return tuple((f["name"], f["type"][1] if isinstance(f["type"], list) else f["type"], True)
+                 for f in schema["fields"])
 
 
-def encoder_of(cfg: FlowConfig, kind: str) -> Callable[[], Callable[[Any], bytes]]:
-    """The factory of the ``kind`` output's Avro encoder (what :func:`dataflows.connectors.outputs.write`
-    uses when ``{flow}.formats.output = "avro"``)."""
+def register_output(cfg: FlowConfig, kind: str) -> tuple[dict[str, Any], int]:
+    """The ``kind`` output's Avro schema and its id in the registry (registered under its
+    subject when new; the same id when it is there already)."""
+    from confluent_kafka.schema_registry import Schema
+
     k = cfg.io.kafka
     topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
-    return lambda: output_encoder(cfg, kind, topic)
+    schema = output_schema(cfg, kind)
+    subject = subject_name(k.subject_strategy, topic, f"{schema['namespace']}.{schema['name']}")
+    return schema, client_of(k).register_schema(subject, Schema(orjson.dumps(schema).decode(), "AVRO"))
+
+
+def encoder_of(cfg: FlowConfig, kind: str) -> Callable[[], Callable[[Any], bytes]] | None:
+    """With Avro outputs (``{flow}.formats.output = "avro"``, ``io.output = "kafka"``): the factory
+    of the ``kind`` output's ``record -> bytes`` (:func:`avro_record` then
+    :func:`~features.wire.avro_writer`), for :func:`dataflows.connectors.outputs.write`; else
+    ``None`` (JSON). The schema id is taken when the flow is built (the start checks registered
+    it a moment before), so writing never needs the registry while the flow runs."""
+    k = cfg.io.kafka
+    if cfg.io.output != "kafka" or k.output_format != "avro":
+        return None
+    schema, schema_id = register_output(cfg, kind)
+    fields = _fields_of(schema)
+
+    def build() -> Callable[[Any], bytes]:
+        write = avro_writer(schema, schema_id)
+        return lambda record: write(avro_record(record, fields))
+
+    return build
 
 
 # --- checks at start ---------------------------------------------------------------------
