@@ -85,11 +85,12 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
         log_inference("inference_log", scored, cfg.io.log_dir, LOG_SPEC, parts=total_workers(sys.argv) or 1,
                       max_rows=cfg.io.inference_log_max_rows, flush_s=cfg.io.inference_log_flush_s)
 
-    write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"], wire.encoder_of(cfg, "scored"))
+    letters = wire.encoder_of(cfg, "dead_letter")  # None: JSON
+    write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"], wire.encoder_of(cfg, "scored"), letters)
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"] if r.get("kind") == "drift" else r["transaction_id"],
           wire.encoder_of(cfg, "alerts"))
     write("dead_letter_out", op.merge("dead_letters", events.errs, featured.errs, results.errs), cfg.io, "dead_letter",
-          lambda d: d.key("transaction_id"), wire.encoder_of(cfg, "dead_letter"))
+          lambda d: d.key("transaction_id"), letters, letters)
     return flow
 
 

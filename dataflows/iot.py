@@ -83,10 +83,11 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
         log_inference("inference_log", scored, cfg.io.log_dir, log_spec(sc), parts=total_workers(sys.argv) or 1,
                       max_rows=cfg.io.inference_log_max_rows, flush_s=cfg.io.inference_log_flush_s)
 
-    write("scored_out", scored, cfg.io, "scored", lambda r: r["id"], wire.encoder_of(cfg, "scored"))
+    letters = wire.encoder_of(cfg, "dead_letter")  # None: JSON
+    write("scored_out", scored, cfg.io, "scored", lambda r: r["id"], wire.encoder_of(cfg, "scored"), letters)
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"], wire.encoder_of(cfg, "alerts"))
     write("dead_letter_out", op.merge("dead_letters", readings.errs, duplicates, profiled.errs), cfg.io, "dead_letter",
-          iot_dead_letter_key(cfg), wire.encoder_of(cfg, "dead_letter"))
+          iot_dead_letter_key(cfg), letters, letters)
     return flow
 
 
