@@ -18,12 +18,12 @@ export UV_PYTHON_DOWNLOADS := never
 EVENTS ?= 20000
 export STREAMSCORE_IO__GENERATOR_EVENTS ?= $(EVENTS)
 
-.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down clean docs
+.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down registry-up registry-down clean docs
 
 help:
 	@echo "make demo       set up and score $(EVENTS) generated transactions (no servers needed)"
 	@echo "make demo-iot   set up and score generated sensor readings"
-	@echo "make test       set up and run all tests (starts Kafka and Redis locally if needed)"
+	@echo "make test       set up and run all tests (starts Kafka, Redis and a schema registry locally if needed)"
 	@echo "make bench      all benchmarks, one table + output/bench/bench.json (minutes; BENCH_ARGS=--no-kafka)"
 	@echo "make bench-quick  the same with fewer events (small machines: about 2 minutes)"
 	@echo "make lock       update uv.lock to the newest versions pyproject.toml allows (then: make test)"
@@ -31,7 +31,7 @@ help:
 	@echo "make test-pythons the whole suite on every supported Python ($(PYTHONS)), each from the lock"
 	@echo "make audit      pip-audit over the lock (known vulnerabilities)"
 	@echo "make docs       build the docs site (mkdocs-material, strict) into site/"
-	@echo "make kafka-up / kafka-down / redis-up / redis-down"
+	@echo "make kafka-up / kafka-down / redis-up / redis-down / registry-up / registry-down"
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -126,6 +126,13 @@ kafka-down:
 
 redis-up:
 	bash scripts/redis.sh up
+
+# A schema registry (Apicurio, Confluent API) for Avro and Protobuf topics (docs/schema-registry.md).
+registry-up:
+	bash scripts/registry.sh up
+
+registry-down:
+	bash scripts/registry.sh down
 
 redis-down:
 	bash scripts/redis.sh down

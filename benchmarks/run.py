@@ -18,7 +18,8 @@ asserted. Rows (see README "Benchmarks"):
    ``scripts/kafka.sh up`` when none answers, and stopped again);
 3. naive baseline (:mod:`benchmarks.naive`): per event, 2 Feast calls + 1 predict;
 4. plain-loop reference (:mod:`benchmarks.reference`); and the flow's own
-   functions in a plain loop (:func:`benchmarks.fraud_throughput.stage_costs`);
+   functions in a plain loop (:func:`benchmarks.fraud_throughput.stage_costs`); the
+   input formats' decode + validate, JSON vs Avro vs Protobuf (:mod:`benchmarks.decoding`);
 5. memory: RSS growth per 100,000 customers' state (:mod:`benchmarks.memory`),
    and the fraud flow over 1,000,000 distinct customers (100,000 with ``--quick``);
 6. quality: :func:`benchmarks.iot_quality.run` and the production fraud model's
@@ -45,7 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import common, gc_pauses, kafka_bench, reference
+from benchmarks import common, decoding, gc_pauses, kafka_bench, reference
 from models.registry import Registry
 
 __all__ = ["SIZES", "run", "build_table", "format_table", "main"]
@@ -235,6 +236,7 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
     _section(res, "reference", lambda: reference.run(
         paths["fraud"], work / "reference_scored.jsonl", feature_repo, registry))
     _section(res, "stage_costs", lambda: stage_costs_section(fraud[: sz["stage_events"]], feature_repo, registry))
+    _section(res, "decoding", lambda: decoding.run(fraud[: sz["stage_events"]]))
 
     # --- 5. memory -----------------------------------------------------------------------
     _section(res, "memory_customer_state", lambda: memory_section(sz["memory_keys"]))
@@ -386,6 +388,12 @@ def build_table(doc: dict) -> list[dict[str, str]]:
     r = res.get("stage_costs")
     add(f"4 the flow's own functions, plain loop ({sz['stage_events']:,} tx)", r, r and r.get("events_per_s"), "-",
         r and not _err(r) and f"{r.get('total_us', 0):.0f} us/event (fraud_throughput.stage_costs)" or "")
+    r = res.get("decoding")
+    add(f"4 decoding + validate, Avro ({sz['stage_events']:,} tx)", r, r and r.get("avro", {}).get("events_per_s"), "-",
+        r and not _err(r) and f"JSON {_num(r['json']['events_per_s'])}/s, Protobuf "
+                              f"{_num(r['protobuf']['events_per_s'])}/s; Avro/JSON {r['avro_over_json']:.2f}x "
+                              f"({r['avro']['bytes_per_event']:.0f} vs {r['json']['bytes_per_event']:.0f} B/event)"
+        or "")
     r = res.get("memory_customer_state")
     add(f"5 memory: CustomerState x {sz['memory_keys']:,} customers", r, None, "-",
         r and not _err(r) and f"RSS +{r.get('mb_per_100k_keys')} MB per 100,000 keys ({r.get('bytes_per_key')} B/key)"

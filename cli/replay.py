@@ -133,6 +133,30 @@ def _encode(ev: Any) -> bytes:
         return json.dumps(ev, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8", "surrogateescape")
 
 
+def _wire_encoder(flow: str, fmt: str, kafka: KafkaConfig, topic: str) -> Callable[[Any], bytes | None]:
+    """``event -> bytes`` in Confluent-framed ``fmt`` (the flow's input schema, registered on the
+    first event), or ``None`` for an event that is not a record (a malformed line)."""
+    from confluent_kafka.serialization import SerializationError
+
+    from dataflows.connectors.registry import client_of, input_schema
+    from features.wire import WireEncoder
+
+    if not kafka.registry_url:
+        raise ValueError(f"--format {fmt} needs a schema registry: set registry.url (SCHEMA_REGISTRY_URL)")
+    encoder = WireEncoder(client_of(kafka), fmt, input_schema(flow, fmt), topic, kafka.subject_strategy)  # type: ignore[arg-type]
+
+    def encode(ev: Any) -> bytes | None:
+        fields = _fields(ev)
+        if not fields:
+            return None
+        try:
+            return encoder(fields)
+        except (TypeError, ValueError, SerializationError):  # a value the schema cannot hold
+            return None
+
+    return encode
+
+
 def ensure_topic(kafka: Any, topic: str, partitions: int) -> int:
     """Create ``topic`` when missing; returns its partition count. An unreachable
     broker is a :class:`ReplayError`."""
@@ -157,8 +181,10 @@ def replay(
     rate: float | None = None,
     total: int | None = None,
     progress: bool = True,
+    encode: Callable[[Any], bytes | None] | None = None,
 ) -> dict[str, Any]:
-    """Produce ``events``; paced to ``rate`` events/s when given. Returns counts."""
+    """Produce ``events``; paced to ``rate`` events/s when given. Returns counts.
+    ``encode(event)``: the message value (default: JSON, :func:`_encode`); ``None`` skips the event."""
     from tqdm import tqdm
 
     producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka),
@@ -169,11 +195,15 @@ def replay(
         if err is not None:
             failures.append(str(err))
 
-    sent = nbytes = 0
+    sent = nbytes = skipped = 0
+    encode = encode or _encode
     t0 = time.perf_counter()
     bar = tqdm(total=total, unit="ev", disable=not progress, file=sys.stderr)
     for ev in events:
-        value = _encode(ev)
+        value = encode(ev)
+        if value is None:
+            skipped += 1
+            continue
         k = key(ev).encode("utf-8", "surrogateescape") or None
         while True:
             try:
@@ -195,7 +225,7 @@ def replay(
     if left or failures:
         raise ReplayError(f"replay: {left} messages undelivered, {len(failures)} rejected "
                            f"(first: {failures[:1]}) on topic {topic!r}")
-    return {"topic": topic, "sent": sent, "bytes": nbytes, "seconds": round(seconds, 3),
+    return {"topic": topic, "sent": sent, "skipped": skipped, "bytes": nbytes, "seconds": round(seconds, 3),
             "events_per_s": round(sent / seconds, 1) if seconds > 0 else None}
 
 
@@ -213,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key-field", default=None,
                    help="the field whose value is each message's key (default: the flow's entity, "
                         "customer_id or iot.key_field)")
+    p.add_argument("--format", choices=("json", "avro", "protobuf"), default="json",
+                   help="message values: JSON, or Confluent-framed Avro or Protobuf (schema registered in "
+                        "registry.url, SCHEMA_REGISTRY_URL; events that are not records are skipped)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     configure_logging()
@@ -229,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         partitions = ensure_topic(kafka, topic, a.partitions)
         if events is None:
             events = generate(a.events, a.seed, a.bad_rate)
-        stats = replay(events, kafka, topic, key, a.rate, None if a.input else a.events, not a.no_progress)
+        encode = None if a.format == "json" else _wire_encoder(a.flow, a.format, kafka, topic)
+        stats = replay(events, kafka, topic, key, a.rate, None if a.input else a.events, not a.no_progress, encode)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -237,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"sent {stats['sent']} events ({stats['bytes']} bytes) to {topic} ({partitions} partitions) "
-          f"on {kafka.bootstrap_servers} in {stats['seconds']}s: {stats['events_per_s']} events/s")
+          f"on {kafka.bootstrap_servers} in {stats['seconds']}s: {stats['events_per_s']} events/s"
+          + (f"; {stats['skipped']} not records, skipped ({a.format})" if stats["skipped"] else ""))
     return 0
 
 

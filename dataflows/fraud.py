@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from dataflows.connectors import registry as wire
 from dataflows.connectors.inputs import read_input
 from dataflows.connectors.inference_log import log_inference
 from dataflows.connectors.outputs import write
@@ -41,6 +42,7 @@ from settings.config import FraudConfig
 __all__ = ["build_flow", "get_flow"]
 
 
+
 def _generated(cfg: FraudConfig) -> Iterable[Any]:
     from datagen.transactions import iter_stream  # lazy: pulls pandas (~1.4 s)
 
@@ -53,7 +55,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
 
     sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
-    raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
+    raw = read_input("input", flow, cfg.io, lambda: _generated(cfg), lambda: wire.input_decoder(cfg))
     events = validate("validate", raw, sc.parse,  # the parser FraudPipeline runs too
                       entity=lambda tx: tx.customer_id, entity_name="customer_id")
 
@@ -84,10 +86,12 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
         log_inference("inference_log", scored, cfg.io.log_dir, LOG_SPEC, parts=total_workers(sys.argv) or 1,
                       max_rows=cfg.io.inference_log_max_rows, flush_s=cfg.io.inference_log_flush_s)
 
-    write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"])
-    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"] if r.get("kind") == "drift" else r["transaction_id"])
+    letters = wire.encoder_of(cfg, "dead_letter")  # None: JSON
+    write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"], wire.encoder_of(cfg, "scored"), letters)
+    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"] if r.get("kind") == "drift" else r["transaction_id"],
+          wire.encoder_of(cfg, "alerts"))
     write("dead_letter_out", op.merge("dead_letters", events.errs, featured.errs, results.errs), cfg.io, "dead_letter",
-          lambda d: d.key("transaction_id"))
+          lambda d: d.key("transaction_id"), letters, letters)
     return flow
 
 

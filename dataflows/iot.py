@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from dataflows.connectors import registry as wire
 from dataflows.connectors.inputs import read_input
 from dataflows.connectors.inference_log import log_inference
 from dataflows.connectors.outputs import write
@@ -38,6 +39,7 @@ from models.status import Thresholds, alert_of
 from settings.config import IoTConfig
 
 __all__ = ["build_flow", "get_flow"]
+
 
 
 def _generated(cfg: IoTConfig) -> Iterable[Any]:
@@ -54,7 +56,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     sc = iot_scoring_config(cfg)
     thresholds = Thresholds(cfg.critical, cfg.warning)
     flow = Dataflow("iot_scoring")
-    raw = read_input("input", flow, cfg.io, lambda: _generated(cfg))
+    raw = read_input("input", flow, cfg.io, lambda: _generated(cfg), lambda: wire.input_decoder(cfg))
     readings = validate("validate", raw, reading_parser(cfg), entity=lambda r: r.device, entity_name=cfg.key_field)
 
     by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
@@ -81,10 +83,11 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
         log_inference("inference_log", scored, cfg.io.log_dir, log_spec(sc), parts=total_workers(sys.argv) or 1,
                       max_rows=cfg.io.inference_log_max_rows, flush_s=cfg.io.inference_log_flush_s)
 
-    write("scored_out", scored, cfg.io, "scored", lambda r: r["id"])
-    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"])
+    letters = wire.encoder_of(cfg, "dead_letter")  # None: JSON
+    write("scored_out", scored, cfg.io, "scored", lambda r: r["id"], wire.encoder_of(cfg, "scored"), letters)
+    write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"], wire.encoder_of(cfg, "alerts"))
     write("dead_letter_out", op.merge("dead_letters", readings.errs, duplicates, profiled.errs), cfg.io, "dead_letter",
-          iot_dead_letter_key(cfg))
+          iot_dead_letter_key(cfg), letters, letters)
     return flow
 
 

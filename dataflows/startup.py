@@ -204,6 +204,23 @@ def check_io(io: IOConfig) -> list[Callable[[], None]]:
     return checks
 
 
+def _registry(cfg: FraudConfig | IoTConfig) -> list[Callable[[], None]]:
+    """The schema registry check (dataflows/connectors/registry.py), when a Kafka input or
+    output is Avro or Protobuf."""
+    k = cfg.io.kafka
+    wire = (cfg.io.source == "kafka" and k.input_format != "json") or (cfg.io.output == "kafka"
+                                                                         and k.output_format != "json")
+    if not wire:
+        return []
+
+    def registry() -> None:
+        from dataflows.connectors.registry import check_registry  # lazy: pulls the registry client
+
+        check_registry(cfg)
+
+    return [registry]
+
+
 def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
     """The fraud flow's checks: I/O, the Feast feature service, the model."""
 
@@ -230,7 +247,7 @@ def check_fraud(cfg: FraudConfig) -> list[Callable[[], None]]:
         check_live_view(cfg.feature_repo, cfg.feature_store_yaml, "customer_live", setting=cfg.name_of("writeback"),
                         where=store_name(cfg))
 
-    return [*check_io(cfg.io), *check_log(cfg.io, "fraud"), feast, model, *([live_view] if cfg.writeback else [])]
+    return [*check_io(cfg.io), *_registry(cfg), *check_log(cfg.io, "fraud"), feast, model, *([live_view] if cfg.writeback else [])]
 
 
 def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
@@ -250,7 +267,7 @@ def check_iot(cfg: IoTConfig) -> list[Callable[[], None]]:
         check_live_view(cfg.feature_repo, cfg.feature_store_yaml, "device_live", setting=cfg.name_of("writeback"),
                         where=store_name(cfg))
 
-    return [*check_io(cfg.io), *check_log(cfg.io, "iot"), *([feast] if cfg.device_profile else []),
+    return [*check_io(cfg.io), *_registry(cfg), *check_log(cfg.io, "iot"), *([feast] if cfg.device_profile else []),
             *([live_view] if cfg.writeback else [])]
 
 

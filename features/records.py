@@ -68,16 +68,19 @@ class ValidationError(ValueError):
     """An event that cannot be scored; the message says which field and why."""
 
 
-class Raw(msgspec.Struct, frozen=True):
+class Raw(msgspec.Struct, frozen=True, repr_omit_defaults=True):
     """One input as received. ``topic``/``partition``/``offset`` are set for Kafka input;
     ``possible_repeat`` when a resumed run reads it from the part of its partition that
-    was already there at the restart (it may have been scored before the crash)."""
+    was already there at the restart (it may have been scored before the crash);
+    ``wire`` holds the message's bytes when ``value`` is what an Avro or Protobuf
+    decoder made of them (:mod:`features.wire`), so a dead letter keeps the bytes."""
 
     value: Any
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
     possible_repeat: bool = False
+    wire: bytes | None = None
 
 
 class DeadLetter(msgspec.Struct):
@@ -86,6 +89,8 @@ class DeadLetter(msgspec.Struct):
     ``raw`` is the input as received (text; undecodable bytes are shown with
     replacement characters), ``error`` the reason naming the field, ``step`` the
     step that refused it; Kafka inputs name their ``topic``, ``partition`` and ``offset``.
+    ``raw_bytes``: the message's bytes as received, for Avro and Protobuf inputs only
+    (written as ``raw_base64`` in JSON, as bytes in Avro): never a decoded guess.
     """
 
     error: str
@@ -95,6 +100,7 @@ class DeadLetter(msgspec.Struct):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    raw_bytes: bytes | None = None
 
     def key(self, id_field: str | None = None) -> str:
         """A stable message key: the event's id when the raw input has one, else
@@ -125,6 +131,10 @@ class DeadLetter(msgspec.Struct):
         out: dict[str, Any] = {"error": self.error, "raw": self.raw, "step": self.step, "received_at": self.received_at}
         if self.offset is not None:
             out.update(topic=self.topic, partition=self.partition, offset=self.offset)
+        if self.raw_bytes is not None:
+            import base64
+
+            out["raw_base64"] = base64.b64encode(self.raw_bytes).decode("ascii")
         return out
 
 
@@ -165,6 +175,7 @@ def dead_letter(raw: Any, error: str, step: str = "validate", origin: Raw | None
         topic=None if o is None else o.topic,
         partition=None if o is None else o.partition,
         offset=None if o is None else o.offset,
+        raw_bytes=None if o is None else o.wire,
     )
 
 

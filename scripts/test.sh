@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole suite. Starts a local Kafka broker and Redis when none is
+# Run the whole suite. Starts a local Kafka broker, Redis and a schema registry when none is
 # reachable (and stops what it started), and installs chromium when missing,
 # so it passes on a clean machine.
 set -euo pipefail
@@ -9,6 +9,7 @@ PY="${VENV:-.venv}/bin/python"
 
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
 export REDIS_CONNECTION_STRING="${REDIS_CONNECTION_STRING:-127.0.0.1:6379}"
+export SCHEMA_REGISTRY_URL="${SCHEMA_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
 
 reachable() {  # host:port
   "$PY" - "$1" <<'PY'
@@ -36,6 +37,11 @@ fi
 if ! reachable "$REDIS_CONNECTION_STRING"; then
   bash scripts/redis.sh up
   started+=(redis)
+fi
+# The schema registry of the Avro and Protobuf tests (tests/e2e/test_registry.py).
+if ! curl -sf -o /dev/null --max-time 3 "$SCHEMA_REGISTRY_URL/subjects"; then
+  bash scripts/registry.sh up
+  started+=(registry)
 fi
 
 # The browser test of the HTML monitoring report needs a headless chromium (Debian's

@@ -121,9 +121,12 @@ SECTIONS: dict[str, str] = {
     "kafka": "The Kafka connection (io.source or io.output \"kafka\"). Extra librdkafka settings come from "
              "KAFKA_OPT_* variables: KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL -> security.protocol.",
     "fraud": "The fraud flow's policy (dataflows.fraud and the endpoint).",
+    "registry": "The schema registry (Confluent API) of Avro and Protobuf topics (docs/schema-registry.md).",
     "fraud.topics": "The fraud flow's Kafka topics.",
+    "fraud.formats": "The fraud flow's Kafka value formats: json, avro, protobuf (docs/schema-registry.md).",
     "iot": "The IoT flow's fields and policy (dataflows.iot).",
     "iot.topics": "The IoT flow's Kafka topics.",
+    "iot.formats": "The IoT flow's Kafka value formats: json, avro, protobuf (docs/schema-registry.md).",
     "feast": "The Feast feature store and its lookups. A variable the store YAML names "
              "(${REDIS_CONNECTION_STRING}) is Feast's own.",
     "model": "The fraud model: registry reference, traffic routes, shadows (fraud flow and endpoint).",
@@ -230,6 +233,9 @@ Source = Annotated[Literal["generator", "file", "kafka"], BeforeValidator(_lower
 Output = Annotated[Literal["file", "kafka"], BeforeValidator(_lower)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 KafkaStart = Annotated[Literal["earliest", "latest", "committed"], BeforeValidator(_lower)]
+InputFormat = Annotated[Literal["json", "avro", "protobuf"], BeforeValidator(_lower)]
+OutputFormat = Annotated[Literal["json", "avro"], BeforeValidator(_lower)]
+SubjectStrategy = Annotated[Literal["topic", "record", "topic_record"], BeforeValidator(_lower)]
 Explain = Annotated[Literal["alerts", "critical", "none"], BeforeValidator(_lower)]
 ExplainMethod = Annotated[Literal["paths", "treeshap"], BeforeValidator(_lower)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
@@ -711,6 +717,28 @@ class KafkaConfig(_Settings):
                       validate_default=True)
     check_timeout_s: float = _key("kafka.check_timeout_s", 10.0,
                                   "how long the start-up broker check waits, seconds", ge=0.1)
+    input_format: InputFormat = _key("{flow}.formats.input", "json",
+                                     "the input topic's values: json, avro or protobuf (Confluent framing: "
+                                     "magic byte + schema id; needs registry.url)", env="STREAMSCORE_INPUT_FORMAT")
+    output_format: OutputFormat = _key("{flow}.formats.output", "json",
+                                       "the scored, alerts and dead-letter topics' values: json or avro "
+                                       "(schemas registered at start; needs registry.url)",
+                                       env="STREAMSCORE_OUTPUT_FORMAT")
+    registry_url: str = _key("registry.url", "",
+                             "schema registry (Confluent API; Apicurio: .../apis/ccompat/v7) for avro and protobuf",
+                             env="SCHEMA_REGISTRY_URL", validate_default=True)
+    registry_auth: SecretStr = _key("registry.auth", SecretStr(""), "HTTP basic auth of the registry, user:password",
+                                    env="SCHEMA_REGISTRY_AUTH")
+    subject_strategy: SubjectStrategy = _key("registry.subject_strategy", "topic",
+                                             "subject of a topic's values: topic (<topic>-value), record "
+                                             "(<record name>) or topic_record (<topic>-<record name>)")
+    registry_timeout_s: float = _key("registry.timeout_s", 2.0,
+                                     "a registry request (start checks, an uncached schema id) waits at most this, "
+                                     "seconds", gt=0.0)
+    registry_failures: int = _key("registry.failures", 3,
+                                  "after this many lookups in a row found the registry down, ...", ge=1)
+    registry_retry_s: float = _key("registry.retry_s", 5.0,
+                                   "... uncached schema ids are dead letters at once for this long, seconds", ge=0.0)
     #: extra librdkafka settings from ``KAFKA_OPT_*`` (may hold secrets: never log values)
     options: dict[str, str] = Field(default_factory=dict, repr=False, exclude=True)
 
@@ -718,6 +746,21 @@ class KafkaConfig(_Settings):
     @classmethod
     def _flow_name(cls, value: str, info: ValidationInfo) -> str:
         return value.replace("{flow}", _flow_of(info))
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_needed(cls, url: str, info: ValidationInfo) -> str:
+        url = url.strip().rstrip("/")
+        wire = [f for f in ("input_format", "output_format") if info.data.get(f, "json") != "json"]
+        if wire and not url:
+            raise PydanticCustomError("registry", "required when the {what} format is avro or protobuf",
+                                      {"what": " and ".join(w.split("_")[0] for w in wire)})
+        return url
+
+    @property
+    def uses_registry(self) -> bool:
+        """Whether the input or the outputs are Avro or Protobuf."""
+        return self.input_format != "json" or self.output_format != "json"
 
     def redacted_options(self) -> dict[str, str]:
         """Option names with values hidden, for logs."""

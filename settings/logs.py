@@ -26,7 +26,7 @@ __all__ = ["configure_logging"]
 
 _lock = threading.Lock()
 #: Libraries whose INFO lines are noise in a scoring run's log.
-_QUIET_LIBRARIES = ("feast", "urllib3", "asyncio", "filelock", "fsspec")
+_QUIET_LIBRARIES = ("feast", "urllib3", "asyncio", "filelock", "fsspec", "httpx", "httpx2", "httpcore")  # httpx*: schema registry requests
 
 _handler: logging.Handler | None = None  # ours, on the root logger once configured
 _level: str | None = None

@@ -123,7 +123,7 @@ def type_text(leaf: Leaf) -> str:
 def default_text(leaf: Leaf) -> str:
     default = leaf.default
     if leaf.secret:
-        return "(required)"
+        return "(unset)" if not default.get_secret_value() else "(set)"
     if default is None:
         return "(unset)"
     return f"`{toml_value(default)}`"

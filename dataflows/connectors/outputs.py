@@ -32,11 +32,17 @@ def write(
     io: IOConfig,
     kind: str,
     key: Callable[[Any], str],
+    encoder: Callable[[], Callable[[Any], bytes]] | None = None,
+    letters: Callable[[], Callable[[Any], bytes]] | None = None,
 ) -> None:
     """Write records (dicts or :class:`~features.records.DeadLetter`) to the
     ``kind`` output the configuration names, counting each in the metrics.
 
-    ``key(record)`` is the Kafka message key (the event's id).
+    ``key(record)`` is the Kafka message key (the event's id). With Avro outputs
+    (``{flow}.formats.output``), ``encoder()`` builds the record -> bytes function
+    (:func:`dataflows.connectors.registry.encoder_of`), once per worker; ``letters()``
+    the dead-letter output's, for the dead letter of a record over the size limit
+    (:func:`too_large`).
     """
     flow_id = up.stream_id.split(".", 1)[0]
 
@@ -55,15 +61,27 @@ def write(
 
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
-        msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+        if k.output_format == "json" or encoder is None:
+            msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+        else:
+            state: dict[str, Any] = {}
+
+            def framed(r: Any) -> KafkaSinkMessage:
+                if "encode" not in state:
+                    state["encode"] = encoder()
+                return KafkaSinkMessage(key(r).encode(), state["encode"](r))
+
+            msgs = op.map("to_message", up, framed)
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
-                                                 too_large=too_large(kind, topic, k.dead_letter_topic, flow_id)))
+                                                 too_large=too_large(kind, topic, k.dead_letter_topic, flow_id,
+                                                                     letters if encoder is not None else None)))
     else:
         lines = op.map("to_json", up, lambda r: (kind, to_json_line(as_dict(r)) + b"\n"))
         op.output("out", lines, JsonLinesSink(output_files(io.output_dir)[kind]))
 
 
-def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> Callable[[Any, int, int], Any]:
+def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "",
+              letters: Callable[[], Callable[[Any], bytes]] | None = None) -> Callable[[Any, int, int], Any]:
     """What the ``kind`` Kafka output produces in place of a record over the producer's
     ``message.max.bytes`` (see :class:`dataflows.connectors.kafka.ReliableKafkaSink`), so that one
     huge event never stops the flow and still ends in exactly one output:
@@ -74,6 +92,7 @@ def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> 
     - dead_letter: the same dead letter with ``raw`` cut the same way.
 
     Each is counted in ``scoring_records_too_large_total{flow, output, instead}``.
+    The dead letter is JSON, or what ``letters()`` builds (the Avro dead-letter output's encoder).
 
     >>> from bytewax.connectors.kafka import KafkaSinkMessage
     >>> big = KafkaSinkMessage(b"t1", b'{"transaction_id": "t1", "note": "' + b"x" * 2_000_000 + b'"}')
@@ -102,8 +121,13 @@ def too_large(kind: str, topic: str, dead_letter_topic: str, flow: str = "") -> 
         # raw cut so the letter fits under the limit whatever JSON escaping does to it
         # (at most 6 characters per byte), and never longer than a dead letter's usual cut
         letter = dead_letter(m.value, error, step, max_raw=min(MAX_RAW_CHARS, max(limit // 8, 256)))
-        return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(letter))
+        if letters is None:
+            return dead_letter_topic, KafkaSinkMessage(m.key, to_json_line(letter))
+        if "encode" not in state:
+            state["encode"] = letters()
+        return dead_letter_topic, KafkaSinkMessage(m.key, state["encode"](letter))
 
+    state: dict[str, Any] = {}
     return instead
 
 

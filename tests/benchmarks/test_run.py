@@ -23,7 +23,7 @@ def test_quick_bench_runs_on_tiny_inputs(fraud_env, tmp_path: Path) -> None:
     failed = {k: v["error"] for k, v in res.items() if isinstance(v, dict) and "error" in v}
     assert not failed, failed
     assert {"file_fraud", "file_iot_many", "file_iot_hot", "river_hot_loop", "naive", "reference", "stage_costs",
-            "memory_customer_state", "file_fraud_distinct_customers", "iot_quality", "fraud_model"} <= res.keys()
+            "memory_customer_state", "file_fraud_distinct_customers", "iot_quality", "fraud_model", "decoding"} <= res.keys()
     assert "kafka" not in res  # kafka=False skips it
     for name in ("file_fraud", "file_iot_many", "file_iot_hot", "file_fraud_distinct_customers"):
         r = res[name]
@@ -33,6 +33,8 @@ def test_quick_bench_runs_on_tiny_inputs(fraud_env, tmp_path: Path) -> None:
     assert res["file_fraud_distinct_customers"]["customers"] == TINY["distinct_customers"]
     assert res["reference"]["events"] == TINY["fraud_events"]
     assert res["naive"]["feast_calls"] == 2 * TINY["naive_events"]
+    assert all(res["decoding"][f]["refused"] == 0 for f in ("json", "avro", "protobuf"))
+    assert res["decoding"]["avro_over_json"] > 0
     assert {"roc_auc", "pr_auc"} <= res["iot_quality"]["project"].keys()
     assert {"roc_auc", "pr_auc", "recall_at_critical"} <= res["fraud_model"].keys()
     assert set(doc["ratios"]) == {"project_over_naive", "project_over_reference",

@@ -175,7 +175,10 @@ def test_unknown_and_retired_variables_are_errors(name, problem):
 
 
 #: settings added after the flat variables were retired (none of them had an old name)
-ADDED_SINCE = {"fraud.explain_method", "fraud.explain_budget", "state.gc_freeze", "iot.field_check_events"}
+ADDED_SINCE = {"fraud.explain_method", "fraud.explain_budget", "state.gc_freeze", "iot.field_check_events",
+               "fraud.formats.input", "fraud.formats.output", "iot.formats.input", "iot.formats.output",
+               "registry.url", "registry.auth", "registry.subject_strategy", "registry.timeout_s",
+               "registry.failures", "registry.retry_s"}
 
 
 def test_every_retired_variable_names_what_it_became():
@@ -374,3 +377,16 @@ def test_the_migration_script_rewrites_whole_names_only(tmp_path):
                                "MY_SCORING_INPUT=x\n")
     assert migrate_settings.main(["--check", str(env)]) == 0
     assert IOConfig.from_env({"STREAMSCORE_INPUT": "a.jsonl"}).input_path == Path("a.jsonl")
+
+
+def test_avro_or_protobuf_needs_a_registry_url_and_json_stays_the_default():
+    k = FraudConfig.from_env({}).io.kafka
+    assert (k.input_format, k.output_format, k.registry_url, k.uses_registry) == ("json", "json", "", False)
+    with pytest.raises(ConfigError, match=r"registry.url \(SCHEMA_REGISTRY_URL\): required when the input format"):
+        FraudConfig.from_env({"STREAMSCORE_INPUT_FORMAT": "protobuf"})
+    with pytest.raises(ConfigError, match="expected one of json, avro"):
+        FraudConfig.from_env({"STREAMSCORE_OUTPUT_FORMAT": "protobuf", "SCHEMA_REGISTRY_URL": "http://r"})
+    iot = IoTConfig.from_env({"STREAMSCORE_IOT__FORMATS__INPUT": "Avro", "SCHEMA_REGISTRY_URL": "http://r/",
+                              "SCHEMA_REGISTRY_AUTH": "user:s3cret"}).io.kafka
+    assert (iot.input_format, iot.registry_url, iot.uses_registry) == ("avro", "http://r", True)
+    assert "s3cret" not in repr(iot) + str(iot.describe())
