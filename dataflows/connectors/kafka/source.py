@@ -51,14 +51,16 @@ class _Partition(StatefulSourcePartition[Any, Any]):
     * its messages unwrapped (:func:`unwrap`), those a resumed run reads below the
       partition's end at the restart marked ``possible_repeat`` (they may have been
       scored before the crash: see :func:`models.status.alert_of`);
-    * the consumer group's offset committed (asynchronously) with every snapshot, so
-      lag tools see where the flow is; recovery, not the group, decides where a run resumes.
+    * the consumer group's offset committed (asynchronously, :class:`GroupOffsets`) with
+      every snapshot, so lag tools see where the flow is; recovery, not the group, decides
+      where a run resumes.
     """
 
     def __init__(self, inner: Any, topic: str, part: int, resume_state: Optional[int],
-                 watermark_timeout_s: float = 10.0) -> None:
+                 offsets: Optional["GroupOffsets"] = None, watermark_timeout_s: float = 10.0) -> None:
         self._inner = inner
         self._tp = (topic, part)
+        self._offsets = offsets
         self._committed: Optional[int] = None
         self._repeat_until: Optional[int] = None
         if resume_state is not None and resume_state >= 0:
@@ -88,15 +90,13 @@ class _Partition(StatefulSourcePartition[Any, Any]):
     def next_awake(self) -> Optional[datetime]:
         return self._inner.next_awake()
 
-    def _commit(self, offset: Any, asynchronous: bool = True) -> None:
-        if not isinstance(offset, int) or offset < 0 or offset == self._committed:
+    def _commit(self, offset: Any, wait_s: Optional[float] = None) -> None:
+        if self._offsets is None or not isinstance(offset, int) or offset < 0:
             return
-        try:
-            self._inner._consumer.commit(offsets=[TopicPartition(*self._tp, offset)], asynchronous=asynchronous)
-            self._committed = offset
-        except Exception as exc:  # lag reporting only: never stop the flow for it
-            log.warning("kafka_commit_failed", topic=self._tp[0], partition=self._tp[1], offset=offset,
-                        error=str(exc)[:200])
+        if offset == self._committed and wait_s is None:
+            return
+        self._offsets.commit(*self._tp, offset, wait_s)
+        self._committed = offset
 
     @override
     def snapshot(self) -> Any:
@@ -106,15 +106,85 @@ class _Partition(StatefulSourcePartition[Any, Any]):
 
     @override
     def close(self) -> None:
-        self._commit(self._inner.snapshot(), asynchronous=False)
+        self._commit(self._inner.snapshot(), wait_s=5.0)  # the last offsets, waited for (briefly)
         self._inner.close()
+
+
+class GroupOffsets:
+    """Commits consumer group ``group``'s offsets with an admin client, for lag tools.
+
+    The source's consumers never join the group (Bytewax assigns partitions and keeps
+    offsets in its recovery store), so the offsets are written as an admin would
+    (``alter_consumer_group_offsets``): asynchronously at snapshots, the last one waited
+    for at most a few seconds when a partition closes. Nothing waits on the group
+    coordinator otherwise, so a broker outage never holds the flow (a consumer's own
+    commits would make its ``close()`` wait for the coordinator). A failure is logged
+    once (``kafka_commit_failed``) until a commit succeeds again.
+    """
+
+    def __init__(self, config: Mapping[str, Any], group: str) -> None:
+        self._config = dict(config)
+        self._group = group
+        self._admin: Any = None
+        self._lock = threading.Lock()
+        self._failing = False
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._admin is None:
+                from confluent_kafka.admin import AdminClient
+
+                self._admin = AdminClient(self._config)
+            return self._admin
+
+    def _done(self, future: Any) -> None:
+        try:
+            future.result()
+        except Exception as exc:  # lag reporting only: never stop the flow for it
+            if not self._failing:
+                self._failing = True
+                log.warning("kafka_commit_failed", group=self._group, error=str(exc)[:200],
+                            detail="the consumer group's offsets (for lag tools) are not up to date; "
+                                   "recovery is not affected")
+        else:
+            self._failing = False
+
+    def commit(self, topic: str, partition: int, offset: int, wait_s: Optional[float] = None) -> None:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        try:
+            futures = self._client().alter_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(self._group, [TopicPartition(topic, partition, offset)])],
+                request_timeout=10)
+        except Exception as exc:
+            self._done(_Failed(exc))
+            return
+        [future] = futures.values()
+        if wait_s is None:
+            future.add_done_callback(self._done)
+            return
+        try:
+            future.result(timeout=wait_s)
+        except Exception as exc:
+            self._done(_Failed(exc))
+
+
+class _Failed:
+    """A future that failed with ``exc`` (for :meth:`GroupOffsets._done`)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self._exc = exc
+
+    def result(self) -> Any:
+        raise self._exc
 
 
 class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
     """Bytewax's ``KafkaSource`` with the partitions of :class:`_Partition`."""
 
-    def __init__(self, inner: KafkaSource) -> None:
+    def __init__(self, inner: KafkaSource, offsets: Optional[GroupOffsets] = None) -> None:
         self._inner = inner
+        self._offsets = offsets
 
     @override
     def list_parts(self) -> List[str]:
@@ -123,7 +193,8 @@ class StoppableKafkaSource(FixedPartitionedSource[Any, Any]):
     @override
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _Partition:
         idx, topic = for_part.split("-", 1)
-        return _Partition(self._inner.build_part(step_id, for_part, resume_state), topic, int(idx), resume_state)
+        return _Partition(self._inner.build_part(step_id, for_part, resume_state), topic, int(idx), resume_state,
+                          self._offsets)
 
 
 #: librdkafka settings only producers read (checked against librdkafka, which warns that a
@@ -186,9 +257,10 @@ def kafka_source(
     _log_start(topic, start, resumed)
     if tail:
         install_graceful_stop()
-    config: dict[str, Any] = {**consumer_options(options or {}), "logger": _LIBRDKAFKA_LOG, "group.id": group}
+    config: dict[str, Any] = {**consumer_options(options or {}), "logger": _LIBRDKAFKA_LOG}
+    offsets = GroupOffsets({**config, "bootstrap.servers": brokers}, group)
     if start == "committed":
-        config = {"enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
+        config = {"group.id": group, "enable.auto.commit": "true", "auto.offset.reset": "earliest", **config}
     offset = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END, "committed": OFFSET_STORED}[start]
     return StoppableKafkaSource(KafkaSource(
         brokers=brokers.split(","),
@@ -198,7 +270,7 @@ def kafka_source(
         add_config=config,
         batch_size=batch_size,
         raise_on_errors=False,
-    ))
+    ), offsets)
 
 
 def _resume_point(topic: str) -> Any:
