@@ -367,7 +367,7 @@ def run(host: str | None = None, port: int | None = None, environ: Mapping[str, 
 
     ``workers`` (default ``serve.workers``) above 1 runs that many uvicorn worker
     processes on one socket, each building :data:`app` from the process environment
-    (``environ`` must then be None: the workers read ``os.environ``)."""
+    (``environ`` must then be None: the workers read the process environment)."""
     import uvicorn
 
     t0 = time.perf_counter()

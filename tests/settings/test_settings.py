@@ -179,8 +179,9 @@ def test_every_retired_variable_names_what_it_became():
     assert len(RETIRED) == 65  # the 66 variables but KAFKA_BOOTSTRAP_SERVERS, still read
     assert all(keys and all(k in known for k in keys) for keys in RETIRED.values())
     retired_keys = {k for keys in RETIRED.values() for k in keys}
-    # every other key replaces an old variable, but the keys added since (explanations)
-    assert set(known) - retired_keys == {"kafka.bootstrap_servers", "fraud.explain_method", "fraud.explain_budget"}
+    # every other key replaces an old variable, but the keys added since (explanations, the endpoint's workers)
+    assert set(known) - retired_keys == {"kafka.bootstrap_servers", "fraud.explain_method", "fraud.explain_budget",
+                                         "serve.workers"}
 
 
 def test_an_unknown_variable_stops_a_flow_at_start_with_one_error_line(tmp_path):
