@@ -74,6 +74,12 @@ __all__ = ["ServeConfig", "EndpointScorer", "InvalidItems", "create_app", "check
 
 log = structlog.get_logger("service.app")
 
+if __name__ in ("__main__", "__mp_main__"):
+    # `python -m service.app --workers N`: each spawned worker runs this file again as
+    # __mp_main__, then uvicorn imports service.app:app; one module object, so the metrics
+    # below are registered once per process
+    sys.modules.setdefault("service.app", sys.modules[__name__])
+
 
 REQUESTS = Counter("scoring_api_requests_total", "Requests answered by the scoring endpoint", ["path", "code"])
 REQUEST_SECONDS = Histogram("scoring_api_request_seconds", "Time to answer a request", ["path"],
@@ -386,8 +392,10 @@ def run(host: str | None = None, port: int | None = None, environ: Mapping[str, 
         log.info("serve_ready", host=host, port=port, workers=workers, seconds=round(time.perf_counter() - t0, 3),
                  config=cfg.describe())
         # uvicorn's supervisor: spawned workers import service.app and build `app` each
+        # a worker answers the supervisor's pings from a thread it starts only after its imports:
+        # 60 s, not uvicorn's 5, or a busy machine has the supervisor kill workers while they start
         uvicorn.run("service.app:app", host=host, port=port, workers=workers, log_config=None,
-                    access_log=False, server_header=False)
+                    access_log=False, server_header=False, timeout_worker_healthcheck=60)
         log.info("serve_stopped", workers=workers)
         return 0
     built = create_app(cfg)

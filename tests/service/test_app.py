@@ -430,14 +430,16 @@ def test_the_module_app_imports_without_opening_anything():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_serve_with_two_workers_answers_from_two_worker_processes(sc):
-    """``streamscore serve --workers 2``: two worker processes on one port, each with its
-    own scorer; /healthz names the pid that answered."""
+@pytest.mark.parametrize("command", [["cli.main", "serve"], ["service.app"]], ids=["streamscore serve", "service.app"])
+def test_serve_with_two_workers_answers_from_two_worker_processes(sc, command):
+    """``streamscore serve --workers 2`` (and ``python -m service.app --workers 2``): two
+    worker processes on one port, each with its own scorer; /healthz names the pid that
+    answered."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_"))}
     env.update({"STREAMSCORE_API_KEYS": KEY, "STREAMSCORE_FEAST__REPO": str(sc.repo),
                 "STREAMSCORE_MODEL__REGISTRY": str(sc.registry), "STREAMSCORE_LOG__LEVEL": "WARNING"})
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--port", str(port), "--workers", "2"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     pids: set[int] = set()
