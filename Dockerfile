@@ -4,8 +4,11 @@
 # (STREAMSCORE_*, KAFKA_BOOTSTRAP_SERVERS, KAFKA_OPT_*; see docs/configuration.md).
 #   docker run --rm --network host -e STREAMSCORE_SOURCE=kafka -e STREAMSCORE_OUTPUT=kafka \
 #     -e KAFKA_BOOTSTRAP_SERVERS=localhost:9092 streamscore
-# Scale out: -e BYTEWAX_WORKERS=2, or run several containers as one cluster with
-#   python -m bytewax.run dataflows.fraud:flow -i <process id> -a "host1:2101;host2:2101"
+# The entrypoint is deploy/entrypoint.sh, the one the Helm chart's pods run (docs/kubernetes.md):
+#   docker run ... streamscore                       # flow (DATAFLOW, default the fraud flow)
+#   docker run ... streamscore serve --workers 2     # the scoring endpoint
+# Scale out: -e BYTEWAX_WORKERS_PER_PROCESS=2, or run several containers as one cluster with
+# BYTEWAX_PROCESS_ID and BYTEWAX_ADDRESSES="host1:2101;host2:2101" (or BYTEWAX_HOSTFILE_PATH).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -31,9 +34,11 @@ COPY feature_repo feature_repo
 RUN uv sync --frozen --no-editable
 ENV PATH=/app/.venv/bin:$PATH
 COPY streamscore.toml ./
+COPY deploy/entrypoint.sh deploy/entrypoint.sh
 
 # Bring your own model registry and Feast registry (mount them, or bake them in
 # a derived image): /app/model_registry and /app/feature_repo/data.
-ENV DATAFLOW=dataflows.fraud:flow BYTEWAX_WORKERS=1
-EXPOSE 3030
-CMD ["sh", "-c", "python -m bytewax.run \"$DATAFLOW\" -w \"$BYTEWAX_WORKERS\""]
+ENV DATAFLOW=dataflows.fraud:flow BYTEWAX_WORKERS_PER_PROCESS=1
+EXPOSE 3030 8000
+ENTRYPOINT ["/app/deploy/entrypoint.sh"]
+CMD ["flow"]

@@ -18,12 +18,13 @@ export UV_PYTHON_DOWNLOADS := never
 EVENTS ?= 20000
 export STREAMSCORE_IO__GENERATOR_EVENTS ?= $(EVENTS)
 
-.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast bench bench-quick kafka-up kafka-down redis-up redis-down registry-up registry-down clean docs
+.PHONY: help venv lock test-latest test-pythons audit data feast model demo demo-iot test test-fast test-deploy helm bench bench-quick kafka-up kafka-down redis-up redis-down registry-up registry-down clean docs
 
 help:
 	@echo "make demo       set up and score $(EVENTS) generated transactions (no servers needed)"
 	@echo "make demo-iot   set up and score generated sensor readings"
 	@echo "make test       set up and run all tests (starts Kafka, Redis and a schema registry locally if needed)"
+	@echo "make test-deploy  the Helm chart: lint, render, validate, and the local rehearsal (docs/kubernetes.md)"
 	@echo "make bench      all benchmarks, one table + output/bench/bench.json (minutes; BENCH_ARGS=--no-kafka)"
 	@echo "make bench-quick  the same with fewer events (small machines: about 2 minutes)"
 	@echo "make lock       update uv.lock to the newest versions pyproject.toml allows (then: make test)"
@@ -73,6 +74,15 @@ demo-iot: feast
 
 test: $(STAMP)
 	bash scripts/test.sh
+
+# Helm, pinned (scripts/helm.sh: go install into .tools/bin, like uv above).
+helm:
+	bash scripts/helm.sh install
+
+# The Helm chart alone (make test runs these too): helm lint, helm template with the default and
+# production values, the manifests against the Kubernetes schemas, and the start-up rehearsal.
+test-deploy: $(STAMP) helm
+	bash scripts/test.sh tests/deploy
 
 # Update the lock: the newest versions pyproject.toml's ranges allow (README "Installing").
 lock: | $(UV)

@@ -96,7 +96,10 @@ for command in (config_command, train, models, monitor, log_group):
 @click.option("--host", default=None, help="interface to listen on  [default: the serve.host setting, 127.0.0.1]")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="port  [default: the serve.port setting, 8000]")
-def serve(host: str | None, port: int | None) -> int:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="worker processes on the port, each with its own store and models  "
+                   "[default: the serve.workers setting, 1]")
+def serve(host: str | None, port: int | None, workers: int | None) -> int:
     """Serve the scoring endpoint: POST /score (= python -m service.app).
 
     Scores one transaction or a list with the fraud flow's validation, model routes and
@@ -106,12 +109,12 @@ def serve(host: str | None, port: int | None) -> int:
 
     \b
     Example:
-      STREAMSCORE_API_KEYS=$(openssl rand -hex 24) streamscore serve --port 8000
+      STREAMSCORE_API_KEYS=$(openssl rand -hex 24) streamscore serve --port 8000 --workers 2
       curl -s localhost:8000/healthz
     """
     from service.app import run
 
-    return run(host, port)
+    return run(host, port, workers=workers)
 
 
 # --- replay / report ---------------------------------------------------------------------------

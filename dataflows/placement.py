@@ -33,8 +33,8 @@ from settings.environment import bytewax_variables
 
 C = TypeVar("C")
 
-__all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options", "total_workers",
-           "recovery_directory", "resuming", "enough_shards", "ResumePoint", "resume_point"]
+__all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options", "total_workers", "process_id",
+           "recovery_partitions", "recovery_directory", "resuming", "enough_shards", "ResumePoint", "resume_point"]
 
 #: Shard keys are aligned modulo this: lcm(1..10).
 MODULUS = 2520
@@ -130,7 +130,6 @@ def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int 
     per_proc: int | None = None
     procs: int | None = None
     opts = bytewax_options(argv)
-    process_id = "-i" in opts
     try:
         if "-w" in opts:
             per_proc = int(opts["-w"])
@@ -145,8 +144,7 @@ def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int 
             per_proc = int(env["BYTEWAX_WORKERS_PER_PROCESS"])
         if procs is None and env.get("BYTEWAX_ADDRESSES"):
             procs = _count_addresses(env["BYTEWAX_ADDRESSES"])
-        if procs is None and env.get("BYTEWAX_HOSTFILE_PATH") and (
-                process_id or env.get("BYTEWAX_PROCESS_ID") or env.get("BYTEWAX_POD_NAME")):
+        if procs is None and env.get("BYTEWAX_HOSTFILE_PATH") and process_id(argv, env) is not None:
             with open(env["BYTEWAX_HOSTFILE_PATH"]) as hostfile:
                 procs = _count_addresses(";".join(hostfile))
     except (ValueError, OSError):
@@ -154,6 +152,50 @@ def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int 
     if per_proc is None and procs is None:
         return None
     return (per_proc or 1) * (procs or 1)
+
+
+def process_id(argv: list[str], env: Mapping[str, str] | None = None) -> int | None:
+    """This process's index in a cluster, found as ``bytewax.run`` finds it: ``-i`` /
+    ``--process-id``, else ``BYTEWAX_PROCESS_ID``, else the pod ordinal: ``BYTEWAX_POD_NAME``
+    without the prefix ``BYTEWAX_STATEFULSET_NAME-`` (a StatefulSet's pod
+    ``streamscore-fraud-2`` is process 2; the Helm chart sets both). None when neither
+    says; ``ValueError`` naming the variables when the pod name has no ordinal.
+
+    >>> process_id(["bytewax.run", "m:flow", "-i", "1"], {}), process_id(["x"], {"BYTEWAX_PROCESS_ID": "3"})
+    (1, 3)
+    >>> process_id(["x"], {"BYTEWAX_POD_NAME": "ss-fraud-2", "BYTEWAX_STATEFULSET_NAME": "ss-fraud"})
+    2
+    >>> process_id(["x"], {"BYTEWAX_POD_NAME": "ss-fraud-2"}) is None   # Bytewax needs both
+    True
+    """
+    env = bytewax_variables() if env is None else env
+    given = bytewax_options(argv).get("-i") or env.get("BYTEWAX_PROCESS_ID")
+    if given:
+        return int(given)
+    pod, sts = env.get("BYTEWAX_POD_NAME"), env.get("BYTEWAX_STATEFULSET_NAME")
+    if not (pod and sts):
+        return None
+    ordinal = pod[len(sts) + 1:] if pod.startswith(sts + "-") else ""
+    if not ordinal.isdigit():
+        raise ValueError(f"BYTEWAX_POD_NAME={pod!r} is not BYTEWAX_STATEFULSET_NAME={sts!r} followed by "
+                         f"'-<ordinal>': no process index")
+    return int(ordinal)
+
+
+def recovery_partitions(process: int, partitions: int, initial_processes: int) -> list[int]:
+    """The recovery partitions process ``process`` creates in its own recovery volume when
+    that volume is empty: partition ``k`` lives on process ``k % initial_processes``, so
+    the processes of the first deployment hold every partition exactly once; a process
+    added later (``process >= initial_processes``) creates none (Bytewax moves state to
+    it from the others' partitions). ``partitions`` is fixed for the deployment's life.
+
+    >>> recovery_partitions(0, 4, 2), recovery_partitions(1, 4, 2), recovery_partitions(2, 4, 2)
+    ([0, 2], [1, 3], [])
+    """
+    if partitions < 1 or initial_processes < 1 or process < 0:
+        raise ValueError(f"recovery partitions: partitions={partitions}, initial processes={initial_processes} and "
+                         f"process={process} must be >= 1, >= 1 and >= 0")
+    return [k for k in range(partitions) if k % initial_processes == process]
 
 
 _LONG = {"--workers-per-process": "-w", "--processes": "-p", "--addresses": "-a", "--process-id": "-i",

@@ -3,10 +3,14 @@
 The start checks open them (:mod:`dataflows.startup`) and the steps reuse them, so the
 workers of a single-process run share one store and one loaded model per version
 instead of opening them again. Nothing here checks or runs anything.
+
+A forked child (a pre-forking server's worker) starts with none: each process opens its
+own store and loads its own models (an inherited store's connections are the parent's).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,14 @@ __all__ = ["feature_store", "fraud_model", "fraud_router"]
 
 _STORES: dict[tuple[str, str | None], Any] = {}
 _MODELS: dict[tuple[str, str], Any] = {}
+
+
+def _forget() -> None:
+    _STORES.clear()
+    _MODELS.clear()
+
+
+os.register_at_fork(after_in_child=_forget)
 
 
 def feature_store(repo: Path, yaml_file: str | None = None, where: str | None = None) -> Any:

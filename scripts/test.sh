@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole suite. Starts a local Kafka broker, Redis and a schema registry when none is
-# reachable (and stops what it started), and installs chromium when missing,
-# so it passes on a clean machine.
+# reachable (and stops what it started), and installs chromium and the pinned Helm
+# (scripts/helm.sh) when missing, so it passes on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # VENV: the environment to test (make test-latest and test-pythons pass their own).
@@ -49,6 +49,9 @@ fi
 if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   bash scripts/chromium.sh install || { echo "test.sh: chromium could not be installed (tests/monitoring/test_html_report.py needs it; set CHROMIUM=/path/to/chromium)" >&2; exit 1; }
 fi
+
+# Helm, pinned, for the chart's tests (tests/deploy): built into .tools/bin once (needs go).
+bash scripts/helm.sh install
 
 set +e
 # Two pytest workers (pytest-xdist; TEST_WORKERS to change): many tests wait on processes,

@@ -2,7 +2,13 @@
 fraud flow's validation, model registry routing, status rule and Feast features, and each
 customer's LIVE streaming features written back by the flow (:mod:`dataflows.connectors.writeback`).
 
-    streamscore serve [--host 127.0.0.1] [--port 8000]       # or: python -m service.app
+    streamscore serve [--host 127.0.0.1] [--port 8000] [--workers N]   # or: python -m service.app
+    uvicorn service.app:app --workers N                                  # the same app, built per worker
+
+Workers: ``--workers N`` (``serve.workers``) runs N uvicorn worker processes on one port.
+:data:`app` is a module-level ASGI app that builds itself (settings from the environment,
+checks, Feast store, model router) in each worker when the worker starts, so importing
+this module opens nothing and every worker has its own store and models.
 
 - ``POST /score``: one transaction (a JSON object) or a list of them (at most
   ``serve.max_batch``); the answer is one object, or a list in the same order, each
@@ -40,7 +46,9 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import os
 import sys
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -61,9 +69,16 @@ from service.scorer import LIVE_VIEWS, EndpointScorer, InvalidItems, answer, ite
 from settings.config import ConfigError, ServeConfig
 from settings.logs import configure_logging
 
-__all__ = ["ServeConfig", "EndpointScorer", "InvalidItems", "create_app", "check_serve", "run", "main"]
+__all__ = ["ServeConfig", "EndpointScorer", "InvalidItems", "create_app", "check_serve", "build_app", "app", "run",
+           "main", "StartFailed"]
 
 log = structlog.get_logger("service.app")
+
+if __name__ in ("__main__", "__mp_main__"):
+    # `python -m service.app --workers N`: each spawned worker runs this file again as
+    # __mp_main__, then uvicorn imports service.app:app; one module object, so the metrics
+    # below are registered once per process
+    sys.modules.setdefault("service.app", sys.modules[__name__])
 
 
 REQUESTS = Counter("scoring_api_requests_total", "Requests answered by the scoring endpoint", ["path", "code"])
@@ -229,9 +244,9 @@ def create_app(cfg: ServeConfig, scorer: EndpointScorer | None = None) -> FastAP
         return Response(orjson.dumps(out[0] if single else out, option=orjson.OPT_SERIALIZE_NUMPY),
                         media_type="application/json")
 
-    @app.get("/healthz", summary="Liveness: the process answers; the model in use")
+    @app.get("/healthz", summary="Liveness: the process answers; the model in use and the worker's pid")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model": scorer.router.assignment.label}
+        return {"status": "ok", "model": scorer.router.assignment.label, "pid": os.getpid()}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics() -> Response:
@@ -280,31 +295,113 @@ def _store_name(fc: Any) -> str:
     return f"{fc.name_of('feature_repo')}={str(fc.feature_repo)!r}"
 
 
-def run(host: str | None = None, port: int | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Read the settings, check, and serve until stopped (SIGINT / SIGTERM). Returns the
-    exit status: 2 with ``error:`` lines when a setting or a check fails."""
-    import uvicorn
+class StartFailed(Exception):
+    """The settings or the start checks failed: ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
+def _checked_settings(environ: Mapping[str, str] | None = None) -> ServeConfig:
+    """The settings (``environ``, default the process's environment), checked; raises
+    :class:`StartFailed`."""
     configure_logging()
     try:
         cfg = ServeConfig.from_env(environ)
         configure_logging(cfg.fraud.log_level)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
+        raise StartFailed([str(exc)]) from None
     problems = check_serve(cfg)
     if problems:
-        for p in problems:
+        raise StartFailed(problems)
+    return cfg
+
+
+def build_app(environ: Mapping[str, str] | None = None) -> FastAPI:
+    """Read the settings, check them and build the application (its own Feast store and
+    model router); raises :class:`StartFailed`."""
+    t0 = time.perf_counter()
+    cfg = _checked_settings(environ)
+    built = create_app(cfg)
+    log.info("serve_worker_ready", pid=os.getpid(), model=built.state.scorer.router.assignment.label,
+             seconds=round(time.perf_counter() - t0, 3))
+    return built
+
+
+class LazyApp:
+    """An ASGI app that builds the real one (``build``) the first time it is called: at
+    the worker's lifespan start-up under uvicorn, so every worker process builds its own
+    and importing the module opens nothing. A build that fails ends the worker's start-up
+    with the problems (``lifespan.startup.failed``), one ``error:`` line each on stderr."""
+
+    def __init__(self, build: Any = build_app) -> None:
+        self._build = build
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._app is not None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            try:
+                with self._lock:
+                    if self._app is None:
+                        self._app = self._build()
+            except StartFailed as exc:
+                for p in exc.problems:
+                    print(f"error: {p}", file=sys.stderr, flush=True)
+                if scope["type"] == "lifespan":
+                    await receive()  # lifespan.startup
+                    await send({"type": "lifespan.startup.failed", "message": "; ".join(exc.problems)})
+                    return
+                raise
+        await self._app(scope, receive, send)
+
+
+#: The endpoint as a module-level ASGI app (``uvicorn service.app:app --workers N``): built
+#: lazily in each worker from the settings in the environment (see :class:`LazyApp`).
+app = LazyApp()
+
+
+def run(host: str | None = None, port: int | None = None, environ: Mapping[str, str] | None = None,
+        workers: int | None = None) -> int:
+    """Read the settings, check, and serve until stopped (SIGINT / SIGTERM). Returns the
+    exit status: 2 with ``error:`` lines when a setting or a check fails.
+
+    ``workers`` (default ``serve.workers``) above 1 runs that many uvicorn worker
+    processes on one socket, each building :data:`app` from the process environment
+    (``environ`` must then be None: the workers read the process environment)."""
+    import uvicorn
+
+    t0 = time.perf_counter()
+    try:
+        cfg = _checked_settings(environ)
+    except StartFailed as exc:
+        for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)
         return 2
-    app = create_app(cfg)
     host = host or cfg.host
     port = cfg.port if port is None else port
-    log.info("serve_ready", host=host, port=port, model=app.state.scorer.router.assignment.label,
+    workers = cfg.workers if workers is None else workers
+    if workers > 1:
+        if environ is not None:
+            raise ValueError("run(workers > 1): the workers read the process environment; pass environ=None")
+        log.info("serve_ready", host=host, port=port, workers=workers, seconds=round(time.perf_counter() - t0, 3),
+                 config=cfg.describe())
+        # uvicorn's supervisor: spawned workers import service.app and build `app` each
+        # a worker answers the supervisor's pings from a thread it starts only after its imports:
+        # 60 s, not uvicorn's 5, or a busy machine has the supervisor kill workers while they start
+        uvicorn.run("service.app:app", host=host, port=port, workers=workers, log_config=None,
+                    access_log=False, server_header=False, timeout_worker_healthcheck=60)
+        log.info("serve_stopped", workers=workers)
+        return 0
+    built = create_app(cfg)
+    log.info("serve_ready", host=host, port=port, workers=1, model=built.state.scorer.router.assignment.label,
              seconds=round(time.perf_counter() - t0, 3), config=cfg.describe())
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+    server = _Server(uvicorn.Config(built, host=host, port=port, log_config=None, access_log=False,
                                     server_header=False))
     server.run()
     log.info("serve_stopped", requests_in_flight_finished=True)
@@ -333,13 +430,15 @@ def _Server(config: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m service.app [--host HOST] [--port PORT]``."""
+    """``python -m service.app [--host HOST] [--port PORT] [--workers N]``."""
     parser = argparse.ArgumentParser(prog="python -m service.app", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=None,
                         help="interface to listen on (default: the serve.host setting, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: the serve.port setting, 8000)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: the serve.workers setting, 1)")
     args = parser.parse_args(argv)
-    return run(args.host, args.port)
+    return run(args.host, args.port, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -1072,6 +1072,8 @@ class ServeConfig(_Settings):
                              "the endpoint's feature service: customer_live and the profile and merchant views")
     host: str = _key("serve.host", "127.0.0.1", "interface the endpoint listens on")
     port: int = _key("serve.port", 8000, "port the endpoint listens on", ge=0, le=65535)
+    workers: int = _key("serve.workers", 1, "worker processes on one port (uvicorn workers; `--workers` wins): "
+                        "each builds its own Feast store and models", ge=1, le=64)
 
     @field_validator("api_keys")
     @classmethod

@@ -412,3 +412,54 @@ def test_streamscore_serve_starts_the_endpoint(sc):
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert KEY not in err.decode()
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+
+def test_the_module_app_imports_without_opening_anything():
+    """``service.app:app`` (what ``uvicorn service.app:app --workers N`` loads) is built
+    lazily: importing it reads no settings and opens no store, model or Feast."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_"))}
+    code = ("import sys, service.app as m, dataflows.resources as r; "
+            "assert callable(m.app) and not m.app.built; "
+            "assert not r._STORES and not r._MODELS; "
+            "assert 'feast' not in sys.modules and 'lightgbm' not in sys.modules, "
+            "sorted(k for k in sys.modules if k.split('.')[0] in ('feast', 'lightgbm'))[:3]; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", [["cli.main", "serve"], ["service.app"]], ids=["streamscore serve", "service.app"])
+def test_serve_with_two_workers_answers_from_two_worker_processes(sc, command):
+    """``streamscore serve --workers 2`` (and ``python -m service.app --workers 2``): two
+    worker processes on one port, each with its own scorer; /healthz names the pid that
+    answered."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_"))}
+    env.update({"STREAMSCORE_API_KEYS": KEY, "STREAMSCORE_FEAST__REPO": str(sc.repo),
+                "STREAMSCORE_MODEL__REGISTRY": str(sc.registry), "STREAMSCORE_LOG__LEVEL": "WARNING"})
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--port", str(port), "--workers", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    pids: set[int] = set()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300  # each worker opens its store and model: slow on a busy machine
+        while time.monotonic() < deadline and proc.poll() is None and len(pids) < 2:
+            def ask(_: int) -> int | None:
+                try:  # a new connection each time: the kernel hands it to either worker
+                    return httpx.get(f"{url}/healthz", timeout=5).json()["pid"]
+                except httpx.TransportError:
+                    time.sleep(0.2)
+                    return None
+            with __import__("concurrent.futures").futures.ThreadPoolExecutor(8) as pool:
+                pids.update(p for p in pool.map(ask, range(16)) if p is not None)
+        assert len(pids) == 2 and proc.pid not in pids, pids
+        r = httpx.post(f"{url}/score", json=sc.next["b1"], headers=H, timeout=10)
+        assert r.status_code == 200 and r.json()["status"] in ("NORMAL", "WARNING", "CRITICAL")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert KEY not in err.decode()

@@ -178,7 +178,7 @@ def test_unknown_and_retired_variables_are_errors(name, problem):
 ADDED_SINCE = {"fraud.explain_method", "fraud.explain_budget", "state.gc_freeze", "iot.field_check_events",
                "fraud.formats.input", "fraud.formats.output", "iot.formats.input", "iot.formats.output",
                "registry.url", "registry.auth", "registry.subject_strategy", "registry.timeout_s",
-               "registry.failures", "registry.retry_s"}
+               "registry.failures", "registry.retry_s", "serve.workers"}
 
 
 def test_every_retired_variable_names_what_it_became():
