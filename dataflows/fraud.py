@@ -59,7 +59,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
 
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
-        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update,
+        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update, CustomerState.update_many,
         expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
     keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", featured.oks, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
