@@ -97,10 +97,16 @@ def _score_of(r: dict) -> dict:
             "transaction_id": r["transaction_id"], "event_time": r["event_time"]}
 
 
+def _warm_up() -> None:
+    from models.fraud import warm_up  # lazy: pulls river (~6 s)
+
+    warm_up()
+
+
 def get_flow() -> Dataflow:
-    """Read the settings, check what the run needs, build the flow
-    (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
-    return start("fraud", lambda: enough_shards(FraudConfig.from_env()), check_fraud, build_flow)
+    """Read the settings, check what the run needs, build the flow, then load the windows'
+    compiled kernels (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
+    return start("fraud", lambda: enough_shards(FraudConfig.from_env()), check_fraud, build_flow, warm=(_warm_up,))
 
 
 def __getattr__(name: str) -> Any:

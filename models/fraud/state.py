@@ -20,7 +20,7 @@ from models.detectors import DriftMonitor, KeyDetector, ShardDetector
 from models.fraud.config import FraudScoringConfig
 from models.status import anomaly_score
 
-__all__ = ["CustomerState", "SHARD_FEATURES", "shard_vector", "ShardState", "ScoreDrift"]
+__all__ = ["CustomerState", "SHARD_FEATURES", "shard_vector", "ShardState", "ScoreDrift", "warm_up"]
 
 log = structlog.get_logger("models.fraud")
 
@@ -241,3 +241,10 @@ class ScoreDrift:
 
     def load(self, snap: tuple) -> None:
         self.monitor.load(snap)
+
+
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile) the windows' kernels: one
+    transaction through a throwaway :class:`CustomerState`, so a flow's first batch does
+    not wait for it."""
+    CustomerState(FraudScoringConfig()).update(Transaction("warm-up", "warm-up", "M", "c", 1.0, 0.0, 0.0, t=0.0))
