@@ -17,7 +17,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["window_stats", "merge_into"]
+__all__ = ["window_stats", "merge_into", "previous"]
 
 _AGG = 5
 
@@ -71,6 +71,14 @@ def _merge_into(out, p, nb, sb, m2b, lob, hib):
 
 
 @numba.njit(cache=True)
+def previous(tail, nt, t):
+    """Row of the newest of the ``nt`` tail rows with time at or before ``t``, or -1."""
+    if nt > 0 and tail[nt - 1, 0] <= t:
+        return nt - 1
+    return _row_search(tail, nt, t) - 1
+
+
+@numba.njit(cache=True)
 def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span,
             max_tail, min_tail, lookback, agg, prev_t, prev_v, prev_row, masks):
     """Insert the events ``(T[j], V[j])`` in order. ``V[j]``: the ``nf`` window fields, then
@@ -94,11 +102,7 @@ def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness
         wm = state[0]
         floor = state[1]
         nt = ntail[0]
-        # the event before it, before inserting (TiledWindows.previous)
-        if nt > 0 and tail[nt - 1, 0] <= t:
-            prev = nt - 1
-        else:
-            prev = _row_search(tail, nt, t) - 1
+        prev = previous(tail, nt, t)  # the event before it, before inserting
         prev_t[j] = tail[prev, 0] if prev >= 0 else np.nan
         for c in range(nv):
             prev_row[j, c] = tail[prev, 1 + c] if prev >= 0 else np.nan

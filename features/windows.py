@@ -178,18 +178,6 @@ def _spec(horizons, fields, lateness, n_tiles, extra, max_tail, min_tail) -> _Sp
     return _Spec(horizons, fields, lateness, n_tiles, extra, max_tail, min_tail)
 
 
-def _row_search(tail: array, row: int, t: float) -> int:
-    """Number of tail rows with time <= ``t`` (rows sorted by time)."""
-    lo, hi = 0, len(tail) // row
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t < tail[mid * row]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
 class TiledWindows:
     """Tiled event-time windows of one key over several horizons, with an exact tail.
 
@@ -280,13 +268,11 @@ class TiledWindows:
     def previous(self, t: float) -> int:
         """Tail row of the newest event at or before ``t`` (call before inserting
         the event at ``t``), or -1: none kept. Exact: every event not in the tail
-        is older than every event in it."""
-        tail = self.tail
-        row = self.spec.row
-        n = len(tail) // row
-        if n and tail[(n - 1) * row] <= t:
-            return n - 1
-        return _row_search(tail, row, t) - 1
+        is older than every event in it. The kernel's lookup."""
+        if not self.tail:
+            return -1
+        tail = np.frombuffer(self.tail, dtype=np.float64).reshape(-1, self.spec.row)
+        return int(_kernel().previous(tail, len(tail), float(t)))
 
     def insert(self, t: float, values: Mapping[str, Any]) -> int:
         """Add an event; returns the bit mask of the horizons whose tiles took it,
