@@ -416,17 +416,18 @@ class CustomerFeatures:
         n = len(T)
         if n == 0:
             return []
-        times = np.asarray(T, dtype=np.float64)
-        # the newest event time before each event (the watermark it meets: is_late)
-        newest = np.maximum.accumulate(np.concatenate(((w.watermark,), times[:-1])))
-        late = (times < newest - w.spec.lateness).tolist()
-        r = w.insert_many(times, np.column_stack((np.asarray(amounts, dtype=np.float64),
-                                                  np.asarray(lats, dtype=np.float64),
-                                                  np.asarray(lons, dtype=np.float64))))
+        # late: behind the newest event time before it (the watermark it meets) by more than the lateness
+        late = []
+        newest, lateness = w.watermark, w.spec.lateness
+        for t in T:
+            late.append(t < newest - lateness)
+            if t > newest:
+                newest = t
+        r = w.insert_many(np.array(T, dtype=np.float64), np.array([amounts, lats, lons], dtype=np.float64).T)
         sqrt = math.sqrt
         results: list[dict[str, Any]] = []
         for t, amount, lat, lon, is_late, prev_t, prev, mask, agg in zip(
-                times.tolist(), amounts, lats, lons, late, r.prev_t.tolist(), r.prev_row.tolist(),
+                T, amounts, lats, lons, late, r.prev_t.tolist(), r.prev_row.tolist(),
                 r.mask.tolist(), r.agg.tolist()):
             if prev_t == prev_t:  # NaN: the first event, or none kept before it
                 dt = t - prev_t

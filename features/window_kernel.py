@@ -89,9 +89,13 @@ def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness
     ``prev_row[j]`` that event's values, ``prev_v[j, f]`` the newest value of field ``f``
     among the ``lookback`` tail events up to that one (looked up only where event ``j``
     has the field; NaN: none), ``masks[j]`` the horizons whose tiles took it (-1: out of
-    the retention, not stored)."""
+    the retention, not stored). Returns -1, or the first event whose time is not finite
+    (then nothing is inserted)."""
     n_ev, nv = V.shape
     nh = horizons.shape[0]
+    for j in range(n_ev):
+        if not np.isfinite(T[j]):
+            return j  # refused before anything is inserted
     # per horizon, the merge of the tiles before the newest one of the last read (a, k_end):
     # reused while a read covers the same tiles and nothing landed in them (same merge, same result)
     c_a = np.full(nh, np.nan)
@@ -201,6 +205,7 @@ def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness
         masks[j] = mask
         _aggregate(agg[j], t, mask, V[j], nf, recs, nrec, tail, ntail[0], state[0], state[1],
                    horizons, widths, c_a, c_k, c_agg)
+    return -1
 
 
 @numba.njit(cache=True)

@@ -198,7 +198,7 @@ class TiledWindows:
     See the module docstring for the exactness rule.
     """
 
-    __slots__ = ("spec", "watermark", "floor", "recs", "tail")
+    __slots__ = ("spec", "_s", "_r", "_nr", "_t", "_nt")
 
     def __init__(
         self,
@@ -226,10 +226,23 @@ class TiledWindows:
             raise ValueError(f"field names must be distinct, got {names!r}")
         self.spec = _spec(horizons, tuple(fields), float(lateness_s), int(tiles), tuple(extra_fields),
                           int(max_tail), int(min_tail))
-        self.watermark = -_INF  # newest event time seen
-        self.floor = -_INF  # every stored event not in the tail has time <= floor
-        self.recs = [array("d") for _ in horizons]
-        self.tail = array("d")
+        # the state, as the kernel's arrays (with room to grow; only the counted part is state):
+        self._s = np.array([-_INF, -_INF])  # watermark (newest event time seen); floor (every
+        # stored event not in the tail has time <= floor)
+        self._r = np.empty((len(horizons), 0, self.spec.stride))  # per horizon: tile records, by tile
+        self._nr = np.zeros(len(horizons), dtype=np.int64)  # tile records per horizon
+        self._t = np.empty((0, self.spec.row))  # the exact tail: rows (t, fields..., extra...), by time
+        self._nt = np.zeros(1, dtype=np.int64)  # tail rows
+
+    @property
+    def watermark(self) -> float:
+        """The newest event time seen (-inf: none)."""
+        return float(self._s[0])
+
+    @property
+    def floor(self) -> float:
+        """Every stored event not in the exact tail has time at or before it."""
+        return float(self._s[1])
 
     # ------------------------------------------------------------------ info
 
@@ -244,19 +257,23 @@ class TiledWindows:
 
     def __len__(self) -> int:
         """Events in the exact tail."""
-        return len(self.tail) // self.spec.row
+        return int(self._nt[0])
 
     def tile_count(self) -> int:
         """Non-empty tiles kept, over all horizons."""
-        return sum(len(r) for r in self.recs) // self.spec.stride
+        return int(self._nr.sum())
+
+    def tiles_per_horizon(self) -> list[int]:
+        """Non-empty tiles kept, per horizon."""
+        return self._nr.tolist()
 
     def tail_times(self) -> list[float]:
         """Event times of the exact tail, oldest first."""
-        return list(self.tail[:: self.spec.row])
+        return self._t[: self._nt[0], 0].tolist()
 
     def tail_value(self, row: int, field: int) -> float:
         """Value of ``field`` (position in ``fields + extra_fields``) in tail ``row``."""
-        return self.tail[row * self.spec.row + 1 + field]
+        return float(self._t[row, 1 + field])
 
     def is_late(self, t: float, lateness_s: float | None = None) -> bool:
         """Whether an event at ``t`` is more than ``lateness_s`` (default: the
@@ -269,10 +286,7 @@ class TiledWindows:
         """Tail row of the newest event at or before ``t`` (call before inserting
         the event at ``t``), or -1: none kept. Exact: every event not in the tail
         is older than every event in it. The kernel's lookup."""
-        if not self.tail:
-            return -1
-        tail = np.frombuffer(self.tail, dtype=np.float64).reshape(-1, self.spec.row)
-        return int(_kernel().previous(tail, len(tail), float(t)))
+        return int(_kernel().previous(self._t, int(self._nt[0]), float(t)))
 
     def insert(self, t: float, values: Mapping[str, Any]) -> int:
         """Add an event; returns the bit mask of the horizons whose tiles took it,
@@ -300,46 +314,45 @@ class TiledWindows:
         T = np.ascontiguousarray(T, dtype=np.float64).reshape(-1)
         n = len(T)
         V = np.ascontiguousarray(V, dtype=np.float64).reshape(n, nv)
-        if n and not np.isfinite(T).all():
-            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {T[~np.isfinite(T)][0]!r}")
         nh, nf = len(sp.horizons), sp.n_fields
-        recs, nrec, tail, ntail, state = self._arrays(n, sp.max_tail + 1)
+        self._room(n)
         out = Inserted(np.empty((n, nh * nf * _AGG)), np.empty(n), np.empty((n, nf)), np.empty((n, nv)),
                        np.empty(n, dtype=np.int64))
-        _kernel()._kernel(T, V, nf, recs, nrec, tail, ntail, state, sp.h_arr, sp.w_arr, sp.lateness,
-                          sp.retention, sp.span, sp.max_tail, sp.min_tail, int(lookback),
-                          out.agg, out.prev_t, out.prev_v, out.prev_row, out.mask)
-        self._store(recs, nrec, tail, ntail, state)
+        bad = _kernel()._kernel(T, V, nf, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
+                                sp.retention, sp.span, sp.max_tail, sp.min_tail, int(lookback),
+                                out.agg, out.prev_t, out.prev_v, out.prev_row, out.mask)
+        if bad >= 0:  # nothing was inserted
+            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {T[bad]!r} (event {bad})")
         return out
 
-    def _arrays(self, more_recs: int, tail_rows: int) -> tuple:
-        """The state as the kernel's arrays, with room for ``more_recs`` tiles per horizon
-        and at least ``tail_rows`` tail rows."""
-        sp = self.spec
-        stride, row = sp.stride, sp.row
-        counts = [len(r) // stride for r in self.recs]
-        recs = np.empty((len(counts), max(counts) + more_recs, stride))
-        for i, r in enumerate(self.recs):
-            if counts[i]:
-                recs[i, : counts[i]] = np.frombuffer(r, dtype=np.float64).reshape(counts[i], stride)
-        nt = len(self.tail) // row
-        tail = np.empty((max(nt, tail_rows), row))
-        if nt:
-            tail[:nt] = np.frombuffer(self.tail, dtype=np.float64).reshape(nt, row)
-        return (recs, np.array(counts, dtype=np.int64), tail, np.array([nt], dtype=np.int64),
-                np.array([self.watermark, self.floor]))
+    def _room(self, n: int) -> None:
+        """Make room for ``n`` more events: a tile per horizon and a tail row each (and
+        give back what a big batch left unused)."""
+        r, t = self._r, self._t
+        need_r = int(self._nr.max(initial=0)) + n
+        if r.shape[1] < need_r or r.shape[1] > 2 * need_r + 16:
+            grown = np.empty((r.shape[0], need_r + (need_r >> 3), r.shape[2]))
+            grown[:, : r.shape[1]] = r[:, : grown.shape[1]]
+            self._r = grown
+        need_t = int(self._nt[0]) + n + 1
+        if t.shape[0] < need_t or t.shape[0] > 2 * need_t + 16:
+            grown = np.empty((need_t + (need_t >> 3), t.shape[1]))
+            m = min(t.shape[0], grown.shape[0])
+            grown[:m] = t[:m]
+            self._t = grown
 
-    def _store(self, recs: np.ndarray, nrec: np.ndarray, tail: np.ndarray, ntail: np.ndarray,
-               state: np.ndarray) -> None:
-        """Put the kernel's arrays back into the state (the snapshot's plain data)."""
-        for i in range(len(self.recs)):
-            a = array("d")
-            a.frombytes(recs[i, : nrec[i]].tobytes())
-            self.recs[i] = a
-        a = array("d")
-        a.frombytes(tail[: ntail[0]].tobytes())
-        self.tail = a
-        self.watermark, self.floor = float(state[0]), float(state[1])
+    def _set(self, recs: Sequence[array], tail: array, watermark: float, floor: float) -> None:
+        """Put flat tile records (per horizon) and flat tail rows into the state."""
+        sp = self.spec
+        counts = [len(r) // sp.stride for r in recs]
+        self._r = np.zeros((len(recs), max(counts, default=0), sp.stride))
+        for i, r in enumerate(recs):
+            if counts[i]:
+                self._r[i, : counts[i]] = np.frombuffer(r, dtype=np.float64).reshape(counts[i], sp.stride)
+        self._nr = np.array(counts, dtype=np.int64)
+        self._t = np.array(tail, dtype=np.float64).reshape(-1, sp.row)
+        self._nt = np.array([len(self._t)], dtype=np.int64)
+        self._s = np.array([float(watermark), float(floor)])
 
     # ------------------------------------------------------------------ read
 
@@ -353,10 +366,9 @@ class TiledWindows:
         The read of the compiled kernel (the one :meth:`insert_many` gives per event).
         """
         sp = self.spec
-        recs, nrec, tail, ntail, _ = self._arrays(0, 0)
         v = np.full(sp.row - 1, _NAN) if vals is None else np.asarray(vals, dtype=np.float64)
-        out = _kernel()._read(float(t), int(mask) if vals is not None else -1, v, sp.n_fields, recs, nrec,
-                              tail, int(ntail[0]), self.watermark, self.floor, sp.h_arr, sp.w_arr)
+        out = _kernel()._read(float(t), int(mask) if vals is not None else -1, v, sp.n_fields, self._r,
+                              self._nr, self._t, int(self._nt[0]), self.watermark, self.floor, sp.h_arr, sp.w_arr)
         return out.tolist()
 
     def stats(self, field: str, t: float, horizon: float) -> WindowStats:
@@ -381,16 +393,16 @@ class TiledWindows:
         """
         sp = self.spec
         sets = []
-        for i, rec in enumerate(self.recs):
+        for i in range(len(sp.horizons)):
             w = sp.widths[i]
             since = (
                 math.floor((self.watermark - sp.lateness - sp.horizons[i]) / w) * w
                 if self.watermark > -_INF
                 else -_INF
             )
-            sets.append((w, since, rec.tolist()))
+            sets.append((w, since, self._r[i, : self._nr[i]].ravel().tolist()))
         return (_SNAP_TAG, self.watermark, self.floor, list(sp.fields), sets, list(sp.fields + sp.extra),
-                self.tail.tolist())
+                self._t[: self._nt[0]].ravel().tolist())
 
     def load(self, snap: Any) -> None:
         """Put :meth:`snapshot` output into this object (built from the current
@@ -406,7 +418,6 @@ class TiledWindows:
         if not isinstance(snap, (tuple, list)) or len(snap) != 7 or snap[0] != _SNAP_TAG:
             raise ValueError(f"TiledWindows.load: expected a {_SNAP_TAG!r} snapshot, got {snap!r:.80}")
         _, watermark, floor, fields, sets, tail_fields, tail = snap
-        self.watermark, self.floor = float(watermark), float(floor)
         # the exact tail, mapped to this object's fields
         old_row = 1 + len(tail_fields)
         pos = [tail_fields.index(f) if f in tail_fields else -1 for f in sp.fields + sp.extra]
@@ -414,7 +425,7 @@ class TiledWindows:
         for r in range(0, len(tail), old_row):
             new_tail.append(tail[r])
             new_tail.extend(array("d", [tail[r + 1 + p] if p >= 0 else _NAN for p in pos]))
-        self.tail = new_tail
+        recs: list[array] = []
         fpos = [fields.index(f) if f in fields else -1 for f in sp.fields]
         old_stride = 1 + _AGG * len(fields)
         for i, w in enumerate(sp.widths):
@@ -424,7 +435,7 @@ class TiledWindows:
                 if m >= 1 and abs(m * ow - w) <= 1e-9 * w and (best is None or (since, -ow) < (best[1], -best[0])):
                     best = (ow, since, data, m)
             if best is None:
-                self.recs[i] = self._tiles_from_tail(i)
+                recs.append(self._tiles_from_tail(i, new_tail))
                 continue
             _, _, data, m = best
             merge = _kernel().merge_into
@@ -441,22 +452,24 @@ class TiledWindows:
                         q = r + 1 + _AGG * p
                         if data[q] > 0:
                             merge(rec, base + _AGG * f, *data[q : q + _AGG])
-            self.recs[i] = rec
+            recs.append(rec)
+        self._set(recs, new_tail, watermark, floor)
         self._apply_retention()
 
-    def _tiles_from_tail(self, i: int) -> array:
+    def _tiles_from_tail(self, i: int, tail: array) -> array:
+        """Tile records of horizon ``i`` built from flat tail rows."""
         sp = self.spec
         w, stride, row = sp.widths[i], sp.stride, sp.row
         rec = array("d")
         merge = _kernel().merge_into
-        for r in range(0, len(self.tail), row):
-            k = math.ceil(self.tail[r] / w) - 1
+        for r in range(0, len(tail), row):
+            k = math.ceil(tail[r] / w) - 1
             if not rec or rec[-stride] != k:
                 rec.extend(sp.empty_rec)
                 rec[-stride] = k
             base = len(rec) - stride + 1
             for f in range(sp.n_fields):
-                x = self.tail[r + 1 + f]
+                x = tail[r + 1 + f]
                 if x == x:
                     merge(rec, base + _AGG * f, 1.0, x, 0.0, x, x)
         return rec
@@ -464,9 +477,8 @@ class TiledWindows:
     def _apply_retention(self) -> None:
         """Evict tiles and tail events this configuration does not keep (the kernel's rule)."""
         sp = self.spec
-        arrays = self._arrays(0, 0)
-        _kernel()._evict(*arrays, sp.h_arr, sp.w_arr, sp.lateness, sp.retention, sp.span, sp.max_tail, sp.min_tail)
-        self._store(*arrays)
+        _kernel()._evict(self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
+                         sp.retention, sp.span, sp.max_tail, sp.min_tail)
 
     def _load_events(self, snap: Sequence) -> None:
         """Replay an exact event-list snapshot of the previous format in event-time order."""
@@ -474,14 +486,12 @@ class TiledWindows:
         if not isinstance(columns, Mapping):
             raise ValueError(f"TiledWindows.load: expected (watermark, times, columns), got {snap!r:.80}")
         sp = self.spec
-        self.watermark, self.floor = -_INF, -_INF
-        self.recs = [array("d") for _ in sp.horizons]
-        self.tail = array("d")
+        self._set([array("d") for _ in sp.horizons], array("d"), -_INF, -_INF)
         cols = [columns.get(f) for f in sp.fields + sp.extra]
         T = [float(t) for t in times]
         self.insert_many(T, [[float(c[j]) if c is not None else _NAN for c in cols] for j in range(len(T))])
         if float(watermark) > self.watermark:
-            self.watermark = float(watermark)
+            self._s[0] = float(watermark)
             self._apply_retention()
 
 
