@@ -25,7 +25,8 @@ compiled numba kernels in :mod:`features.window_kernel`:
 :meth:`TiledWindows.insert_many` runs a key's whole batch through it in one call,
 and the per-event :meth:`~TiledWindows.insert`/:meth:`~TiledWindows.insert_row`
 are a batch of one, :meth:`~TiledWindows.aggregates`/:meth:`~TiledWindows.stats`
-its read. The state stays plain data (``array('d')`` records and tail).
+its read. The state is kept as the kernel's numpy arrays (no copy per call); snapshots
+are plain lists, in the same format as before.
 
 **Exactness** (window of an event at time ``t``: ``(t - H, t]``, the event counted).
 The window read is the whole tiles from the one holding ``t - H`` on:
