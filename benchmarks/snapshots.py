@@ -239,8 +239,8 @@ def hot_customer(n: int = 100_000, gap_s: float = 10.0,
     out["bound_bytes"] = customer_snapshot_bound(cfg, id_len)
     w = state.features.windows
     out["held"] = {
-        "tiles_per_horizon": [len(r) // w.spec.stride for r in w.recs],
-        "tail_events": len(w.tail) // w.spec.row,
+        "tiles_per_horizon": w.tiles_per_horizon(),
+        "tail_events": len(w),
         "recent_ids": len(state.ids),
     }
     out["same_size_with_highest_protocol"] = len(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL)) == len(

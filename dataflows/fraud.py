@@ -61,7 +61,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
 
     by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
-        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update,
+        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update, CustomerState.update_many,
         expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
     keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", featured.oks, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
@@ -101,10 +101,16 @@ def _score_of(r: dict) -> dict:
             "transaction_id": r["transaction_id"], "event_time": r["event_time"]}
 
 
+def _warm_up() -> None:
+    from models.fraud import warm_up  # lazy: pulls river (~6 s)
+
+    warm_up()
+
+
 def get_flow() -> Dataflow:
-    """Read the settings, check what the run needs, build the flow
-    (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
-    return start("fraud", lambda: enough_shards(FraudConfig.from_env()), check_fraud, build_flow)
+    """Read the settings, check what the run needs, build the flow, then load the windows'
+    compiled kernels (``python -m bytewax.run "dataflows.fraud:get_flow()"``)."""
+    return start("fraud", lambda: enough_shards(FraudConfig.from_env()), check_fraud, build_flow, warm=(_warm_up,))
 
 
 def __getattr__(name: str) -> Any:

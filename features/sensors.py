@@ -377,7 +377,7 @@ class DeviceFeatures:
         """Add the readings ``(T[j], V[j])`` (event times; sensor values in ``config.sensors``
         order, NaN = missing) in order and return their features: shape ``(n, len(names))``,
         columns :func:`feature_names`, NaN where a feature is undefined. One compiled call
-        over the batch (:func:`features.window_kernel.insert_many`); a batch split anywhere
+        over the batch (:meth:`TiledWindows.insert_many <features.windows.TiledWindows.insert_many>`); a batch split anywhere
         gives the same features."""
         w = self.windows
         cfg = self.config
@@ -389,9 +389,9 @@ class DeviceFeatures:
         V = np.asarray(V, dtype=np.float64).reshape(n, nf)
         # late_s: behind the newest event time before each reading (every reading moves it)
         before = np.maximum.accumulate(np.concatenate(([w.watermark], T[:-1])))
-        from features.window_kernel import insert_many, window_stats  # lazy: numba only where features are computed
+        from features.window_kernel import window_stats  # lazy: numba only where features are computed
 
-        agg, prev_t, prev_v = insert_many(w, T, V, _DELTA_LOOKBACK)
+        agg, prev_t, prev_v = w.insert_many(T, V, _DELTA_LOOKBACK)[:3]
         out[:, 0] = T - prev_t
         out[:, 1] = np.where(before > -np.inf, np.maximum(before - T, 0.0), 0.0)
         out[:, 2:2 + nf] = V - prev_v

@@ -33,9 +33,10 @@ through :class:`CustomerFeatures`, so the model sees exactly what the stream com
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Mapping, Union
+from typing import Annotated, Any, Mapping, Sequence, Union
 
 import msgspec
+import numpy as np
 
 from features.defaults import IDLE_EXPIRY_S, LATENESS_S, MAX_AMOUNT, MIN_AMOUNT
 from features.records import ValidationError, decode, parse_time
@@ -397,55 +398,75 @@ class CustomerFeatures:
         return self.windows.spec.lateness
 
     def update(self, t: float, amount: float, lat: float, lon: float) -> dict[str, Any]:
-        """Add a transaction and return its features (``None`` where undefined).
+        """Add a transaction and return its features (``None`` where undefined):
+        :meth:`update_many` of one.
 
         ``late_event`` is True when the event is more than ``lateness_s``
         behind the newest one seen: its windows may miss evicted events.
         """
+        return self.update_many((t,), (amount,), (lat,), (lon,))[0]
+
+    def update_many(self, T: Sequence[float], amounts: Sequence[float], lats: Sequence[float],
+                    lons: Sequence[float]) -> list[dict[str, Any]]:
+        """:meth:`update` for a batch of the customer's transactions, in order, with one
+        call of the windows' compiled kernel (:meth:`TiledWindows.insert_many
+        <features.windows.TiledWindows.insert_many>`); a batch split anywhere gives
+        the same features."""
         w = self.windows
-        late = w.is_late(t)
-        prev = w.previous(t)  # -1: the first event, or none kept before it
-        if prev >= 0:
-            tail, r = w.tail, prev * 4
-            dt = t - tail[r]
-            dist = haversine_km(tail[r + 2], tail[r + 3], lat, lon)
-            out: dict[str, Any] = {
-                "late_event": late,
-                "time_since_last_transaction": dt,
-                "distance_from_previous_km": dist,
-                "speed_kmh": speed_kmh(dist, dt),
-            }
-        else:
-            out = {
-                "late_event": late,
-                "time_since_last_transaction": None,
-                "distance_from_previous_km": None,
-                "speed_kmh": None,
-            }
-        row = (amount, lat, lon)
-        mask = w.insert_row(t, row)
-        if mask < 0:  # older than the retention: not stored
-            out.update(_NO_WINDOWS)
-            return out
-        agg = w.aggregates(t, mask, row)
-        vals: list[Any] = []
+        n = len(T)
+        if n == 0:
+            return []
+        # late: behind the newest event time before it (the watermark it meets) by more than the lateness
+        late = []
+        newest, lateness = w.watermark, w.spec.lateness
+        for t in T:
+            late.append(t < newest - lateness)
+            if t > newest:
+                newest = t
+        r = w.insert_many(np.array(T, dtype=np.float64), np.array([amounts, lats, lons], dtype=np.float64).T)
         sqrt = math.sqrt
-        for j in range(0, 5 * len(HORIZONS), 5):
-            n, s, m2, _, hi = agg[j : j + 5]
-            vals += (int(n), s, s / n, sqrt(m2 / n) if m2 > 0.0 else 0.0, hi)
-        out.update(zip(_WINDOW_NAMES, vals))
-        n, s, m2 = agg[10], agg[11], agg[12]
-        if n > 1:
-            # Leave the current transaction out (reverse Welford step): compare it with the others.
-            others = n - 1.0
-            mean = (s - amount) / others
-            var = max((m2 - (amount - mean) * (amount - s / n)) / others, 0.0)
-            out["amount_deviation"] = amount_deviation(amount, mean, sqrt(var))
-            out["amount_to_mean_ratio"] = amount_to_mean_ratio(amount, mean)
-        else:
-            out["amount_deviation"] = None
-            out["amount_to_mean_ratio"] = None
-        return out
+        results: list[dict[str, Any]] = []
+        for t, amount, lat, lon, is_late, prev_t, prev, mask, agg in zip(
+                T, amounts, lats, lons, late, r.prev_t.tolist(), r.prev_row.tolist(),
+                r.mask.tolist(), r.agg.tolist()):
+            if prev_t == prev_t:  # NaN: the first event, or none kept before it
+                dt = t - prev_t
+                dist = haversine_km(prev[1], prev[2], lat, lon)
+                out: dict[str, Any] = {
+                    "late_event": is_late,
+                    "time_since_last_transaction": dt,
+                    "distance_from_previous_km": dist,
+                    "speed_kmh": speed_kmh(dist, dt),
+                }
+            else:
+                out = {
+                    "late_event": is_late,
+                    "time_since_last_transaction": None,
+                    "distance_from_previous_km": None,
+                    "speed_kmh": None,
+                }
+            if mask < 0:  # older than the retention: not stored
+                out.update(_NO_WINDOWS)
+                results.append(out)
+                continue
+            vals: list[Any] = []
+            for j in range(0, 5 * len(HORIZONS), 5):
+                cnt, s, m2, _, hi = agg[j : j + 5]
+                vals += (int(cnt), s, s / cnt, sqrt(m2 / cnt) if m2 > 0.0 else 0.0, hi)
+            out.update(zip(_WINDOW_NAMES, vals))
+            cnt, s, m2 = agg[10], agg[11], agg[12]
+            if cnt > 1:
+                # Leave the current transaction out (reverse Welford step): compare it with the others.
+                others = cnt - 1.0
+                mean = (s - amount) / others
+                var = max((m2 - (amount - mean) * (amount - s / cnt)) / others, 0.0)
+                out["amount_deviation"] = amount_deviation(amount, mean, sqrt(var))
+                out["amount_to_mean_ratio"] = amount_to_mean_ratio(amount, mean)
+            else:
+                out["amount_deviation"] = None
+                out["amount_to_mean_ratio"] = None
+            results.append(out)
+        return results
 
     def snapshot(self) -> tuple:
         """The learned state as plain data (tiles and the exact tail); no configuration."""

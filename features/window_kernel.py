@@ -1,31 +1,23 @@
-"""A batch of one key's events through :class:`~features.windows.TiledWindows` in one compiled call.
-
-:func:`insert_many` is :meth:`TiledWindows.previous`, :meth:`TiledWindows.insert_row` and
-:meth:`TiledWindows.aggregates` on every event of a batch, in order, as one numba kernel
-(``cache=True``: compiled once per machine, then loaded from ``__pycache__``). It reads and
-writes the windows' own state (tile records, exact tail, watermark, floor), so snapshots,
-:meth:`~TiledWindows.load` and the per-event methods keep working on the same object, and a
-batch split anywhere gives the same results as one batch. The per-event methods are its
-reference: ``tests/features/test_window_kernel.py`` checks the kernel against them on random
-sequences (missing values, late events, events past the retention, any split).
-
-It is the windows' arithmetic written a second time, in compiled form, because the per-event
-methods live in :mod:`features.windows` (the fraud flow's); once that module takes a batch
-method, this kernel belongs there and the per-event path becomes its batch of one.
-Windows with ``extra_fields`` are not supported (the IoT features have none).
+"""The compiled arithmetic of :class:`features.windows.TiledWindows`: the one place its
+per-event rule is written (insert into the tiles and the exact tail, evict, read a
+window's aggregates). ``TiledWindows.insert_many`` runs a key's whole batch through
+:func:`_kernel` in one call; its per-event methods (``insert``, ``insert_row``,
+``aggregates``, ``stats``) are a batch of one / a read through :func:`_read`.
+Compiled by numba (``cache=True``: machine code cached next to the module, in
+``__pycache__``). The arrays are the windows' own state, copied in and out by
+:mod:`features.windows`; this module knows nothing of that class.
+Tests: ``tests/features/test_window_kernel.py`` (against a brute-force reference:
+:func:`features.windows.summarize` over the raw values of each window).
 """
 
 from __future__ import annotations
 
 import math
-from array import array
 
 import numba
 import numpy as np
 
-from features.windows import TiledWindows
-
-__all__ = ["insert_many", "window_stats"]
+__all__ = ["window_stats", "merge_into", "previous"]
 
 _AGG = 5
 
@@ -79,15 +71,31 @@ def _merge_into(out, p, nb, sb, m2b, lob, hib):
 
 
 @numba.njit(cache=True)
-def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span,
-            max_tail, min_tail, lookback, agg, prev_t, prev_v):
-    """``state = [watermark, floor]``, ``ntail = [n]`` (updated in place); per event ``j``:
-    ``agg[j]`` the aggregates (:meth:`TiledWindows.aggregates` layout), ``prev_t[j]`` the
-    time of the event before it in the tail (NaN: none), ``prev_v[j, f]`` the newest value
-    of field ``f`` among the ``lookback`` tail events up to that one (NaN: none)."""
-    n_ev, nf = V.shape
+def previous(tail, nt, t):
+    """Row of the newest of the ``nt`` tail rows with time at or before ``t``, or -1."""
+    if nt > 0 and tail[nt - 1, 0] <= t:
+        return nt - 1
+    return _row_search(tail, nt, t) - 1
+
+
+@numba.njit(cache=True)
+def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span,
+            max_tail, min_tail, lookback, agg, prev_t, prev_v, prev_row, masks):
+    """Insert the events ``(T[j], V[j])`` in order. ``V[j]``: the ``nf`` window fields, then
+    the tail-only (extra) fields; ``recs[i, :nrec[i]]`` the tile records of horizon ``i``,
+    ``tail[:ntail[0]]`` the exact tail, ``state = [watermark, floor]`` (all updated in
+    place). Per event ``j``: ``agg[j]`` its window aggregates (:func:`_aggregate`),
+    ``prev_t[j]`` the time of the event before it in the tail (NaN: none) and
+    ``prev_row[j]`` that event's values, ``prev_v[j, f]`` the newest value of field ``f``
+    among the ``lookback`` tail events up to that one (looked up only where event ``j``
+    has the field; NaN: none), ``masks[j]`` the horizons whose tiles took it (-1: out of
+    the retention, not stored). Returns -1, or the first event whose time is not finite
+    (then nothing is inserted)."""
+    n_ev, nv = V.shape
     nh = horizons.shape[0]
-    inf = np.inf
+    for j in range(n_ev):
+        if not np.isfinite(T[j]):
+            return j  # refused before anything is inserted
     # per horizon, the merge of the tiles before the newest one of the last read (a, k_end):
     # reused while a read covers the same tiles and nothing landed in them (same merge, same result)
     c_a = np.full(nh, np.nan)
@@ -98,12 +106,10 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
         wm = state[0]
         floor = state[1]
         nt = ntail[0]
-        # previous(t), before inserting
-        if nt > 0 and tail[nt - 1, 0] <= t:
-            prev = nt - 1
-        else:
-            prev = _row_search(tail, nt, t) - 1
+        prev = previous(tail, nt, t)  # the event before it, before inserting
         prev_t[j] = tail[prev, 0] if prev >= 0 else np.nan
+        for c in range(nv):
+            prev_row[j, c] = tail[prev, 1 + c] if prev >= 0 else np.nan
         for f in range(nf):
             prev_v[j, f] = np.nan
             if prev >= 0 and V[j, f] == V[j, f]:
@@ -117,7 +123,7 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
                         prev_v[j, f] = pv
                         break
                     q -= 1
-        # insert_row
+        # insert into the tiles
         mask = -1
         if not t < wm - retention:
             advanced = t > wm
@@ -158,7 +164,7 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
                 p = 1
                 for f in range(nf):
                     x = V[j, f]
-                    if x == x:
+                    if x == x:  # Welford's update of the tile
                         cnt = recs[i, b, p] + 1.0
                         s = recs[i, b, p + 1]
                         if cnt == 1.0:
@@ -177,12 +183,12 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
                             if x > recs[i, b, p + 4]:
                                 recs[i, b, p + 4] = x
                     p += _AGG
-            # _tail_insert
+            # into the exact tail
             stored = True
             if nt > 0 and tail[nt - 1, 0] <= t:
                 pos = nt
             elif nt >= max_tail and t < tail[0, 0]:
-                floor = max(floor, t)
+                floor = max(floor, t)  # older than all the full tail holds: not kept
                 state[1] = floor
                 stored = False
                 pos = -1
@@ -191,100 +197,157 @@ def _kernel(T, V, recs, nrec, tail, ntail, state, horizons, widths, lateness, re
                 tail[pos + 1 : nt + 1] = tail[pos:nt].copy()
             if stored:
                 tail[pos, 0] = t
-                for f in range(nf):
-                    tail[pos, 1 + f] = V[j, f]
+                for c in range(nv):
+                    tail[pos, 1 + c] = V[j, c]
                 nt += 1
-                old = wm - retention
-                need = wm - span
-                drop = 0
-                while drop < nt and (tail[drop, 0] < old or nt - drop > max_tail
-                                     or (nt - drop > min_tail and tail[drop + 1, 0] <= need)):
-                    drop += 1
-                if drop:
-                    floor = max(floor, tail[drop - 1, 0])
-                    state[1] = floor
-                    tail[: nt - drop] = tail[drop:nt].copy()
-                    nt -= drop
                 ntail[0] = nt
-        # aggregates(t, mask, vals)
-        in_order = t >= wm
-        out = agg[j]
-        for i in range(nh):
-            w = widths[i]
-            k_end = math.ceil(t / w) - 1.0
-            a = math.floor((t - horizons[i]) / w)
-            nr = nrec[i]
-            if nr > 0 and recs[i, nr - 1, 0] < k_end:
-                j1 = nr
-            else:
-                j1 = _rec_search(recs[i], nr, k_end)
-            j0 = 0 if (nr == 0 or recs[i, 0, 0] >= a) else _rec_search(recs[i], nr, a)
-            base = i * nf * _AGG
-            if c_a[i] == a and c_k[i] == k_end:
-                out[base:base + nf * _AGG] = c_agg[i]
-            else:
+                _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail)
+        masks[j] = mask
+        _aggregate(agg[j], t, mask, V[j], nf, recs, nrec, tail, ntail[0], state[0], state[1],
+                   horizons, widths, c_a, c_k, c_agg)
+    return -1
+
+
+@numba.njit(cache=True)
+def _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail):
+    """Drop tail rows from the oldest: out of the retention, over the cap, or not needed by
+    an event within the lateness (``span`` behind the watermark; ``min_tail`` always kept)."""
+    nt = ntail[0]
+    wm = state[0]
+    old = wm - retention
+    need = wm - span
+    drop = 0
+    while drop < nt and (tail[drop, 0] < old or nt - drop > max_tail
+                         or (nt - drop > min_tail and tail[drop + 1, 0] <= need)):
+        drop += 1
+    if drop:
+        state[1] = max(state[1], tail[drop - 1, 0])
+        tail[: nt - drop] = tail[drop:nt].copy()
+        ntail[0] = nt - drop
+
+
+@numba.njit(cache=True)
+def _evict(recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail, min_tail):
+    """Evict the tiles and tail rows the retention at the watermark ``state[0]`` does not keep."""
+    wm = state[0]
+    if wm == -np.inf:
+        return
+    for i in range(horizons.shape[0]):
+        keep = math.floor((wm - lateness - horizons[i]) / widths[i])
+        nr = nrec[i]
+        cut = _rec_search(recs[i], nr, keep)
+        if cut:
+            recs[i, : nr - cut] = recs[i, cut:nr].copy()
+            nrec[i] = nr - cut
+    _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail)
+
+
+@numba.njit(cache=True)
+def _aggregate(out, t, mask, vals, nf, recs, nrec, tail, nt, wm, floor, horizons, widths, c_a, c_k, c_agg):
+    """Aggregates of every horizon and field for the window ending at ``t`` into ``out``:
+    for horizon ``i`` and field ``f``, ``(n, sum, m2, min, max)`` at ``(i * nf + f) * 5``.
+    ``mask``/``vals``: what the event at ``t`` was inserted with (a horizon whose tiles did
+    not take it still counts it; ``mask`` -2: no such event). ``c_*``: the per-horizon cache
+    of the merged tiles before the newest (see :func:`_kernel`)."""
+    inf = np.inf
+    in_order = t >= wm
+    for i in range(horizons.shape[0]):
+        w = widths[i]
+        k_end = math.ceil(t / w) - 1.0
+        a = math.floor((t - horizons[i]) / w)
+        nr = nrec[i]
+        # records [j0, j1) are tiles a .. k_end - 1; record j1 is tile k_end when it exists
+        if nr > 0 and recs[i, nr - 1, 0] < k_end:
+            j1 = nr
+        else:
+            j1 = _rec_search(recs[i], nr, k_end)
+        j0 = 0 if (nr == 0 or recs[i, 0, 0] >= a) else _rec_search(recs[i], nr, a)
+        base = i * nf * _AGG
+        if c_a[i] == a and c_k[i] == k_end:
+            out[base:base + nf * _AGG] = c_agg[i]
+        else:
+            for f in range(nf):  # Chan et al.'s merge of the tiles, in tile order
+                cn = 0.0
+                cs = 0.0
+                m2 = 0.0
+                lo = inf
+                hi = -inf
+                p = 1 + _AGG * f
+                for r in range(j0, j1):
+                    nb = recs[i, r, p]
+                    if nb > 0:
+                        sb = recs[i, r, p + 1]
+                        if cn <= 0:
+                            cn = nb
+                            cs = sb
+                            m2 = recs[i, r, p + 2]
+                        else:
+                            d = sb / nb - cs / cn
+                            tot = cn + nb
+                            m2 = m2 + recs[i, r, p + 2] + d * d * cn * nb / tot
+                            cs = cs + sb
+                            cn = tot
+                        x = recs[i, r, p + 3]
+                        if x < lo:
+                            lo = x
+                        x = recs[i, r, p + 4]
+                        if x > hi:
+                            hi = x
+                q = base + _AGG * f
+                out[q] = cn
+                out[q + 1] = cs
+                out[q + 2] = m2
+                out[q + 3] = lo
+                out[q + 4] = hi
+            c_a[i] = a
+            c_k[i] = k_end
+            c_agg[i] = out[base:base + nf * _AGG]
+        if j1 < nr and recs[i, j1, 0] == k_end:
+            if in_order or floor > k_end * w:
                 for f in range(nf):
-                    cn = 0.0
-                    cs = 0.0
-                    m2 = 0.0
-                    lo = inf
-                    hi = -inf
                     p = 1 + _AGG * f
-                    for r in range(j0, j1):
-                        nb = recs[i, r, p]
-                        if nb > 0:
-                            sb = recs[i, r, p + 1]
-                            if cn <= 0:
-                                cn = nb
-                                cs = sb
-                                m2 = recs[i, r, p + 2]
-                            else:
-                                d = sb / nb - cs / cn
-                                tot = cn + nb
-                                m2 = m2 + recs[i, r, p + 2] + d * d * cn * nb / tot
-                                cs = cs + sb
-                                cn = tot
-                            x = recs[i, r, p + 3]
-                            if x < lo:
-                                lo = x
-                            x = recs[i, r, p + 4]
-                            if x > hi:
-                                hi = x
-                    q = base + _AGG * f
-                    out[q] = cn
-                    out[q + 1] = cs
-                    out[q + 2] = m2
-                    out[q + 3] = lo
-                    out[q + 4] = hi
-                c_a[i] = a
-                c_k[i] = k_end
-                c_agg[i] = out[base:base + nf * _AGG]
-            if j1 < nr and recs[i, j1, 0] == k_end:
-                if in_order or state[1] > k_end * w:
-                    for f in range(nf):
-                        p = 1 + _AGG * f
-                        if recs[i, j1, p] > 0:
-                            _merge_into(out, base + _AGG * f, recs[i, j1, p], recs[i, j1, p + 1],
-                                        recs[i, j1, p + 2], recs[i, j1, p + 3], recs[i, j1, p + 4])
-                else:  # late: the part of the tile up to t, from the exact tail
-                    lo_t = k_end * w
-                    for f in range(nf):
-                        e = np.zeros(_AGG)
-                        e[3] = inf
-                        e[4] = -inf
-                        r = _row_search(tail, ntail[0], lo_t)
-                        while r < ntail[0] and tail[r, 0] <= t:
-                            x = tail[r, 1 + f]
-                            if x == x:
-                                _merge_into(e, 0, 1.0, x, 0.0, x, x)
-                            r += 1
-                        if e[0] > 0:
-                            _merge_into(out, base + _AGG * f, e[0], e[1], e[2], e[3], e[4])
-            if mask >= 0 and not (mask >> i) & 1:
+                    if recs[i, j1, p] > 0:
+                        _merge_into(out, base + _AGG * f, recs[i, j1, p], recs[i, j1, p + 1],
+                                    recs[i, j1, p + 2], recs[i, j1, p + 3], recs[i, j1, p + 4])
+            else:  # late: the part of the tile up to t, from the exact tail
+                lo_t = k_end * w
                 for f in range(nf):
-                    x = V[j, f]
-                    if x == x:
-                        _merge_into(out, base + _AGG * f, 1.0, x, 0.0, x, x)
+                    e = np.zeros(_AGG)
+                    e[3] = inf
+                    e[4] = -inf
+                    r = _row_search(tail, nt, lo_t)
+                    while r < nt and tail[r, 0] <= t:
+                        x = tail[r, 1 + f]
+                        if x == x:
+                            _merge_into(e, 0, 1.0, x, 0.0, x, x)
+                        r += 1
+                    if e[0] > 0:
+                        _merge_into(out, base + _AGG * f, e[0], e[1], e[2], e[3], e[4])
+        if mask >= 0 and not (mask >> i) & 1:
+            for f in range(nf):
+                x = vals[f]
+                if x == x:
+                    _merge_into(out, base + _AGG * f, 1.0, x, 0.0, x, x)
+
+
+@numba.njit(cache=True)
+def _read(t, mask, vals, nf, recs, nrec, tail, nt, wm, floor, horizons, widths):
+    """:func:`_aggregate` of one window, without a cache (a read between inserts)."""
+    nh = horizons.shape[0]
+    out = np.empty(nh * nf * _AGG)
+    c_a = np.full(nh, np.nan)
+    c_k = np.full(nh, np.nan)
+    c_agg = np.empty((nh, nf * _AGG))
+    _aggregate(out, t, mask, vals, nf, recs, nrec, tail, nt, wm, floor, horizons, widths, c_a, c_k, c_agg)
+    return out
+
+
+@numba.njit(cache=True)
+def merge_into(out, p, nb, sb, m2b, lob, hib):
+    """Merge the aggregate ``(nb, sb, m2b, lob, hib)`` into ``out[p : p + 5]`` (Chan et
+    al.; an empty side takes the other): the merge of the tiles and reads, for
+    :meth:`TiledWindows.load`'s re-tiling."""
+    _merge_into(out, p, nb, sb, m2b, lob, hib)
 
 
 @numba.njit(cache=True, inline="always")
@@ -321,59 +384,6 @@ def _stats(agg, nh, nf, out, col):
 
 
 def window_stats(agg: np.ndarray, n_horizons: int, n_fields: int, out: np.ndarray, col: int) -> None:
-    """Mean, std, min and max of each field (then horizon) from :func:`insert_many`'s
+    """Mean, std, min and max of each field (then horizon) from ``TiledWindows.insert_many``'s
     aggregates, into the columns ``col:`` of ``out`` (NaN where a window is empty)."""
     _stats(agg, n_horizons, n_fields, out, col)
-
-
-_SPEC_ARRAYS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (horizons, tiles) -> (horizons, widths)
-
-
-def insert_many(win: TiledWindows, T: np.ndarray, V: np.ndarray,
-                lookback: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Put the events ``(T[j], V[j])`` (times; values in ``fields`` order, NaN = missing)
-    into ``win`` in order; returns ``(agg, prev_t, prev_v)``: per event the aggregates
-    :meth:`TiledWindows.aggregates` gives right after its :meth:`TiledWindows.insert_row`
-    (shape ``(n, horizons * fields * 5)``), the time of the event just before it
-    (:meth:`TiledWindows.previous`; NaN: none kept) and, per field, the newest value among
-    the ``lookback`` tail events up to that one, looked up only where the event has the
-    field (NaN otherwise or when none)."""
-    sp = win.spec
-    if sp.extra:
-        raise ValueError("insert_many: windows with extra_fields are not supported")
-    T = np.ascontiguousarray(T, dtype=np.float64)
-    V = np.ascontiguousarray(V, dtype=np.float64).reshape(len(T), sp.n_fields)
-    n = len(T)
-    if n and not np.isfinite(T).all():
-        raise ValueError(f"insert_many: event times must be finite, got {T[~np.isfinite(T)][0]!r}")
-    stride, row, nh = sp.stride, sp.row, len(sp.horizons)
-    counts = [len(r) // stride for r in win.recs]
-    recs = np.empty((nh, max(counts) + n, stride))
-    for i, r in enumerate(win.recs):
-        if counts[i]:
-            recs[i, : counts[i]] = np.frombuffer(r, dtype=np.float64).reshape(counts[i], stride)
-    nt = len(win.tail) // row
-    tail = np.empty((max(nt, sp.max_tail) + 1, row))
-    if nt:
-        tail[:nt] = np.frombuffer(win.tail, dtype=np.float64).reshape(nt, row)
-    nrec = np.array(counts, dtype=np.int64)
-    ntail = np.array([nt], dtype=np.int64)
-    state = np.array([win.watermark, win.floor])
-    agg = np.empty((n, nh * sp.n_fields * _AGG))
-    prev_t = np.empty(n)
-    prev_v = np.empty((n, sp.n_fields))
-    hw = _SPEC_ARRAYS.get((sp.horizons, sp.n_tiles))
-    if hw is None:
-        hw = _SPEC_ARRAYS[(sp.horizons, sp.n_tiles)] = (np.array(sp.horizons), np.array(sp.widths))
-    _kernel(T, V, recs, nrec, tail, ntail, state, hw[0], hw[1], sp.lateness,
-            sp.retention, sp.span, sp.max_tail, sp.min_tail, int(lookback), agg, prev_t, prev_v)
-    for i in range(nh):
-        a = array("d")
-        a.frombytes(recs[i, : nrec[i]].tobytes())
-        win.recs[i] = a
-    a = array("d")
-    a.frombytes(tail[: ntail[0]].tobytes())
-    win.tail = a
-    win.watermark, win.floor = float(state[0]), float(state[1])
-    win.cache = None  # the kernel keeps no cache (results do not depend on it)
-    return agg, prev_t, prev_v

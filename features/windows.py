@@ -14,10 +14,19 @@ The variance is never taken from a running sum of squares: each tile adds an
 event by Welford's update and tiles are combined by Chan et al.'s parallel
 merge (``M2 = M2a + M2b + d**2 * na * nb / n``, ``d`` the difference of the
 means), and nothing is ever subtracted from a running total, so it does not
-drift however long the key lives. A read combines the tiles of the window; the
-combined aggregate of all tiles but the newest is cached and reused while the
-window stays on the same tiles (a busy key pays O(1) per event, a sparse key
-O(its few tiles)); results do not depend on the cache.
+drift however long the key lives. A read combines the tiles of the window;
+within a batch (:meth:`TiledWindows.insert_many`) the combined aggregate of all
+tiles but the newest is kept and reused while the window stays on the same
+tiles (a busy key pays O(1) per event, a sparse key O(its few tiles)); results
+do not depend on it.
+
+**One implementation.** The arithmetic (insert, evict, read) is written once, as
+compiled numba kernels in :mod:`features.window_kernel`:
+:meth:`TiledWindows.insert_many` runs a key's whole batch through it in one call,
+and the per-event :meth:`~TiledWindows.insert`/:meth:`~TiledWindows.insert_row`
+are a batch of one, :meth:`~TiledWindows.aggregates`/:meth:`~TiledWindows.stats`
+its read. The state is kept as the kernel's numpy arrays (no copy per call); snapshots
+are plain lists, in the same format as before.
 
 **Exactness** (window of an event at time ``t``: ``(t - H, t]``, the event counted).
 The window read is the whole tiles from the one holding ``t - H`` on:
@@ -71,11 +80,13 @@ import math
 from array import array
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
 
 from features.defaults import LATENESS_S
 
-__all__ = ["WindowStats", "EMPTY_STATS", "summarize", "TiledWindows", "TILES", "LATENESS_S"]
+__all__ = ["WindowStats", "EMPTY_STATS", "summarize", "Inserted", "TiledWindows", "TILES", "LATENESS_S"]
 
 #: Default number of tiles per horizon (tile width = horizon / TILES).
 TILES = 60
@@ -137,7 +148,7 @@ class _Spec:
     """Configuration shared by every key built with the same arguments (one object, not one per key)."""
 
     __slots__ = ("horizons", "widths", "n_tiles", "lateness", "retention", "fields", "extra", "n_fields",
-                 "row", "stride", "max_tail", "min_tail", "span", "empty_rec", "index")
+                 "row", "stride", "max_tail", "min_tail", "span", "empty_rec", "index", "h_arr", "w_arr")
 
     def __init__(self, horizons, fields, lateness, n_tiles, extra, max_tail, min_tail):
         self.horizons = horizons
@@ -159,35 +170,13 @@ class _Spec:
             self.empty_rec[1 + _AGG * f + 3] = _INF
             self.empty_rec[1 + _AGG * f + 4] = -_INF
         self.index = {h: i for i, h in enumerate(horizons)}
+        self.h_arr = np.array(horizons)  # the kernel's arguments
+        self.w_arr = np.array(self.widths)
 
 
 @lru_cache(maxsize=64)
 def _spec(horizons, fields, lateness, n_tiles, extra, max_tail, min_tail) -> _Spec:
     return _Spec(horizons, fields, lateness, n_tiles, extra, max_tail, min_tail)
-
-
-def _rec_search(rec: array, stride: int, k: float) -> int:
-    """Number of tile records with index < ``k`` (records sorted by index)."""
-    lo, hi = 0, len(rec) // stride
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rec[mid * stride] < k:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-def _row_search(tail: array, row: int, t: float) -> int:
-    """Number of tail rows with time <= ``t`` (rows sorted by time)."""
-    lo, hi = 0, len(tail) // row
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t < tail[mid * row]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 class TiledWindows:
@@ -210,7 +199,7 @@ class TiledWindows:
     See the module docstring for the exactness rule.
     """
 
-    __slots__ = ("spec", "watermark", "floor", "recs", "tail", "cache")
+    __slots__ = ("spec", "_s", "_r", "_nr", "_t", "_nt")
 
     def __init__(
         self,
@@ -238,11 +227,23 @@ class TiledWindows:
             raise ValueError(f"field names must be distinct, got {names!r}")
         self.spec = _spec(horizons, tuple(fields), float(lateness_s), int(tiles), tuple(extra_fields),
                           int(max_tail), int(min_tail))
-        self.watermark = -_INF  # newest event time seen
-        self.floor = -_INF  # every stored event not in the tail has time <= floor
-        self.recs = [array("d") for _ in horizons]
-        self.tail = array("d")
-        self.cache: list | None = None  # per horizon: [a, k_end, n, sum, m2, min, max, ...] or None
+        # the state, as the kernel's arrays (with room to grow; only the counted part is state):
+        self._s = np.array([-_INF, -_INF])  # watermark (newest event time seen); floor (every
+        # stored event not in the tail has time <= floor)
+        self._r = np.empty((len(horizons), 0, self.spec.stride))  # per horizon: tile records, by tile
+        self._nr = np.zeros(len(horizons), dtype=np.int64)  # tile records per horizon
+        self._t = np.empty((0, self.spec.row))  # the exact tail: rows (t, fields..., extra...), by time
+        self._nt = np.zeros(1, dtype=np.int64)  # tail rows
+
+    @property
+    def watermark(self) -> float:
+        """The newest event time seen (-inf: none)."""
+        return float(self._s[0])
+
+    @property
+    def floor(self) -> float:
+        """Every stored event not in the exact tail has time at or before it."""
+        return float(self._s[1])
 
     # ------------------------------------------------------------------ info
 
@@ -257,19 +258,23 @@ class TiledWindows:
 
     def __len__(self) -> int:
         """Events in the exact tail."""
-        return len(self.tail) // self.spec.row
+        return int(self._nt[0])
 
     def tile_count(self) -> int:
         """Non-empty tiles kept, over all horizons."""
-        return sum(len(r) for r in self.recs) // self.spec.stride
+        return int(self._nr.sum())
+
+    def tiles_per_horizon(self) -> list[int]:
+        """Non-empty tiles kept, per horizon."""
+        return self._nr.tolist()
 
     def tail_times(self) -> list[float]:
         """Event times of the exact tail, oldest first."""
-        return list(self.tail[:: self.spec.row])
+        return self._t[: self._nt[0], 0].tolist()
 
     def tail_value(self, row: int, field: int) -> float:
         """Value of ``field`` (position in ``fields + extra_fields``) in tail ``row``."""
-        return self.tail[row * self.spec.row + 1 + field]
+        return float(self._t[row, 1 + field])
 
     def is_late(self, t: float, lateness_s: float | None = None) -> bool:
         """Whether an event at ``t`` is more than ``lateness_s`` (default: the
@@ -281,13 +286,8 @@ class TiledWindows:
     def previous(self, t: float) -> int:
         """Tail row of the newest event at or before ``t`` (call before inserting
         the event at ``t``), or -1: none kept. Exact: every event not in the tail
-        is older than every event in it."""
-        tail = self.tail
-        row = self.spec.row
-        n = len(tail) // row
-        if n and tail[(n - 1) * row] <= t:
-            return n - 1
-        return _row_search(tail, row, t) - 1
+        is older than every event in it. The kernel's lookup."""
+        return int(_kernel().previous(self._t, int(self._nt[0]), float(t)))
 
     def insert(self, t: float, values: Mapping[str, Any]) -> int:
         """Add an event; returns the bit mask of the horizons whose tiles took it,
@@ -300,101 +300,60 @@ class TiledWindows:
         return self.insert_row(t, row)
 
     def insert_row(self, t: float, vals: Sequence[float]) -> int:
-        """:meth:`insert` with the values in order ``fields + extra_fields`` (NaN: missing)."""
-        sp = self.spec
-        wm = self.watermark
-        if t < wm - sp.retention:
-            return -1
-        advanced = t > wm
-        if advanced:
-            self.watermark = wm = t
-        stride = sp.stride
-        nf = sp.n_fields
-        lateness = sp.lateness
-        cache = self.cache
-        mask = 0
-        for i, rec in enumerate(self.recs):
-            w = sp.widths[i]
-            keep = math.floor((wm - lateness - sp.horizons[i]) / w)
-            if advanced and rec and rec[0] < keep:
-                cut = _rec_search(rec, stride, keep)
-                del rec[: cut * stride]
-                if cache is not None:
-                    cache[i] = None
-            k = math.ceil(t / w) - 1
-            if k < keep:
-                continue
-            mask |= 1 << i
-            nrec = len(rec) // stride
-            last = (nrec - 1) * stride
-            if nrec and rec[last] == k:
-                base = last
-            elif not nrec or rec[last] < k:
-                base = len(rec)
-                rec.extend(sp.empty_rec)
-                rec[base] = k
-            else:
-                j = _rec_search(rec, stride, k)
-                base = j * stride
-                if rec[base] != k:
-                    rec[base:base] = sp.empty_rec
-                    rec[base] = k
-            if cache is not None and cache[i] is not None and cache[i][0] <= k < cache[i][1]:
-                cache[i] = None  # a late event in the cached tiles
-            p = base + 1
-            for f in range(nf):
-                x = vals[f]
-                if x == x:
-                    n = rec[p] + 1.0
-                    s = rec[p + 1]
-                    if n == 1.0:
-                        rec[p] = 1.0
-                        rec[p + 1] = x
-                        rec[p + 3] = x
-                        rec[p + 4] = x
-                    else:
-                        old_mean = s / (n - 1.0)
-                        s += x
-                        rec[p] = n
-                        rec[p + 1] = s
-                        rec[p + 2] += (x - old_mean) * (x - s / n)
-                        if x < rec[p + 3]:
-                            rec[p + 3] = x
-                        if x > rec[p + 4]:
-                            rec[p + 4] = x
-                p += _AGG
-        self._tail_insert(t, vals)
-        return mask
+        """:meth:`insert` with the values in order ``fields + extra_fields`` (NaN: missing):
+        :meth:`insert_many` of one event."""
+        return int(self.insert_many(np.array([float(t)]), np.array([vals], dtype=np.float64)).mask[0])
 
-    def _tail_insert(self, t: float, vals: Sequence[float]) -> None:
+    def insert_many(self, T: Any, V: Any, lookback: int = 1) -> Inserted:
+        """Put the events ``(T[j], V[j])`` (times; values in ``fields + extra_fields``
+        order, NaN: missing) into the windows in order, in one call of the compiled
+        kernel (:mod:`features.window_kernel`, the one implementation of the rule); a
+        batch split anywhere gives the same results. Returns, per event, what the
+        per-event reads give right before/after it is inserted (:class:`Inserted`)."""
         sp = self.spec
-        tail = self.tail
-        row = sp.row
-        n = len(tail) // row
-        if n and tail[(n - 1) * row] <= t:
-            tail.append(t)
-            tail.extend(vals)
-        elif n >= sp.max_tail and t < tail[0]:
-            self.floor = max(self.floor, t)  # older than all the full tail holds: not kept
-            return
-        else:
-            pos = _row_search(tail, row, t) * row
-            tail[pos:pos] = array("d", [t, *vals])
-        n += 1
-        # drop from the oldest: out of retention, over the cap, or not needed by an event within the lateness
-        wm = self.watermark
-        old = wm - sp.retention
-        need = wm - sp.span
-        drop = 0
-        while drop < n and (
-            tail[drop * row] < old
-            or n - drop > sp.max_tail
-            or (n - drop > sp.min_tail and tail[(drop + 1) * row] <= need)
-        ):
-            drop += 1
-        if drop:
-            self.floor = max(self.floor, tail[(drop - 1) * row])
-            del tail[: drop * row]
+        nv = sp.row - 1
+        T = np.ascontiguousarray(T, dtype=np.float64).reshape(-1)
+        n = len(T)
+        V = np.ascontiguousarray(V, dtype=np.float64).reshape(n, nv)
+        nh, nf = len(sp.horizons), sp.n_fields
+        self._room(n)
+        out = Inserted(np.empty((n, nh * nf * _AGG)), np.empty(n), np.empty((n, nf)), np.empty((n, nv)),
+                       np.empty(n, dtype=np.int64))
+        bad = _kernel()._kernel(T, V, nf, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
+                                sp.retention, sp.span, sp.max_tail, sp.min_tail, int(lookback),
+                                out.agg, out.prev_t, out.prev_v, out.prev_row, out.mask)
+        if bad >= 0:  # nothing was inserted
+            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {T[bad]!r} (event {bad})")
+        return out
+
+    def _room(self, n: int) -> None:
+        """Make room for ``n`` more events: a tile per horizon and a tail row each (and
+        give back what a big batch left unused)."""
+        r, t = self._r, self._t
+        need_r = int(self._nr.max(initial=0)) + n
+        if r.shape[1] < need_r or r.shape[1] > 2 * need_r + 16:
+            grown = np.empty((r.shape[0], need_r + (need_r >> 3), r.shape[2]))
+            grown[:, : r.shape[1]] = r[:, : grown.shape[1]]
+            self._r = grown
+        need_t = int(self._nt[0]) + n + 1
+        if t.shape[0] < need_t or t.shape[0] > 2 * need_t + 16:
+            grown = np.empty((need_t + (need_t >> 3), t.shape[1]))
+            m = min(t.shape[0], grown.shape[0])
+            grown[:m] = t[:m]
+            self._t = grown
+
+    def _set(self, recs: Sequence[array], tail: array, watermark: float, floor: float) -> None:
+        """Put flat tile records (per horizon) and flat tail rows into the state."""
+        sp = self.spec
+        counts = [len(r) // sp.stride for r in recs]
+        self._r = np.zeros((len(recs), max(counts, default=0), sp.stride))
+        for i, r in enumerate(recs):
+            if counts[i]:
+                self._r[i, : counts[i]] = np.frombuffer(r, dtype=np.float64).reshape(counts[i], sp.stride)
+        self._nr = np.array(counts, dtype=np.int64)
+        self._t = np.array(tail, dtype=np.float64).reshape(-1, sp.row)
+        self._nt = np.array([len(self._t)], dtype=np.int64)
+        self._s = np.array([float(watermark), float(floor)])
 
     # ------------------------------------------------------------------ read
 
@@ -405,68 +364,13 @@ class TiledWindows:
         at ``(i * len(fields) + f) * 5``. ``mask`` and ``vals`` are what
         :meth:`insert_row` returned and was given for the event at ``t``: a horizon
         whose tiles did not take the event (too old for them) still counts it.
+        The read of the compiled kernel (the one :meth:`insert_many` gives per event).
         """
         sp = self.spec
-        stride = sp.stride
-        nf = sp.n_fields
-        in_order = t >= self.watermark
-        out: list[float] = []
-        for i, rec in enumerate(self.recs):
-            w = sp.widths[i]
-            k_end = math.ceil(t / w) - 1
-            a = math.floor((t - sp.horizons[i]) / w)
-            nrec = len(rec) // stride
-            # records [j0, j1) are tiles a .. k_end - 1; record j1 is tile k_end when it exists
-            if nrec and rec[(nrec - 1) * stride] < k_end:
-                j1 = nrec
-            else:
-                j1 = _rec_search(rec, stride, k_end)
-            j0 = 0 if not nrec or rec[0] >= a else _rec_search(rec, stride, a)
-            cache = self.cache
-            c = cache[i] if cache is not None else None
-            if c is not None and c[0] == a and c[1] == k_end:
-                agg = c[2:]
-            else:
-                agg = _merge_records(rec, j0, j1, stride, nf)
-                if in_order and j1 - j0 >= 2 and j1 < nrec and rec[j1 * stride] == k_end:
-                    busy = max(rec[j1 * stride + 1 + _AGG * f] for f in range(nf))
-                    if busy >= 2.0:  # several events per tile: the prefix will be read again
-                        if cache is None:
-                            cache = self.cache = [None] * len(self.recs)
-                        cache[i] = [a, k_end, *agg]
-            end: Sequence[float] | None = None
-            if j1 < nrec and rec[j1 * stride] == k_end:
-                if in_order or self.floor > k_end * w:
-                    end = rec[j1 * stride + 1 : (j1 + 1) * stride]
-                else:  # late: the part of the tile up to t, from the exact tail
-                    end = self._tail_aggregate(k_end * w, t)
-            if end is None:
-                out.extend(agg)
-            else:
-                out.extend(_merge_flat(agg, end, nf))
-            if mask >= 0 and not mask >> i & 1 and vals is not None:
-                base = len(out) - _AGG * nf
-                for f in range(nf):
-                    x = vals[f]
-                    if x == x:
-                        _merge_into(out, base + _AGG * f, 1.0, x, 0.0, x, x)
-        return out
-
-    def _tail_aggregate(self, lo: float, t: float) -> list[float]:
-        """Aggregates of the tail events with time in ``(lo, t]``."""
-        sp = self.spec
-        tail, row, nf = self.tail, sp.row, sp.n_fields
-        out = [0.0, 0.0, 0.0, _INF, -_INF] * nf
-        j = _row_search(tail, row, lo)
-        n_rows = len(tail) // row
-        while j < n_rows and tail[j * row] <= t:
-            p = j * row + 1
-            for f in range(nf):
-                x = tail[p + f]
-                if x == x:
-                    _merge_into(out, _AGG * f, 1.0, x, 0.0, x, x)
-            j += 1
-        return out
+        v = np.full(sp.row - 1, _NAN) if vals is None else np.asarray(vals, dtype=np.float64)
+        out = _kernel()._read(float(t), int(mask) if vals is not None else -1, v, sp.n_fields, self._r,
+                              self._nr, self._t, int(self._nt[0]), self.watermark, self.floor, sp.h_arr, sp.w_arr)
+        return out.tolist()
 
     def stats(self, field: str, t: float, horizon: float) -> WindowStats:
         """:class:`WindowStats` of ``field`` over the window of ``horizon`` (one of
@@ -490,16 +394,16 @@ class TiledWindows:
         """
         sp = self.spec
         sets = []
-        for i, rec in enumerate(self.recs):
+        for i in range(len(sp.horizons)):
             w = sp.widths[i]
             since = (
                 math.floor((self.watermark - sp.lateness - sp.horizons[i]) / w) * w
                 if self.watermark > -_INF
                 else -_INF
             )
-            sets.append((w, since, rec.tolist()))
+            sets.append((w, since, self._r[i, : self._nr[i]].ravel().tolist()))
         return (_SNAP_TAG, self.watermark, self.floor, list(sp.fields), sets, list(sp.fields + sp.extra),
-                self.tail.tolist())
+                self._t[: self._nt[0]].ravel().tolist())
 
     def load(self, snap: Any) -> None:
         """Put :meth:`snapshot` output into this object (built from the current
@@ -515,7 +419,6 @@ class TiledWindows:
         if not isinstance(snap, (tuple, list)) or len(snap) != 7 or snap[0] != _SNAP_TAG:
             raise ValueError(f"TiledWindows.load: expected a {_SNAP_TAG!r} snapshot, got {snap!r:.80}")
         _, watermark, floor, fields, sets, tail_fields, tail = snap
-        self.watermark, self.floor, self.cache = float(watermark), float(floor), None
         # the exact tail, mapped to this object's fields
         old_row = 1 + len(tail_fields)
         pos = [tail_fields.index(f) if f in tail_fields else -1 for f in sp.fields + sp.extra]
@@ -523,7 +426,7 @@ class TiledWindows:
         for r in range(0, len(tail), old_row):
             new_tail.append(tail[r])
             new_tail.extend(array("d", [tail[r + 1 + p] if p >= 0 else _NAN for p in pos]))
-        self.tail = new_tail
+        recs: list[array] = []
         fpos = [fields.index(f) if f in fields else -1 for f in sp.fields]
         old_stride = 1 + _AGG * len(fields)
         for i, w in enumerate(sp.widths):
@@ -533,9 +436,10 @@ class TiledWindows:
                 if m >= 1 and abs(m * ow - w) <= 1e-9 * w and (best is None or (since, -ow) < (best[1], -best[0])):
                     best = (ow, since, data, m)
             if best is None:
-                self.recs[i] = self._tiles_from_tail(i)
+                recs.append(self._tiles_from_tail(i, new_tail))
                 continue
             _, _, data, m = best
+            merge = _kernel().merge_into
             rec = array("d")
             stride = sp.stride
             for r in range(0, len(data), old_stride):
@@ -548,48 +452,34 @@ class TiledWindows:
                     if p >= 0:
                         q = r + 1 + _AGG * p
                         if data[q] > 0:
-                            _merge_into(rec, base + _AGG * f, *data[q : q + _AGG])
-            self.recs[i] = rec
+                            merge(rec, base + _AGG * f, *data[q : q + _AGG])
+            recs.append(rec)
+        self._set(recs, new_tail, watermark, floor)
         self._apply_retention()
 
-    def _tiles_from_tail(self, i: int) -> array:
+    def _tiles_from_tail(self, i: int, tail: array) -> array:
+        """Tile records of horizon ``i`` built from flat tail rows."""
         sp = self.spec
         w, stride, row = sp.widths[i], sp.stride, sp.row
         rec = array("d")
-        for r in range(0, len(self.tail), row):
-            k = math.ceil(self.tail[r] / w) - 1
+        merge = _kernel().merge_into
+        for r in range(0, len(tail), row):
+            k = math.ceil(tail[r] / w) - 1
             if not rec or rec[-stride] != k:
                 rec.extend(sp.empty_rec)
                 rec[-stride] = k
             base = len(rec) - stride + 1
             for f in range(sp.n_fields):
-                x = self.tail[r + 1 + f]
+                x = tail[r + 1 + f]
                 if x == x:
-                    _merge_into(rec, base + _AGG * f, 1.0, x, 0.0, x, x)
+                    merge(rec, base + _AGG * f, 1.0, x, 0.0, x, x)
         return rec
 
     def _apply_retention(self) -> None:
-        """Evict tiles and tail events this configuration does not keep."""
+        """Evict tiles and tail events this configuration does not keep (the kernel's rule)."""
         sp = self.spec
-        wm = self.watermark
-        if wm == -_INF:
-            return
-        for i, rec in enumerate(self.recs):
-            keep = math.floor((wm - sp.lateness - sp.horizons[i]) / sp.widths[i])
-            cut = _rec_search(rec, sp.stride, keep)
-            del rec[: cut * sp.stride]
-        tail, row = self.tail, sp.row
-        n = len(tail) // row
-        drop = 0
-        while drop < n and (
-            tail[drop * row] < wm - sp.retention
-            or n - drop > sp.max_tail
-            or (n - drop > sp.min_tail and tail[(drop + 1) * row] <= wm - sp.span)
-        ):
-            drop += 1
-        if drop:
-            self.floor = max(self.floor, tail[(drop - 1) * row])
-            del tail[: drop * row]
+        _kernel()._evict(self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
+                         sp.retention, sp.span, sp.max_tail, sp.min_tail)
 
     def _load_events(self, snap: Sequence) -> None:
         """Replay an exact event-list snapshot of the previous format in event-time order."""
@@ -597,72 +487,33 @@ class TiledWindows:
         if not isinstance(columns, Mapping):
             raise ValueError(f"TiledWindows.load: expected (watermark, times, columns), got {snap!r:.80}")
         sp = self.spec
-        self.watermark, self.floor, self.cache = -_INF, -_INF, None
-        self.recs = [array("d") for _ in sp.horizons]
-        self.tail = array("d")
+        self._set([array("d") for _ in sp.horizons], array("d"), -_INF, -_INF)
         cols = [columns.get(f) for f in sp.fields + sp.extra]
-        for j, t in enumerate(times):
-            self.insert_row(float(t), [float(c[j]) if c is not None else _NAN for c in cols])
+        T = [float(t) for t in times]
+        self.insert_many(T, [[float(c[j]) if c is not None else _NAN for c in cols] for j in range(len(T))])
         if float(watermark) > self.watermark:
-            self.watermark = float(watermark)
+            self._s[0] = float(watermark)
             self._apply_retention()
 
 
-def _merge_into(out: list | array, p: int, nb: float, sb: float, m2b: float, lob: float, hib: float) -> None:
-    """Merge the aggregate ``(nb, sb, m2b, lob, hib)`` into ``out[p : p + 5]`` (Chan et al.)."""
-    na = out[p]
-    if nb <= 0:
-        return
-    if na <= 0:
-        out[p], out[p + 1], out[p + 2], out[p + 3], out[p + 4] = nb, sb, m2b, lob, hib
-        return
-    n = na + nb
-    sa = out[p + 1]
-    d = sb / nb - sa / na
-    out[p] = n
-    out[p + 1] = sa + sb
-    out[p + 2] = out[p + 2] + m2b + d * d * na * nb / n
-    if lob < out[p + 3]:
-        out[p + 3] = lob
-    if hib > out[p + 4]:
-        out[p + 4] = hib
+class Inserted(NamedTuple):
+    """What :meth:`TiledWindows.insert_many` gives per event ``j`` of the batch."""
+
+    #: the window aggregates right after the event (:meth:`TiledWindows.aggregates` layout), shape (n, H * F * 5)
+    agg: np.ndarray
+    #: the time of the newest event at or before it, before it (:meth:`TiledWindows.previous`; NaN: none kept)
+    prev_t: np.ndarray
+    #: per field, the newest value among the ``lookback`` tail events up to that one (only
+    #: where the event has the field; NaN otherwise or when none)
+    prev_v: np.ndarray
+    #: that previous event's values, ``fields + extra_fields`` (NaN: none)
+    prev_row: np.ndarray
+    #: the horizons whose tiles took it (bit mask), -1: out of the retention, not stored
+    mask: np.ndarray
 
 
-def _merge_records(rec: array, j0: int, j1: int, stride: int, nf: int) -> list[float]:
-    """Merged aggregates of tile records ``[j0, j1)``, in tile order (the merge of
-    :func:`_merge_into`, inlined: this is the read's inner loop)."""
-    out: list[float] = []
-    for f in range(nf):
-        n = s = m2 = 0.0
-        lo, hi = _INF, -_INF
-        p = j0 * stride + 1 + _AGG * f
-        for _ in range(j0, j1):
-            nb = rec[p]
-            if nb > 0:
-                sb = rec[p + 1]
-                if n <= 0:
-                    n, s, m2 = nb, sb, rec[p + 2]
-                else:
-                    d = sb / nb - s / n
-                    tot = n + nb
-                    m2 = m2 + rec[p + 2] + d * d * n * nb / tot
-                    s = s + sb
-                    n = tot
-                x = rec[p + 3]
-                if x < lo:
-                    lo = x
-                x = rec[p + 4]
-                if x > hi:
-                    hi = x
-            p += stride
-        out += (n, s, m2, lo, hi)
-    return out
+def _kernel() -> Any:
+    """The compiled kernel module (imported on first use: numba loads only where windows are updated)."""
+    from features import window_kernel
 
-
-def _merge_flat(agg: Sequence[float], end: Sequence[float], nf: int) -> list[float]:
-    out = list(agg)
-    for f in range(nf):
-        p = _AGG * f
-        if end[p] > 0:
-            _merge_into(out, p, end[p], end[p + 1], end[p + 2], end[p + 3], end[p + 4])
-    return out
+    return window_kernel

@@ -114,17 +114,17 @@ def replay_stream_features(
 ) -> list[Transaction]:
     """Fill every transaction's streaming features (``tx.features``), one
     :class:`~models.fraud.CustomerState` per customer, in the given order (event
-    time). Returns the transactions the stream would score: the copies it refuses
+    time; each customer's history through :meth:`CustomerState.update_many
+    <models.fraud.CustomerState.update_many>` at once). Returns the transactions the stream would score: the copies it refuses
     as duplicates (the same id for the same customer, within the dedup horizon) are
     left out, as the stream leaves them out of scoring."""
-    states: dict[str, CustomerState] = {}
-    kept: list[Transaction] = []
+    by_customer: dict[str, list[Transaction]] = {}
     for tx in txs:
-        state = states.get(tx.customer_id)
-        if state is None:
-            state = states[tx.customer_id] = CustomerState(cfg)
-        if state.update(tx) is tx:
-            kept.append(tx)
+        by_customer.setdefault(tx.customer_id, []).append(tx)
+    refused: set[int] = set()
+    for group in by_customer.values():  # customers are independent: each one's history in one batch
+        refused.update(id(tx) for tx, r in zip(group, CustomerState(cfg).update_many(group)) if r is not tx)
+    kept = [tx for tx in txs if id(tx) not in refused]
     if len(kept) < len(txs):
         log.warning("history_duplicates_left_out", duplicates=len(txs) - len(kept))
     return kept

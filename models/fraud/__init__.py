@@ -61,7 +61,7 @@ from models.fraud.inputs import (
 )
 from models.fraud.pipeline import FraudPipeline
 from models.fraud.scorer import FraudScorer
-from models.fraud.state import SHARD_FEATURES, CustomerState, ScoreDrift, ShardState, shard_vector
+from models.fraud.state import SHARD_FEATURES, CustomerState, ScoreDrift, ShardState, shard_vector, warm_up
 
 __all__ = [
     "MODEL_NAME",
@@ -76,6 +76,7 @@ __all__ = [
     "CustomerState",
     "SHARD_FEATURES",
     "shard_vector",
+    "warm_up",
     "ShardState",
     "FraudScorer",
     "FraudPipeline",

@@ -74,6 +74,22 @@ class FraudPipeline:
             state = self.customer_states[tx.customer_id] = CustomerState(self.cfg)
         return state.update(tx)
 
+    def customer_step_many(self, txs: Sequence[Transaction]) -> list[Transaction | DeadLetter]:
+        """The customer step as the flow runs it: each customer's transactions of the
+        batch, in order, through :meth:`CustomerState.update_many` at once; results in
+        input order."""
+        by_customer: dict[str, list[int]] = {}
+        for i, tx in enumerate(txs):
+            by_customer.setdefault(tx.customer_id, []).append(i)
+        out: list[Any] = [None] * len(txs)
+        for customer, idx in by_customer.items():
+            state = self.customer_states.get(customer)
+            if state is None:
+                state = self.customer_states[customer] = CustomerState(self.cfg)
+            for i, r in zip(idx, state.update_many([txs[i] for i in idx])):
+                out[i] = r
+        return out
+
     def shard_step(self, tx: Transaction) -> Transaction:
         shard = shard_of(tx.customer_id, self.cfg.shards)
         state = self.shard_states.get(shard)
@@ -105,7 +121,8 @@ class FraudPipeline:
         letters, one per input, in input order."""
         arrival = time.time() if arrival is None else arrival
         parsed = [self.parse(raw, arrival) for raw in batch]
-        featured = [x if isinstance(x, DeadLetter) else self.customer_step(x) for x in parsed]
+        new = iter(self.customer_step_many([x for x in parsed if not isinstance(x, DeadLetter)]))
+        featured = [x if isinstance(x, DeadLetter) else next(new) for x in parsed]
         self.shard_step_many([x for x in featured if not isinstance(x, DeadLetter)])
         return featured
 

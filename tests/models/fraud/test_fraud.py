@@ -695,3 +695,45 @@ def test_truncated_artifact_with_a_matching_sha256_is_refused_not_a_crash(fraud_
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert len(errors) == 1 and "model.txt" in errors[0], errors
+
+
+def _customer_out(x) -> tuple:
+    if isinstance(x, DeadLetter):
+        return ("dead", x.step, x.error)
+    return (x.transaction_id, x.features, x.amount_score, x.amount_warming)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_customer_update_many_equals_update_one_by_one(seed):
+    """The flow's customer step (a key's batch through the windows' kernel in one call) gives
+    what update gives event by event: re-delivered ids, idle restarts inside a batch, late
+    events, events past the retention, any batch split."""
+    cfg = FraudScoringConfig(amount_warmup=5, idle_expiry_s=6 * 3600.0, lateness_s=600.0)
+    rng = random.Random(seed)
+    raws = synthetic_raw(600, seed=seed, customers=2)
+    for i, r in enumerate(raws):
+        if i % 97 == 50:  # an idle gap past the expiry (later events shift with it)
+            for later in raws[i:]:
+                later["timestamp"] += 8 * 3600.0
+        if i % 41 == 7:  # far behind: past the lateness, or past the retention (7 d + lateness)
+            r["timestamp"] -= rng.choice([3600.0, 8 * 86400.0])
+    for j in sorted(rng.sample(range(len(raws)), 40), reverse=True):  # re-delivered ids, a few events later
+        raws.insert(j + rng.randint(1, 6), dict(raws[j]))
+    by_customer: dict[str, list[dict]] = {}
+    for r in raws:
+        by_customer.setdefault(r["customer_id"], []).append(r)
+    for stream in by_customer.values():
+        one = CustomerState(cfg)
+        want = [_customer_out(one.update(tx)) for tx in parsed(stream)]
+        assert {"dead"} < {w[0] for w in want}  # duplicates refused
+        assert any(w[1]["late_event"] for w in want if w[0] != "dead")
+        assert any(w[1]["amount_count_1h"] is None for w in want if w[0] != "dead")  # past the retention
+        for cuts in ([], sorted(rng.sample(range(1, len(stream)), 9))):
+            many = CustomerState(cfg)
+            got = []
+            txs = parsed(stream)
+            for lo, hi in zip([0, *cuts], [*cuts, len(txs)]):
+                got += [_customer_out(x) for x in many.update_many(txs[lo:hi])]
+            assert got == want
+            assert repr(many.snapshot()) == repr(one.snapshot())
+    assert CustomerState(cfg).update_many([]) == []
