@@ -41,7 +41,7 @@ def registry() -> str:
 
 def backward(url: str, subject: str) -> None:
     """Set ``subject``'s compatibility rule to BACKWARD (Apicurio's default is NONE)."""
-    registry_client(url).set_compatibility(subject, "BACKWARD")
+    registry_client(url, timeout_s=30.0).set_compatibility(subject, "BACKWARD")
 
 
 def produce_raw(topic: str, values: list[bytes]) -> None:
@@ -58,7 +58,7 @@ def consume_avro(url: str, topic: str, expected: int | None = None, timeout_s: f
     from confluent_kafka import Consumer
     from confluent_kafka.schema_registry.avro import AvroDeserializer
 
-    de = AvroDeserializer(registry_client(url))
+    de = AvroDeserializer(registry_client(url, timeout_s=30.0))  # a reader, not the flow: patient on a busy machine
     c = Consumer({"bootstrap.servers": BROKER, "group.id": f"test-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
     c.subscribe([topic])

@@ -304,7 +304,7 @@ def unwrap(item: Any, repeat_until: Optional[int] = None) -> Raw | DeadLetter:
 
     >>> from bytewax.connectors.kafka import KafkaSourceMessage
     >>> unwrap(KafkaSourceMessage(key=b"k", value=b"{}", topic="tx", partition=1, offset=7))
-    Raw(value=b'{}', topic='tx', partition=1, offset=7, possible_repeat=False)
+    Raw(value=b'{}', topic='tx', partition=1, offset=7)
     >>> unwrap(KafkaSourceMessage(key=b"k", value=b"{}", topic="tx", partition=1, offset=7), 8).possible_repeat
     True
     """
