@@ -57,8 +57,7 @@ set +e
 # Two pytest workers (pytest-xdist; TEST_WORKERS to change): many tests wait on processes,
 # brokers and servers, so two halve the wall time on two cores. Every test uses its own
 # topics, ports and folders, so they do not share anything but the broker and Redis.
-# worksteal: an idle worker takes tests queued on the other, so long tests do not leave a tail.
-"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal "$@"
+"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

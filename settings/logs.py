@@ -30,6 +30,10 @@ _QUIET_LIBRARIES = ("feast", "urllib3", "asyncio", "filelock", "fsspec", "httpx"
 
 _handler: logging.Handler | None = None  # ours, on the root logger once configured
 _level: str | None = None
+#: structlog caches each logger's processors on its first use (cheaper log calls). The test
+#: suite turns it off (tests/conftest.py): structlog.testing.capture_logs() cannot reach a
+#: logger cached by an earlier test of the same process.
+CACHE_LOGGERS = True
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -97,7 +101,7 @@ def configure_logging(level: str | None = None) -> None:
             ],
             logger_factory=structlog.stdlib.LoggerFactory(),
             wrapper_class=structlog.stdlib.BoundLogger,
-            cache_logger_on_first_use=True,
+            cache_logger_on_first_use=CACHE_LOGGERS,
         )
         handler = _StderrHandler()
         handler.setFormatter(

@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import settings.logs
+
+# capture_logs() in any test, whichever tests configured logging before it in this worker
+settings.logs.CACHE_LOGGERS = False
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: A small universe: fast to build, big enough to train a useful model.
