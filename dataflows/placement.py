@@ -23,18 +23,20 @@ shards and they are as even as they can be. ``tests/dataflows/test_placement.py`
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, TypeVar
+from typing import Any, Mapping, NamedTuple, TypeVar
 
 from settings.environment import bytewax_variables
 
 C = TypeVar("C")
 
 __all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options", "total_workers", "process_id",
-           "recovery_partitions", "recovery_directory", "resuming", "enough_shards", "ResumePoint", "resume_point"]
+           "recovery_partitions", "recovery_directory", "resuming", "enough_shards", "ResumePoint", "resume_point", "plain_unpickle"]
 
 #: Shard keys are aligned modulo this: lcm(1..10).
 MODULUS = 2520
@@ -261,22 +263,23 @@ class ResumePoint(NamedTuple):
     states: dict[str, Any]
 
 
-def resume_point(directory: str | os.PathLike[str], wanted: Callable[[str, str], bool]) -> ResumePoint:
+def resume_point(directory: str | os.PathLike[str], key_suffix: str) -> ResumePoint:
     """Read Bytewax 0.21.1's recovery partitions (``part-*.sqlite3`` in ``directory``)
     as the run that starts now will: the resume epoch is the oldest worker frontier of
-    the last execution, and each state key's state the newest snapshot before it
-    (``snaps``; states are pickled). ``wanted(step_id, state_key)`` picks the keys (e.g.
-    the Kafka input's ``"<partition>-<topic>"``). A store no execution has written yet
-    (or that cannot be read) gives ``ResumePoint(None, {})``: a fresh start.
+    the last execution, and each state key's state the newest snapshot before it.
+    Only the state keys ``"<digits><key_suffix>"`` are read (e.g. the Kafka input's
+    ``"<partition>-<topic>"``: ``key_suffix="-<topic>"``), selected in SQL, so a store
+    holding millions of per-key states costs nothing more at start-up. Their snapshots
+    are decoded as plain data only (:func:`plain_unpickle`: no class is ever loaded, no
+    code runs). A store no execution has written yet (or that cannot be read) gives
+    ``ResumePoint(None, {})``: a fresh start.
     """
-    import pickle
     import sqlite3
 
     epochs: list[int] = []
-    found: dict[str, list[tuple[int, Any]]] = {}
-    paths = sorted(Path(directory).glob("part-*.sqlite3"))
+    found: dict[str, list[tuple[int, bytes | None]]] = {}
     try:
-        for path in paths:
+        for path in sorted(Path(directory).glob("part-*.sqlite3")):
             con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
                 last = con.execute("SELECT MAX(ex_num) FROM exs").fetchone()[0]
@@ -286,8 +289,10 @@ def resume_point(directory: str | os.PathLike[str], wanted: Callable[[str, str],
                 if not fronts:
                     fronts = [e for (e,) in con.execute("SELECT resume_epoch FROM exs WHERE ex_num = ?", (last,))]
                 epochs.extend(fronts)
-                for step, key, epoch, ser in con.execute("SELECT step_id, state_key, snap_epoch, ser_change FROM snaps"):
-                    if wanted(step, key):
+                rows = con.execute("SELECT state_key, snap_epoch, ser_change FROM snaps "
+                                   "WHERE substr(state_key, -?) = ?", (len(key_suffix), key_suffix))
+                for key, epoch, ser in rows:
+                    if key[:-len(key_suffix)].isdigit():
                         found.setdefault(key, []).append((epoch, ser))
             finally:
                 con.close()
@@ -302,8 +307,31 @@ def resume_point(directory: str | os.PathLike[str], wanted: Callable[[str, str],
         if before:
             ser = max(before, key=lambda s: s[0])[1]
             if ser is not None:  # None: the key was discarded
-                states[key] = pickle.loads(ser)
+                try:
+                    states[key] = plain_unpickle(ser)
+                except pickle.UnpicklingError:
+                    continue  # not plain data: not a Kafka offset, left out of the line
     return ResumePoint(epoch, states)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refused: {module}.{name} (plain data only)")
+
+
+def plain_unpickle(data: bytes) -> Any:
+    """Unpickle ``data`` if it holds plain data only (numbers, text, bytes, None,
+    tuples/lists/dicts of them); anything naming a class or function is refused with
+    :class:`pickle.UnpicklingError`, so no code from the file ever runs.
+
+    >>> plain_unpickle(pickle.dumps({"offset": 7, "parts": (1, 2)}))
+    {'offset': 7, 'parts': (1, 2)}
+    >>> plain_unpickle(pickle.dumps(Path("x")))
+    Traceback (most recent call last):
+    ...
+    _pickle.UnpicklingError: refused: pathlib.PosixPath (plain data only)
+    """
+    return _PlainUnpickler(io.BytesIO(data)).load()
 
 
 def _count_addresses(value: str) -> int:

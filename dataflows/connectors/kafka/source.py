@@ -280,8 +280,7 @@ def _resume_point(topic: str) -> Any:
     directory = recovery_directory()
     if directory is None:
         return None
-    suffix = f"-{topic}"
-    return resume_point(directory, lambda step, key: key.endswith(suffix) and key[:-len(suffix)].isdigit())
+    return resume_point(directory, f"-{topic}")
 
 
 def _log_start(topic: str, start: str, resumed: Any) -> None:
