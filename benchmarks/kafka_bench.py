@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from benchmarks.common import ROOT, flow_env, percentiles, steady_rate
-from cli.replay import ensure_topic, replay
+from cli.replay import ensure_topic, producer_for, replay
 from settings.config import KafkaConfig
 
 __all__ = ["Broker", "backfill", "live", "broker_answers"]
@@ -281,9 +281,11 @@ def live(broker: Broker, events: Sequence[dict], rate: float, processes: int = 1
                                 stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)
         try:
             warm_events, live_events = events[:warm], events[warm:]
-            replay(warm_events, kafka, t["in"], lambda e: e[KEY], progress=False)
+            producer = producer_for(kafka)  # one producer, connected during the warm-up: the live
+            # phase measures the flow, not a new client's connection and idempotence handshake
+            replay(warm_events, kafka, t["in"], lambda e: e[KEY], progress=False, producer=producer)
             warmed = _read(broker, t["scored"], len(warm_events), 180, proc)
-            sent = replay(live_events, kafka, t["in"], lambda e: e[KEY], rate=rate, progress=False)
+            sent = replay(live_events, kafka, t["in"], lambda e: e[KEY], rate=rate, progress=False, producer=producer)
             produced = _read(broker, t["in"], len(events), 60)
             scored = _read_scored(broker, t["scored"], len(events), max(60.0, len(live_events) / 1000), proc)
         finally:

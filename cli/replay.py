@@ -43,7 +43,7 @@ from settings.logs import configure_logging
 
 from features.formats import iter_raw
 
-__all__ = ["replay", "ensure_topic", "key_on", "FLOWS", "ReplayError"]
+__all__ = ["replay", "producer_for", "ensure_topic", "key_on", "FLOWS", "ReplayError"]
 
 
 class ReplayError(RuntimeError):
@@ -173,6 +173,12 @@ def ensure_topic(kafka: Any, topic: str, partitions: int) -> int:
     return partitions
 
 
+def producer_for(kafka: Any) -> Any:
+    """The producer :func:`replay` uses: idempotent, 5 ms linger, librdkafka's lines as JSON log lines."""
+    return Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka),
+                     "logger": _LIBRDKAFKA_LOG})  # librdkafka's lines as JSON log lines, not raw %4|... text
+
+
 def replay(
     events: Iterable[Any],
     kafka: Any,
@@ -182,13 +188,16 @@ def replay(
     total: int | None = None,
     progress: bool = True,
     encode: Callable[[Any], bytes | None] | None = None,
+    producer: Any | None = None,
 ) -> dict[str, Any]:
     """Produce ``events``; paced to ``rate`` events/s when given. Returns counts.
-    ``encode(event)``: the message value (default: JSON, :func:`_encode`); ``None`` skips the event."""
+    ``encode(event)``: the message value (default: JSON, :func:`_encode`); ``None`` skips the event.
+    ``producer``: one from :func:`producer_for` to reuse (a new one connects, and an idempotent
+    producer gets its id from the broker, before its first message leaves: about 0.5 s on a
+    fresh broker, during which paced messages wait in the client)."""
     from tqdm import tqdm
 
-    producer = Producer({"linger.ms": "5", "enable.idempotence": "true", **_client_config(kafka),
-                         "logger": _LIBRDKAFKA_LOG})  # librdkafka's lines as JSON log lines, not raw %4|... text
+    producer = producer or producer_for(kafka)
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
