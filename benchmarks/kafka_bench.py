@@ -206,7 +206,9 @@ def breakdown(produced: dict[str, int], scored: dict[str, tuple[int, float, floa
     ``sink`` (scored to the broker's append time of the scored message: the steps after the
     scorer, the sink's produce and its delivery), ``total``; their percentiles
     and maxima; what the slowest 1% waited on (mean share of each part); and how many of those
-    overlapped a GC pause (``pauses``: ``(start epoch s, seconds)``).
+    overlapped a GC pause (``pauses``: ``(start epoch s, seconds)``); and when they were
+    produced, in seconds from the first event (a tail bunched at the start is a start-up
+    transient, one spread over the run is steady-state).
 
     >>> produced = {"a": 1000, "b": 1000}
     >>> scored = {"a": (1030, 1020.0, 5.0), "b": (1100, 1090.0, 60.0)}
@@ -229,6 +231,8 @@ def breakdown(produced: dict[str, int], scored: dict[str, tuple[int, float, floa
 
     cut = np.percentile([r[0] for r in rows], 99)
     tail = [r for r in rows if r[0] >= cut]
+    first = min(r[4] - r[1] for r in rows)  # the first live event's production time (ms)
+    when = sorted((r[4] - r[1] - first) / 1000.0 for r in tail)  # s into the live phase
     in_pause = sum(1 for r in tail if any(s * 1000 <= r[4] + r[2] and r[4] <= (s + d) * 1000 for s, d in pauses))
     return {"events": len(rows), "total_ms": summary(0), "source_ms": summary(1), "flow_ms": summary(2),
             "sink_ms": summary(3),
@@ -236,7 +240,9 @@ def breakdown(produced: dict[str, int], scored: dict[str, tuple[int, float, floa
                              "mean_source_ms": round(float(np.mean([r[1] for r in tail])), 1),
                              "mean_flow_ms": round(float(np.mean([r[2] for r in tail])), 1),
                              "mean_sink_ms": round(float(np.mean([r[3] for r in tail])), 1),
-                             "overlapping_gc_pause": in_pause}}
+                             "overlapping_gc_pause": in_pause,
+                             "produced_s_into_run": {"min": round(when[0], 2), "median": round(when[len(when) // 2], 2),
+                                                     "max": round(when[-1], 2)}}}
 
 
 def _gc_pauses(log_path: Path) -> list[tuple[float, float]]:

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from settings.config import FraudConfig
 from dataflows.fraud import build_flow
 from dataflows.connectors.kafka import KafkaUnavailable, check_broker
-from cli.replay import ensure_topic, replay
+from cli.replay import ensure_topic, producer_for, replay
 from datagen.transactions import corrupt_events, stream_transactions
 from features.records import ValidationError
 from features.transactions import parse_transaction
@@ -271,6 +271,29 @@ def test_replay_tool_produces_keyed_events_at_a_rate():
                          env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BROKER})
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("sent 50 events") and topic in res.stdout
+
+
+def test_replay_reuses_a_given_producer(monkeypatch):
+    """The live benchmark produces its warm-up and its paced events with ONE producer: a new
+    idempotent producer holds its first messages while it connects and gets its id (about
+    0.5 s on a fresh broker), which the benchmark once measured as the flow's tail."""
+    import cli.replay as replay_mod
+    from settings.config import KafkaConfig
+
+    topic = f"replay-one-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaConfig(bootstrap_servers=BROKER)
+    ensure_topic(kafka, topic, 3)
+    producer = producer_for(kafka)
+    made = []
+    monkeypatch.setattr(replay_mod, "producer_for", lambda k: made.append(k) or producer)
+    events = stream_transactions(60, seed=2)
+    replay(events[:30], kafka, topic, lambda e: e["transaction_id"], progress=False, producer=producer)
+    replay(events[30:], kafka, topic, lambda e: e["transaction_id"], rate=600, progress=False, producer=producer)
+    assert made == []  # no second client
+    got = consume_all(topic, expected=60, timeout_s=30, idle_s=1.0)
+    assert sorted(k for k, _ in got) == sorted(e["transaction_id"] for e in events)
+    replay(events[:1], kafka, topic, lambda e: e["transaction_id"], progress=False)
+    assert len(made) == 1  # without one, replay makes its own
 
 
 def test_replayed_demo_events_score_as_the_file_run_per_customer(fraud_env, tmp_path):
