@@ -35,8 +35,8 @@ class FraudEnv:
 
 
 def is_plain(obj) -> bool:
-    """Only builtin scalars, str, and tuples / lists / dicts of them: what a state snapshot may hold."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    """Only builtin scalars, str, bytes, and tuples / lists / dicts of them: what a state snapshot may hold."""
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
         return True
     if isinstance(obj, (tuple, list)):
         return all(is_plain(o) for o in obj)

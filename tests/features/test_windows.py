@@ -262,6 +262,30 @@ def test_load_of_the_previous_exact_event_format_replays_it():
     assert win.watermark == 30.0 and win.stats("x", 30.0, 100.0).sum == 6.0
 
 
+def test_snapshot_holds_its_numbers_as_raw_bytes_and_the_list_format_still_loads():
+    """``tiles/2`` holds tiles and tail as float64 bytes (cheap at an epoch's end: a few
+    objects per key); a ``tiles/1`` snapshot (the same numbers as lists, written before
+    2026-12-07) restores to the same state."""
+    from array import array
+
+    events = random_sequence(23, n=800, mean_gap=3.0)
+    win = TiledWindows((60.0, 1800.0), ("x",), 60.0, max_tail=50)
+    for t, v in events:
+        win.insert(t, {"x": v})
+    snap = win.snapshot()
+    assert snap[0] == "tiles/2" and isinstance(snap[6], bytes) and all(isinstance(d, bytes) for _, _, d in snap[4])
+    as_lists = lambda b: array("d", b).tolist()  # noqa: E731 (this machine is little-endian)
+    old = ("tiles/1", snap[1], snap[2], list(snap[3]), [(w, since, as_lists(d)) for w, since, d in snap[4]],
+           list(snap[5]), as_lists(snap[6]))
+    restored = TiledWindows((60.0, 1800.0), ("x",), 60.0, max_tail=50)
+    restored.load(old)
+    assert restored.snapshot() == snap
+    t = events[-1][0] + 1.0
+    assert restored.insert(t, {"x": 1.0}) == win.insert(t, {"x": 1.0})
+    with pytest.raises(ValueError, match="float64 bytes"):
+        TiledWindows((60.0, 1800.0), ("x",), 60.0).load(snap[:6] + (b"\x00" * 7,))
+
+
 def test_load_rejects_garbage():
     with pytest.raises(ValueError, match="TiledWindows.load"):
         TiledWindows((10.0,)).load(("x",))

@@ -385,7 +385,7 @@ def test_snapshots_are_plain_data_without_configuration():
             return all(plain(v) for v in x)
         if isinstance(x, dict):
             return all(isinstance(k, str) and plain(v) for k, v in x.items())
-        return x is None or isinstance(x, (int, float, str, bool))
+        return x is None or isinstance(x, (int, float, str, bool, bytes))
 
     assert plain(snap)
     assert isinstance(next(iter(shards.values())).snapshot(), bytes)
