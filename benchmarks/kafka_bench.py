@@ -20,6 +20,7 @@ answers, and stops it only if it started it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -272,10 +273,22 @@ def _log_append_time_topic(broker: Broker, topic: str) -> None:
 
 
 def live(broker: Broker, events: Sequence[dict], rate: float, processes: int = 1,
-         warm: int = 300, extra_env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
+         warm: int = 300, extra_env: dict[str, str] | None = None, label: str = "",
+         snapshot_s: float | None = None) -> dict[str, Any]:
     """Produce ``events`` at ``rate``/s to a flow tailing the topic; latency per event and
     its breakdown (:func:`breakdown`). ``extra_env``: settings for the flow (e.g. the alert
-    storm's thresholds)."""
+    storm's thresholds). ``snapshot_s``: run with recovery on, a snapshot every that many
+    seconds (a fresh recovery directory), as production runs."""
+    if snapshot_s is not None:
+        rec = Path(tempfile.mkdtemp(prefix="live-recovery-"))
+        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(rec), str(processes)], check=True,
+                       cwd=ROOT, stdout=subprocess.DEVNULL)
+        extra_env = {**(extra_env or {}), "BYTEWAX_RECOVERY_DIRECTORY": str(rec),
+                     "BYTEWAX_SNAPSHOT_INTERVAL": f"{snapshot_s:g}", "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0"}
+        try:
+            return live(broker, events, rate, processes, warm, extra_env, label)
+        finally:
+            shutil.rmtree(rec, ignore_errors=True)
     kafka = broker.kafka()
     t = broker.topics(f"live{processes}p{int(rate)}{label}")
     ensure_topic(kafka, t["in"], 3)

@@ -220,6 +220,11 @@ def run(quick: bool = False, kafka: bool = True, work: Path = Path("output/bench
                 n = min(len(fraud), int(rate * sz["kafka_live_seconds"]) + 300)
                 _section(out, "storm", lambda: kafka_bench.live(broker, fraud[:n], rate, 1, extra_env=STORM, label="storm"))
                 out["live"].append({"processes": 1, "offered_rate": rate, "storm": True, **out.pop("storm")})
+                # with recovery on, a snapshot every 10 s (as production runs): each epoch's end
+                # snapshots every customer touched in it, on the worker's thread
+                _section(out, "recovery", lambda: kafka_bench.live(broker, fraud[:n], rate, 1, label="recovery",
+                                                                   snapshot_s=10))
+                out["live"].append({"processes": 1, "offered_rate": rate, "recovery_s": 10, **out.pop("recovery")})
                 # half of the measured 1-process capacity (the backfill's sustained rate)
                 cap = next((b.get("events_per_s") for b in out["backfill"] if b.get("processes") == 1), None)
                 if cap:
@@ -312,7 +317,13 @@ def _live_notes(lv: dict) -> str:
             f" p99 of source/flow/sink {_num(parts['source'])}/{_num(parts['flow'])}/{_num(parts['sink'])} ms;"
             f" slowest 1% waited source {_num(slow.get('mean_source_ms'))}, flow {_num(slow.get('mean_flow_ms'))},"
             f" sink {_num(slow.get('mean_sink_ms'))} ms, {slow.get('overlapping_gc_pause', 0)} in a GC pause"
-            f" (longest {_num(lv.get('gc_pause_max_ms'))} ms); {lv.get('scored', 0):,}/{lv.get('events', 0):,} matched")
+            f" (longest {_num(lv.get('gc_pause_max_ms'))} ms), produced {_when(slow)} s into the run;"
+            f" {lv.get('scored', 0):,}/{lv.get('events', 0):,} matched")
+
+
+def _when(slow: dict) -> str:
+    w = slow.get("produced_s_into_run") or {}
+    return "-" if not w else f"{w['min']:g}-{w['max']:g} (median {w['median']:g})"
 
 
 def _lat(d: dict | None) -> str:
@@ -376,7 +387,8 @@ def build_table(doc: dict) -> list[dict[str, str]]:
         for lv in k.get("live", []):
             p = lv.get("processes", "?")
             what = " ALERT STORM (every event alerts)" if lv.get("storm") else (
-                " (50% of 1-process capacity)" if lv.get("half_capacity") else "")
+                " (50% of 1-process capacity)" if lv.get("half_capacity") else (
+                    f", recovery on (snapshot every {lv['recovery_s']} s)" if lv.get("recovery_s") else ""))
             add(f"2 Kafka->Kafka live at {_num(lv.get('offered_rate'))}/s, {p} process{'es' if p != 1 else ''}{what}",
                 lv, lv.get("achieved_rate"), _lat(lv.get("latency_ms")), "" if _err(lv) else _live_notes(lv))
     r = res.get("naive")
