@@ -56,10 +56,11 @@ from __future__ import annotations
 
 from models.iot.config import IoTScoringConfig, detector_version, log_spec
 from models.iot.pipeline import IoTPipeline
-from models.iot.state import DeviceResult, DeviceState, ShardState, warm_up
+from models.iot.state import DeviceBatch, DeviceResult, DeviceState, ShardState, warm_up
 
 __all__ = [
     "IoTScoringConfig",
+    "DeviceBatch",
     "DeviceResult",
     "DeviceState",
     "ShardState",
