@@ -1,5 +1,6 @@
 """Per-device and per-shard state of the IoT flow: :class:`DeviceState` (features, value, stuck
-and drift detectors), :class:`ShardState` (the shared detector) and :class:`DeviceResult`.
+and drift detectors), :class:`ShardState` (the shared detector), :class:`DeviceBatch` (what the
+first hands the second, as columns) and :class:`DeviceResult` (one row of it).
 Snapshots are plain data, restored with ``load()`` into an object built from the current settings."""
 
 from __future__ import annotations
