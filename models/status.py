@@ -159,6 +159,9 @@ def anomaly_score(
     return combine_scores(scores, weights, method=method, warming=skip)
 
 
+_FEW = 8  # rows up to which anomaly_scores runs the per-event rule
+
+
 def anomaly_scores(S: np.ndarray, warming: np.ndarray, weights: Sequence[float], method: str = "noisy_or") -> list:
     """:func:`anomaly_score` of every row of a batch, as columns: ``S`` is events x
     detectors (NaN: the detector did not score the event), ``warming`` the same shape
@@ -176,6 +179,12 @@ def anomaly_scores(S: np.ndarray, warming: np.ndarray, weights: Sequence[float],
     n, k = S.shape
     if len(weights) != k:
         raise ValueError(f"anomaly_scores: {k} score columns but {len(weights)} weights")
+    if n <= _FEW:  # a few rows: the per-event rule itself is cheaper than numpy's calls
+        names = range(k)
+        wmap = dict(zip(names, weights))
+        return [anomaly_score({i: v for i, v in zip(names, row) if v == v},
+                              [i for i, w in zip(names, wrow) if w], wmap, method)
+                for row, wrow in zip(S.tolist(), np.asarray(warming).tolist())]
     use = ~(np.isnan(S) | np.asarray(warming, dtype=np.bool_))
     if ((S < 0.0) | (S > 1.0))[use].any():
         j, i = np.argwhere(use & ((S < 0.0) | (S > 1.0)))[0]

@@ -27,6 +27,9 @@ def test_anomaly_scores_equal_anomaly_score_row_by_row(method: str) -> None:
         want = anomaly_score(scores, warming, dict(zip(names, weights)), method)
         assert got[j] == want, (j, got[j], want)  # equal, not close
     assert got[5] is None and got[6] is None and sum(g is None for g in got) >= 2
+    for size in (1, 2, 8, 9, 50):  # a few rows go through the per-event rule, more through numpy
+        parts = [x for i in range(0, 400, size) for x in anomaly_scores(S[i:i + size], W[i:i + size], weights, method)]
+        assert parts == got[:len(parts)] and len(parts) >= 400
 
 
 def test_anomaly_scores_refuse_what_anomaly_score_refuses() -> None:

@@ -157,6 +157,8 @@ def test_rounded_is_round() -> None:
         want = [round(x, nd) for x in xs]
         assert [repr(g) for g in got] == [repr(w) for w in want]  # repr: -0.0 and 0.0 differ
     assert np.isnan(rounded(np.array([np.nan]), 6)[0])
+    small = np.array(xs[:40]).reshape(4, 10)  # a few values: round itself
+    assert rounded(small, 6).tolist() == [[round(x, 6) for x in row] for row in small.tolist()]
 
 
 def test_device_batch_rows_round_trip_and_pickle() -> None:
