@@ -61,7 +61,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
     by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
     devices = split_dead_letters("new_or_duplicate", op.key_rm("unkey_device", stateful_object(
-        "device_scoring", by_device, lambda: DeviceState(sc), DeviceState.update, DeviceState.update_many,
+        "device_scoring", by_device, lambda: DeviceState(sc), None, DeviceState.score_batch,
         expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
     duplicates = devices.errs
     devices = devices.oks
@@ -70,7 +70,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", devices, lambda d: keys[d.shard])
     scored = op.key_rm("unkey_shard", stateful_object(
-        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), ShardState.update, ShardState.update_many))
+        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), None, ShardState.update_batches))
     profiled = split_dead_letters("profiled_or_failed",
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks

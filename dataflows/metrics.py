@@ -69,27 +69,41 @@ class _Metrics:
             self._child(self.missing_field, flow, f).inc()
 
     def observe(self, flow: str, output: str, record: dict[str, Any]) -> None:
-        """Count one written record; scored records also feed latency, score and model info."""
-        status = record.get("status") or record.get("kind") or "-"
-        self._child(self.records, flow, output, status).inc()
-        if output != "scored":
+        """Count one written record: :meth:`observe_many` of one."""
+        self.observe_many(flow, output, [record])
+
+    def observe_many(self, flow: str, output: str, records: list[dict[str, Any]]) -> None:
+        """Count written records (one batch); scored records also feed latency, score and
+        model info. Each counter is incremented once per label set, not once per record."""
+        counts: dict[str, int] = {}
+        for r in records:
+            status = r.get("status") or r.get("kind") or "-"
+            counts[status] = counts.get(status, 0) + 1
+        for status, n in counts.items():
+            self._child(self.records, flow, output, status).inc(n)
+        if output != "scored" or not records:
             return
-        self._child(self.latency, flow).observe(record.get("latency_ms", 0.0) / 1000.0)
-        score = record.get("risk_score", record.get("anomaly_score"))
-        if score is not None:
-            self._child(self.score, flow).observe(score)
-        version = (flow, str(record.get("model_version")))
-        self._child(self.predictions, flow, version[1], "decide").inc()
-        own = record.get("fraud_score")
-        if own is not None:
-            self._child(self.model_score, flow, version[1], "decide").observe(own)
-        for shadow, value in (record.get("shadow_scores") or {}).items():
-            self._child(self.predictions, flow, str(shadow), "shadow").inc()
-            if value is not None:
-                self._child(self.model_score, flow, str(shadow), "shadow").observe(value)
-        if version not in self._seen_versions:
-            self._seen_versions.add(version)
-            self.model_info.labels(flow=flow, model_version=version[1]).set(1)
+        latency, score_of = self._child(self.latency, flow).observe, self._child(self.score, flow).observe
+        versions: dict[str, int] = {}
+        for r in records:
+            latency(r.get("latency_ms", 0.0) / 1000.0)
+            score = r.get("risk_score", r.get("anomaly_score"))
+            if score is not None:
+                score_of(score)
+            version = str(r.get("model_version"))
+            versions[version] = versions.get(version, 0) + 1
+            own = r.get("fraud_score")
+            if own is not None:
+                self._child(self.model_score, flow, version, "decide").observe(own)
+            for shadow, value in (r.get("shadow_scores") or {}).items():
+                self._child(self.predictions, flow, str(shadow), "shadow").inc()
+                if value is not None:
+                    self._child(self.model_score, flow, str(shadow), "shadow").observe(value)
+        for version, n in versions.items():
+            self._child(self.predictions, flow, version, "decide").inc(n)
+            if (flow, version) not in self._seen_versions:
+                self._seen_versions.add((flow, version))
+                self.model_info.labels(flow=flow, model_version=version).set(1)
 
 
 METRICS = _Metrics()

@@ -173,7 +173,7 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
     def __init__(
         self,
         state: S,
-        step: Callable[[S, V], W],
+        step: Callable[[S, V], W] | None,
         step_many: Callable[[S, List[V]], List[W]] | None,
         expire_s: float | None = None,
         check_s: float = 300.0,
@@ -201,6 +201,7 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
             out = self.step_many(self.state, values)
         else:
             step, state = self.step, self.state
+            assert step is not None
             out = [step(state, v) for v in values]
         if self.expire_s is not None:
             self.last_batch = time.monotonic()
@@ -248,7 +249,7 @@ def stateful_object(
     step_id: str,
     up: KeyedStream[V],
     new: Callable[[], S],
-    step: Callable[[S, V], W],
+    step: Callable[[S, V], W] | None,
     step_many: Callable[[S, List[V]], List[W]] | None = None,
     expire_after_s: float | None = None,
     check_every_s: float = 300.0,
@@ -262,7 +263,9 @@ def stateful_object(
     Items reach the state one upstream batch at a time (``stateful_batch``): a key's
     values of a batch go to ``step_many(state, values)`` in one call when given (a
     vectorised step, e.g. a shared detector scoring a whole batch), else to ``step``
-    one by one. Either way one output per input, in order.
+    one by one. ``step`` gives one output per input, in order; ``step_many`` the key's
+    outputs of the batch in order (one per input, or fewer, larger ones: a batch of
+    columns), and then ``step`` may be None.
 
     With ``expire_after_s``, a key whose state's ``last_event_time`` is that far
     behind the newest event time this step has seen on the worker, and has had no
@@ -288,6 +291,8 @@ def stateful_object(
     >>> run_main(flow); out
     [('a', ('a', 1)), ('b', ('b', 1)), ('a', ('a', 2))]
     """
+    if step is None and step_many is None:
+        raise ValueError(f"stateful_object {step_id!r}: give step, step_many or both")
     if expire_after_s is not None and not expire_after_s > 0:
         raise ValueError(f"stateful_object {step_id!r}: expire_after_s must be > 0 or None, got {expire_after_s!r}")
     clocks: dict[int, _Clock] = {}  # by OS thread id: one per worker (see score_batches)

@@ -109,11 +109,12 @@ def log_row(rec: Mapping[str, Any], spec: LogSpec) -> tuple:
     """
     get = rec.get
     shadow = get("shadow_scores")
-    feats = [get(n) for n in spec.features]
     nested = get("features")
     if isinstance(nested, Mapping):
         nested_get = nested.get
-        feats = [nested_get(n) if v is None else v for n, v in zip(spec.features, feats)]
+        feats = [nested_get(n) if (v := get(n)) is None else v for n in spec.features]
+    else:
+        feats = [get(n) for n in spec.features]
     return (
         _str(get(spec.id_field)), _str(get(spec.key_field)), spec.flow, get("model_version"),
         list(shadow.items()) if shadow else None,

@@ -18,11 +18,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CRITICAL", "WARNING", "NORMAL", "Thresholds", "combine_scores", "anomaly_score", "combined_risk",
-           "alert_of", "REPEAT_UPDATE"]
+import numpy as np
+
+__all__ = ["CRITICAL", "WARNING", "NORMAL", "Thresholds", "combine_scores", "anomaly_score", "anomaly_scores",
+           "combined_risk", "alert_of", "REPEAT_UPDATE"]
 
 CRITICAL, WARNING, NORMAL = "CRITICAL", "WARNING", "NORMAL"
 
@@ -155,6 +157,59 @@ def anomaly_score(
     if all(name in skip or s is None or s != s for name, s in scores.items()):
         return None
     return combine_scores(scores, weights, method=method, warming=skip)
+
+
+_FEW = 8  # rows up to which anomaly_scores runs the per-event rule
+
+
+def anomaly_scores(S: np.ndarray, warming: np.ndarray, weights: Sequence[float], method: str = "noisy_or") -> list:
+    """:func:`anomaly_score` of every row of a batch, as columns: ``S`` is events x
+    detectors (NaN: the detector did not score the event), ``warming`` the same shape
+    (True: warming up), ``weights`` one per column. Returns one float or ``None`` per
+    row, equal to :func:`anomaly_score` on the row's ``{name: score}`` (the same
+    arithmetic, column by column in order; ``tests/models/test_status.py`` checks it
+    against the per-event rule).
+
+    >>> S = np.array([[0.9, 0.2], [0.4, np.nan], [0.1, 0.3]])
+    >>> W = np.array([[False, True], [True, False], [False, False]])
+    >>> anomaly_scores(S, W, [1.0, 0.5], "max")
+    [0.9, None, 0.15]
+    """
+    S = np.asarray(S, dtype=np.float64)
+    n, k = S.shape
+    if len(weights) != k:
+        raise ValueError(f"anomaly_scores: {k} score columns but {len(weights)} weights")
+    if n <= _FEW:  # a few rows: the per-event rule itself is cheaper than numpy's calls
+        names = range(k)
+        wmap = dict(zip(names, weights))
+        return [anomaly_score({i: v for i, v in zip(names, row) if v == v},
+                              [i for i, w in zip(names, wrow) if w], wmap, method)
+                for row, wrow in zip(S.tolist(), np.asarray(warming).tolist())]
+    use = ~(np.isnan(S) | np.asarray(warming, dtype=np.bool_))
+    if ((S < 0.0) | (S > 1.0))[use].any():
+        j, i = np.argwhere(use & ((S < 0.0) | (S > 1.0)))[0]
+        raise ValueError(f"combine_scores: score column {i} = {S[j, i]!r} is outside [0, 1]")
+    if any(not 0.0 <= w <= 1.0 for w in weights):
+        raise ValueError(f"combine_scores: weights {list(weights)!r} must be in [0, 1]")
+    if method == "noisy_or":
+        keep = np.ones(n)
+        for i, w in enumerate(weights):
+            keep *= np.where(use[:, i], 1.0 - w * S[:, i], 1.0)
+        out = np.minimum(np.maximum(1.0 - keep, 0.0), 1.0)
+    elif method == "max":
+        out = np.full(n, -np.inf)
+        for i, w in enumerate(weights):
+            out = np.where(use[:, i] & (w * S[:, i] > out), w * S[:, i], out)
+    elif method == "mean":
+        tw, tot = np.zeros(n), np.zeros(n)
+        for i, w in enumerate(weights):
+            tw += np.where(use[:, i], w, 0.0)
+            tot += np.where(use[:, i], w * S[:, i], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(tw > 0, tot / np.where(tw > 0, tw, 1.0), 0.0)
+    else:
+        raise ValueError(f"combine_scores: unknown method {method!r} (use 'noisy_or', 'max' or 'mean')")
+    return [v if u else None for v, u in zip(out.tolist(), use.any(axis=1).tolist())]
 
 
 def combined_risk(fraud_score: float, anomaly_score: float | None, anomaly_weight: float) -> float:

@@ -49,10 +49,11 @@ def write(
     def as_dict(r: Any) -> Any:
         return r.to_dict() if isinstance(r, DeadLetter) else r
 
-    def observe(_step: str, r: Any) -> None:
-        METRICS.observe(flow_id, kind, as_dict(r))
+    def observe(batch: list[Any]) -> list[Any]:
+        METRICS.observe_many(flow_id, kind, [as_dict(r) for r in batch])
+        return batch
 
-    up = op.inspect("metrics", up, observe)
+    up = op.flat_map_batch("metrics", up, observe)  # counted a batch at a time
     if io.output == "kafka":
         from bytewax.connectors.kafka import KafkaSinkMessage
 

@@ -281,12 +281,7 @@ class ShardDetector:
                 raise TypeError(f"ShardDetector: x must be a mapping, got {type(x).__name__}")
         feats = self.features
         V = np.array([[*map(x.get, feats)] for x in rows], dtype=np.float64)  # None -> NaN
-        V = V.reshape(len(rows), len(feats))
-        inf = np.isinf(V)
-        if inf.any():
-            r, c = np.argwhere(inf)[0]
-            raise ValueError(f"ShardDetector: feature {feats[c]!r} is infinite ({V[r, c]!r})")
-        return V
+        return V.reshape(len(rows), len(feats))
 
     def _scale_many(self, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(tree inputs, scaled values with NaN where missing)``; the scaler learns
@@ -316,20 +311,31 @@ class ShardDetector:
         ``(score in [0, 1], warming_up)`` per reading, in order. A batch of one
         is :meth:`score_learn`; a batch longer than ``window_size`` is taken in
         micro-batches of ``window_size``."""
+        return self.score_learn_matrix(self._matrix(rows)) if len(rows) else []
+
+    def score_learn_matrix(self, V: np.ndarray) -> list[tuple[float, bool]]:
+        """:meth:`score_learn_many` of the readings ``V`` (readings x :attr:`features`,
+        NaN = missing): the batch step of callers that hold columns, not mappings."""
+        V = np.asarray(V, dtype=np.float64)
+        inf = np.isinf(V)
+        if inf.any():
+            r, c = np.argwhere(inf)[0]
+            raise ValueError(f"ShardDetector: feature {self.features[c]!r} is infinite ({V[r, c]!r})")
         # A micro-batch never spans more than one window: warm-up ends and the trees'
         # window swaps stay within one window of where per-event learning has them.
         out: list[tuple[float, bool]] = []
         step = max(self.window_size, 1)
-        for i in range(0, len(rows), step):
-            chunk = rows[i:i + step]
-            out.extend([self.score_learn(chunk[0])] if len(chunk) == 1 else self._score_learn_np(chunk))
+        for i in range(0, len(V), step):
+            chunk = V[i:i + step]
+            out.extend([self.score_learn(dict(zip(self.features, chunk[0].tolist())))] if len(chunk) == 1
+                       else self._score_learn_np(chunk))
         return out
 
-    def _score_learn_np(self, rows: Sequence[Mapping[str, float | None]]) -> list[tuple[float, bool]]:
-        """:meth:`score_learn_many` on numpy (any batch size; tested equal to the
+    def _score_learn_np(self, V: np.ndarray) -> list[tuple[float, bool]]:
+        """:meth:`score_learn_matrix` on numpy (any batch size; tested equal to the
         plain-Python :meth:`score_learn` on batches of one)."""
-        X, U = self._scale_many(self._matrix(rows))
-        n = len(rows)
+        X, U = self._scale_many(V)
+        n = len(V)
         warming = self.warming_up
         raw = self.hst.score_learn_many(X)  # scored against the trees before the batch, then learned
         if self.n < self.window_size:

@@ -3,12 +3,15 @@
 Pure logic, no stream engine. Two keyed steps, the same in the dataflow, the
 benchmark and the tests:
 
-1. key = device: one :class:`DeviceState` per device turns a
-   :class:`~features.sensors.Reading` into a :class:`DeviceResult` (features,
-   per-sensor scores, the z-score vector for the shard detector, drift records);
-2. key = ``str(result.shard)``: one :class:`ShardState` per shard scores the
-   result with the shard's :class:`~models.detectors.ShardDetector`, combines
-   the scores and returns the output record (a JSON-ready ``dict``).
+1. key = device: one :class:`DeviceState` per device turns a batch of the device's
+   :class:`~features.sensors.Reading` s into a :class:`DeviceBatch` of columns (features,
+   per-sensor scores, the z-scores for the shard detector, drift records);
+2. key = the batch's shard: one :class:`ShardState` per shard scores the batches with
+   the shard's :class:`~models.detectors.ShardDetector`, combines the scores and returns
+   one output record (a JSON-ready ``dict``) per reading.
+
+A :class:`DeviceResult` is one reading's row of a batch (``DeviceState.update``,
+``ShardState.update``: the same steps on a batch of one).
 
 :class:`IoTPipeline` calls exactly these two classes in a plain loop. State holds
 state only: ``snapshot()`` is learned data, ``load(snap)`` puts it into a state
@@ -56,10 +59,11 @@ from __future__ import annotations
 
 from models.iot.config import IoTScoringConfig, detector_version, log_spec
 from models.iot.pipeline import IoTPipeline
-from models.iot.state import DeviceResult, DeviceState, ShardState, warm_up
+from models.iot.state import DeviceBatch, DeviceResult, DeviceState, ShardState, warm_up
 
 __all__ = [
     "IoTScoringConfig",
+    "DeviceBatch",
     "DeviceResult",
     "DeviceState",
     "ShardState",

@@ -35,11 +35,11 @@ class IoTPipeline:
         dev = self.devices.get(reading.device)
         if dev is None:
             dev = self.devices[reading.device] = DeviceState(self.config)
-        result = dev.update(reading)
-        if isinstance(result, DeadLetter):
-            raise ValidationError(result.error)
-        key = str(result.shard)
+        (batch,) = dev.score_batch((reading,))  # the flow's two steps, on a batch of one
+        if isinstance(batch, DeadLetter):
+            raise ValidationError(batch.error)
+        key = str(batch.shard)
         shard = self.shards.get(key)
         if shard is None:
             shard = self.shards[key] = ShardState(self.config, self.thresholds)
-        return [shard.update(result), *result.drifts]
+        return [*shard.update_batches([batch]), *batch.drifts]

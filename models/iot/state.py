@@ -1,9 +1,11 @@
 """Per-device and per-shard state of the IoT flow: :class:`DeviceState` (features, value, stuck
-and drift detectors), :class:`ShardState` (the shared detector) and :class:`DeviceResult`.
+and drift detectors), :class:`ShardState` (the shared detector), :class:`DeviceBatch` (what the
+first hands the second, as columns) and :class:`DeviceResult` (one row of it).
 Snapshots are plain data, restored with ``load()`` into an object built from the current settings."""
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -14,19 +16,20 @@ import numpy as np
 
 from features.dedup import RecentIds
 from features.records import DeadLetter, duplicate, format_time, shard_of
-from features.sensors import DeviceFeatures, Reading
+from features.sensors import DeviceFeatures, Reading, feature_names
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
 from models.detectors.kernel import score_learn_many
 from models.iot.config import IoTScoringConfig, _values_json, detector_version
-from models.status import NORMAL, Thresholds, anomaly_score
+from models.status import NORMAL, Thresholds, anomaly_scores
 
 _INF = float("inf")
 
-__all__ = ["DeviceResult", "DeviceState", "ShardState", "warm_up"]
+__all__ = ["DeviceBatch", "DeviceResult", "DeviceState", "ShardState", "warm_up"]
 
 
 class DeviceResult(msgspec.Struct):
-    """What the device step hands to the shard step (small, picklable).
+    """One reading's row of a :class:`DeviceBatch`, as mappings (what
+    :meth:`DeviceState.update` returns; :meth:`ShardState.update` takes it).
 
     ``reading``: the reading scored; ``id``: the record id (``device@time``, plus
     ``#seq`` for a reading timed by its arrival); ``shard``: the shard the result
@@ -47,6 +50,133 @@ class DeviceResult(msgspec.Struct):
     shard_input: dict[str, float]
     drifts: list[dict[str, Any]] = []
     timestamp: str = ""
+
+
+def rounded(A: np.ndarray, ndigits: int) -> np.ndarray:
+    """``round(x, ndigits)`` of every element, exactly as Python's ``round`` gives it
+    (``tests/models/iot/test_pipeline.py`` checks it against ``round``), in a few numpy
+    steps: ``rint(x * 10**ndigits) / 10**ndigits`` is the correctly rounded value unless
+    ``x * 10**ndigits`` lies within its own rounding error of a half (or is too large
+    for that), and those few elements go through ``round``.
+
+    >>> rounded(np.array([0.1234565, 2.5e-7, 1.0, np.nan]), 6).tolist()
+    [0.123456, 0.0, 1.0, nan]
+    """
+    A = np.asarray(A, dtype=np.float64)
+    if A.size <= 64:  # a few values: round itself is cheaper than numpy's calls
+        return np.array([round(x, ndigits) for x in A.ravel().tolist()]).reshape(A.shape)
+    m = 10.0 ** ndigits
+    P = A * m
+    out = np.rint(P) / m
+    with np.errstate(invalid="ignore"):
+        near_half = np.abs(P - np.floor(P) - 0.5) < 1e-9 + 1e-15 * np.abs(P)
+        slow = (near_half | ~(np.abs(P) < 2.0 ** 52)) & ~np.isnan(A)
+    if slow.any():
+        flat, src = out.reshape(-1), A.reshape(-1)
+        for i in np.flatnonzero(slow.ravel()).tolist():
+            flat[i] = round(float(src[i]), ndigits)
+    return out
+
+
+class _Layout:
+    """The column names of one configuration: sensors, the per-sensor detectors
+    (``<s>``, ``<s>_slow`` when kept, ``<s>_stuck``, interleaved per sensor, as the
+    records name them), the features, and the combination weight of each detector
+    column followed by the shard detector's."""
+
+    __slots__ = ("sensors", "per", "detectors", "features", "weights", "scored")
+
+    def __init__(self, c: IoTScoringConfig) -> None:
+        self.sensors = c.sensors
+        has_slow = c.slow_weight > 0
+        self.per = 3 if has_slow else 2
+        self.detectors = [n for s in c.sensors for n in ((s, f"{s}_slow", f"{s}_stuck") if has_slow else (s, f"{s}_stuck"))]
+        self.features = feature_names(c.features)
+        self.scored = [*self.detectors, "shard"]
+        self.weights = [c.weights.get(n, 1.0) for n in self.scored]
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(c: IoTScoringConfig) -> _Layout:
+    return _Layout(c)
+
+
+class DeviceBatch(msgspec.Struct):
+    """What the device step hands to the shard step: one device's accepted readings of
+    one upstream batch, as columns (one row per reading, in order; small and picklable:
+    it crosses the keyed exchange to the shard as one item).
+
+    ``readings``, ``ids`` (record ids) and ``timestamps`` (event times as the records give
+    them) per row; ``features``: rows x :func:`~features.sensors.feature_names` (NaN:
+    undefined); ``scores`` / ``warming``: rows x detector columns (``<s>``, ``<s>_slow``,
+    ``<s>_stuck`` per sensor; NaN / False where the sensor is missing); ``z``: rows x
+    sensors, the value detectors' z-scores clipped to ``z_clip`` (the shard detector's
+    input; NaN where missing); ``drifts``: the drift records the rows raised, with
+    ``drift_rows`` their row numbers.
+    """
+
+    device: str
+    shard: int
+    readings: list[Reading]
+    ids: list[str]
+    timestamps: list[str]
+    features: Any
+    scores: Any
+    warming: Any
+    z: Any
+    drifts: list[dict[str, Any]] = []
+    drift_rows: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def results(self, config: IoTScoringConfig) -> list[DeviceResult]:
+        """The rows as :class:`DeviceResult` (``config``: the one that scored them)."""
+        lay = _layout(config)
+        names, sensors, det, per = lay.features, lay.sensors, lay.detectors, lay.per
+        F = self.features.astype(object)
+        F[np.isnan(self.features)] = None
+        drifts: dict[int, list[dict[str, Any]]] = {}
+        for j, d in zip(self.drift_rows, self.drifts):
+            drifts.setdefault(j, []).append(d)
+        out = []
+        for j, (reading, rid, ts, f, srow, wrow, zrow) in enumerate(zip(
+                self.readings, self.ids, self.timestamps, F.tolist(), self.scores.tolist(), self.warming.tolist(),
+                self.z.tolist())):
+            missing: list[str] = []
+            scores: dict[str, float] = {}
+            warming: list[str] = []
+            shard_input: dict[str, float] = {}
+            for i, s in enumerate(sensors):
+                if zrow[i] != zrow[i]:
+                    missing.append(s)
+                    continue
+                shard_input[s] = zrow[i]
+                for q in range(per * i, per * i + per):
+                    scores[det[q]] = srow[q]
+                    if wrow[q]:
+                        warming.append(det[q])
+            out.append(DeviceResult(reading, rid, self.shard, dict(zip(names, f)), missing, scores, warming,
+                                    shard_input, drifts.get(j, []), ts))
+        return out
+
+    @classmethod
+    def of(cls, results: Sequence[DeviceResult], config: IoTScoringConfig) -> "DeviceBatch":
+        """The inverse of :meth:`results` (results of any devices; the first one's shard)."""
+        lay = _layout(config)
+        nan = float("nan")
+        Z = np.array([[r.shard_input.get(s, nan) for s in lay.sensors] for r in results], dtype=np.float64)
+        S = np.array([[r.scores.get(n, nan) for n in lay.detectors] for r in results], dtype=np.float64)
+        W = np.array([[n in r.warming for n in lay.detectors] for r in results], dtype=np.bool_)
+        F = np.array([[nan if (v := r.features.get(n)) is None else v for n in lay.features] for r in results],
+                     dtype=np.float64)
+        n = len(results)
+        rows = [j for j, r in enumerate(results) for _ in r.drifts]
+        return cls(results[0].reading.device if n else "", results[0].shard if n else 0,
+                   [r.reading for r in results], [r.id for r in results],
+                   [r.timestamp or r.reading.timestamp for r in results], F.reshape(n, len(lay.features)),
+                   S.reshape(n, len(lay.detectors)), W.reshape(n, len(lay.detectors)),
+                   Z.reshape(n, len(lay.sensors)), [d for r in results for d in r.drifts], rows)
 
 
 class DeviceState:
@@ -105,9 +235,27 @@ class DeviceState:
         return self.update_many((reading,))[0]
 
     def update_many(self, readings: Sequence[Reading]) -> list[DeviceResult | DeadLetter]:
-        """Score, then learn, a batch of this device's readings in order: one
-        result per reading, equal to :meth:`update` on each in turn (the flow's
-        ``step_many``).
+        """:meth:`score_batch` with one result per reading, in order: a
+        :class:`DeviceResult` (the reading's row of its batch) or the reading's
+        :class:`~features.records.DeadLetter`; equal to :meth:`update` on each in turn."""
+        items, where = self._run(readings)
+        rows: dict[int, list[DeviceResult]] = {}
+        out: list[DeviceResult | DeadLetter] = []
+        for k, j in where:
+            item = items[k]
+            if isinstance(item, DeadLetter):
+                out.append(item)
+                continue
+            if k not in rows:
+                rows[k] = item.results(self.config)
+            out.append(rows[k][j])
+        return out
+
+    def score_batch(self, readings: Sequence[Reading]) -> list[DeviceBatch | DeadLetter]:
+        """Score, then learn, a batch of this device's readings in order (the flow's
+        ``step_many``): the accepted readings as one :class:`DeviceBatch` (two or more
+        when an idle gap starts the device afresh, or the readings are of several
+        devices), and a :class:`~features.records.DeadLetter` per duplicate.
 
         Per present sensor value ``v``: the value detector's z (before learning)
         is both the shard input (clipped) and the value score; each detector
@@ -117,26 +265,45 @@ class DeviceState:
         The batch's windows and detectors run as two compiled calls over its
         columns (:meth:`DeviceFeatures.update_many
         <features.sensors.DeviceFeatures.update_many>`,
-        :func:`models.detectors.kernel.score_learn_many`); only ids, the dedup
-        check and the results are per reading.
+        :func:`models.detectors.kernel.score_learn_many`), and their outputs stay
+        columns; only ids and the dedup check are per reading.
 
         A reading whose id the device had within the dedup horizon becomes a
         :class:`~features.records.DeadLetter` (step ``dedup``) and changes nothing;
         a reading more than ``idle_expiry_s`` after the device's newest starts
         the device afresh.
         """
+        return self._run(readings)[0]
+
+    def _run(self, readings: Sequence[Reading]) -> tuple[list[DeviceBatch | DeadLetter], list[tuple[int, int]]]:
+        """``(items, where)``: what :meth:`score_batch` returns, and per reading
+        ``(index of its item, its row in it)`` (row 0 for a dead letter)."""
         c = self.config
-        out: list[DeviceResult | DeadLetter | None] = [None] * len(readings)
-        pending: list[tuple[int, Reading, str, str]] = []  # (position, reading, id, time) to score
+        items: list[DeviceBatch | DeadLetter] = []
+        where: list[tuple[int, int]] = []
+        pending: list[tuple[Reading, str, str]] = []  # (reading, id, time) to score
+        slots: list[int] = []  # positions in `where` of the pending readings
         idle = c.idle_expiry_s
         wm = self.features.watermark
         seq, check_id = self.seq, self.ids.check
-        for i, reading in enumerate(readings):
+        device = readings[0].device if readings else ""
+
+        def close() -> None:
+            if pending:
+                k = len(items)
+                items.append(self._score(pending))
+                for j, w in enumerate(slots):
+                    where[w] = (k, j)
+                pending.clear()
+                slots.clear()
+
+        for reading in readings:
             t = reading.t
-            device = reading.device
+            if reading.device != device:  # one batch per device
+                close()
+                device = reading.device
             if idle and t - wm > idle and wm != -_INF:  # idle too long: start afresh
-                self._score(pending, out)
-                pending = []
+                close()
                 self.__init__(c)  # type: ignore[misc]
                 wm, seq, check_id = -_INF, 0, self.ids.check
             ts = format_time(t)
@@ -148,95 +315,62 @@ class DeviceState:
                 # same time with other values is a reading of its own)
                 first = check_id(f"{rid}|{zlib.crc32(_values_json(reading.values)):08x}", t)
                 if first is not None:
-                    out[i] = duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s)
+                    where.append((len(items), 0))
+                    items.append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
                     continue
             self.seq = seq = seq + 1
             if t > wm:
                 wm = t
-            pending.append((i, reading, rid, ts))
-        self._score(pending, out)
-        return out  # type: ignore[return-value]
+            slots.append(len(where))
+            where.append((-1, -1))
+            pending.append((reading, rid, ts))
+        close()
+        return items, where
 
-    def _score(self, pending: list[tuple[int, Reading, str, str]], out: list) -> None:
-        """Features and detectors of the accepted readings ``pending``, as columns; their
-        results into ``out`` at their positions."""
-        if not pending:
-            return
+    def _score(self, pending: list[tuple[Reading, str, str]]) -> DeviceBatch:
+        """Features and detectors of the accepted readings ``pending`` (one device's), as columns."""
         c = self.config
-        sensors = c.sensors
-        nf = len(sensors)
-        T = np.array([p[1].t for p in pending])
-        V = np.array([[*map(p[1].values.get, sensors)] for p in pending], dtype=np.float64).reshape(len(T), nf)
+        lay = _layout(c)
+        sensors = lay.sensors
+        nf, per = len(sensors), lay.per
+        readings = [p[0] for p in pending]
+        n = len(readings)
+        T = np.array([r.t for r in readings])
+        V = np.array([[*map(r.values.get, sensors)] for r in readings], dtype=np.float64).reshape(n, nf)
         F = self.features.update_many(T, V)
         levels, slows, stucks, drifts = self._detectors()
         B = score_learn_many(V, levels, slows, stucks, drifts, c.drift_on == "slow")  # ValueError on infinities
-        # back to Python objects once per batch: NaN -> None in the features
-        n = len(T)
-        Fo = F.astype(object)
-        Fo[np.isnan(F)] = None
-        feature_rows = Fo.tolist()
-        names = self.features.names
-        has_slow = bool(self.slow)
-        # per reading, the detector columns interleaved as the records name them:
-        # <s>, <s>_slow (when kept), <s>_stuck for each sensor s
-        per = 3 if has_slow else 2
         S = np.empty((n, per * nf))
         W = np.empty((n, per * nf), dtype=np.bool_)
         S[:, 0::per], W[:, 0::per] = B.score, B.warming
-        if has_slow:
+        if per == 3:
             S[:, 1::per], W[:, 1::per] = B.slow, B.slow_warming
         S[:, per - 1::per], W[:, per - 1::per] = B.stuck, B.stuck_warming
-        det_names = [n_ for s in sensors for n_ in ((s, f"{s}_slow", f"{s}_stuck") if has_slow else (s, f"{s}_stuck"))]
-        present = ~np.isnan(V)
-        complete = present.all(axis=1).tolist()
-        any_warm = W.any(axis=1).tolist()
-        score_rows, warm_rows, present_rows = S.tolist(), W.tolist(), present.tolist()
-        z_rows = np.clip(B.z, -c.z_clip, c.z_clip).tolist()
-        fired = B.drift.any(axis=1).tolist()
-        slow_watched = c.drift_on == "slow" and has_slow
-        n_shards = c.n_shards
-        shard = shard_of(pending[0][1].device, n_shards)
-        last_device = pending[0][1].device
-        for j, (i, reading, rid, ts) in enumerate(pending):
-            if reading.device != last_device:
-                last_device = reading.device
-                shard = shard_of(last_device, n_shards)
-            if complete[j]:  # every sensor present: whole rows
-                scores = dict(zip(det_names, score_rows[j]))
-                warming = [n_ for n_, w in zip(det_names, warm_rows[j]) if w] if any_warm[j] else []
-                shard_input = dict(zip(sensors, z_rows[j]))
-                missing: list[str] = []
-            else:
-                pj, sj, wj, zj = present_rows[j], score_rows[j], warm_rows[j], z_rows[j]
-                scores, warming, shard_input, missing = {}, [], {}, []
-                for f, s in enumerate(sensors):
-                    if not pj[f]:
-                        missing.append(s)
-                        continue
-                    shard_input[s] = zj[f]
-                    for q in range(per * f, per * f + per):
-                        scores[det_names[q]] = sj[q]
-                        if wj[q]:
-                            warming.append(det_names[q])
-            drift_records: list[dict[str, Any]] = []
-            if fired[j]:
-                for f, s in enumerate(sensors):
-                    if B.drift[j, f]:
-                        watched = f"{s}_slow" if slow_watched else s
-                        drift_records.append({
-                            "kind": "drift",
-                            "id": f"{rid}#drift:{watched}",
-                            "device_id": reading.device,
-                            "timestamp": ts,
-                            "sensor": s,
-                            "detector": watched,
-                            "method": "PageHinkley",
-                            "score": round(float(B.watched[j, f]), 6),
-                            "model_version": self._version,
-                            "scored_at": format_time(time.time()),
-                        })
-            out[i] = DeviceResult(reading, rid, shard, dict(zip(names, feature_rows[j])), missing, scores, warming,
-                                  shard_input, drift_records, ts)
+        Z = np.clip(B.z, -c.z_clip, c.z_clip)
+        device = readings[0].device
+        drift_records: list[dict[str, Any]] = []
+        drift_rows: list[int] = []
+        if B.drift.any():
+            slow_watched = c.drift_on == "slow" and per == 3
+            for j, f in np.argwhere(B.drift).tolist():  # row-major: by reading, then sensor
+                s = sensors[f]
+                watched = f"{s}_slow" if slow_watched else s
+                rid, ts = pending[j][1], pending[j][2]
+                drift_rows.append(j)
+                drift_records.append({
+                    "kind": "drift",
+                    "id": f"{rid}#drift:{watched}",
+                    "device_id": device,
+                    "timestamp": ts,
+                    "sensor": s,
+                    "detector": watched,
+                    "method": "PageHinkley",
+                    "score": round(float(B.watched[j, f]), 6),
+                    "model_version": self._version,
+                    "scored_at": format_time(time.time()),
+                })
+        return DeviceBatch(device, shard_of(device, c.n_shards), readings, [p[1] for p in pending],
+                           [p[2] for p in pending], F, S, W, Z, drift_records, drift_rows)
 
     def _detectors(self) -> tuple[list, list | None, list, list]:
         """Per sensor, in order: value, slow (None: none), stuck detectors and drift monitors."""
@@ -332,61 +466,99 @@ class ShardState:
         return self.update_many([result])[0]
 
     def update_many(self, results: list[DeviceResult]) -> list[dict[str, Any]]:
-        """:meth:`update` for a batch of the shard's results: one record per
-        result, in order. The shard detector scores the batch's inputs against
-        its state before the batch, then learns them
-        (:meth:`ShardDetector.score_learn_many`). The flow's vectorised step; a
-        batch of one is :meth:`update`."""
-        if not results:
+        """:meth:`update_batches` of results (as one batch; the shard of the first)."""
+        return self.update_batches([DeviceBatch.of(results, self.config)]) if results else []
+
+    def update_batches(self, batches: Sequence[DeviceBatch]) -> list[dict[str, Any]]:
+        """The output records of a batch of the shard's device batches: one record
+        per row, in order (the flow's vectorised step). The shard detector scores the
+        rows' inputs against its state before the batch, then learns them
+        (:meth:`ShardDetector.score_learn_matrix
+        <models.detectors.ShardDetector.score_learn_matrix>`); the scores are combined
+        by :func:`models.status.anomaly_scores` over the batch's columns, and each
+        record is shaped once, from the columns."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
             return []
-        det = self._detector(results[0].shard)
-        inputs = [r.shard_input for r in results if r.shard_input]
-        if len(inputs) == 1:  # what score_learn_many does with one; any detector with score_learn works
-            shard_out = [det.score_learn(inputs[0])]
-        else:
-            shard_out = det.score_learn_many(inputs) if inputs else []
-        it = iter(shard_out)
+        c = self.config
+        lay = _layout(c)
+        det = self._detector(batches[0].shard)
+        one = len(batches) == 1
+        Z = batches[0].z if one else np.concatenate([b.z for b in batches])
+        S = batches[0].scores if one else np.concatenate([b.scores for b in batches])
+        W = batches[0].warming if one else np.concatenate([b.warming for b in batches])
+        F = batches[0].features if one else np.concatenate([b.features for b in batches])
+        n, nf = Z.shape
+        present = ~np.isnan(Z)
+        has_input = present.any(axis=1)
+        shard_s = np.full((n, 1), np.nan)
+        shard_w = np.zeros((n, 1), dtype=np.bool_)
+        rows = np.flatnonzero(has_input)
+        if len(rows) == 1:  # what score_learn_matrix does with one; any detector with score_learn works
+            j = int(rows[0])
+            shard_s[j, 0], shard_w[j, 0] = det.score_learn(
+                {s: z for s, z, p in zip(lay.sensors, Z[j].tolist(), present[j].tolist()) if p})
+        elif len(rows):
+            out = det.score_learn_matrix(Z if len(rows) == n else Z[rows])
+            shard_s[rows, 0] = [x[0] for x in out]
+            shard_w[rows, 0] = [x[1] for x in out]
+        S_all = np.hstack((S, shard_s))
+        W_all = np.hstack((W, shard_w))
+        scored = ~np.isnan(S_all)
+        anomaly = anomaly_scores(S_all, W_all, lay.weights, c.combine)
+        has_score = [a is not None for a in anomaly]
+        anomaly = rounded(np.array([np.nan if a is None else a for a in anomaly]), 6).tolist()
         scored_at = time.time()  # the batch is scored at once
         at = format_time(scored_at)
-        return [self._record(r, next(it) if r.shard_input else None, scored_at, at) for r in results]
-
-    def _record(self, result: DeviceResult, shard: tuple[float, bool] | None, scored_at: float,
-                at: str) -> dict[str, Any]:
-        """The output record of one result given its shard detector output (None: not
-        scored), scored at ``scored_at`` (epoch s; ``at`` formatted)."""
-        c = self.config
-        scores = dict(result.scores)
-        warming = set(result.warming)
-        if shard is not None:
-            s, w = shard
-            scores["shard"] = s
-            if w:
-                warming.add("shard")
-        score = anomaly_score(scores, warming, c.weights, c.combine)
-        if score is not None:
-            score = round(score, 6)
-        status = NORMAL if score is None else self.thresholds.status(score)
-        reading = result.reading
-        rec = dict(reading.fields)
-        rec.update(
-            kind="reading",
-            id=result.id,
-            anomaly_score=score,
-            status=status,
-            scores={k: round(v, 6) for k, v in scores.items()},
-            warming_up=bool(warming) or not scores,
-            missing=result.missing,
-            features=result.features,
-            model_version=self.version,
-            event_time=result.timestamp or reading.timestamp,
-            scored_at=at,
-            latency_ms=round((scored_at - reading.arrival) * 1000.0, 3),
-        )
-        if reading.time_from_arrival:
-            rec["time_from_arrival"] = True
-        if status != NORMAL:
-            rec["reasons"] = _reasons(scores, warming, result.shard_input, c)
-        return rec
+        arrival = np.array([r.arrival for b in batches for r in b.readings])
+        latency = rounded((scored_at - arrival) * 1000.0, 3).tolist()
+        Fo = F.astype(object)
+        Fo[np.isnan(F)] = None
+        names, all_names, sensors = lay.features, lay.scored, lay.sensors
+        complete = scored.all(axis=1).tolist()
+        warm_up = (W_all.any(axis=1) | ~scored.any(axis=1)).tolist()
+        status_of, version = self.thresholds.status, self.version
+        s_rows, f_rows, r_rows = S_all.tolist(), Fo.tolist(), rounded(S_all, 6).tolist()
+        records: list[dict[str, Any]] = []
+        j = 0
+        for b in batches:
+            for reading, rid, ts in zip(b.readings, b.ids, b.timestamps):
+                if complete[j]:
+                    scores = dict(zip(all_names, r_rows[j]))
+                    missing: list[str] = []
+                else:
+                    scores = {k: v for k, v in zip(all_names, r_rows[j]) if v == v}
+                    missing = [s for s, p in zip(sensors, present[j].tolist()) if not p]
+                if has_score[j]:
+                    score = anomaly[j]
+                    status = status_of(score)
+                else:
+                    score, status = None, NORMAL
+                rec = {
+                    **reading.fields,
+                    "kind": "reading",
+                    "id": rid,
+                    "anomaly_score": score,
+                    "status": status,
+                    "scores": scores,
+                    "warming_up": warm_up[j],
+                    "missing": missing,
+                    "features": dict(zip(names, f_rows[j])),
+                    "model_version": version,
+                    "event_time": ts,
+                    "scored_at": at,
+                    "latency_ms": latency[j],
+                }
+                if reading.time_from_arrival:
+                    rec["time_from_arrival"] = True
+                if status != NORMAL:
+                    rec["reasons"] = _reasons(
+                        {k: v for k, v in zip(all_names, s_rows[j]) if v == v},
+                        {k for k, w in zip(all_names, W_all[j].tolist()) if w},
+                        {s: z for s, z, p in zip(sensors, Z[j].tolist(), present[j].tolist()) if p}, c)
+                records.append(rec)
+                j += 1
+        return records
 
     def snapshot(self) -> dict[str, Any] | None:
         """``{"shard": index, "detector": bytes}``, or None before the first result."""

@@ -135,3 +135,30 @@ def test_a_failing_batch_becomes_dead_letters_and_the_flow_goes_on():
     assert sorted(o for o in out if not isinstance(o, DeadLetter)) == [i * 2 for i in range(20) if not 10 <= i < 15]
     assert [d.raw["value"] for d in dead] == [10, 11, 12, 13, 14]
     assert all("model exploded" in d.error and d.step == "score" for d in dead)
+
+
+class Summing:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def snapshot(self):
+        return self.total
+
+    def load(self, snap) -> None:
+        self.total = snap
+
+    def batch(self, values):  # one output per batch of a key: a batch of columns
+        self.total += sum(values)
+        return [(len(values), self.total)]
+
+
+def test_stateful_object_with_only_a_batch_step_may_give_fewer_outputs_than_inputs():
+    import pytest
+
+    flow, out = Dataflow("t"), []
+    keyed = op.key_on("key", op.input("in", flow, TestingSource([1, 2, 3, 4], batch_size=4)), lambda v: str(v % 2))
+    op.output("out", stateful_object("sum", keyed, Summing, None, Summing.batch), TestingSink(out))
+    run_main(flow)
+    assert sorted(out) == [("0", (2, 6)), ("1", (2, 4))]
+    with pytest.raises(ValueError, match="step"):
+        stateful_object("none", keyed, Summing, None, None)

@@ -1,0 +1,40 @@
+"""features.records: format_time gives exactly what datetime's own formatting gives."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+import pytest
+
+from features.records import MAX_EPOCH_S, MIN_EPOCH_S, format_time
+
+
+def by_datetime(t: float) -> str:
+    """The reference: the formatting format_time replaced."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_format_time_equals_datetime_formatting() -> None:
+    rng = random.Random(9)
+    ts = [rng.uniform(MIN_EPOCH_S, MAX_EPOCH_S - 1) for _ in range(20000)]
+    ts += [rng.uniform(-1e5, 2e9) for _ in range(20000)]
+    base = 1_704_067_200.0
+    ts += [base + i / 10 for i in range(3000)] + [base + i / 1000 for i in range(3000)]  # 10 Hz, 1 kHz
+    # rounding edges: half microseconds, just under a millisecond and a second, negatives
+    ts += [base + k + d for k in range(50) for d in (0.0000005, 0.0000015, 0.0009995, 0.9999995, 0.99999949,
+                                                       0.9995, 0.5, 0.0)]
+    ts += [-k - d for k in range(50) for d in (0.0000005, 0.0005, 0.9999995, 0.5, 0.0)]
+    ts += [0.0, -0.0, 1e-7, -1e-7, 5e-7, -5e-7, MIN_EPOCH_S, MAX_EPOCH_S - 0.001]
+    ts += [float(int(t)) + 0.123 for t in ts[:2000]]
+    rng.shuffle(ts)
+    for t in ts:
+        assert format_time(t) == by_datetime(t), repr(t)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20])
+def test_format_time_refuses_what_datetime_refuses(bad: float) -> None:
+    with pytest.raises((ValueError, OverflowError, OSError)):
+        by_datetime(bad)
+    with pytest.raises((ValueError, OverflowError, OSError)):
+        format_time(bad)
