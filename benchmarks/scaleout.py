@@ -9,6 +9,9 @@ whole-run events/s, the 2p/1p ratio of each pair, and where the CPU went during 
 run, read from ``/proc``: each flow process's own CPU seconds, the broker's, and the
 machine's busy CPU (so other work on the machine shows as ``other_cpu_s``).
 
+``--payload`` prints instead what each keyed exchange moves and its pickle round trip
+per item (:func:`payload_costs`).
+
 Only a pair run back to back is compared: the machine is shared, so absolute figures
 drift from one minute to the next.
 """
@@ -170,13 +173,48 @@ def pair(broker: kafka_bench.Broker, events: list[dict]) -> dict[str, Any]:
             "ratio_whole_run": ratio("events_per_s_whole_run")}
 
 
+def payload_costs(n: int = 3000, repeats: int = 3) -> dict[str, dict[str, float]]:
+    """What each keyed exchange moves, and its pickle round trip per item (``pickle.dumps``
+    then ``pickle.loads``: what Bytewax does to an item that moves to another process):
+    µs per item (the best of ``repeats``) and bytes."""
+    import pickle
+    import timeit
+
+    from dataflows.scoring import fraud_scoring_config
+    from models.fraud import CustomerState
+    from settings.config import FraudConfig
+
+    sc = fraud_scoring_config(FraudConfig.from_env())
+    raws = [orjson.dumps(e) for e in common.fraud_events(n)]
+    validated = [sc.parse(r, time.time()) for r in raws]
+    featured: list[Any] = []
+    states: dict[str, Any] = {}
+    for r in raws:
+        tx = sc.parse(r, time.time())
+        featured.extend(states.setdefault(tx.customer_id, CustomerState(sc)).update_many([tx]))
+    featured = [t for t in featured if type(t) is type(validated[0])]
+    drift = [{"model_version": "fraud_model/1", "fraud_score": 0.1, "transaction_id": t.transaction_id,
+              "event_time": "2026-10-06T00:00:03.840Z"} for t in validated]
+    out = {}
+    for name, items in (("kafka message bytes", raws), ("validated Transaction", validated),
+                        ("Transaction with features", featured), ("score-drift item", drift)):
+        best = min(timeit.repeat(lambda: [pickle.loads(pickle.dumps(x)) for x in items], number=1, repeat=repeats))
+        out[name] = {"us_per_item": round(best / len(items) * 1e6, 1),
+                     "bytes": round(sum(len(pickle.dumps(x)) for x in items) / len(items))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--feature-repo", default="feature_repo")
     ap.add_argument("--registry", default="model_registry")
+    ap.add_argument("--payload", action="store_true", help="only the pickle cost of what crosses, per item")
     args = ap.parse_args(argv)
+    if args.payload:
+        print(orjson.dumps({"load_1m": _load(), **payload_costs()}, option=orjson.OPT_INDENT_2).decode())
+        return 0
     repo_env = {"STREAMSCORE_FEAST__REPO": str(Path(args.feature_repo).resolve()),  # as benchmarks.run builds it
                 "STREAMSCORE_MODEL__REGISTRY": str(Path(args.registry).resolve())}
     events = common.fraud_events(args.events)
