@@ -151,26 +151,35 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def one_run(broker: kafka_bench.Broker, events: list[dict], processes: int) -> dict[str, Any]:
-    """One backfill (topic filled first, then the flow timed), with its CPU."""
+def one_run(broker: kafka_bench.Broker, events: list[dict], processes: int, threads: int = 1) -> dict[str, Any]:
+    """One backfill (topic filled first, then the flow timed), with its CPU; ``threads``
+    worker threads per process (``BYTEWAX_WORKERS_PER_PROCESS``, which ``bytewax.run`` reads)."""
     load = _load()
-    with CpuWatch("dataflows.fraud:get_flow()") as cpu:
-        r = kafka_bench.backfill(broker, events, processes)
+    saved = dict(broker.flow_env)
+    if threads > 1:
+        broker.flow_env["BYTEWAX_WORKERS_PER_PROCESS"] = str(threads)
+    try:
+        with CpuWatch("dataflows.fraud:get_flow()") as cpu:
+            r = kafka_bench.backfill(broker, events, processes)
+    finally:
+        broker.flow_env = saved
     scored_topic = broker.created_topics[-3]  # kafka_bench.Broker.topics: in, scored, alerts, dead
     stamps = sorted(v / 1000.0 for v in kafka_bench._read(broker, scored_topic, len(events), 60).values())
-    return {**r, "load_before": load, "cpu_whole_run": cpu.summary(),
+    return {**r, "threads": threads, "load_before": load, "cpu_whole_run": cpu.summary(),
             "cpu_steady": cpu.between(stamps[0], stamps[-1]) if stamps else {}}
 
 
-def pair(broker: kafka_bench.Broker, events: list[dict]) -> dict[str, Any]:
-    """1 process then 2 processes on ``events``, and their ratios."""
+def pair(broker: kafka_bench.Broker, events: list[dict], threads: bool = False) -> dict[str, Any]:
+    """1 process then 2 processes on ``events``, and their ratios; with ``threads``, then also
+    1 process of 2 worker threads (the same exchanges by key, and nothing pickled)."""
     one, two = one_run(broker, events, 1), one_run(broker, events, 2)
+    extra = {"1p_2threads": one_run(broker, events, 1, threads=2)} if threads else {}
 
     def ratio(k: str) -> float | None:
         return round(two[k] / one[k], 3) if one.get(k) and two.get(k) else None
 
     return {"1p": one, "2p": two, "ratio_sustained": ratio("events_per_s"),
-            "ratio_whole_run": ratio("events_per_s_whole_run")}
+            "ratio_whole_run": ratio("events_per_s_whole_run"), **extra}
 
 
 def payload_costs(n: int = 3000, repeats: int = 3) -> dict[str, dict[str, float]]:
@@ -210,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--feature-repo", default="feature_repo")
     ap.add_argument("--registry", default="model_registry")
+    ap.add_argument("--threads", action="store_true", help="also 1 process with 2 worker threads, after each pair")
     ap.add_argument("--payload", action="store_true", help="only the pickle cost of what crosses, per item")
     args = ap.parse_args(argv)
     if args.payload:
@@ -221,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"events": len(events), "machine": common.machine(), "pairs": []}
     with kafka_bench.Broker(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), repo_env) as broker:
         for _ in range(args.repeats):
-            out["pairs"].append(pair(broker, events))
+            out["pairs"].append(pair(broker, events, args.threads))
             print(orjson.dumps(out["pairs"][-1]).decode(), file=sys.stderr, flush=True)
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
