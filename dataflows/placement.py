@@ -5,7 +5,8 @@ Bytewax 0.21.1 sends each key of a stateful step to worker
 ``SipHash-1-3(key) % worker_count`` (Rust's ``DefaultHasher`` with zero keys over the
 key string, ``src/operators.rs`` ``stateful_batch`` -> ``src/timely.rs`` ``partition``;
 the hash is :func:`features.keyhash.key_hash`). An item that moves to a worker of
-another process is pickled and unpickled (a validated transaction: about 10-20 µs).
+another process is pickled and unpickled (a validated transaction: 24-32 µs on the
+shared 2-core machine, `python -m benchmarks.scaleout --payload`).
 
 **Shards.** A handful of shard keys such as ``"0"`` .. ``"3"`` can all land on one
 worker (with two workers they do: every one goes to worker 1), so one worker would run
