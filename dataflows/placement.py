@@ -1,25 +1,42 @@
-"""Where Bytewax runs a key, so shared work spreads over every worker.
+"""Where Bytewax runs a key, so shared work spreads over every worker and items cross
+processes only where they must.
 
 Bytewax 0.21.1 sends each key of a stateful step to worker
 ``SipHash-1-3(key) % worker_count`` (Rust's ``DefaultHasher`` with zero keys over the
-key string, ``src/operators.rs`` ``stateful_batch`` -> ``src/timely.rs`` ``partition``).
-A handful of shard keys such as ``"0"`` .. ``"3"`` can all land on one worker (with
-two workers they do: every one goes to worker 1), so one worker would run every shared
-detector and the scorer while the other idles.
+key string, ``src/operators.rs`` ``stateful_batch`` -> ``src/timely.rs`` ``partition``;
+the hash is :func:`features.keyhash.key_hash`). An item that moves to a worker of
+another process is pickled and unpickled (a validated transaction: 24-32 µs on the
+shared 2-core machine, `python -m benchmarks.scaleout --payload`).
 
-:func:`shard_keys` picks, for shard ``s``, a key whose hash is ``s`` modulo
-:data:`MODULUS` (2520, the least common multiple of 1..10), so with any worker count
-that divides 2520 (1-10, 12, 14, 15, 18, 20, 21, 24, 28, 30, ...) shard ``s`` runs on
-worker ``s % workers``: with at least as many shards as workers, every worker gets
-shards and they are as even as they can be. ``tests/dataflows/test_placement.py`` checks
-:func:`worker_of` against where Bytewax really runs keys.
+**Shards.** A handful of shard keys such as ``"0"`` .. ``"3"`` can all land on one
+worker (with two workers they do: every one goes to worker 1), so one worker would run
+every shared detector and the scorer while the other idles. :func:`shard_keys` picks,
+for shard ``s``, a key whose hash is ``s`` modulo :data:`MODULUS` (2520, the least
+common multiple of 1..10), so with any worker count that divides 2520 (1-10, 12, 14,
+15, 18, 20, 21, 24, 28, 30, ...) shard ``s`` runs on worker ``s % workers``.
+
+**Co-location.** A key's shard is ``key_hash(key) % shards``
+(:func:`features.records.shard_of`), and :func:`enough_shards` makes the shard count a
+multiple of the worker count, so ``shard % workers == key_hash(key) % workers``: the
+shard step of a customer (or device) runs on the worker that already holds the
+customer, and a transaction with its features never crosses between the two steps.
+The inference log routes rows the same way
+(:class:`dataflows.connectors.inference_log.InferenceLogSink` ``part_fn``). What still
+crosses: each event once, from the worker reading its Kafka partition (or file) to its
+customer's worker, and each score, small, to its model version's drift step.
+``tests/dataflows/test_placement.py`` checks all of it against where Bytewax really runs
+keys.
 
 >>> keys = shard_keys(4)
 >>> [worker_of(k, 2) for k in keys], [worker_of(k, 4) for k in keys]
 ([0, 1, 0, 1], [0, 1, 2, 3])
 >>> [worker_of(str(s), 2) for s in range(4)]   # the naive keys: all on worker 1
 [1, 1, 1, 1]
+>>> from features.records import shard_of
+>>> all(worker_of(keys[shard_of(c, 4)], 2) == worker_of(c, 2) for c in ("C000001", "C000002", "dev-7"))
+True
 """
+
 
 from __future__ import annotations
 
@@ -31,6 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, TypeVar
 
+from features.keyhash import key_hash, siphash13
 from settings.environment import bytewax_variables
 
 C = TypeVar("C")
@@ -40,59 +58,13 @@ __all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options",
 
 #: Shard keys are aligned modulo this: lcm(1..10).
 MODULUS = 2520
-_MASK = (1 << 64) - 1
-
-
-def _rotl(x: int, b: int) -> int:
-    return ((x << b) | (x >> (64 - b))) & _MASK
-
-
-def siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
-    """SipHash-1-3 of ``data`` (Rust's ``std`` ``DefaultHasher`` algorithm).
-
-    >>> hex(siphash13(b""))
-    '0xd1fba762150c532c'
-    """
-    v0 = k0 ^ 0x736F6D6570736575
-    v1 = k1 ^ 0x646F72616E646F6D
-    v2 = k0 ^ 0x6C7967656E657261
-    v3 = k1 ^ 0x7465646279746573
-
-    def sip_round() -> None:
-        nonlocal v0, v1, v2, v3
-        v0 = (v0 + v1) & _MASK
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 = (v2 + v3) & _MASK
-        v3 = _rotl(v3, 16) ^ v2
-        v0 = (v0 + v3) & _MASK
-        v3 = _rotl(v3, 21) ^ v0
-        v2 = (v2 + v1) & _MASK
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
-
-    n = len(data)
-    end = n - n % 8
-    for i in range(0, end, 8):
-        m = int.from_bytes(data[i:i + 8], "little")
-        v3 ^= m
-        sip_round()
-        v0 ^= m
-    last = ((n & 0xFF) << 56) | int.from_bytes(data[end:], "little")
-    v3 ^= last
-    sip_round()
-    v0 ^= last
-    v2 ^= 0xFF
-    sip_round()
-    sip_round()
-    sip_round()
-    return v0 ^ v1 ^ v2 ^ v3
 
 
 def worker_of(key: str, workers: int) -> int:
-    """The worker Bytewax 0.21.1 runs ``key`` of a stateful step on (Rust hashes a
-    ``String`` as its bytes followed by ``0xff``)."""
-    return siphash13(key.encode("utf-8") + b"\xff") % workers
+    """The worker Bytewax 0.21.1 runs ``key`` of a stateful step on
+    (:func:`features.keyhash.key_hash`: Rust hashes a ``String`` as its bytes followed
+    by ``0xff``)."""
+    return key_hash(key) % workers
 
 
 @lru_cache(maxsize=64)
@@ -339,11 +311,19 @@ def _count_addresses(value: str) -> int:
 
 
 def enough_shards(cfg: C, argv: list[str] | None = None) -> C:
-    """``cfg`` with ``shards`` raised to the run's worker count (read from the command
-    line and the ``BYTEWAX_*`` variables), so every worker gets a shard of the shared
-    detectors; unchanged otherwise."""
+    """``cfg`` with ``shards`` raised to the next multiple of the run's worker count
+    (read from the command line and the ``BYTEWAX_*`` variables): every worker gets
+    shards of the shared detectors, and each key's shard (:func:`features.records.shard_of`)
+    runs on the worker that holds the key (see the module); unchanged otherwise.
+
+    >>> from types import SimpleNamespace as NS
+    >>> class Cfg(NS):
+    ...     def model_copy(self, update): return Cfg(**{**vars(self), **update})
+    >>> [enough_shards(Cfg(shards=4), ["bytewax.run", "m:f", "-w", str(w)]).shards for w in (1, 2, 3, 4, 5)]
+    [4, 4, 6, 4, 5]
+    """
     workers = total_workers(sys.argv if argv is None else argv)
     shards: Any = getattr(cfg, "shards")
-    if workers and workers > shards:
-        return cfg.model_copy(update={"shards": workers})  # type: ignore[attr-defined]
+    if workers and shards % workers:
+        return cfg.model_copy(update={"shards": -(-shards // workers) * workers})  # type: ignore[attr-defined]
     return cfg

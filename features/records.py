@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 import msgspec
 import structlog
+
+from features.keyhash import key_hash
 
 __all__ = [
     "ValidationError",
@@ -471,10 +472,13 @@ def format_time(t: float) -> str:
 
 
 def shard_of(key: str, shards: int) -> int:
-    """Shard of ``key`` in ``range(shards)``: ``crc32(utf-8 key) % shards``.
+    """Shard of ``key`` in ``range(shards)``: :func:`features.keyhash.key_hash` ``% shards``
+    (SipHash-1-3, the hash Bytewax routes keys by: with a shard count that is a multiple
+    of the worker count, a key's shard runs on the worker that holds the key; see
+    :mod:`dataflows.placement`).
 
     Stable across processes and restarts (unlike ``hash()``, which is salted).
     """
     if shards < 1:
         raise ValueError(f"shard_of: shards must be >= 1, got {shards!r}")
-    return zlib.crc32(str(key).encode("utf-8", errors="surrogatepass")) % shards
+    return key_hash(str(key)) % shards

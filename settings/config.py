@@ -868,7 +868,7 @@ class _FlowConfig(_Settings):
     lookup_failures: int = _key("feast.lookup_failures", 3,
                                 "the circuit breaker opens after this many failures in a row (or one timeout)", ge=1)
     shards: int = _key("state.detector_shards", 4,
-                       "shards of the shared anomaly detector (raised to the run's worker count)", ge=1)
+                       "shards of the shared anomaly detector (raised to a multiple of the run's worker count)", ge=1)
     #: event times more than this many seconds after their arrival are refused (dead letter)
     max_future_s: float = _key("state.max_future_s", 86_400.0,
                                "an event time may be at most this many seconds after its arrival (else: dead letter)",

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import bytewax.operators as op
 import orjson
@@ -15,7 +16,8 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, cluster_main
 
-from dataflows.placement import shard_keys, total_workers, worker_of
+from dataflows.placement import enough_shards, shard_keys, total_workers, worker_of
+from features.records import shard_of
 from models.inference_log import FILE_PATTERN
 from datagen.transactions import stream_transactions, write_events
 
@@ -44,6 +46,24 @@ def test_shard_keys_put_shards_on_every_worker(workers):
     keys = shard_keys(max(4, workers))
     seen = where_bytewax_runs(keys, workers)
     assert [seen[k] for k in keys] == [s % workers for s in range(len(keys))]
+
+
+class Shards(SimpleNamespace):  # the one setting enough_shards reads, with pydantic's model_copy
+    def model_copy(self, update: dict) -> "Shards":
+        return Shards(**{**vars(self), **update})
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_a_keys_shard_runs_on_the_worker_that_holds_the_key(workers):
+    """A transaction does not cross to another worker between its customer step and its
+    shard step: with the shard count a multiple of the workers (``enough_shards``), the
+    shard of a key (``shard_of``) runs where Bytewax runs the key itself."""
+    shards = enough_shards(Shards(shards=4), ["bytewax.run", "m:flow", "-w", str(workers)]).shards
+    assert shards % workers == 0
+    customers = [f"C{i:06d}" for i in range(60)] + [f"dev-{i:04d}" for i in range(20)]
+    keys = shard_keys(shards)
+    seen = where_bytewax_runs(customers + keys, workers)
+    assert {c: seen[keys[shard_of(c, shards)]] for c in customers} == {c: seen[c] for c in customers}
 
 
 def test_worker_count_from_the_command_line_and_bytewax_variables(tmp_path):
