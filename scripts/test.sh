@@ -53,6 +53,10 @@ fi
 # Helm, pinned, for the chart's tests (tests/deploy): built into .tools/bin once (needs go).
 bash scripts/helm.sh install
 
+# The numba kernels, compiled once into their cache (__pycache__ next to each module), so
+# the flow processes of both workers load them instead of each compiling them (tests/kernels.py).
+"$PY" -m tests.kernels
+
 set +e
 # Two pytest workers (pytest-xdist; TEST_WORKERS to change): many tests wait on processes,
 # brokers and servers, so two halve the wall time on two cores. Every test uses its own
