@@ -53,11 +53,20 @@ fi
 # Helm, pinned, for the chart's tests (tests/deploy): built into .tools/bin once (needs go).
 bash scripts/helm.sh install
 
+# The numba kernels, compiled once into their cache (__pycache__ next to each module), so
+# the flow processes of both workers load them instead of each compiling them (tests/kernels.py).
+"$PY" -m tests.kernels
+
 set +e
 # Two pytest workers (pytest-xdist; TEST_WORKERS to change): many tests wait on processes,
 # brokers and servers, so two halve the wall time on two cores. Every test uses its own
 # topics, ports and folders, so they do not share anything but the broker and Redis.
-"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" "$@"
+# worksteal: a worker that runs out of tests takes queued ones from the other, so the long
+# tests do not leave one worker busy at the end while the other waits. (Any order is fine:
+# tests/conftest.py turns off structlog's logger cache, so capture_logs() sees every logger
+# whichever earlier test of the worker reconfigured logging: tests/settings/test_config.py.)
+# --durations: the 30 slowest tests, printed at the end (docs/tests.md keeps the list).
+"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal --durations=30 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

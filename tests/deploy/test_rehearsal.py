@@ -230,9 +230,9 @@ def test_the_charts_start_up_survives_a_kill_and_a_rescale(fraud_env, tmp_path):
     # 3. the uninterrupted run's records
     _, err = straight_run.communicate(timeout=300)
     assert straight_run.returncode == 0, err.decode()[-2000:]
-    want = {k: tuple(v.get(f) for f in KEPT) for k, v in consume_all(u["scored"], expected=len(events))}
-    got_all = consume_all(t["scored"], expected=len(events), idle_s=2.0)
-    dead = {k for k, _ in consume_all(t["dead"], timeout_s=5, idle_s=1.0)}
+    want = {k: tuple(v.get(f) for f in KEPT) for k, v in consume_all(u["scored"], expected=len(events), ended=True)}
+    got_all = consume_all(t["scored"], expected=len(events), ended=True)
+    dead = {k for k, _ in consume_all(t["dead"], ended=True)}
     got = {k: tuple(v.get(f) for f in KEPT) for k, v in got_all}  # the last record of each id
     assert set(got) | dead == {e["transaction_id"] for e in events}  # every event scored or dead-lettered
     assert got == want  # every customer's state as an uninterrupted run's, after the kill and the rescale

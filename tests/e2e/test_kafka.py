@@ -15,7 +15,7 @@ import uuid
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from settings.config import FraudConfig
@@ -73,19 +73,26 @@ def produce(topic: str, events: list) -> None:
 
 
 def consume_all(topic: str, expected: int | None = None, timeout_s: float = 60.0,
-                idle_s: float = 3.0) -> list[tuple[str, dict]]:
+                idle_s: float = 3.0, ended: bool = False) -> list[tuple[str, dict]]:
     """All messages of ``topic`` as (key, value) read by a plain confluent-kafka consumer.
 
-    Stops at ``expected`` messages, or after ``idle_s`` without a message.
+    ``ended``: nothing writes to the topic any more (its flow has ended), so its end offsets
+    say how many messages it holds: stops once it has read them all (at least ``expected``),
+    without waiting for more. Else, while something may still write: stops at ``expected``
+    messages, or after ``idle_s`` without a message.
     """
     c = Consumer({"bootstrap.servers": BROKER, "group.id": f"test-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
+    if ended:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        held = sum(hi - lo for lo, hi in (c.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts))
+        expected = max(expected or 0, held)
     c.subscribe([topic])
     out: list[tuple[str, dict]] = []
     deadline = time.monotonic() + timeout_s
     last = time.monotonic()
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (ended and len(out) >= expected):
             msg = c.poll(0.5)
             if msg is None:
                 if expected is None and out and time.monotonic() - last > idle_s:
@@ -119,9 +126,9 @@ def valid_ids(events: list) -> set[str]:
 
 def check_outputs(t: dict[str, str], events: list) -> tuple[list, list, list]:
     n = len(events)
-    scored = consume_all(t["scored"])
-    dead = consume_all(t["dead"])
-    alerts = consume_all(t["alerts"], timeout_s=15)
+    scored = consume_all(t["scored"], ended=True)
+    dead = consume_all(t["dead"], ended=True)
+    alerts = consume_all(t["alerts"], timeout_s=15, ended=True)
     assert len(scored) + len(dead) == n, (len(scored), len(dead), n)
     # Keys are the event ids; every valid event is there exactly once.
     keys = [k for k, _ in scored]
@@ -211,7 +218,7 @@ def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
     assert proc.returncode == 0 and "Traceback" not in text, text[-2000:]
     assert '"event": "stopping"' in text
     # Nothing produced by the flow was lost, nothing duplicated.
-    again = consume_all(t["scored"], expected=n, timeout_s=30, idle_s=2.0)
+    again = consume_all(t["scored"], expected=n, timeout_s=30, ended=True)
     assert sorted(k for k, _ in again) == sorted(e["transaction_id"] for w in waves for e in w)
 
 
@@ -263,7 +270,7 @@ def test_replay_tool_produces_keyed_events_at_a_rate():
     events = stream_transactions(200, seed=1)
     stats = replay(events, kafka, topic, lambda e: e["transaction_id"], rate=400, progress=False)
     assert stats["sent"] == 200 and stats["seconds"] >= 0.45  # paced: 200 events at 400/s
-    got = consume_all(topic, expected=200, timeout_s=30, idle_s=1.0)
+    got = consume_all(topic, expected=200, timeout_s=30, ended=True)
     assert sorted(k for k, _ in got) == sorted(e["transaction_id"] for e in events)
     # The CLI prints what it sent.
     res = subprocess.run([sys.executable, "-m", "cli.replay", "--events", "50", "--topic", topic,
@@ -326,7 +333,7 @@ def test_replayed_demo_events_score_as_the_file_run_per_customer(fraud_env, tmp_
     assert res.returncode == 0, res.stderr
     assert all(line.startswith("{") for line in res.stderr.splitlines()), res.stderr  # librdkafka's lines too
     run_main(build_flow(FraudConfig.from_env(kafka_env(t, STREAMSCORE_INFERENCE_LOG__ENABLED="false", **common))))
-    by_kafka = dict(consume_all(t["scored"], expected=len(by_file), idle_s=1.0))
+    by_kafka = dict(consume_all(t["scored"], expected=len(by_file), ended=True))
 
     assert set(by_kafka) == set(by_file) and len(by_file) > 0.99 * n
     assert not any(r["feature_fallback"] for r in (*by_file.values(), *by_kafka.values()))
@@ -360,9 +367,9 @@ def test_iot_kafka_in_kafka_out_exactly_n():
         p.produce(t["in"], value=r if isinstance(r, bytes) else orjson.dumps(r))
     assert p.flush(30) == 0
     run_main(build_iot_flow(IoTConfig.from_env(kafka_env(t, STREAMSCORE_IOT__DEVICE_PROFILE="false"))))
-    scored = consume_all(t["scored"])
-    dead = consume_all(t["dead"])
-    alerts = consume_all(t["alerts"], timeout_s=15)
+    scored = consume_all(t["scored"], ended=True)
+    dead = consume_all(t["dead"], ended=True)
+    alerts = consume_all(t["alerts"], timeout_s=15, ended=True)
     assert len(scored) + len(dead) == len(readings)
     assert len(dead) >= 2 and any(v.get("offset") is not None for _, v in dead)
     # Keys are the reading ids: device and timestamp.
@@ -393,16 +400,16 @@ def test_restart_without_recovery_continues_from_the_committed_offsets(fraud_env
     env = kafka_env(t, STREAMSCORE_FEAST__REPO=str(fraud_env.repo), STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry),
                     STREAMSCORE_KAFKA__GROUP=group, STREAMSCORE_KAFKA__START="committed")
     run_main(build_flow(FraudConfig.from_env(env)))
-    assert len(consume_all(t["scored"], expected=300, idle_s=1.0)) == 300
+    assert len(consume_all(t["scored"], expected=300, ended=True)) == 300
     second = stream_transactions(200, seed=32, spec=fraud_env.spec)
     for ev in second:
         ev["transaction_id"] = f"second-{ev['transaction_id']}"
     produce(t["in"], second)
     run_main(build_flow(FraudConfig.from_env(env)))
-    scored = consume_all(t["scored"], expected=500, idle_s=2.0)
+    scored = consume_all(t["scored"], expected=500, ended=True)
     keys = [k for k, _ in scored]
     assert len(keys) == 500 and len(set(keys)) == 500  # nothing re-scored
     assert {k for k in keys if k.startswith("second-")} == {e["transaction_id"] for e in second}
     # `earliest` reads the topic from the start again: the choice is the user's, and documented
     run_main(build_flow(FraudConfig.from_env({**env, "STREAMSCORE_KAFKA__START": "earliest"})))
-    assert len(consume_all(t["scored"], expected=1000, idle_s=2.0)) == 1000
+    assert len(consume_all(t["scored"], expected=1000, ended=True)) == 1000

@@ -29,29 +29,38 @@ def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-@pytest.mark.parametrize("before, after", [(1, 1), (2, 1)], ids=["1 worker", "2 workers resumed on 1"])
-def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(fraud_env, tmp_path, before, after):
-    """Resumed on fewer workers too: per-key state moves to the workers that own the keys
-    now, and the log partitions of the first attempt are all resumed (none is left with
-    files written after the snapshot)."""
+FLOW = [sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"]
+
+
+@pytest.fixture(scope="module")
+def file_run(fraud_env, tmp_path_factory) -> tuple[list[dict], dict[str, str], Path]:
+    """The input file, the flow's environment and an uninterrupted run's output folder:
+    one run for both worker layouts below (the same input and settings)."""
+    tmp = tmp_path_factory.mktemp("recovery-file")
     events = stream_transactions(24_000, seed=17, spec=fraud_env.spec)
-    src = tmp_path / "in.jsonl"
+    src = tmp / "in.jsonl"
     write_events(events, src)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "KAFKA_OPT_", "BYTEWAX_"))}
     base.update(STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(src), STREAMSCORE_FEAST__REPO=str(fraud_env.repo),
                 STREAMSCORE_MODEL__REGISTRY=str(fraud_env.registry), STREAMSCORE_IO__BATCH_SIZE="50")
-    flow = [sys.executable, "-m", "bytewax.run", "dataflows.fraud:get_flow()"]
-
-    straight = tmp_path / "straight"
-    subprocess.run(flow, cwd=ROOT, env={**base, "STREAMSCORE_IO__OUTPUT_DIR": str(straight)}, check=True,
+    straight = tmp / "straight"
+    subprocess.run(FLOW, cwd=ROOT, env={**base, "STREAMSCORE_IO__OUTPUT_DIR": str(straight)}, check=True,
                    capture_output=True, timeout=300)
+    return events, base, straight
 
+
+@pytest.mark.parametrize("before, after", [(1, 1), (2, 1)], ids=["1 worker", "2 workers resumed on 1"])
+def test_file_to_file_killed_and_resumed_equals_an_uninterrupted_run(file_run, tmp_path, before, after):
+    """Resumed on fewer workers too: per-key state moves to the workers that own the keys
+    now, and the log partitions of the first attempt are all resumed (none is left with
+    files written after the snapshot)."""
+    events, base, straight = file_run
     rec, out = tmp_path / "recovery", tmp_path / "resumed"
     rec.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(rec), "1"], cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
     env = {**base, "STREAMSCORE_IO__OUTPUT_DIR": str(out)}
-    recovering = [*flow, "-r", str(rec), "-s", "1", "-b", "0"]
+    recovering = [*FLOW, "-r", str(rec), "-s", "1", "-b", "0"]
     proc = subprocess.Popen([*recovering, "-w", str(before)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -153,9 +162,9 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
                 "STREAMSCORE_KAFKA__GROUP": f"straight-{t['in']}"}
     subprocess.run(flow, cwd=ROOT, env=straight, check=True, capture_output=True, timeout=300)
 
-    want = {k: tuple(v.get(f) for f in KEPT) for k, v in consume_all(u["scored"], expected=len(events))}
-    got_all = consume_all(t["scored"], expected=len(events), idle_s=3.0)
-    dead = consume_all(t["dead"], timeout_s=10, idle_s=2.0)
+    want = {k: tuple(v.get(f) for f in KEPT) for k, v in consume_all(u["scored"], expected=len(events), ended=True)}
+    got_all = consume_all(t["scored"], expected=len(events), ended=True)
+    dead = consume_all(t["dead"], ended=True)
     got = {k: tuple(v.get(f) for f in KEPT) for k, v in got_all}  # the last record of each id
     assert set(got) | {k for k, _ in dead} == {e["transaction_id"] for e in events}
     assert got == want
@@ -172,7 +181,7 @@ def test_kafka_to_kafka_killed_and_resumed_loses_nothing(fraud_env, tmp_path):
     # whole input was produced before the first run), and puts an update on the alerts
     # topic for each such record that is NORMAL.
     final = {k: v for k, v in got_all}
-    latest_alert = dict(consume_all(t["alerts"], timeout_s=30, idle_s=2.0))
+    latest_alert = dict(consume_all(t["alerts"], ended=True))
     assert {k: a["status"] for k, a in latest_alert.items() if a["status"] != final[k]["status"]} == {}
     possible = {k for k, v in final.items() if v.get("possible_repeat")}
     assert len(possible) >= len(events) - killed_at - len(dead)  # at least what was not scored before the kill

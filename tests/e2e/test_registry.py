@@ -157,8 +157,8 @@ def test_fraud_protobuf_in(fraud_env, registry):
     cfg = fraud_cfg(fraud_env, t, registry, STREAMSCORE_INPUT_FORMAT="protobuf")
     check_registry(cfg)
     run_main(build_flow(cfg))
-    scored = consume_all(t["scored"])
-    dead = consume_all(t["dead"], expected=len(bad))
+    scored = consume_all(t["scored"], ended=True)
+    dead = consume_all(t["dead"], expected=len(bad), ended=True)
     assert len(scored) + len(dead) == len(values) + len(bad)
     assert {v["transaction_id"] for _, v in scored} == {e["transaction_id"] for e in events}
     assert sorted(d["step"] for _, d in dead) == ["decode"] * 4 and all(d["raw_base64"] for _, d in dead)
@@ -235,8 +235,8 @@ def test_registry_down_during_a_run_every_uncached_record_is_a_dead_letter_in_bo
     cfg = fraud_cfg(fraud_env, t, "http://127.0.0.1:9/apis/ccompat/v7", STREAMSCORE_INPUT_FORMAT="avro",
                     STREAMSCORE_REGISTRY__TIMEOUT_S="1", STREAMSCORE_REGISTRY__RETRY_S="600")
     run_main(build_flow(cfg))
-    scored = consume_all(t["scored"], expected=0, timeout_s=5)
-    dead = consume_all(t["dead"], expected=len(values))
+    scored = consume_all(t["scored"], ended=True)
+    dead = consume_all(t["dead"], expected=len(values), ended=True)
     assert not scored and len(dead) == len(values)
     reasons = [d["error"] for _, d in dead]
     assert sum("did not answer" in r for r in reasons) == 3  # 3 lookups waited (at most 1 s each) ...

@@ -402,6 +402,31 @@ def test_log_level_from_argument_or_environment():
     assert [d["event"] for d in lines] == ["hello", "from stdlib", "stdlib_info", "failed", "shown"]
 
 
+def test_capture_logs_reaches_a_module_logger_used_before_a_reconfiguration(capsys):
+    """The order dependency --dist worksteal exposed (tests/e2e/test_outages.py captured
+    nothing after some earlier tests of the same worker): each configure_logging() at
+    another level gives structlog a new processor list, and capture_logs() swaps the
+    current one; a module logger cached on its first use (cache_logger_on_first_use)
+    keeps the list of that time and logs past the capture. tests/conftest.py turns the
+    cache off, so a module logger reads the current list at every call."""
+    from structlog.testing import capture_logs
+
+    from features.store import log  # a module-level logger, as every module has
+    root = logging.getLogger()
+    level = root.level
+    try:
+        configure_logging("WARNING")
+        log.warning("first_use")  # its first use, under this configuration's list
+        configure_logging("INFO")  # another level: a new processor list
+        with capture_logs() as logs:
+            log.warning("captured")
+        assert [e["event"] for e in logs] == ["captured"]
+    finally:
+        configure_logging("INFO")
+        root.setLevel(level)
+        capsys.readouterr()
+
+
 def test_configure_logging_is_idempotent_and_reconfigures(capsys):
     root = logging.getLogger()
     before = list(root.handlers)
