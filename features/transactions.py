@@ -487,19 +487,23 @@ DERIVED_FEATURES: tuple[str, ...] = (
 
 def derived_features(event: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, float | None]:
     """Features that need both the event (``amount``, ``latitude``, ``longitude``)
-    and the Feast customer profile.
+    and the Feast customer profile (a :class:`Transaction` may stand for the event).
 
     >>> derived_features({"amount": 50.0, "latitude": 40.71, "longitude": -74.01},
     ...                  {"home_latitude": 40.71, "home_longitude": -74.01, "avg_transaction_amount": 25.0})
     {'distance_from_home_km': 0.0, 'amount_to_profile_ratio': 2.0}
     """
+    if isinstance(event, Transaction):
+        amount, lat, lon = event.amount, event.latitude, event.longitude
+    else:
+        amount, lat, lon = event["amount"], event["latitude"], event["longitude"]
     home_lat, home_lon = profile.get("home_latitude"), profile.get("home_longitude")
     avg = profile.get("avg_transaction_amount")
     return {
         "distance_from_home_km": (
-            haversine_km(home_lat, home_lon, event["latitude"], event["longitude"])
+            haversine_km(home_lat, home_lon, lat, lon)
             if home_lat is not None and home_lon is not None
             else None
         ),
-        "amount_to_profile_ratio": event["amount"] / avg if avg else None,
+        "amount_to_profile_ratio": amount / avg if avg else None,
     }
