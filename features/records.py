@@ -275,6 +275,10 @@ class RecordBatch:
         """The scored records' ``(latency_ms, score, model_version, own model score, shadow scores)``."""
         raise NotImplementedError
 
+    def log_table(self, spec: Any) -> Any:
+        """The inference log's rows of the scored records (an Arrow table of the log's schema)."""
+        raise NotImplementedError
+
 
 _json = msgspec.json.Decoder()
 

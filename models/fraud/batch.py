@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from features.formats import to_json_line
-from features.records import RecordBatch
+from features.records import POSSIBLE_REPEAT, RecordBatch
 from features.transactions import Transaction
 from models.fraud.inputs import MODEL_FEATURES, feature_row
 from models.inference_log import LogSpec
@@ -84,7 +84,7 @@ class ScoredBatch(RecordBatch):
         self.skipped = skipped
         self.reasons: dict[int, list[str]] = {}
         self._records: list[dict[str, Any] | None] = [None] * len(txs)
-        self._lines: tuple[list[bytes], list[bytes], list[str]] | None = None
+        self._lines: tuple[list[bytes], list[bytes]] | None = None
 
     def __len__(self) -> int:
         return len(self.txs)
@@ -142,16 +142,22 @@ class ScoredBatch(RecordBatch):
 
     def keys(self, kind: str) -> list[str]:
         """The message keys (the transaction ids) of :meth:`lines`."""
+        txs = self.txs
         if kind == "scored":
-            return [tx.transaction_id for tx in self.txs]
-        return self._serialised()[2]
+            return [tx.transaction_id for tx in txs]
+        return [txs[i].transaction_id for i in self.alert_rows()]
 
     def output_records(self, kind: str) -> list[dict[str, Any]]:
         """The records of output ``kind`` as dicts (for encoders other than JSON)."""
-        recs = self.records()
         if kind == "scored":
-            return recs
-        return [a for a in map(alert_of, recs) if a is not None]
+            return self.records()
+        return [alert_of(self.record(i)) for i in self.alert_rows()]  # type: ignore[misc]
+
+    def alert_rows(self) -> list[int]:
+        """The rows that have an alerts record (:func:`models.status.alert_of`): not
+        NORMAL, or a NORMAL possible repeat after a resume."""
+        statuses, txs = self.statuses, self.txs
+        return [i for i, s in enumerate(statuses) if s != NORMAL or txs[i].fields.get(POSSIBLE_REPEAT) is True]
 
     def metric_columns(self) -> tuple[list[float], list[float | None], list[str], list[float | None],
                                       list[dict[str, float] | None]]:
@@ -162,34 +168,24 @@ class ScoredBatch(RecordBatch):
         """The status of each record of output ``kind`` (the metrics count them)."""
         if kind == "scored":
             return self.statuses
-        return [self.statuses[i] for i in self._alert_rows()]
+        return [self.statuses[i] for i in self.alert_rows()]
 
-    def _alert_rows(self) -> list[int]:
-        return self._serialised()[3]
-
-    def _serialised(self) -> tuple[list[bytes], list[bytes], list[str], list[int]]:
+    def _serialised(self) -> tuple[list[bytes], list[bytes]]:
         if self._lines is None:
             statuses = self.statuses
             record = self.record
             scored: list[bytes] = []
             alerts: list[bytes] = []
-            keys: list[str] = []
-            rows: list[int] = []
-            for i, tx in enumerate(self.txs):
+            for i in range(len(self.txs)):
                 rec = record(i)
                 line = to_json_line(rec)
                 scored.append(line)
                 if statuses[i] != NORMAL:
-                    alerts.append(line)
-                elif rec.get("possible_repeat") is True:
-                    line = to_json_line(alert_of(rec))
-                    alerts.append(line)
-                else:
-                    continue
-                keys.append(tx.transaction_id)
-                rows.append(i)
-            self._lines = (scored, alerts, keys, rows)  # type: ignore[assignment]
-        return self._lines  # type: ignore[return-value]
+                    alerts.append(line)  # the alert is the scored record itself
+                elif rec.get(POSSIBLE_REPEAT) is True:
+                    alerts.append(to_json_line(alert_of(rec)))
+            self._lines = (scored, alerts)
+        return self._lines
 
     def log_table(self, spec: LogSpec) -> Any:
         """The inference log's rows of this batch (:func:`models.inference_log.log_row` of
