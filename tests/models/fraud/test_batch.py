@@ -158,3 +158,18 @@ def test_model_matrix_equals_the_records_matrix_with_missing_values(stepped, sco
     assert np.isnan(X).any()  # first transactions of customers: no previous one
     row = orjson.loads(batch.lines("scored")[0])
     assert row["transaction_id"] == txs[0].transaction_id
+
+
+def test_combined_risk_equals_the_noisy_or_of_combine_scores():
+    import random
+
+    from models.status import combine_scores
+
+    rng = random.Random(3)
+    values = [0.0, 1.0, 0.5, 1e-300, 1 - 1e-16, *(rng.random() for _ in range(60))]
+    for p in values:
+        for a in values[:25]:
+            for w in (0.0, 0.4, 1.0, rng.random()):
+                assert combined_risk(p, a, w) == combine_scores({"fraud": p, "anomaly": a}, {"anomaly": w})
+    assert combined_risk(0.1, None, 0.4) == 0.1
+    assert combined_risk(0.1, float("nan"), 0.4) == combine_scores({"fraud": 0.1, "anomaly": float("nan")})
