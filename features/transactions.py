@@ -484,7 +484,7 @@ DERIVED_FEATURES: tuple[str, ...] = (
 )
 
 
-def derived_features(event: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, float | None]:
+def derived_features(event: "Mapping[str, Any] | Transaction", profile: Mapping[str, Any]) -> dict[str, float | None]:
     """Features that need both the event (``amount``, ``latitude``, ``longitude``)
     and the Feast customer profile (a :class:`Transaction` may stand for the event).
 

@@ -52,8 +52,8 @@ class ScoredBatch(RecordBatch):
     def __init__(
         self,
         txs: Sequence[Transaction],
-        lookups: list[tuple[Mapping[str, Any], bool, Mapping[str, Any], bool]],
-        derived: list[dict[str, float | None]],
+        lookups: Sequence[tuple[Mapping[str, Any], bool, Mapping[str, Any], bool]],
+        derived: Sequence[Mapping[str, float | None]],
         fallback: list[bool],
         X: np.ndarray,
         fraud_scores: list[float],
