@@ -221,17 +221,17 @@ def flow_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 def run_flow_file(flow: str, input_path: Path, out_dir: Path, extra_env: Mapping[str, str] | None = None,
                   timeout: float = 3600.0, keep_outputs: bool = False, args: Sequence[str] = (),
-                  keep_stderr: bool = False) -> dict[str, Any]:
+                  keep_stderr: bool = False, root: Path = ROOT) -> dict[str, Any]:
     """Run ``dataflows.<flow>:get_flow()`` file to file in a subprocess (``args``: more
     ``bytewax.run`` arguments, e.g. recovery's ``-r DIR -s 1``); figures from its
-    records. ``wall_s`` runs from launch to exit (start-up included); ``cpu_s`` is
+    records. ``root``: the checkout whose flow runs (default this one). ``wall_s`` runs from launch to exit (start-up included); ``cpu_s`` is
     the process's own CPU time; ``keep_stderr``: the flow's log lines as ``stderr``."""
     env = flow_env({"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(input_path), "STREAMSCORE_OUTPUT": "file",
                     "STREAMSCORE_IO__OUTPUT_DIR": str(out_dir), **(extra_env or {})})
     cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:get_flow()", *args]
     launched = time.time()
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr_chunks: list[bytes] = []
     # drain stderr in the background so a chatty flow never blocks on a full pipe
     import threading

@@ -36,7 +36,6 @@ from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import fraud_scorer, fraud_scoring_config
 from dataflows.startup import check_fraud, start
 from features.records import shard_of
-from models.status import alert_of
 from settings.config import FraudConfig
 
 __all__ = ["build_flow", "get_flow"]
@@ -68,19 +67,21 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     detected = op.key_rm("unkey_shard", stateful_object(
         "shard_detector", by_shard, lambda: ShardState(sc), ShardState.update, ShardState.update_many))
 
+    # Downstream of scoring an item is a whole scored batch (models.fraud.batch.ScoredBatch): outputs,
+    # metrics, the inference log and the drift step work on its columns, per batch.
     results = split_dead_letters("scored_or_failed",
                                  score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
     scored = results.oks
-    alerts = op.filter_map("alerts_only", scored, alert_of)  # non-NORMAL, and updates of possible repeats
+    alerts = op.filter("alerts_only", scored, _has_alerts)  # non-NORMAL, and updates of possible repeats
     if cfg.writeback:  # each customer's latest streaming features -> Feast customer_live
-        write_back("live_out", scored, fraud_writeback(cfg.feature_repo, cfg.feature_store_yaml,
-                                                       cfg.writeback_min_interval_s))
+        write_back("live_out", op.flat_map("records", scored, _records), fraud_writeback(
+            cfg.feature_repo, cfg.feature_store_yaml, cfg.writeback_min_interval_s))
     if cfg.score_drift_threshold > 0:  # drift of each version's score stream -> drift records on alerts
-        scores = op.key_on("by_version", op.map("score_of", scored, _score_of), lambda r: r["model_version"])
+        scores = op.key_on("by_version", op.flat_map("score_rows", scored, _drift_rows), lambda vr: vr[0])
         drifts = op.key_rm("unkey_version", stateful_object(
             "score_drift", scores,
             lambda: ScoreDrift(cfg.score_drift_threshold, cfg.score_drift_delta, cfg.score_drift_min_instances),
-            lambda d, r: d.update_many([r]), ScoreDrift.update_many))
+            lambda d, vr: d.update_rows(*vr), _drift_many))
         alerts = op.merge("alerts_and_drift", alerts, op.flat_map("drift_records", drifts, lambda d: [d]))
     if cfg.io.log_enabled:
         log_inference("inference_log", scored, cfg.io.log_dir, LOG_SPEC, parts=total_workers(sys.argv) or 1,
@@ -95,10 +96,21 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     return flow
 
 
-def _score_of(r: dict) -> dict:
-    """What the score-drift step needs of a scored record (small: it crosses workers)."""
-    return {"model_version": r["model_version"], "fraud_score": r["fraud_score"],
-            "transaction_id": r["transaction_id"], "event_time": r["event_time"]}
+def _has_alerts(batch: Any) -> bool:
+    return bool(batch.alert_rows())
+
+
+def _records(batch: Any) -> list[dict]:
+    return batch.records()
+
+
+def _drift_rows(batch: Any) -> list[tuple[str, list]]:
+    """What the score-drift step needs of a scored batch, per model version (small: it crosses workers)."""
+    return list(batch.drift_columns())
+
+
+def _drift_many(drift: Any, chunks: list[tuple[str, list]]) -> list[dict]:
+    return [d for version, rows in chunks for d in drift.update_rows(version, rows)]
 
 
 def _warm_up() -> None:

@@ -22,9 +22,13 @@ Served by Bytewax at ``/metrics`` when the flow runs with
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections import Counter as Tally
+from typing import Any, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from features.records import RecordBatch
 
 __all__ = ["METRICS"]
 
@@ -104,6 +108,52 @@ class _Metrics:
             if (flow, version) not in self._seen_versions:
                 self._seen_versions.add((flow, version))
                 self.model_info.labels(flow=flow, model_version=version).set(1)
+
+    def observe_batch(self, flow: str, output: str, batch: RecordBatch) -> None:
+        """:meth:`observe` of every record of ``batch`` on ``output``, counted per batch:
+        one increment per status, per version and per histogram bucket, not per record."""
+        for status, n in Tally(batch.output_statuses(output)).items():
+            self._child(self.records, flow, output, status or "-").inc(n)
+        if output != "scored":
+            return
+        latency, scores, versions, own, shadows = batch.metric_columns()
+        _observe_many(self._child(self.latency, flow), [v / 1000.0 for v in latency])
+        _observe_many(self._child(self.score, flow), [v for v in scores if v is not None])
+        by_version: dict[str, list[float | None]] = {}
+        for v, p in zip(versions, own):
+            by_version.setdefault(str(v), []).append(p)
+        for v, ps in by_version.items():
+            self._child(self.predictions, flow, v, "decide").inc(len(ps))
+            _observe_many(self._child(self.model_score, flow, v, "decide"), [p for p in ps if p is not None])
+            if (flow, v) not in self._seen_versions:
+                self._seen_versions.add((flow, v))
+                self.model_info.labels(flow=flow, model_version=v).set(1)
+        by_shadow: dict[str, list[float | None]] = {}
+        for row in shadows:
+            if row:
+                for name, value in row.items():
+                    by_shadow.setdefault(str(name), []).append(value)
+        for name, values in by_shadow.items():
+            self._child(self.predictions, flow, name, "shadow").inc(len(values))
+            _observe_many(self._child(self.model_score, flow, name, "shadow"), [x for x in values if x is not None])
+
+
+def _observe_many(child: Any, values: Iterable[float]) -> None:
+    """``child.observe(v)`` for every value, with one increment per bucket and one of the
+    sum (prometheus_client's histogram keeps per-bucket counts and a sum, ``_buckets``
+    and ``_sum``; tests/dataflows/test_metrics.py checks it against ``observe``)."""
+    bounds = child._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for v in values:
+        total += v
+        i = bisect_left(bounds, v)
+        if i < len(bounds) and v <= bounds[i]:  # NaN lands in no bucket, as with observe()
+            counts[i] += 1
+    child._sum.inc(total)
+    for i, n in enumerate(counts):
+        if n:
+            child._buckets[i].inc(n)
 
 
 METRICS = _Metrics()

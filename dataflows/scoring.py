@@ -96,9 +96,21 @@ def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
     return parse
 
 
+class _Columns:
+    """A fraud scorer whose ``score_batch`` makes one :class:`~models.fraud.batch.ScoredBatch`
+    of a batch (the flow's item downstream of scoring), none of an empty one."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+
+    def score_batch(self, txs: list[Any]) -> list[Any]:
+        return [self.scorer.score_columns(txs)] if txs else []
+
+
 def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
     """Builds the worker's fraud scorer: its model router (versions, split, shadow,
-    following the registry) and cached Feast lookups."""
+    following the registry) and cached Feast lookups; its ``score_batch`` gives one
+    :class:`~models.fraud.batch.ScoredBatch` per batch (the flow's item downstream)."""
 
     def build() -> Any:
         from models.fraud import FraudScorer
@@ -111,7 +123,8 @@ def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
         a = router.assignment
         log.info("model_loaded", model=a.label, poll_s=router.poll_s,
                  metrics={m.version: m.manifest.get("metrics") for m in (*a.deciders, *a.shadows.values())})
-        return FraudScorer(router, customers, merchants, fraud_scoring_config(cfg))
+        scorer = FraudScorer(router, customers, merchants, fraud_scoring_config(cfg))
+        return _Columns(scorer)
 
     return build
 

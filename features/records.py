@@ -54,6 +54,7 @@ __all__ = [
     "parse_time",
     "format_time",
     "shard_of",
+    "RecordBatch",
 ]
 
 _log = structlog.get_logger("features.records")
@@ -241,6 +242,43 @@ def batch_or_dead_letters(run: Callable[[list[Any]], Iterable[Any]], items: list
         _log.error("batch_scoring_failed", step=step, events=len(items), error=repr(exc)[:500])
         reason = f"scoring failed: {type(exc).__name__}: {exc}"
         return [dead_letter(raw_of(item), reason, step) for item in items]
+
+
+class RecordBatch:
+    """The records of one batch for the outputs, kept by the step that made them (a flow's
+    scorer, e.g. :class:`models.fraud.batch.ScoredBatch`), so outputs, metrics and logs
+    work per batch instead of per record. ``kind`` is an output: ``"scored"`` or ``"alerts"``.
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def lines(self, kind: str) -> list[bytes]:
+        """The records of ``kind`` as JSON lines (no newline)."""
+        raise NotImplementedError
+
+    def keys(self, kind: str) -> list[str]:
+        """The message key of each of :meth:`lines`."""
+        raise NotImplementedError
+
+    def output_records(self, kind: str) -> list[dict[str, Any]]:
+        """The records of ``kind`` as dicts (for encoders other than JSON)."""
+        raise NotImplementedError
+
+    def output_statuses(self, kind: str) -> list[str]:
+        """The status of each record of ``kind``."""
+        raise NotImplementedError
+
+    def metric_columns(self) -> tuple[list[float], list[float | None], list[str], list[float | None],
+                                      list[dict[str, float] | None]]:
+        """The scored records' ``(latency_ms, score, model_version, own model score, shadow scores)``."""
+        raise NotImplementedError
+
+    def log_table(self, spec: Any) -> Any:
+        """The inference log's rows of the scored records (an Arrow table of the log's schema)."""
+        raise NotImplementedError
 
 
 _json = msgspec.json.Decoder()

@@ -298,6 +298,10 @@ STREAM_FEATURES: tuple[str, ...] = (
 _WINDOW_NAMES: tuple[str, ...] = tuple(f"amount_{k}_{h}" for h in HORIZONS for k in _STATS)
 #: The window features of an event older than the retention (not stored).
 _NO_WINDOWS: dict[str, None] = dict.fromkeys((*_WINDOW_NAMES, "amount_deviation", "amount_to_mean_ratio"))
+#: Every key :meth:`CustomerFeatures.update` returns, in its order.
+_FEATURE_NAMES: tuple[str, ...] = ("late_event", "time_since_last_transaction", "distance_from_previous_km",
+                                   "speed_kmh", *_NO_WINDOWS)
+assert len(HORIZONS) == 3 and len(_STATS) == 5  # CustomerFeatures.update_many unpacks them by position
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -423,49 +427,44 @@ class CustomerFeatures:
             late.append(t < newest - lateness)
             if t > newest:
                 newest = t
-        r = w.insert_many(np.array(T, dtype=np.float64), np.array([amounts, lats, lons], dtype=np.float64).T)
+        r = w.insert_many(np.array(T, dtype=np.float64),
+                          np.array([[a, la, lo] for a, la, lo in zip(amounts, lats, lons)], dtype=np.float64))
         sqrt = math.sqrt
+        names, no_windows = _FEATURE_NAMES, _NO_WINDOWS
         results: list[dict[str, Any]] = []
+        # One dict per event, made at once in _FEATURE_NAMES order; the three horizons'
+        # (n, sum, m2, min, max) unpacked by position (HORIZONS: 1h, 24h, 7d).
         for t, amount, lat, lon, is_late, prev_t, prev, mask, agg in zip(
                 T, amounts, lats, lons, late, r.prev_t.tolist(), r.prev_row.tolist(),
                 r.mask.tolist(), r.agg.tolist()):
             if prev_t == prev_t:  # NaN: the first event, or none kept before it
                 dt = t - prev_t
                 dist = haversine_km(prev[1], prev[2], lat, lon)
-                out: dict[str, Any] = {
-                    "late_event": is_late,
-                    "time_since_last_transaction": dt,
-                    "distance_from_previous_km": dist,
-                    "speed_kmh": speed_kmh(dist, dt),
-                }
+                speed = speed_kmh(dist, dt)
             else:
-                out = {
-                    "late_event": is_late,
-                    "time_since_last_transaction": None,
-                    "distance_from_previous_km": None,
-                    "speed_kmh": None,
-                }
+                dt = dist = speed = None
             if mask < 0:  # older than the retention: not stored
-                out.update(_NO_WINDOWS)
+                out = {"late_event": is_late, "time_since_last_transaction": dt, "distance_from_previous_km": dist,
+                       "speed_kmh": speed}
+                out.update(no_windows)
                 results.append(out)
                 continue
-            vals: list[Any] = []
-            for j in range(0, 5 * len(HORIZONS), 5):
-                cnt, s, m2, _, hi = agg[j : j + 5]
-                vals += (int(cnt), s, s / cnt, sqrt(m2 / cnt) if m2 > 0.0 else 0.0, hi)
-            out.update(zip(_WINDOW_NAMES, vals))
-            cnt, s, m2 = agg[10], agg[11], agg[12]
-            if cnt > 1:
+            c1, s1, q1, _, h1, c2, s2, q2, _, h2, c3, s3, q3, _, h3 = agg
+            if c3 > 1:
                 # Leave the current transaction out (reverse Welford step): compare it with the others.
-                others = cnt - 1.0
-                mean = (s - amount) / others
-                var = max((m2 - (amount - mean) * (amount - s / cnt)) / others, 0.0)
-                out["amount_deviation"] = amount_deviation(amount, mean, sqrt(var))
-                out["amount_to_mean_ratio"] = amount_to_mean_ratio(amount, mean)
+                others = c3 - 1.0
+                mean = (s3 - amount) / others
+                var = max((q3 - (amount - mean) * (amount - s3 / c3)) / others, 0.0)
+                deviation: float | None = amount_deviation(amount, mean, sqrt(var))
+                ratio: float | None = amount_to_mean_ratio(amount, mean)
             else:
-                out["amount_deviation"] = None
-                out["amount_to_mean_ratio"] = None
-            results.append(out)
+                deviation = ratio = None
+            results.append(dict(zip(names, (
+                is_late, dt, dist, speed,
+                int(c1), s1, s1 / c1, sqrt(q1 / c1) if q1 > 0.0 else 0.0, h1,
+                int(c2), s2, s2 / c2, sqrt(q2 / c2) if q2 > 0.0 else 0.0, h2,
+                int(c3), s3, s3 / c3, sqrt(q3 / c3) if q3 > 0.0 else 0.0, h3,
+                deviation, ratio))))
         return results
 
     def snapshot(self) -> tuple:
@@ -485,21 +484,25 @@ DERIVED_FEATURES: tuple[str, ...] = (
 )
 
 
-def derived_features(event: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, float | None]:
+def derived_features(event: "Mapping[str, Any] | Transaction", profile: Mapping[str, Any]) -> dict[str, float | None]:
     """Features that need both the event (``amount``, ``latitude``, ``longitude``)
-    and the Feast customer profile.
+    and the Feast customer profile (a :class:`Transaction` may stand for the event).
 
     >>> derived_features({"amount": 50.0, "latitude": 40.71, "longitude": -74.01},
     ...                  {"home_latitude": 40.71, "home_longitude": -74.01, "avg_transaction_amount": 25.0})
     {'distance_from_home_km': 0.0, 'amount_to_profile_ratio': 2.0}
     """
+    if isinstance(event, Transaction):
+        amount, lat, lon = event.amount, event.latitude, event.longitude
+    else:
+        amount, lat, lon = event["amount"], event["latitude"], event["longitude"]
     home_lat, home_lon = profile.get("home_latitude"), profile.get("home_longitude")
     avg = profile.get("avg_transaction_amount")
     return {
         "distance_from_home_km": (
-            haversine_km(home_lat, home_lon, event["latitude"], event["longitude"])
+            haversine_km(home_lat, home_lon, lat, lon)
             if home_lat is not None and home_lon is not None
             else None
         ),
-        "amount_to_profile_ratio": event["amount"] / avg if avg else None,
+        "amount_to_profile_ratio": amount / avg if avg else None,
     }

@@ -169,6 +169,17 @@ def to_table(rows: Sequence[tuple], spec_schema: Any) -> Any:
     return pa.Table.from_arrays(arrays, schema=spec_schema)
 
 
+def _by_date(table: Any) -> list[tuple[str, Any]]:
+    """``[(UTC date of scored_at, its rows), ...]`` of a table (``unknown`` for no time)."""
+    import pyarrow.compute as pc
+
+    days = pc.fill_null(pc.strftime(table["scored_at"], format="%Y-%m-%d", locale="C"), "unknown")
+    first = days[0].as_py()
+    if pc.all(pc.equal(days, first)).as_py():  # a scored batch: one scoring time
+        return [(first, table)]
+    return [(day, table.filter(pc.equal(days, day))) for day in pc.unique(days).to_pylist()]
+
+
 class LogWriter:
     """Writes one partition's rows as Parquet files (see the module docstring).
 
@@ -206,6 +217,8 @@ class LogWriter:
         self._schema = schema(spec)
         self._at = columns(spec).index("scored_at")
         self._rows: list[tuple] = []
+        self._tables: list[Any] = []  # Arrow tables of whole batches (write_table)
+        self._buffered = 0
         self._oldest = 0.0
         if resume is None and run is not None:
             # a stable run id (recovery on, nothing committed yet): files of an earlier
@@ -232,32 +245,56 @@ class LogWriter:
         """Buffer rows; write files when the size or time bound is reached."""
         if not rows:
             return
-        now = time.monotonic()
-        if not self._rows:
-            self._oldest = now
         self._rows.extend(rows)
-        if len(self._rows) >= self.max_rows or now - self._oldest >= self.flush_s:
+        self._added(len(rows))
+
+    def write_table(self, table: Any) -> None:
+        """Buffer a table of rows (:func:`schema`'s columns, e.g. a scored batch's
+        columns), as :meth:`write` does rows."""
+        if not table.num_rows:
+            return
+        self._tables.append(table)
+        self._added(table.num_rows)
+
+    def _added(self, n: int) -> None:
+        now = time.monotonic()
+        if not self._buffered:
+            self._oldest = now
+        self._buffered += n
+        if self._buffered >= self.max_rows or now - self._oldest >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:
         """Write every buffered row: one file per date (of ``scored_at``) per ``max_rows`` rows."""
-        import pyarrow.parquet as pq
-
         rows, self._rows = self._rows, []
+        tables, self._tables = self._tables, []
+        self._buffered = 0
         at = self._at
-        by_date: dict[str, list[tuple]] = {}
+        by_date: dict[str, list[Any]] = {}
+        by_date_rows: dict[str, list[tuple]] = {}
         for r in rows:
             t = r[at]
             day = t[:10] if isinstance(t, str) and len(t) >= 10 else "unknown"
-            by_date.setdefault(day, []).append(r)
-        for date, group in sorted(by_date.items()):
+            by_date_rows.setdefault(day, []).append(r)
+        for day, group in by_date_rows.items():
+            by_date.setdefault(day, []).append(to_table(group, self._schema))
+        for table in tables:
+            for day, part in _by_date(table):
+                by_date.setdefault(day, []).append(part)
+        if not by_date:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for date, parts in sorted(by_date.items()):
             folder = self.root / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
-            for i in range(0, len(group), self.max_rows):
+            whole = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+            for i in range(0, whole.num_rows, self.max_rows):
                 name = f"{self.spec.flow}-{self.run}-p{self.part}-{self.seq:06d}.parquet"
                 self.seq += 1
                 tmp = folder / f".{name}.tmp"
-                pq.write_table(to_table(group[i:i + self.max_rows], self._schema), tmp)
+                pq.write_table(whole.slice(i, self.max_rows), tmp)
                 os.replace(tmp, folder / name)
 
     def snapshot(self) -> tuple[str, int]:

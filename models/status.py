@@ -222,4 +222,8 @@ def combined_risk(fraud_score: float, anomaly_score: float | None, anomaly_weigh
     """
     if anomaly_score is None:
         return fraud_score
+    if 0.0 <= fraud_score <= 1.0 and 0.0 <= anomaly_score <= 1.0 and 0.0 <= anomaly_weight <= 1.0:
+        # combine_scores' noisy-OR of these two, the same operations in the same order (per event: no dicts)
+        keep = (1.0 - fraud_score) * (1.0 - anomaly_weight * anomaly_score)
+        return min(max(1.0 - keep, 0.0), 1.0)
     return combine_scores({"fraud": fraud_score, "anomaly": anomaly_score}, {"anomaly": anomaly_weight})

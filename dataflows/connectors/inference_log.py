@@ -14,18 +14,24 @@ from typing_extensions import override
 
 from dataflows.placement import recovery_directory
 from features.keyhash import key_hash
+from features.records import RecordBatch
 from models.inference_log import FILE_PATTERN, LogSpec, LogWriter, log_row
 
 __all__ = ["InferenceLogSink", "log_inference"]
 
 
-class _LogPartition(StatefulSinkPartition[dict, Any]):
+class _LogPartition(StatefulSinkPartition[Any, Any]):
     def __init__(self, writer: LogWriter) -> None:
         self._writer = writer
 
     @override
-    def write_batch(self, values: List[dict]) -> None:
-        self._writer.write(values)
+    def write_batch(self, values: List[Any]) -> None:
+        rows = [v for v in values if type(v) is tuple]
+        if rows:
+            self._writer.write(rows)
+        for v in values:
+            if type(v) is not tuple:  # a batch's Arrow table
+                self._writer.write_table(v)
 
     @override
     def snapshot(self) -> Any:
@@ -91,7 +97,9 @@ class InferenceLogSink(FixedPartitionedSink[dict, Any]):
 def log_inference(step_id: str, up: Stream[dict], root: Path, spec: LogSpec, parts: int = 1,
                   max_rows: int = 100_000, flush_s: float = 10.0) -> None:
     """Write every scored record's log row (:func:`models.inference_log.log_row`) to
-    the inference log under ``root``, keyed by the record's entity key.
+    the inference log under ``root``, keyed by the record's entity key. A
+    :class:`~features.records.RecordBatch` item goes as one Arrow table
+    (its ``log_table(spec)``), keyed by its first record's key.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, run_main
@@ -106,5 +114,11 @@ def log_inference(step_id: str, up: Stream[dict], root: Path, spec: LogSpec, par
     ['e0', 'e1', 'e2', 'e3', 'e4', 'e5']
     """
     key_field = spec.key_field
-    rows = op.map("row", up, lambda r: (str(r.get(key_field)), log_row(r, spec)))
+
+    def row(r: Any) -> tuple[str, Any]:
+        if isinstance(r, RecordBatch):
+            return r.keys("scored")[0], r.log_table(spec)
+        return str(r.get(key_field)), log_row(r, spec)
+
+    rows = op.map("row", up, row)
     op.output("out", rows, InferenceLogSink(root, spec, parts, max_rows, flush_s))

@@ -16,7 +16,7 @@ from bytewax.dataflow import Stream, operator
 from dataflows.connectors.files import JsonLinesSink
 from dataflows.metrics import METRICS
 from features.formats import to_json_line
-from features.records import MAX_RAW_CHARS, DeadLetter, dead_letter
+from features.records import MAX_RAW_CHARS, DeadLetter, RecordBatch, dead_letter
 from settings.config import IOConfig
 
 __all__ = ["KINDS", "output_files", "write", "too_large"]
@@ -37,6 +37,9 @@ def write(
 ) -> None:
     """Write records (dicts or :class:`~features.records.DeadLetter`) to the
     ``kind`` output the configuration names, counting each in the metrics.
+    A :class:`~features.records.RecordBatch` item stands for its records of ``kind``
+    (none, for a batch with no alerts): its JSON lines are written as they are, and it is
+    counted per batch (:meth:`~dataflows.metrics._Metrics.observe_batch`).
 
     ``key(record)`` is the Kafka message key (the event's id). With Avro outputs
     (``{flow}.formats.output``), ``encoder()`` builds the record -> bytes function
@@ -50,7 +53,14 @@ def write(
         return r.to_dict() if isinstance(r, DeadLetter) else r
 
     def observe(batch: list[Any]) -> list[Any]:
-        METRICS.observe_many(flow_id, kind, [as_dict(r) for r in batch])
+        plain = []
+        for r in batch:
+            if isinstance(r, RecordBatch):  # a scored batch: counted from its columns
+                METRICS.observe_batch(flow_id, kind, r)
+            else:
+                plain.append(as_dict(r))
+        if plain:
+            METRICS.observe_many(flow_id, kind, plain)
         return batch
 
     up = op.flat_map_batch("metrics", up, observe)  # counted a batch at a time
@@ -63,21 +73,36 @@ def write(
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
         if k.output_format == "json" or encoder is None:
-            msgs = op.map("to_message", up, lambda r: KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r))))
+            def as_json(r: Any) -> list[KafkaSinkMessage]:
+                if isinstance(r, RecordBatch):
+                    return [KafkaSinkMessage(mk.encode(), line) for mk, line in zip(r.keys(kind), r.lines(kind))]
+                return [KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r)))]
+
+            msgs = op.flat_map("to_message", up, as_json)
         else:
             state: dict[str, Any] = {}
 
-            def framed(r: Any) -> KafkaSinkMessage:
+            def framed(r: Any) -> list[KafkaSinkMessage]:
                 if "encode" not in state:
                     state["encode"] = encoder()
-                return KafkaSinkMessage(key(r).encode(), state["encode"](r))
+                encode = state["encode"]
+                if isinstance(r, RecordBatch):
+                    return [KafkaSinkMessage(mk.encode(), encode(rec))
+                            for mk, rec in zip(r.keys(kind), r.output_records(kind))]
+                return [KafkaSinkMessage(key(r).encode(), encode(r))]
 
-            msgs = op.map("to_message", up, framed)
+            msgs = op.flat_map("to_message", up, framed)
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
                                                  too_large=too_large(kind, topic, k.dead_letter_topic, flow_id,
                                                                      letters if encoder is not None else None)))
     else:
-        lines = op.map("to_json", up, lambda r: (kind, to_json_line(as_dict(r)) + b"\n"))
+        def as_lines(r: Any) -> tuple[str, bytes] | None:
+            if isinstance(r, RecordBatch):
+                lines = r.lines(kind)
+                return (kind, b"\n".join(lines) + b"\n") if lines else None
+            return kind, to_json_line(as_dict(r)) + b"\n"
+
+        lines = op.filter_map("to_json", up, as_lines)
         op.output("out", lines, JsonLinesSink(output_files(io.output_dir)[kind]))
 
 

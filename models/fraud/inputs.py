@@ -17,7 +17,7 @@ from features.transactions import (
 )
 from models.inference_log import LogSpec
 
-__all__ = ["MODEL_NAME", "MODEL_FEATURES", "PROFILE_FEATURES", "MERCHANT_FEATURES", "CATEGORY_CODES", "feature_row", "feature_matrix", "LOG_SPEC"]
+__all__ = ["MODEL_NAME", "MODEL_FEATURES", "PROFILE_FEATURES", "MERCHANT_FEATURES", "CATEGORY_CODES", "feature_row", "feature_matrix", "model_matrix", "LOG_SPEC"]
 
 log = structlog.get_logger("models.fraud")
 
@@ -61,12 +61,15 @@ def feature_row(
     customer_known: bool,
     risk: Mapping[str, Any],
     merchant_known: bool,
+    derived: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of one transaction with every model input: the input fields as
     received, the validated values over them (typed ids, amount, coordinates,
     label), the streaming features (``tx.features``), the Feast values with their
     ``*_known`` flags (see :func:`features.store.with_defaults`) and the derived
-    features. The scorer and training both build rows with it.
+    features (``derived``: :func:`~features.transactions.derived_features` of the
+    transaction and profile, when the caller has them already). The scorer and
+    training both build rows with it.
 
     >>> from features.transactions import parse_transaction
     >>> tx = parse_transaction({"transaction_id": 1, "customer_id": "C1", "merchant_id": "M1",
@@ -93,7 +96,7 @@ def feature_row(
     rec.update(risk)
     rec["customer_known"] = customer_known
     rec["merchant_known"] = merchant_known
-    rec.update(derived_features(rec, profile))
+    rec.update(derived_features(rec, profile) if derived is None else derived)
     return rec
 
 
@@ -119,3 +122,41 @@ def feature_matrix(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         dtype=float,
     )  # None becomes NaN
     return X.reshape(len(rows), _N)
+
+
+# The columnar matrix below reads the model's inputs from where they come from, in this order.
+assert MODEL_FEATURES == (*STREAM_FEATURES, *DERIVED_FEATURES, *PROFILE_FEATURES, *MERCHANT_FEATURES,
+                          "merchant_category_code", "customer_known", "merchant_known")
+
+
+def model_matrix(
+    txs: Sequence[Transaction],
+    lookups: Sequence[tuple[Mapping[str, Any], bool, Mapping[str, Any], bool]],
+    derived: Sequence[Mapping[str, Any]],
+) -> np.ndarray:
+    """:func:`feature_matrix` of the :func:`feature_row` records of ``txs``, built from
+    their parts without the records: each transaction's streaming features, its
+    ``(profile, customer_known, merchant risk, merchant_known)`` and its
+    :func:`~features.transactions.derived_features`, in the order of
+    :data:`MODEL_FEATURES` (the scorer's matrix; tested equal to the records' one).
+
+    >>> from features.transactions import parse_transaction
+    >>> tx = parse_transaction({"transaction_id": 1, "customer_id": "C1", "merchant_id": "M1",
+    ...     "merchant_category": "gas", "amount": 20, "latitude": 0, "longitude": 0, "timestamp": 0})
+    >>> parts = ({"avg_transaction_amount": 10.0}, True, {"merchant_risk_score": 0.1}, False)
+    >>> d = derived_features({"amount": 20.0, "latitude": 0.0, "longitude": 0.0}, parts[0])
+    >>> rows = [feature_row(tx, *parts, d)]
+    >>> np.array_equal(model_matrix([tx], [parts], [d]), feature_matrix(rows), equal_nan=True)
+    True
+    """
+    code, nan = _CODE.get, math.nan
+    stream, derived_names, profile_names, merchant_names = (STREAM_FEATURES, DERIVED_FEATURES,
+                                                             PROFILE_FEATURES, MERCHANT_FEATURES)
+    rows = []
+    for tx, (profile, customer_known, risk, merchant_known), d in zip(txs, lookups, derived):
+        rows.append([
+            *map(tx.features.get, stream), *map(d.get, derived_names),
+            *map(profile.get, profile_names), *map(risk.get, merchant_names),
+            code(tx.merchant_category, nan), customer_known, merchant_known,
+        ])
+    return np.array(rows, dtype=float).reshape(len(rows), _N)  # None becomes NaN

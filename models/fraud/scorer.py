@@ -11,12 +11,11 @@ import structlog
 
 from features.records import format_time
 from features.store import CachedLookup
-from features.transactions import (
-    Transaction,
-)
+from features.transactions import Transaction, derived_features
 from models.fraud.artifact import FraudModel
+from models.fraud.batch import ScoredBatch
 from models.fraud.config import FraudScoringConfig
-from models.fraud.inputs import feature_matrix, feature_row
+from models.fraud.inputs import model_matrix
 from models.serving import Assignment, ModelRouter
 from models.status import CRITICAL, NORMAL, combined_risk
 
@@ -76,63 +75,71 @@ class FraudScorer:
         The models come from the router's current assignment, taken once per batch:
         a version switch happens between batches.
         """
-        if not txs:
-            return []
+        return self.score_columns(txs).records() if txs else []
+
+    def score_columns(self, txs: Sequence[Transaction]) -> ScoredBatch:
+        """Score a batch, kept as columns (:class:`~models.fraud.batch.ScoredBatch`): the
+        flow's step. Its records are :meth:`score_batch`'s; the model matrix is built from
+        the transactions and lookups (:func:`~models.fraud.inputs.model_matrix`), and
+        records are only shaped when an output asks for them (JSON lines, dicts), except
+        those of explained alerts, whose ``reasons`` read them."""
         profiles = self.customers.get_many([tx.customer_id for tx in txs])
         no_profile = getattr(self.customers, "last_fallback", ())
         merchants = self.merchants.get_many([tx.merchant_id for tx in txs])
         no_risk = getattr(self.merchants, "last_fallback", ())
-        records: list[dict[str, Any]] = []
+        lookups = []
+        derived = []
+        fallback = []
         for tx in txs:
             profile, customer_known = profiles[tx.customer_id]
             risk, merchant_known = merchants[tx.merchant_id]
-            rec = feature_row(tx, profile, customer_known, risk, merchant_known)
+            lookups.append((profile, customer_known, risk, merchant_known))
+            derived.append(derived_features(tx, profile))
             # defaults because the store could not answer, not because it does not know the key
-            rec["feature_fallback"] = tx.customer_id in no_profile or tx.merchant_id in no_risk
-            rec["anomaly_scores"] = tx.anomaly_scores
-            rec["anomaly_score"] = tx.anomaly_score
-            rec["anomaly_warming_up"] = tx.anomaly_warming_up
-            records.append(rec)
-        X = feature_matrix(records)
+            fallback.append(tx.customer_id in no_profile or tx.merchant_id in no_risk)
+        X = model_matrix(txs, lookups, derived)
         models = self.models.current(event_time=max(tx.t for tx in txs))
         keys = [tx.customer_id for tx in txs]
         decider = models.decider_of(keys)
         fraud, versions = self._predict(X, models.deciders, decider)
+        shadows: list[dict[str, float] | None] = [None] * len(txs)
         if models.shadows:
-            self._shadow(X, models, keys, records, decider)
+            self._shadow(X, models, keys, shadows, decider)
         scored_at = time.time()
         stamp = format_time(scored_at)
         status_of, weight = self.thresholds.status, self.anomaly_weight
         alerts: list[int] = []
-        for i, (tx, rec, p) in enumerate(zip(txs, records, fraud)):
+        fraud_scores, risk_scores, statuses, event_times, latency = [], [], [], [], []
+        for i, (tx, p) in enumerate(zip(txs, fraud)):
             risk_score = combined_risk(p, tx.anomaly_score, weight)
             status = status_of(risk_score)
-            rec["fraud_score"] = round(p, 6)
-            rec["risk_score"] = round(risk_score, 6)
-            rec["status"] = status
-            rec["model_version"] = versions[i]
-            rec["event_time"] = format_time(tx.t)
-            rec["scored_at"] = stamp
-            rec["latency_ms"] = round((scored_at - tx.arrival) * 1000.0, 3)
+            fraud_scores.append(round(p, 6))
+            risk_scores.append(round(risk_score, 6))
+            statuses.append(status)
+            event_times.append(format_time(tx.t))
+            latency.append(round((scored_at - tx.arrival) * 1000.0, 3))
             if status != NORMAL:
                 alerts.append(i)
         explained = [] if self.explain == "none" else (
-            alerts if self.explain == "alerts" else [i for i in alerts if records[i]["status"] == CRITICAL])
+            alerts if self.explain == "alerts" else [i for i in alerts if statuses[i] == CRITICAL])
+        skipped: dict[int, str] = {}
         if len(explained) > self.explain_budget:  # an alert storm: the strongest alerts first
-            explained.sort(key=lambda i: (records[i]["status"] != CRITICAL, -records[i]["risk_score"]))
-            skipped = (f"explanation budget: {self.explain_budget} of this batch's {len(explained)} "
-                       "alerts got top features (fraud.explain_budget)")
-            for i in explained[self.explain_budget:]:
-                records[i]["reasons_skipped"] = skipped
+            explained.sort(key=lambda i: (statuses[i] != CRITICAL, -risk_scores[i]))
+            why = (f"explanation budget: {self.explain_budget} of this batch's {len(explained)} "
+                   "alerts got top features (fraud.explain_budget)")
+            skipped = dict.fromkeys(explained[self.explain_budget:], why)
             explained = sorted(explained[: self.explain_budget])
         tops: dict[int, list[tuple[str, float]]] = {}
         for m, rows in _groups(explained, decider, len(models.deciders)):
             model = models.deciders[m]
             explain = model.explain_exact if self.explain_method == "treeshap" else model.explain
             tops.update(zip(rows, explain(X[rows])))
+        batch = ScoredBatch(txs, lookups, derived, fallback, X, fraud_scores, risk_scores, statuses, versions,
+                            shadows, event_times, stamp, latency, alerts, skipped)
         for i in alerts:
-            records[i]["reasons"] = self.reasons(records[i], tops.get(i, []))
-        return records
+            rec = batch.record(i)
+            rec["reasons"] = batch.reasons[i] = self.reasons(rec, tops.get(i, []))
+        return batch
 
     @staticmethod
     def _predict(X: np.ndarray, deciders: Sequence[Any], decider: list[int]) -> tuple[list[float], list[str]]:
@@ -147,7 +154,7 @@ class FraudScorer:
         return fraud, versions
 
     @staticmethod
-    def _shadow(X: np.ndarray, models: Assignment, keys: list[str], records: list[dict[str, Any]],
+    def _shadow(X: np.ndarray, models: Assignment, keys: list[str], shadows: list[dict[str, float] | None],
                 decider: list[int]) -> None:
         """``shadow_scores`` of the rows each shadow model scores (never used for the status)."""
         wanted = models.shadows_of(keys, decider)
@@ -161,7 +168,10 @@ class FraudScorer:
                 log.error("shadow_scoring_failed", model=model.version, events=len(rows), error=repr(exc)[:300])
                 continue
             for i, p in zip(rows, scores):
-                records[i].setdefault("shadow_scores", {})[model.version] = round(p, 6)
+                row = shadows[i]
+                if row is None:
+                    row = shadows[i] = {}
+                row[model.version] = round(p, 6)
 
     def reasons(self, rec: Mapping[str, Any], top: list[tuple[str, float]]) -> list[str]:
         """Why an alert fired: the scores over their thresholds, then the model's

@@ -218,20 +218,28 @@ class ScoreDrift:
     def update_many(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Feed the records' ``fraud_score``s in order; one drift record per detection."""
         out: list[dict[str, Any]] = []
-        update = self.monitor.update
         for r in records:
-            if update(r["fraud_score"]):
+            out += self.update_rows(r["model_version"], [(r["fraud_score"], r["transaction_id"], r.get("event_time"))])
+        return out
+
+    def update_rows(self, version: str, rows: Sequence[tuple[float, str, str | None]]) -> list[dict[str, Any]]:
+        """:meth:`update_many` of one version's ``(fraud_score, transaction_id, event_time)``
+        rows, in order (a scored batch's :meth:`~models.fraud.batch.ScoredBatch.drift_columns`)."""
+        out: list[dict[str, Any]] = []
+        update = self.monitor.update
+        for score, tid, event_time in rows:
+            if update(score):
                 ph = self.monitor.ph
                 out.append({
                     "kind": "drift",
-                    "id": f"drift:{r['model_version']}:{r['transaction_id']}",
-                    "model_version": r["model_version"],
+                    "id": f"drift:{version}:{tid}",
+                    "model_version": version,
                     "detector": "fraud_score",
                     "method": "PageHinkley",
                     "direction": "up",
                     "score_mean_before": round(ph._x_mean.get(), 6) if ph._x_mean.n else None,
-                    "transaction_id": r["transaction_id"],
-                    "event_time": r.get("event_time"),
+                    "transaction_id": tid,
+                    "event_time": event_time,
                     "scored_at": format_time(time.time()),
                 })
         return out

@@ -256,3 +256,47 @@ def test_an_alert_storm_gets_reasons_or_a_marker_for_every_alert(fraud_env, even
     assert skipped and all("fraud.explain_budget" in a["reasons_skipped"] for a in skipped)
     # at most the budget per batch of 200 (STREAMSCORE_IO__BATCH_SIZE): the rest are marked, not explained
     assert len(explained) <= 20 * -(-len(scored) // 200) + 20
+
+
+def test_outputs_equal_the_per_record_path(fraud_env, events, tmp_path, monkeypatch):
+    """The flow scores batches as columns (models.fraud.batch.ScoredBatch) and writes their
+    lines; its scored and alerts outputs hold exactly what the per-record path (the scorer as
+    it was: a dict per event, every output record by record) makes of the batches the scoring
+    step got, field order included, and its dead letters are the plain-loop pipeline's; only
+    times differ."""
+    from dataflows.scoring import fraud_scoring_config
+    from features.formats import to_json_line
+    from features.records import DeadLetter
+    from models.fraud import FraudPipeline, FraudScorer
+    from models.status import alert_of
+    from tests.models.fraud.test_batch import brute_force_records
+
+    seen: list = []
+    score_columns = FraudScorer.score_columns
+
+    def tapped(self, txs):
+        seen.append((self, list(txs)))
+        return score_columns(self, txs)
+
+    monkeypatch.setattr(FraudScorer, "score_columns", tapped)
+    path = tmp_path / "in.jsonl"
+    write_events(events, path)
+    cfg = config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))
+    run_main(build_flow(cfg))
+    scored, alerts, dead = outputs(tmp_path)
+
+    want_scored = [r for scorer, txs in seen for r in brute_force_records(scorer, txs)]
+    want_alerts = [a for a in map(alert_of, want_scored) if a is not None]
+    pipe = FraudPipeline(fraud_scoring_config(cfg))
+    lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
+    want_dead = [x.to_dict() for start in range(0, len(lines), cfg.io.batch_size)  # the flow's batches
+                 for x in pipe.steps(lines[start:start + cfg.io.batch_size]) if isinstance(x, DeadLetter)]
+
+    def items(records: list[dict], drop=("scored_at", "latency_ms", "received_at")) -> list[str]:
+        """Each record's fields in order, times left out; sorted (the keyed steps regroup a batch)."""
+        return sorted(repr([(k, v) for k, v in orjson.loads(to_json_line(r)).items() if k not in drop])
+                      for r in records)
+
+    assert items(scored) == items(want_scored) and len(scored) > 1000
+    assert items([a for a in alerts if a.get("kind") != "drift"]) == items(want_alerts) and want_alerts
+    assert items(dead) == items(want_dead) and len(dead) > 40

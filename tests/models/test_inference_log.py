@@ -310,3 +310,29 @@ def test_a_run_that_crashed_before_its_first_snapshot_owns_what_it_wrote(tmp_pat
     again.write([log_row(_rec(i), LOG_SPEC) for i in range(12)])
     again.close()
     assert sorted(r["event_id"] for r in log_rows(tmp_path)) == sorted(f"t{i}" for i in range(12))
+
+
+def test_tables_and_rows_make_the_same_files(tmp_path):
+    """A scored batch's Arrow table (LogWriter.write_table) is written as its rows would be:
+    one file per date of scored_at, at most max_rows rows each."""
+    from models.inference_log import columns, schema, to_table
+
+    spec = LogSpec("demo", "id", "user", scores=("score",), features=("amount",))
+    recs = [{"id": f"e{i}", "user": "u", "score": i / 10, "amount": float(i), "status": "NORMAL",
+             "scored_at": f"2026-11-{26 + i // 5}T10:00:00.000Z", "event_time": "2026-11-26T09:00:00.000Z"}
+            for i in range(10)]
+    rows = [log_row(r, spec) for r in recs]
+    by_rows, by_table = LogWriter(tmp_path / "rows", spec, 0, max_rows=3), LogWriter(tmp_path / "t", spec, 0, max_rows=3)
+    by_rows.write(rows)
+    by_rows.close()
+    by_table.write_table(to_table(rows[:5], schema(spec)))  # one date
+    by_table.write_table(to_table(rows[5:], schema(spec)))  # the next
+    by_table.close()
+
+    def files(root: Path) -> list[tuple[str, list[dict]]]:
+        return [(p.parent.name, ds.dataset(p, format="parquet").to_table().to_pylist())
+                for p in sorted(root.glob("date=*/*.parquet"), key=lambda p: (p.parent.name, p.name[-14:]))]
+
+    assert files(tmp_path / "t") == files(tmp_path / "rows")
+    assert [d for d, _ in files(tmp_path / "t")] == ["date=2026-11-26"] * 2 + ["date=2026-11-27"] * 2
+    assert len(columns(spec)) == len(schema(spec))
