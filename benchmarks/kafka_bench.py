@@ -15,6 +15,13 @@ created per measurement (3 partitions) with :func:`cli.replay.ensure_topic`,
 filled with :func:`cli.replay.replay`, and deleted afterwards.
 :class:`Broker` starts the local broker (``scripts/kafka.sh up``) when none
 answers, and stops it only if it started it.
+
+Live runs alone, repeated (the tail varies from run to run)::
+
+    python -m benchmarks.kafka_bench --rate 1000 --seconds 10 --repeats 3 [--processes 2]
+        [--recovery-s 10] [--storm]
+
+prints one JSON line per run: latency percentiles and what the slowest 1% waited on.
 """
 
 from __future__ import annotations
@@ -319,3 +326,40 @@ def live(broker: Broker, events: Sequence[dict], rate: float, processes: int = 1
             "breakdown": b, "gc_pauses_logged": len(pauses),
             "gc_pause_max_ms": round(max((d for _, d in pauses), default=0.0) * 1000, 1),
             "settings": extra_env or {}, "command": " ".join(cmd)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from benchmarks.common import fraud_events
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.kafka_bench", description="Live Kafka runs, repeated.")
+    p.add_argument("--rate", type=float, default=1000.0, help="events/s offered")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of live events per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--recovery-s", type=float, default=None, help="recovery on, a snapshot every that many s")
+    p.add_argument("--storm", action="store_true", help="every event alerts (benchmarks.run.STORM)")
+    p.add_argument("--feature-repo", type=Path, default=Path("feature_repo"))
+    p.add_argument("--registry", type=Path, default=Path("model_registry"))
+    a = p.parse_args(argv)
+    env = {"STREAMSCORE_FEAST__REPO": str(a.feature_repo.resolve()),
+           "STREAMSCORE_MODEL__REGISTRY": str(a.registry.resolve())}
+    extra = None
+    if a.storm:
+        from benchmarks.run import STORM
+
+        extra = dict(STORM)
+    events = fraud_events(int(a.rate * a.seconds) + 300)
+    with Broker(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), env) as broker:
+        for i in range(a.repeats):
+            r = live(broker, events, a.rate, a.processes, extra_env=extra, label=f"cli{i}", snapshot_s=a.recovery_s)
+            print(json.dumps({"run": i + 1, "processes": a.processes, "offered_rate": a.rate,
+                              "recovery_s": a.recovery_s, "storm": a.storm, "latency_ms": r["latency_ms"],
+                              "slowest_1pct": r["breakdown"].get("slowest_1pct")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
