@@ -14,10 +14,10 @@ from types import ModuleType
 
 
 def kernel_modules() -> list[ModuleType]:
-    from features import window_kernel
+    from features import keyhash, window_kernel
     from models.detectors import kernel
 
-    return [window_kernel, kernel]
+    return [keyhash, window_kernel, kernel]
 
 
 def warm() -> None:
@@ -29,8 +29,11 @@ def warm() -> None:
     from models.fraud import warm_up as warm_fraud
     from models.iot import warm_up as warm_iot
 
+    from features.keyhash import key_hash
+
     warm_fraud()
     warm_iot()
+    key_hash("warm-up")
     w = TiledWindows([3600.0, 86400.0], ("amount",))
     w.insert_many(np.array([1.0, 2.0]), np.array([[1.0], [2.0]]))
     w.aggregates(2.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from typing import Any, Callable
 
 import pytest
 from confluent_kafka import Producer
@@ -51,6 +52,23 @@ def produce_raw(topic: str, values: list[bytes]) -> None:
     assert p.flush(30) == 0
 
 
+def _patiently(call: Callable[[], Any], tries: int = 3) -> Any:
+    """``call()``, again after a registry HTTP timeout: the test's reader, not the flow, waits out a
+    registry that is slow on a loaded machine (seen once: a 30 s read timeout). Anything else raises."""
+    import httpx
+
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception as exc:  # the deserializer may wrap the HTTP client's error
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, httpx.TimeoutException):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None or attempt == tries - 1:
+                raise
+            time.sleep(1.0)
+
+
 def consume_avro(url: str, topic: str, expected: int | None = None, timeout_s: float = 60.0) -> list[dict]:
     """A plain consumer and confluent-kafka's AvroDeserializer: what any Avro shop would read with."""
     import uuid
@@ -73,7 +91,7 @@ def consume_avro(url: str, topic: str, expected: int | None = None, timeout_s: f
                 continue
             if msg.error():
                 continue
-            out.append(de(msg.value(), SerializationContext(topic, MessageField.VALUE)))
+            out.append(_patiently(lambda: de(msg.value(), SerializationContext(topic, MessageField.VALUE))))
             last = time.monotonic()
     finally:
         c.close()
