@@ -135,9 +135,9 @@ def point_in_time_features(
 ) -> pd.DataFrame:
     """Feast features as of each transaction's time, one row per transaction in
     ``txs`` order; NaN where Feast has no value."""
-    from feast import FeatureStore
+    from features.store import import_feast
 
-    store = FeatureStore(repo_path=str(repo_path))
+    store = import_feast().FeatureStore(repo_path=str(repo_path))
     ids = [tx.transaction_id for tx in txs]
     entity_df = pd.DataFrame(
         {

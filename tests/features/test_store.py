@@ -296,3 +296,27 @@ def test_cached_lookup_over_a_broken_feast_repo_gives_defaults(tmp_path):
     assert lookup.stats.errors == 1
     lookup.get_many(["M00001"])
     assert lookup.stats.errors == 2  # retried, not cached
+
+
+def test_feast_imported_without_typeguard_recompiling_it_and_typeguard_restored(fraud_env):
+    """``import_feast`` (what every flow process opens Feast with) skips typeguard's
+    import-time re-compilation of Feast's classes; typeguard itself is left as it was, and
+    the store still reads features. In a fresh interpreter: this one may hold feast already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import typeguard; real = typeguard.typechecked\n"
+        "from features.store import import_feast, open_store\n"
+        "feast = import_feast()\n"
+        "names = feast.FeatureView.__init__.__code__.co_names\n"
+        "assert not any('typeguard' in n for n in names), names[:5]\n"
+        "assert typeguard.typechecked is real\n"
+        f"store = open_store({str(fraud_env.repo)!r})\n"
+        "resp = store.get_online_features(features=['customer_profile:avg_transaction_amount'],"
+        " entity_rows=[{'customer_id': 'C000001'}]).to_dict()\n"
+        "print(resp['avg_transaction_amount'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().startswith("[")
