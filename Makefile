@@ -15,6 +15,11 @@ UV_VERSION := 0.13.9
 TOOLS  := .tools
 UV     := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
+# Installs write every package's bytecode (.pyc) once. Without it, a process started with
+# PYTHONDONTWRITEBYTECODE=1 (common in containers and CI) compiles Feast, pandas, scikit-learn,
+# ... from source at every start: about 3 s of CPU of a flow's start-up, in every process
+# (docs/benchmarks.md, "Start-up"). The install takes about 40 s longer, once.
+export UV_COMPILE_BYTECODE := 1
 EVENTS ?= 20000
 export STREAMSCORE_IO__GENERATOR_EVENTS ?= $(EVENTS)
 
