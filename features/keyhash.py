@@ -36,6 +36,22 @@ def _rotl(x, b):
     return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
 
 
+@numba.njit(cache=True, inline="always")
+def _round(v0, v1, v2, v3):
+    """One SipRound."""
+    v0 += v1
+    v1 = _rotl(v1, 13) ^ v0
+    v0 = _rotl(v0, 32)
+    v2 += v3
+    v3 = _rotl(v3, 16) ^ v2
+    v0 += v3
+    v3 = _rotl(v3, 21) ^ v0
+    v2 += v1
+    v1 = _rotl(v1, 17) ^ v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
 @numba.njit(cache=True)
 def _siphash13(data, k0, k1):
     v0 = k0 ^ np.uint64(0x736F6D6570736575)
@@ -54,29 +70,11 @@ def _siphash13(data, k0, k1):
                 m |= np.uint64(data[i + j]) << np.uint64(8 * j)
             m |= np.uint64(n & 0xFF) << np.uint64(56)
         v3 ^= m
-        v0 += v1  # one compression round (SipRound)
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 += v3
-        v3 = _rotl(v3, 16) ^ v2
-        v0 += v3
-        v3 = _rotl(v3, 21) ^ v0
-        v2 += v1
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
+        v0, v1, v2, v3 = _round(v0, v1, v2, v3)  # one compression round
         v0 ^= m
     v2 ^= np.uint64(0xFF)
     for _ in range(3):  # three finalisation rounds
-        v0 += v1
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 += v3
-        v3 = _rotl(v3, 16) ^ v2
-        v0 += v3
-        v3 = _rotl(v3, 21) ^ v0
-        v2 += v1
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
+        v0, v1, v2, v3 = _round(v0, v1, v2, v3)
     return v0 ^ v1 ^ v2 ^ v3
 
 
