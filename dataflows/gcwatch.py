@@ -21,11 +21,22 @@ expired key's state is: the states hold no reference cycles, which
 objects is reclaimed by the one full collection that traverses everything every
 :data:`THAW_EVERY_S` seconds.
 
+The callback itself only adds numbers: the histogram and the ``gc_pause`` lines are
+written by :meth:`GcPauses.flush`, which the metrics call before each batch they count
+(:meth:`dataflows.metrics._Metrics.defer`). A collection can start inside any allocation,
+for instance while ``prometheus_client`` holds the lock of its multiprocess mode (one lock
+for every metric of the process): observing a histogram from the callback then waits on
+that lock forever. That deadlock happened (a flow whose environment had
+``PROMETHEUS_MULTIPROC_DIR`` set, stopped inside ``MmapedValue.__init__``);
+``tests/dataflows/test_gcwatch.py`` reproduces it.
+
 >>> pauses = GcPauses(log_ms=1e9)
 >>> pauses.on_gc("start", {"generation": 0})
 >>> pauses.on_gc("stop", {"generation": 0, "collected": 3, "uncollectable": 0})
->>> pauses.count[0], pauses.total_s[0] >= 0.0
-(1, True)
+>>> pauses.count[0], pauses.total_s[0] >= 0.0, len(pauses.pending)
+(1, True, 1)
+>>> pauses.flush(); len(pauses.pending)
+0
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from __future__ import annotations
 import atexit
 import gc
 import time
+from collections import deque
 from typing import Any, Callable
 
 import structlog
@@ -45,6 +57,8 @@ log = structlog.get_logger("dataflows.gc")
 LOG_MS = 20.0
 #: with freezing on, every this many seconds one full collection traverses everything again
 THAW_EVERY_S = 3600.0
+#: pauses kept for :meth:`GcPauses.flush` at most (the oldest go first; the summary counts all)
+PENDING_MAX = 100_000
 
 
 class GcPauses:
@@ -62,6 +76,8 @@ class GcPauses:
         self.max_s = [0.0, 0.0, 0.0]
         self._children = [None if histogram is None else histogram.labels(generation=str(g)) for g in range(3)]
         self._t0 = 0.0
+        #: ``(generation, seconds, wall time, collected)`` of pauses not yet flushed
+        self.pending: deque[tuple[int, float, float, Any]] = deque(maxlen=PENDING_MAX)
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -73,12 +89,7 @@ class GcPauses:
         self.total_s[g] += took
         if took > self.max_s[g]:
             self.max_s[g] = took
-        child = self._children[g]
-        if child is not None:
-            child.observe(took)
-        if took * 1000.0 >= self.log_ms:
-            log.info("gc_pause", generation=g, ms=round(took * 1000.0, 3), at=round(time.time() - took, 4),
-                     collected=info.get("collected"))
+        self.pending.append((g, took, time.time() - took, info.get("collected")))  # no lock, no I/O here
         if g == 2 and self.freeze_survivors:
             now = self._clock()
             if now - self._thawed_at >= self.thaw_every_s:
@@ -90,12 +101,25 @@ class GcPauses:
                 gc.freeze()  # what survived a full collection is not traversed again
 
 
+    def flush(self) -> None:
+        """Feed the pauses since the last flush to the histogram and log the long ones (never
+        from inside a collection: see the module's text)."""
+        pending = self.pending
+        while pending:
+            g, took, at, collected = pending.popleft()
+            child = self._children[g]
+            if child is not None:
+                child.observe(took)
+            if took * 1000.0 >= self.log_ms:
+                log.info("gc_pause", generation=g, ms=round(took * 1000.0, 3), at=round(at, 4), collected=collected)
+
     def summary(self) -> dict[str, Any]:
         """Collections, total and longest pause (ms) per generation so far."""
         return {f"gen{g}": {"count": self.count[g], "total_ms": round(self.total_s[g] * 1000.0, 1),
                             "max_ms": round(self.max_s[g] * 1000.0, 1)} for g in range(3)}
 
     def log_summary(self) -> None:
+        self.flush()
         log.info("gc_summary", frozen=gc.get_freeze_count(), **self.summary())
 
 
@@ -113,6 +137,7 @@ def watch_gc(freeze: bool = False, log_ms: float = LOG_MS) -> GcPauses:
         if freeze:
             freeze_startup_objects()
         _WATCHER = GcPauses(log_ms, METRICS.gc_pause, freeze_survivors=freeze)
+        METRICS.defer(_WATCHER.flush)
         gc.callbacks.append(_WATCHER.on_gc)
         atexit.register(_WATCHER.log_summary)
     return _WATCHER

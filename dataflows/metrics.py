@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter as Tally
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -59,6 +59,18 @@ class _Metrics:
                                      "Input events without a configured key, time or sensor field", ["flow", "field"])
         self._seen_versions: set[tuple[str, str]] = set()
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once (labels() is slow)
+        self._deferred: list[Callable[[], None]] = []
+
+    def defer(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` before each batch is counted: how observations made where no
+        metric may be touched (a garbage-collection callback, :mod:`dataflows.gcwatch`)
+        reach their metrics."""
+        self._deferred.append(flush)
+
+    def flush_deferred(self) -> None:
+        """Run the :meth:`defer` callbacks now (each counted batch does)."""
+        for flush in self._deferred:
+            flush()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -79,6 +91,7 @@ class _Metrics:
     def observe_many(self, flow: str, output: str, records: list[dict[str, Any]]) -> None:
         """Count written records (one batch); scored records also feed latency, score and
         model info. Each counter is incremented once per label set, not once per record."""
+        self.flush_deferred()
         counts: dict[str, int] = {}
         for r in records:
             status = r.get("status") or r.get("kind") or "-"
@@ -112,6 +125,7 @@ class _Metrics:
     def observe_batch(self, flow: str, output: str, batch: RecordBatch) -> None:
         """:meth:`observe` of every record of ``batch`` on ``output``, counted per batch:
         one increment per status, per version and per histogram bucket, not per record."""
+        self.flush_deferred()
         for status, n in Tally(batch.output_statuses(output)).items():
             self._child(self.records, flow, output, status or "-").inc(n)
         if output != "scored":

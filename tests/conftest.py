@@ -60,6 +60,9 @@ def apply_and_materialize(repo: Path, yaml_file: str | None = None) -> None:
     import importlib.util
     from datetime import datetime, timezone
 
+    from features.store import import_feast
+
+    import_feast()  # as the flows import it: leaves no PROMETHEUS_MULTIPROC_DIR to the flows started here
     from feast import Entity, FeatureService, FeatureStore, FeatureView
 
     spec = importlib.util.spec_from_file_location(f"feature_defs_{abs(hash(repo))}", repo / "definitions.py")

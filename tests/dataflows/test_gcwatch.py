@@ -92,3 +92,33 @@ def test_a_thaw_every_hour_reclaims_cycles_among_frozen_objects():
     finally:
         gc.unfreeze()
     assert p.count[2] == 2
+
+
+_DEADLOCK = textwrap.dedent("""
+    import gc
+    from dataflows.gcwatch import watch_gc
+    from dataflows.metrics import METRICS
+    watcher = watch_gc()
+    gc.set_threshold(1)  # a collection at nearly every allocation, also inside prometheus_client's lock
+    for i in range(200):  # each new label set writes the multiprocess mmap file under its one lock
+        METRICS.records.labels("f", "scored", f"status-{i}").inc()
+    gc.set_threshold(700)
+    pending = len(watcher.pending)
+    METRICS.flush_deferred()  # what counting the next batch does
+    print("RESULT", pending, len(watcher.pending), sum(watcher.count))
+""")
+
+
+def test_a_collection_inside_a_locked_metric_does_not_deadlock_the_worker(tmp_path):
+    """The callback observed the histogram itself; with ``PROMETHEUS_MULTIPROC_DIR`` set
+    (Feast sets it when imported), a collection inside ``prometheus_client``'s lock then
+    waited on that lock forever (a flow hung so, in the suite)."""
+    import os
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", _DEADLOCK], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
+    pending, after, collections = map(int, result.split()[1:])
+    assert collections > 100 and pending > 0 and after == 0  # counted in the callback, observed at the flush

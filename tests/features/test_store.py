@@ -312,11 +312,15 @@ def test_feast_imported_without_typeguard_recompiling_it_and_typeguard_restored(
         "names = feast.FeatureView.__init__.__code__.co_names\n"
         "assert not any('typeguard' in n for n in names), names[:5]\n"
         "assert typeguard.typechecked is real\n"
+        "import os; assert 'PROMETHEUS_MULTIPROC_DIR' not in os.environ, 'feast changed the environment'\n"
         f"store = open_store({str(fraud_env.repo)!r})\n"
         "resp = store.get_online_features(features=['customer_profile:avg_transaction_amount'],"
         " entity_rows=[{'customer_id': 'C000001'}]).to_dict()\n"
         "print(resp['avg_transaction_amount'])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_MULTIPROC")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().startswith("[")
