@@ -75,23 +75,27 @@ class CustomerState:
         compiled kernel in one call (:meth:`CustomerFeatures.update_many`), split only
         where an idle gap restarts the state. Same results as :meth:`update` one by one."""
         cfg = self.cfg
+        idle = cfg.idle_expiry_s
+        check = self.ids.check
         out: list[Transaction | DeadLetter] = []
         pending: list[Transaction] = []  # new transactions whose features are not computed yet
         last = self.features.windows.watermark  # the newest event time seen, pending ones included
         for tx in txs:
-            if cfg.idle_expiry_s and tx.t - last > cfg.idle_expiry_s and last != -math.inf:
+            t = tx.t
+            if idle and t - last > idle and last != -math.inf:
                 self._features(pending)  # their features come from the state before the restart
                 pending = []
                 self.__init__(cfg)  # idle too long: start afresh, as if the state had been dropped
+                check = self.ids.check
                 last = -math.inf
-            first = self.ids.check(tx.transaction_id, tx.t)
+            first = check(tx.transaction_id, t)
             if first is not None:
                 out.append(duplicate(tx.fields, "transaction_id", tx.transaction_id, "customer", tx.customer_id,
                                      first, cfg.dedup_horizon_s))
                 continue
             pending.append(tx)
-            if tx.t > last:
-                last = tx.t
+            if t > last:
+                last = t
             out.append(tx)
         self._features(pending)
         return out
@@ -100,8 +104,7 @@ class CustomerState:
         """Fill the streaming features and the amount score of new transactions, in order."""
         if not txs:
             return
-        feats = self.features.update_many([tx.t for tx in txs], [tx.amount for tx in txs],
-                                          [tx.latitude for tx in txs], [tx.longitude for tx in txs])
+        feats = self.features.update_rows([(tx.t, tx.amount, tx.latitude, tx.longitude) for tx in txs])
         score_learn = self.amount_detector.score_learn
         log1p = math.log1p
         for tx, f in zip(txs, feats):
