@@ -38,6 +38,7 @@ from dataflows.fraud import build_flow
 from datagen.transactions import stream_transactions, write_events
 from features.records import DeadLetter
 from features.store import fraud_lookups
+from dataflows.gcwatch import freeze_startup_objects
 from dataflows.metrics import METRICS
 from models.fraud import LOG_SPEC, FraudModel, FraudPipeline, FraudScoringConfig
 from monitoring.run_report import summarize_run
@@ -60,7 +61,9 @@ def stage_costs(
     """Microseconds per event of each stage of :class:`models.fraud.FraudPipeline`
     (the classes and functions the dataflow runs), in one process, in order: this
     process's CPU time (its Feast lookup thread included), steadier than the wall clock
-    on a shared machine."""
+    on a shared machine. The start-up objects are frozen out of the garbage collector's
+    full collections first, as the flow's start-up does (``state.gc_freeze``, on by
+    default): otherwise a full collection walking them lands in whichever stage runs then."""
     cfg = FraudScoringConfig()
     t = time.perf_counter()
     model = FraudModel.load(model_ref, registry)
@@ -69,6 +72,7 @@ def stage_costs(
     FraudPipeline(cfg, model, customers, merchants).process(
         [orjson.dumps(e) for e in stream_transactions(5000, seed=999)])
     print(f"  (model load, scorer start-up + first 5,000 events: {time.perf_counter() - t:.2f}s, not counted below)")
+    freeze_startup_objects()  # as the flow does after start-up (state.gc_freeze): full collections skip them
     pipe = FraudPipeline(cfg, model, customers, merchants)
     raw = [orjson.dumps(e) for e in events]
     n = len(raw)

@@ -403,43 +403,44 @@ class CustomerFeatures:
 
     def update(self, t: float, amount: float, lat: float, lon: float) -> dict[str, Any]:
         """Add a transaction and return its features (``None`` where undefined):
-        :meth:`update_many` of one.
+        :meth:`update_rows` of one.
 
         ``late_event`` is True when the event is more than ``lateness_s``
         behind the newest one seen: its windows may miss evicted events.
         """
-        return self.update_many((t,), (amount,), (lat,), (lon,))[0]
+        return self.update_rows([(t, amount, lat, lon)])[0]
 
     def update_many(self, T: Sequence[float], amounts: Sequence[float], lats: Sequence[float],
                     lons: Sequence[float]) -> list[dict[str, Any]]:
-        """:meth:`update` for a batch of the customer's transactions, in order, with one
-        call of the windows' compiled kernel (:meth:`TiledWindows.insert_many
-        <features.windows.TiledWindows.insert_many>`); a batch split anywhere gives
-        the same features."""
-        w = self.windows
-        n = len(T)
-        if n == 0:
+        """:meth:`update` for a batch of the customer's transactions, in order, given as
+        columns: :meth:`update_rows`."""
+        return self.update_rows(list(zip(T, amounts, lats, lons)))
+
+    def update_rows(self, rows: Sequence[tuple[float, float, float, float]]) -> list[dict[str, Any]]:
+        """:meth:`update` for a batch of the customer's transactions ``(t, amount, lat, lon)``,
+        in order, with one call of the windows' compiled kernel (:meth:`TiledWindows.insert_rows
+        <features.windows.TiledWindows.insert_rows>`: one array in, one out); a batch split
+        anywhere gives the same features."""
+        if not rows:
             return []
+        w = self.windows
         # late: behind the newest event time before it (the watermark it meets) by more than the lateness
-        late = []
         newest, lateness = w.watermark, w.spec.lateness
-        for t in T:
-            late.append(t < newest - lateness)
-            if t > newest:
-                newest = t
-        r = w.insert_many(np.array(T, dtype=np.float64),
-                          np.array([[a, la, lo] for a, la, lo in zip(amounts, lats, lons)], dtype=np.float64))
+        r = w.insert_rows(np.array(rows, dtype=np.float64))
         sqrt = math.sqrt
         names, no_windows = _FEATURE_NAMES, _NO_WINDOWS
         results: list[dict[str, Any]] = []
-        # One dict per event, made at once in _FEATURE_NAMES order; the three horizons'
-        # (n, sum, m2, min, max) unpacked by position (HORIZONS: 1h, 24h, 7d).
-        for t, amount, lat, lon, is_late, prev_t, prev, mask, agg in zip(
-                T, amounts, lats, lons, late, r.prev_t.tolist(), r.prev_row.tolist(),
-                r.mask.tolist(), r.agg.tolist()):
+        # One dict per event, made at once in _FEATURE_NAMES order. A row of insert_rows, unpacked by
+        # position: the three horizons' (n, sum, m2, min, max) (HORIZONS: 1h, 24h, 7d), then the previous
+        # event's time, the previous amount, the previous event's (amount, lat, lon), the horizons mask.
+        for (t, amount, lat, lon), (c1, s1, q1, _, h1, c2, s2, q2, _, h2, c3, s3, q3, _, h3,
+                                    prev_t, _, _, prev_lat, prev_lon, mask) in zip(rows, r.tolist()):
+            is_late = t < newest - lateness
+            if t > newest:
+                newest = t
             if prev_t == prev_t:  # NaN: the first event, or none kept before it
                 dt = t - prev_t
-                dist = haversine_km(prev[1], prev[2], lat, lon)
+                dist = haversine_km(prev_lat, prev_lon, lat, lon)
                 speed = speed_kmh(dist, dt)
             else:
                 dt = dist = speed = None
@@ -449,7 +450,6 @@ class CustomerFeatures:
                 out.update(no_windows)
                 results.append(out)
                 continue
-            c1, s1, q1, _, h1, c2, s2, q2, _, h2, c3, s3, q3, _, h3 = agg
             if c3 > 1:
                 # Leave the current transaction out (reverse Welford step): compare it with the others.
                 others = c3 - 1.0

@@ -1,6 +1,6 @@
 """The compiled arithmetic of :class:`features.windows.TiledWindows`: the one place its
 per-event rule is written (insert into the tiles and the exact tail, evict, read a
-window's aggregates). ``TiledWindows.insert_many`` runs a key's whole batch through
+window's aggregates). ``TiledWindows.insert_rows`` runs a key's whole batch through
 :func:`_kernel` in one call; its per-event methods (``insert``, ``insert_row``,
 ``aggregates``, ``stats``) are a batch of one / a read through :func:`_read`.
 Compiled by numba (``cache=True``: machine code cached next to the module, in
@@ -79,40 +79,54 @@ def previous(tail, nt, t):
 
 
 @numba.njit(cache=True)
-def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span,
-            max_tail, min_tail, lookback, agg, prev_t, prev_v, prev_row, masks):
-    """Insert the events ``(T[j], V[j])`` in order. ``V[j]``: the ``nf`` window fields, then
+def _kernel(X, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span,
+            max_tail, min_tail, lookback, out):
+    """Insert the events ``X[j] = (t, values...)`` in order: the ``nf`` window fields, then
     the tail-only (extra) fields; ``recs[i, :nrec[i]]`` the tile records of horizon ``i``,
     ``tail[:ntail[0]]`` the exact tail, ``state = [watermark, floor]`` (all updated in
-    place). Per event ``j``: ``agg[j]`` its window aggregates (:func:`_aggregate`),
-    ``prev_t[j]`` the time of the event before it in the tail (NaN: none) and
-    ``prev_row[j]`` that event's values, ``prev_v[j, f]`` the newest value of field ``f``
-    among the ``lookback`` tail events up to that one (looked up only where event ``j``
-    has the field; NaN: none), ``masks[j]`` the horizons whose tiles took it (-1: out of
-    the retention, not stored). Returns -1, or the first event whose time is not finite
-    (then nothing is inserted)."""
-    n_ev, nv = V.shape
+    place). Per event ``j``, row ``out[j]`` (the layout of ``TiledWindows.insert_rows``): its window aggregates
+    (:func:`_aggregate`), the time of the event before it in the tail (NaN: none), per field
+    the newest value among the ``lookback`` tail events up to that one (looked up only
+    where event ``j`` has the field; NaN: none), that previous event's values, and the
+    horizons whose tiles took it (bit mask; -1: out of the retention, not stored).
+    Returns -1; or, with nothing inserted, the first event whose time is not finite, or -2
+    when the arrays do not fit the batch (no room for a tile per horizon and a tail row per
+    event, or more than twice that: the caller resizes them and calls again)."""
+    n_ev = X.shape[0]
+    nv = X.shape[1] - 1
     nh = horizons.shape[0]
     for j in range(n_ev):
-        if not np.isfinite(T[j]):
+        if not np.isfinite(X[j, 0]):
             return j  # refused before anything is inserted
+    need_r = n_ev
+    for i in range(nh):
+        if nrec[i] + n_ev > need_r:
+            need_r = nrec[i] + n_ev
+    need_t = ntail[0] + n_ev + 1
+    if not (need_r <= recs.shape[1] <= 2 * need_r + 16 and need_t <= tail.shape[0] <= 2 * need_t + 16):
+        return -2
+    n_agg = nh * nf * _AGG
+    c_pt = n_agg  # columns of out: aggregates, prev_t, prev_v, prev_row, mask
+    c_pv = c_pt + 1
+    c_pr = c_pv + nf
+    c_m = c_pr + nv
     # per horizon, the merge of the tiles before the newest one of the last read (a, k_end):
     # reused while a read covers the same tiles and nothing landed in them (same merge, same result)
     c_a = np.full(nh, np.nan)
     c_k = np.full(nh, np.nan)
     c_agg = np.empty((nh, nf * _AGG))
     for j in range(n_ev):
-        t = T[j]
+        t = X[j, 0]
         wm = state[0]
         floor = state[1]
         nt = ntail[0]
         prev = previous(tail, nt, t)  # the event before it, before inserting
-        prev_t[j] = tail[prev, 0] if prev >= 0 else np.nan
+        out[j, c_pt] = tail[prev, 0] if prev >= 0 else np.nan
         for c in range(nv):
-            prev_row[j, c] = tail[prev, 1 + c] if prev >= 0 else np.nan
+            out[j, c_pr + c] = tail[prev, 1 + c] if prev >= 0 else np.nan
         for f in range(nf):
-            prev_v[j, f] = np.nan
-            if prev >= 0 and V[j, f] == V[j, f]:
+            out[j, c_pv + f] = np.nan
+            if prev >= 0 and X[j, 1 + f] == X[j, 1 + f]:
                 stop = prev - lookback
                 if stop < -1:
                     stop = -1
@@ -120,7 +134,7 @@ def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness
                 while q > stop:
                     pv = tail[q, 1 + f]
                     if pv == pv:
-                        prev_v[j, f] = pv
+                        out[j, c_pv + f] = pv
                         break
                     q -= 1
         # insert into the tiles
@@ -163,7 +177,7 @@ def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness
                         nrec[i] = nr
                 p = 1
                 for f in range(nf):
-                    x = V[j, f]
+                    x = X[j, 1 + f]
                     if x == x:  # Welford's update of the tile
                         cnt = recs[i, b, p] + 1.0
                         s = recs[i, b, p + 1]
@@ -198,12 +212,12 @@ def _kernel(T, V, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness
             if stored:
                 tail[pos, 0] = t
                 for c in range(nv):
-                    tail[pos, 1 + c] = V[j, c]
+                    tail[pos, 1 + c] = X[j, 1 + c]
                 nt += 1
                 ntail[0] = nt
                 _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail)
-        masks[j] = mask
-        _aggregate(agg[j], t, mask, V[j], nf, recs, nrec, tail, ntail[0], state[0], state[1],
+        out[j, c_m] = mask
+        _aggregate(out[j, :n_agg], t, mask, X[j, 1:], nf, recs, nrec, tail, ntail[0], state[0], state[1],
                    horizons, widths, c_a, c_k, c_agg)
     return -1
 

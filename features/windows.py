@@ -150,7 +150,8 @@ class _Spec:
     """Configuration shared by every key built with the same arguments (one object, not one per key)."""
 
     __slots__ = ("horizons", "widths", "n_tiles", "lateness", "retention", "fields", "extra", "n_fields",
-                 "row", "stride", "max_tail", "min_tail", "span", "empty_rec", "index", "h_arr", "w_arr")
+                 "row", "stride", "max_tail", "min_tail", "span", "empty_rec", "index", "h_arr", "w_arr",
+                 "out_width")
 
     def __init__(self, horizons, fields, lateness, n_tiles, extra, max_tail, min_tail):
         self.horizons = horizons
@@ -174,6 +175,8 @@ class _Spec:
         self.index = {h: i for i, h in enumerate(horizons)}
         self.h_arr = np.array(horizons)  # the kernel's arguments
         self.w_arr = np.array(self.widths)
+        # a row of TiledWindows.insert_rows: aggregates, prev_t, prev_v, prev_row, mask
+        self.out_width = len(horizons) * len(fields) * _AGG + 1 + len(fields) + len(fields) + len(extra) + 1
 
 
 @lru_cache(maxsize=64)
@@ -304,42 +307,59 @@ class TiledWindows:
     def insert_row(self, t: float, vals: Sequence[float]) -> int:
         """:meth:`insert` with the values in order ``fields + extra_fields`` (NaN: missing):
         :meth:`insert_many` of one event."""
-        return int(self.insert_many(np.array([float(t)]), np.array([vals], dtype=np.float64)).mask[0])
+        return int(self.insert_rows(np.array([[float(t), *vals]], dtype=np.float64))[0, -1])
 
     def insert_many(self, T: Any, V: Any, lookback: int = 1) -> Inserted:
         """Put the events ``(T[j], V[j])`` (times; values in ``fields + extra_fields``
-        order, NaN: missing) into the windows in order, in one call of the compiled
-        kernel (:mod:`features.window_kernel`, the one implementation of the rule); a
-        batch split anywhere gives the same results. Returns, per event, what the
-        per-event reads give right before/after it is inserted (:class:`Inserted`)."""
-        sp = self.spec
-        nv = sp.row - 1
-        T = np.ascontiguousarray(T, dtype=np.float64).reshape(-1)
+        order, NaN: missing) into the windows in order: :meth:`insert_rows`, its columns
+        returned apart. Returns, per event, what the per-event reads give right
+        before/after it is inserted (:class:`Inserted`)."""
+        T = np.asarray(T, dtype=np.float64).reshape(-1)
         n = len(T)
-        V = np.ascontiguousarray(V, dtype=np.float64).reshape(n, nv)
-        nh, nf = len(sp.horizons), sp.n_fields
-        self._room(n)
-        out = Inserted(np.empty((n, nh * nf * _AGG)), np.empty(n), np.empty((n, nf)), np.empty((n, nv)),
-                       np.empty(n, dtype=np.int64))
-        bad = _kernel()._kernel(T, V, nf, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
-                                sp.retention, sp.span, sp.max_tail, sp.min_tail, int(lookback),
-                                out.agg, out.prev_t, out.prev_v, out.prev_row, out.mask)
+        X = np.empty((n, self.spec.row))
+        X[:, 0] = T
+        X[:, 1:] = np.asarray(V, dtype=np.float64).reshape(n, self.spec.row - 1)
+        out = self.insert_rows(X, lookback)
+        sp = self.spec
+        a = len(sp.horizons) * sp.n_fields * _AGG
+        p = a + 1 + sp.n_fields
+        return Inserted(out[:, :a], out[:, a], out[:, a + 1 : p], out[:, p : p + sp.row - 1],
+                        out[:, -1].astype(np.int64))
+
+    def insert_rows(self, X: np.ndarray, lookback: int = 1) -> np.ndarray:
+        """Put the events ``X[j] = (t, values in fields + extra_fields order)`` (float64,
+        NaN: missing) into the windows in order, in one call of the compiled kernel
+        (:mod:`features.window_kernel`, the one implementation of the rule); a batch split
+        anywhere gives the same results. Returns one float64 row per event, what the
+        per-event reads give right before/after it is inserted, in the order of the
+        fields of :class:`Inserted`: ``agg`` (``H * F * 5`` columns), ``prev_t``,
+        ``prev_v`` (``F``), ``prev_row`` (``F + E``), ``mask`` (``H``, ``F``, ``E``: the
+        horizons, fields and extra fields). The flow's per-key call: one array in, one out."""
+        sp = self.spec
+        out = np.empty((len(X), sp.out_width))
+        bad = _window_kernel(X, sp.n_fields, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr,
+                             sp.lateness, sp.retention, sp.span, sp.max_tail, sp.min_tail, lookback, out)
+        if bad == -2:  # the state's arrays do not fit this batch: resize them, then insert
+            self._room(len(X))
+            bad = _window_kernel(X, sp.n_fields, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr,
+                                 sp.lateness, sp.retention, sp.span, sp.max_tail, sp.min_tail, lookback, out)
         if bad >= 0:  # nothing was inserted
-            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {T[bad]!r} (event {bad})")
+            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {X[bad, 0]!r} (event {bad})")
         return out
 
     def _room(self, n: int) -> None:
-        """Make room for ``n`` more events: a tile per horizon and a tail row each (and
-        give back what a big batch left unused)."""
+        """Make room for ``n`` more events: a tile per horizon and a tail row each, with
+        slack for the next batches (and give back what a big batch left unused); the kernel
+        says when (it returns -2)."""
         r, t = self._r, self._t
         need_r = int(self._nr.max(initial=0)) + n
         if r.shape[1] < need_r or r.shape[1] > 2 * need_r + 16:
-            grown = np.empty((r.shape[0], need_r + (need_r >> 3), r.shape[2]))
+            grown = np.empty((r.shape[0], need_r + (need_r >> 3) + 2, r.shape[2]))
             grown[:, : r.shape[1]] = r[:, : grown.shape[1]]
             self._r = grown
         need_t = int(self._nt[0]) + n + 1
         if t.shape[0] < need_t or t.shape[0] > 2 * need_t + 16:
-            grown = np.empty((need_t + (need_t >> 3), t.shape[1]))
+            grown = np.empty((need_t + (need_t >> 3) + 2, t.shape[1]))
             m = min(t.shape[0], grown.shape[0])
             grown[:m] = t[:m]
             self._t = grown
@@ -543,3 +563,11 @@ def _kernel() -> Any:
     from features import window_kernel
 
     return window_kernel
+
+
+def _window_kernel(*args: Any) -> int:
+    """The kernel's insert (:func:`features.window_kernel._kernel`); after the first call,
+    the compiled function itself (no import per call)."""
+    global _window_kernel
+    _window_kernel = _kernel()._kernel
+    return _window_kernel(*args)

@@ -29,6 +29,8 @@ def z_to_score(z: float, scale: float = 4.0) -> float:
 
 def _value(x: float | Mapping[str, float] | None) -> float | None:
     """A float from a number or a one-item dict (River passes dicts)."""
+    if type(x) is float and x - x == 0.0:  # the common case: a finite float
+        return x
     if isinstance(x, Mapping):
         if len(x) != 1:
             raise ValueError(f"KeyDetector: expected one variable, got {sorted(x)!r}")
@@ -180,7 +182,7 @@ class KeyDetector:
     def score_learn(self, x: float | Mapping[str, float] | None) -> tuple[float, bool]:
         """Score, then learn: ``(score, warming_up)`` where ``warming_up``
         describes the state the score was computed from."""
-        warming = self.warming_up
+        warming = self.n < self.warmup
         v = _value(x)
         if v is None:
             return 0.0, warming

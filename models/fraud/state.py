@@ -8,6 +8,7 @@ import math
 import time
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import structlog
 
 from features.dedup import RecentIds
@@ -18,9 +19,9 @@ from features.transactions import (
 )
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector
 from models.fraud.config import FraudScoringConfig
-from models.status import anomaly_score
+from models.status import anomaly_scores
 
-__all__ = ["CustomerState", "SHARD_FEATURES", "shard_vector", "ShardState", "ScoreDrift", "warm_up"]
+__all__ = ["CustomerState", "SHARD_FEATURES", "shard_row", "shard_vector", "ShardState", "ScoreDrift", "warm_up"]
 
 log = structlog.get_logger("models.fraud")
 
@@ -75,23 +76,27 @@ class CustomerState:
         compiled kernel in one call (:meth:`CustomerFeatures.update_many`), split only
         where an idle gap restarts the state. Same results as :meth:`update` one by one."""
         cfg = self.cfg
+        idle = cfg.idle_expiry_s
+        check = self.ids.check
         out: list[Transaction | DeadLetter] = []
         pending: list[Transaction] = []  # new transactions whose features are not computed yet
         last = self.features.windows.watermark  # the newest event time seen, pending ones included
         for tx in txs:
-            if cfg.idle_expiry_s and tx.t - last > cfg.idle_expiry_s and last != -math.inf:
+            t = tx.t
+            if idle and t - last > idle and last != -math.inf:
                 self._features(pending)  # their features come from the state before the restart
                 pending = []
                 self.__init__(cfg)  # idle too long: start afresh, as if the state had been dropped
+                check = self.ids.check
                 last = -math.inf
-            first = self.ids.check(tx.transaction_id, tx.t)
+            first = check(tx.transaction_id, t)
             if first is not None:
                 out.append(duplicate(tx.fields, "transaction_id", tx.transaction_id, "customer", tx.customer_id,
                                      first, cfg.dedup_horizon_s))
                 continue
             pending.append(tx)
-            if tx.t > last:
-                last = tx.t
+            if t > last:
+                last = t
             out.append(tx)
         self._features(pending)
         return out
@@ -100,8 +105,7 @@ class CustomerState:
         """Fill the streaming features and the amount score of new transactions, in order."""
         if not txs:
             return
-        feats = self.features.update_many([tx.t for tx in txs], [tx.amount for tx in txs],
-                                          [tx.latitude for tx in txs], [tx.longitude for tx in txs])
+        feats = self.features.update_rows([(tx.t, tx.amount, tx.latitude, tx.longitude) for tx in txs])
         score_learn = self.amount_detector.score_learn
         log1p = math.log1p
         for tx, f in zip(txs, feats):
@@ -130,18 +134,24 @@ def _log1p(v: float | None) -> float | None:
     return None if v is None else math.log1p(max(v, 0.0))
 
 
-def shard_vector(tx: Transaction) -> dict[str, float | None]:
-    """The shared detector's input for one transaction (after :class:`CustomerState`)."""
+def shard_row(tx: Transaction) -> tuple[float | None, ...]:
+    """The shared detector's input for one transaction (after :class:`CustomerState`),
+    in :data:`SHARD_FEATURES` order (``None``: missing)."""
     f = tx.features
     dev = f.get("amount_deviation")
-    return {
-        "log_amount": math.log1p(tx.amount),
-        "log_gap": _log1p(f.get("time_since_last_transaction")),
-        "count_1h": f.get("amount_count_1h"),
-        "log_distance": _log1p(f.get("distance_from_previous_km")),
-        "log_speed": _log1p(f.get("speed_kmh")),
-        "amount_deviation": None if dev is None else max(-5.0, min(dev, 20.0)),
-    }
+    return (
+        math.log1p(tx.amount),
+        _log1p(f.get("time_since_last_transaction")),
+        f.get("amount_count_1h"),
+        _log1p(f.get("distance_from_previous_km")),
+        _log1p(f.get("speed_kmh")),
+        None if dev is None else max(-5.0, min(dev, 20.0)),
+    )
+
+
+def shard_vector(tx: Transaction) -> dict[str, float | None]:
+    """:func:`shard_row` as ``{feature: value}``."""
+    return dict(zip(SHARD_FEATURES, shard_row(tx)))
 
 
 class ShardState:
@@ -169,15 +179,21 @@ class ShardState:
         shared detector scores the batch against its state before the batch,
         then learns it (:meth:`ShardDetector.score_learn_many`). The flow's
         vectorised step; a batch of one is :meth:`update`."""
-        results = self.detector.score_learn_many([shard_vector(tx) for tx in txs])
-        method = self.method
-        for tx, (score, warming) in zip(txs, results):
-            scores = {"amount": tx.amount_score, "multivariate": score}
-            warm = [name for name, w in (("amount", tx.amount_warming), ("multivariate", warming)) if w]
-            tx.anomaly_scores = {k: None if k in warm or v is None else round(v, 4) for k, v in scores.items()}
-            combined = anomaly_score(scores, warm, method=method)
-            tx.anomaly_score = None if combined is None else round(combined, 4)
-            tx.anomaly_warming_up = bool(warm)
+        if not txs:
+            return txs
+        V = np.array([shard_row(tx) for tx in txs], dtype=np.float64).reshape(len(txs), len(SHARD_FEATURES))
+        results = self.detector.score_learn_matrix(V)  # None -> NaN: missing
+        amount = [tx.amount_score for tx in txs]
+        S = np.array([(a, score) for a, (score, _) in zip(amount, results)], dtype=np.float64)  # None -> NaN
+        W = np.array([(tx.amount_warming, warming) for tx, (_, warming) in zip(txs, results)], dtype=np.bool_)
+        # the warm detectors combined (models.status.anomaly_score's rule, as columns)
+        combined = anomaly_scores(S, W, (1.0, 1.0), self.method)
+        for tx, a, (score, warming), c in zip(txs, amount, results, combined):
+            a_warm = tx.amount_warming
+            tx.anomaly_scores = {"amount": None if a_warm or a is None else round(a, 4),
+                                 "multivariate": None if warming or score is None else round(score, 4)}
+            tx.anomaly_score = None if c is None else round(c, 4)
+            tx.anomaly_warming_up = bool(a_warm or warming)
         return txs
 
     def snapshot(self) -> bytes:

@@ -38,3 +38,14 @@ def test_format_time_refuses_what_datetime_refuses(bad: float) -> None:
         by_datetime(bad)
     with pytest.raises((ValueError, OverflowError, OSError)):
         format_time(bad)
+
+
+def test_format_time_keeps_the_text_of_the_hour() -> None:
+    """Event times of a stream fall in a few hours: one cached text per hour, not per second."""
+    from features import records
+
+    records._HOURS.clear()
+    base = 1_704_067_200.0  # an hour boundary
+    for i in range(7200):
+        assert format_time(base + i * 0.5 + 0.25) == by_datetime(base + i * 0.5 + 0.25)
+    assert len(records._HOURS) == 1

@@ -737,3 +737,39 @@ def test_customer_update_many_equals_update_one_by_one(seed):
             assert got == want
             assert repr(many.snapshot()) == repr(one.snapshot())
     assert CustomerState(cfg).update_many([]) == []
+
+
+def test_shard_state_batches_keep_the_per_event_rule():
+    """ShardState.update_many feeds the detector a matrix of shard_row tuples and combines
+    the warm detectors as columns: the same scores as the detector's mappings
+    (shard_vector) and models.status.anomaly_score per event, rounded as before."""
+    from models.detectors import ShardDetector
+    from models.fraud.state import SHARD_FEATURES, shard_row, shard_vector
+    from models.status import anomaly_score
+
+    cfg = FraudScoringConfig()
+    customers: dict[str, CustomerState] = {}
+    txs = []
+    for e in stream_transactions(3000, seed=11):
+        tx = parse_transaction(e, 0.0)
+        out = customers.setdefault(tx.customer_id, CustomerState(cfg)).update(tx)
+        if not isinstance(out, DeadLetter):
+            txs.append(out)
+    state = ShardState(cfg)
+    twin = ShardDetector(SHARD_FEATURES, seed=cfg.shard_seed, window_size=cfg.shard_window,
+                         calib_warmup=cfg.shard_calib_warmup)
+    warm = 0
+    for lo in range(0, len(txs), 250):
+        batch = txs[lo:lo + 250]
+        assert all(shard_vector(tx) == dict(zip(SHARD_FEATURES, shard_row(tx))) for tx in batch)
+        expected = twin.score_learn_many([shard_vector(tx) for tx in batch])
+        assert state.update_many(batch) is batch
+        for tx, (score, warming) in zip(batch, expected):
+            scores = {"amount": tx.amount_score, "multivariate": score}
+            skip = [k for k, w in (("amount", tx.amount_warming), ("multivariate", warming)) if w]
+            combined = anomaly_score(scores, skip, method=cfg.anomaly_method)
+            assert tx.anomaly_scores == {k: None if k in skip or v is None else round(v, 4) for k, v in scores.items()}
+            assert tx.anomaly_score == (None if combined is None else round(combined, 4))
+            assert tx.anomaly_warming_up is bool(skip)
+            warm += tx.anomaly_score is not None
+    assert warm > 1000  # the combined rule was exercised, not only warm-up
