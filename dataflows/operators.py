@@ -30,7 +30,7 @@ from typing_extensions import override
 
 from features.records import DeadLetter, Raw, batch_or_dead_letters, parse_or_dead_letter
 
-__all__ = ["Validated", "validate", "key_raw", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
+__all__ = ["Validated", "validate", "key_raw", "arrived", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
            "stateful_object", "score_batches"]
 
 log = structlog.get_logger("dataflows")
@@ -179,8 +179,7 @@ def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], 
                     split = watch.see(key, item.partition)
                     if split is not None:
                         _warn_split(entity_name, key, item.topic, split)
-                return key, (item.value, now(), item.topic, item.partition, item.offset, item.possible_repeat,
-                             item.wire)
+                return key, arrived(item, now())
         elif isinstance(item, DeadLetter):
             return item
         else:
@@ -198,6 +197,16 @@ def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], 
         return key, event
 
     return split_dead_letters("split", op.map("route", up, route))
+
+
+def arrived(item: Any, arrival: float) -> tuple:
+    """What :func:`key_raw` sends on for an input it has not parsed: ``(value, arrival)``, or
+    for a Kafka :class:`~features.records.Raw` ``(value, arrival, topic, partition, offset,
+    possible_repeat, wire)``. Plain tuples: pickling one costs about a tenth of a
+    :class:`~features.records.Raw`'s (a msgspec struct pickles by its class)."""
+    if type(item) is Raw:
+        return item.value, arrival, item.topic, item.partition, item.offset, item.possible_repeat, item.wire
+    return item, arrival
 
 
 def parse_arrived(items: Iterable[Any], parse: Callable[[Any, float], E], step: str = "validate",
