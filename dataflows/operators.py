@@ -171,30 +171,29 @@ def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], 
     watch = SplitWatch()  # one per process: its worker threads share it
     now = time.time
 
+    def watched(key: str, item: Raw) -> str:
+        if not watch.done and item.partition is not None:
+            split = watch.see(key, item.partition)
+            if split is not None:
+                _warn_split(entity_name, key, item.topic, split)
+        return key
+
     def route(item: Any) -> Any:
         if type(item) is Raw:
             key = key_of(item.value)
             if key is not None:
-                if not watch.done and item.partition is not None:
-                    split = watch.see(key, item.partition)
-                    if split is not None:
-                        _warn_split(entity_name, key, item.topic, split)
-                return key, arrived(item, now())
+                return watched(key, item), arrived(item, now())
         elif isinstance(item, DeadLetter):
             return item
         else:
             key = key_of(item)
             if key is not None:
-                return key, (item, now())
-        event = parse_or_dead_letter(item, parse, now(), step)
+                return key, arrived(item, now())
+        event = parse_or_dead_letter(item, parse, now(), step)  # no key read: parsed here
         if isinstance(event, DeadLetter):
             return event
         key = entity(event)
-        if type(item) is Raw and not watch.done and item.partition is not None:
-            split = watch.see(key, item.partition)
-            if split is not None:
-                _warn_split(entity_name, key, item.topic, split)
-        return key, event
+        return (watched(key, item) if type(item) is Raw else key), event
 
     return split_dead_letters("split", op.map("route", up, route))
 

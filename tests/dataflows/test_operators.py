@@ -245,3 +245,22 @@ def test_a_key_whose_values_never_parse_keeps_no_state(tmp_path):
         keys = {k for k, ser in conn.execute("SELECT state_key, ser_change FROM snaps WHERE step_id LIKE '%state%'")
                 if ser is not None}
     assert keys == {"GOOD"}
+
+
+def test_key_raw_logs_an_entity_split_over_partitions_once():
+    from structlog.testing import capture_logs
+
+    def run(items):
+        ok: list = []
+        bad: list = []
+        with capture_logs() as logs:
+            run_main(keyed_raw_flow(items, ok, bad))
+        return ok, [e for e in logs if e["event"] == "input_partitioning_splits_entities"]
+
+    keyed = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 3, i) for i in range(30)]
+    ok, warnings = run(keyed)
+    assert len(ok) == 30 and warnings == []
+    split = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 2, i) for i in range(30)]
+    ok, warnings = run(split)
+    assert len(ok) == 30 and len(warnings) == 1
+    assert (warnings[0]["key"], warnings[0]["partitions"]) == ("C0", [0, 1])
