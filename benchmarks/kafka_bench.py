@@ -53,6 +53,9 @@ __all__ = ["Broker", "backfill", "live", "broker_answers"]
 #: ``transaction_id`` too) by it, for the end-to-end latency.
 KEY = "transaction_id"
 
+#: The backfills' message key: the fraud flow's entity, as ``streamscore replay`` keys messages.
+ENTITY_KEY = key_on(FLOWS["fraud"][2]())
+
 
 def broker_answers(host: str = "127.0.0.1", port: int = 9092, timeout: float = 1.0) -> bool:
     try:
@@ -164,7 +167,7 @@ def backfill(broker: Broker, events: Sequence[dict], processes: int = 1, root: P
     # Keyed by the flow's entity, as `streamscore replay` keys them: a customer's events stay on one
     # partition and in order, and the flow reads the customer from each message (until 2026-12-07
     # this keyed by transaction_id, so figures from before differ: docs/benchmarks.md).
-    replay(events, kafka, t["in"], key_on(FLOWS["fraud"][2]()), progress=False)
+    replay(events, kafka, t["in"], ENTITY_KEY, progress=False)
     cmd = _command(processes)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=root, env=_env(broker, t, tail=False), stdout=subprocess.DEVNULL,
