@@ -9,6 +9,12 @@ whole-run events/s, the 2p/1p ratio of each pair, and where the CPU went during 
 run, read from ``/proc``: each flow process's own CPU seconds, the broker's, and the
 machine's busy CPU (so other work on the machine shows as ``other_cpu_s``).
 
+Each run also gives the µs of CPU per event of each flow process in the steady phase
+(``cpu_us_per_event_steady``), and each pair the 1p/2p ratio of their totals
+(``cpu_efficiency_2p``): steadier than events/s on a shared machine. ``--baseline DIR`` runs the
+flow of another checkout (an export of main) in a pair before each of this one's, on the same
+events, keyed the same way (by customer: :func:`benchmarks.kafka_bench.backfill`).
+
 ``--payload`` prints instead what each keyed exchange moves and its pickle round trip
 per item (:func:`payload_costs`).
 
@@ -151,41 +157,67 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def one_run(broker: kafka_bench.Broker, events: list[dict], processes: int, threads: int = 1) -> dict[str, Any]:
+def cpu_per_event(steady: dict[str, Any], events_per_s: float | None) -> dict[str, float]:
+    """µs of CPU per scored event in the steady phase: each flow process's, and all of them
+    together (``total``): its cores divided by the events/s. Steadier than events/s on a
+    shared machine, where the flow gets whatever cores the other work leaves it.
+
+    >>> cpu_per_event({"flow_cores": {"process 0 [7]": 0.5, "process 1 [8]": 0.4}}, 9000.0)
+    {'process 0 [7]': 55.6, 'process 1 [8]': 44.4, 'total': 100.0}
+    """
+    cores = steady.get("flow_cores") or {}
+    if not cores or not events_per_s:
+        return {}
+    out = {name: round(c / events_per_s * 1e6, 1) for name, c in cores.items()}
+    out["total"] = round(sum(cores.values()) / events_per_s * 1e6, 1)
+    return out
+
+
+def one_run(broker: kafka_bench.Broker, events: list[dict], processes: int, threads: int = 1,
+            root: Path = kafka_bench.ROOT) -> dict[str, Any]:
     """One backfill (topic filled first, then the flow timed), with its CPU; ``threads``
-    worker threads per process (``BYTEWAX_WORKERS_PER_PROCESS``, which ``bytewax.run`` reads)."""
+    worker threads per process (``BYTEWAX_WORKERS_PER_PROCESS``, which ``bytewax.run`` reads);
+    ``root``: the checkout whose flow runs."""
     load = _load()
     saved = dict(broker.flow_env)
     if threads > 1:
         broker.flow_env["BYTEWAX_WORKERS_PER_PROCESS"] = str(threads)
     try:
-        with CpuWatch("dataflows.fraud:get_flow()") as cpu:
-            r = kafka_bench.backfill(broker, events, processes)
+        with CpuWatch("dataflows.fraud:get_flow()", cwd=root) as cpu:
+            r = kafka_bench.backfill(broker, events, processes, root=root)
     finally:
         broker.flow_env = saved
     scored_topic = broker.created_topics[-3]  # kafka_bench.Broker.topics: in, scored, alerts, dead
     stamps = sorted(v / 1000.0 for v in kafka_bench._read(broker, scored_topic, len(events), 60).values())
-    return {**r, "threads": threads, "load_before": load, "cpu_whole_run": cpu.summary(),
-            "cpu_steady": cpu.between(stamps[0], stamps[-1]) if stamps else {}}
+    steady = cpu.between(stamps[0], stamps[-1]) if stamps else {}
+    return {**r, "threads": threads, "load_before": load, "cpu_whole_run": cpu.summary(), "cpu_steady": steady,
+            "cpu_us_per_event_steady": cpu_per_event(steady, r.get("events_per_s"))}
 
 
-def pair(broker: kafka_bench.Broker, events: list[dict], threads: bool = False) -> dict[str, Any]:
+def pair(broker: kafka_bench.Broker, events: list[dict], threads: bool = False,
+         root: Path = kafka_bench.ROOT) -> dict[str, Any]:
     """1 process then 2 processes on ``events``, and their ratios; with ``threads``, then also
-    1 process of 2 worker threads (the same exchanges by key, and nothing pickled)."""
-    one, two = one_run(broker, events, 1), one_run(broker, events, 2)
-    extra = {"1p_2threads": one_run(broker, events, 1, threads=2)} if threads else {}
+    1 process of 2 worker threads (the same exchanges by key, and nothing pickled).
+    ``root``: the checkout whose flow runs (default this one)."""
+    one, two = one_run(broker, events, 1, root=root), one_run(broker, events, 2, root=root)
+    extra = {"1p_2threads": one_run(broker, events, 1, threads=2, root=root)} if threads else {}
 
     def ratio(k: str) -> float | None:
         return round(two[k] / one[k], 3) if one.get(k) and two.get(k) else None
 
-    return {"1p": one, "2p": two, "ratio_sustained": ratio("events_per_s"),
-            "ratio_whole_run": ratio("events_per_s_whole_run"), **extra}
+    def efficiency() -> float | None:  # 1p's CPU per event over 2p's: 1.0 when splitting costs nothing
+        a, b = (one.get("cpu_us_per_event_steady") or {}).get("total"), (two.get("cpu_us_per_event_steady") or {}).get("total")
+        return round(a / b, 3) if a and b else None
+
+    return {"root": str(root), "1p": one, "2p": two, "ratio_sustained": ratio("events_per_s"),
+            "ratio_whole_run": ratio("events_per_s_whole_run"), "cpu_efficiency_2p": efficiency(), **extra}
 
 
 def payload_costs(n: int = 3000, repeats: int = 3) -> dict[str, dict[str, float]]:
     """What each keyed exchange moves, and its pickle round trip per item (``pickle.dumps``
     then ``pickle.loads``: what Bytewax does to an item that moves to another process):
-    µs per item (the best of ``repeats``) and bytes."""
+    µs per item (the best of ``repeats``) and bytes. The first keyed exchange (to the customer's
+    worker) moves the message as :func:`dataflows.operators.key_raw` sends it on, with its key."""
     import pickle
     import timeit
 
@@ -193,9 +225,15 @@ def payload_costs(n: int = 3000, repeats: int = 3) -> dict[str, dict[str, float]
     from models.fraud import CustomerState
     from settings.config import FraudConfig
 
+    from dataflows.operators import arrived
+    from features.records import Raw
+
     sc = fraud_scoring_config(FraudConfig.from_env())
     raws = [orjson.dumps(e) for e in common.fraud_events(n)]
     validated = [sc.parse(r, time.time()) for r in raws]
+    now = time.time()
+    messages = [(tx.customer_id, arrived(Raw(r, "bench-backfill2p-in-0a1b2c", 1, 123456 + i), now))
+                for i, (r, tx) in enumerate(zip(raws, validated))]
     featured: list[Any] = []
     states: dict[str, Any] = {}
     for r in raws:
@@ -205,7 +243,9 @@ def payload_costs(n: int = 3000, repeats: int = 3) -> dict[str, dict[str, float]
     drift = [{"model_version": "fraud_model/1", "fraud_score": 0.1, "transaction_id": t.transaction_id,
               "event_time": "2026-10-06T00:00:03.840Z"} for t in validated]
     out = {}
-    for name, items in (("kafka message bytes", raws), ("validated Transaction", validated),
+    for name, items in (("kafka message bytes", raws),
+                        ("(customer, arrived message): crosses to the customer's worker", messages),
+                        ("validated Transaction: crossed there before", validated),
                         ("Transaction with features", featured), ("score-drift item", drift)):
         best = min(timeit.repeat(lambda: [pickle.loads(pickle.dumps(x)) for x in items], number=1, repeat=repeats))
         out[name] = {"us_per_item": round(best / len(items) * 1e6, 1),
@@ -221,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--registry", default="model_registry")
     ap.add_argument("--threads", action="store_true", help="also 1 process with 2 worker threads, after each pair")
     ap.add_argument("--payload", action="store_true", help="only the pickle cost of what crosses, per item")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (e.g. an export of main) whose flow runs a pair before each of this one's, "
+                         "on the same events and topics' keys")
     args = ap.parse_args(argv)
     if args.payload:
         print(orjson.dumps({"load_1m": _load(), **payload_costs()}, option=orjson.OPT_INDENT_2).decode())
@@ -231,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"events": len(events), "machine": common.machine(), "pairs": []}
     with kafka_bench.Broker(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), repo_env) as broker:
         for _ in range(args.repeats):
-            out["pairs"].append(pair(broker, events, args.threads))
-            print(orjson.dumps(out["pairs"][-1]).decode(), file=sys.stderr, flush=True)
+            for root in ([args.baseline.resolve()] if args.baseline else []) + [kafka_bench.ROOT]:
+                out["pairs"].append(pair(broker, events, args.threads, root))
+                print(orjson.dumps(out["pairs"][-1]).decode(), file=sys.stderr, flush=True)
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 

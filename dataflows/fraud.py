@@ -1,11 +1,12 @@
 """Transaction fraud scoring: ``python -m bytewax.run dataflows.fraud:flow``.
 
-    input -> validate --(bad)----------------------------------------------> dead_letter
-               |                                                                 ^  ^  ^
-               +-> key by customer -> customer_features --(duplicate id)---------+  |  |
-                   (windows, amount detector, recent ids; idle customers expire)    |  |
-                   -> key by shard -> shard_detector (shared multivariate detector) |  |
-                   -> score (Feast lookup per batch, model, risk, status) --(failed)-+--+
+    input -> key by customer (read from the raw message) --(none: bad)-----------> dead_letter
+               |                                                                   ^  ^  ^
+               +-> customer_features, on the customer's worker --(bad, duplicate)--+  |  |
+                   (parse and validate; windows, amount detector, recent ids;         |  |
+                   idle customers expire)                                             |  |
+                   -> key by shard -> shard_detector (shared multivariate detector)   |  |
+                   -> score (Feast lookup per batch, model, risk, status) --(failed)--+--+
                    -> scored; the non-NORMAL ones (and updates of repeats after a resume) also -> alerts
                    -> inference log (Parquet by date)
                    -> live features to Feast (writeback.enabled)
@@ -31,10 +32,11 @@ from dataflows.connectors.inputs import read_input
 from dataflows.connectors.inference_log import log_inference
 from dataflows.connectors.outputs import write
 from dataflows.connectors.writeback import fraud_writeback, write_back
-from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
+from dataflows.operators import key_raw, score_batches, split_dead_letters, stateful_object
 from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import fraud_scorer, fraud_scoring_config
 from dataflows.startup import check_fraud, start
+from features.keyhash import entity_reader
 from features.records import shard_of
 from settings.config import FraudConfig
 
@@ -55,13 +57,14 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     sc = fraud_scoring_config(cfg)
     flow = Dataflow("fraud_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg), lambda: wire.input_decoder(cfg))
-    events = validate("validate", raw, sc.parse,  # the parser FraudPipeline runs too
-                      entity=lambda tx: tx.customer_id, entity_name="customer_id")
-
-    by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
+    # Keyed by customer before parsing: the message crosses to the customer's worker, which
+    # parses it (sc.parse, the parser FraudPipeline runs too) in its customer step.
+    by_customer = key_raw("validate", raw, entity_reader("customer_id"), sc.parse,
+                          entity=lambda tx: tx.customer_id, entity_name="customer_id")
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
-        "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update, CustomerState.update_many,
-        expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
+        "customer_features", by_customer.oks, lambda: CustomerState(sc), CustomerState.update,
+        CustomerState.update_many, expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s,
+        parse=sc.parse)))
     keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", featured.oks, lambda tx: keys[shard_of(tx.customer_id, sc.shards)])
     detected = op.key_rm("unkey_shard", stateful_object(
@@ -91,7 +94,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     write("scored_out", scored, cfg.io, "scored", lambda r: r["transaction_id"], wire.encoder_of(cfg, "scored"), letters)
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"] if r.get("kind") == "drift" else r["transaction_id"],
           wire.encoder_of(cfg, "alerts"))
-    write("dead_letter_out", op.merge("dead_letters", events.errs, featured.errs, results.errs), cfg.io, "dead_letter",
+    write("dead_letter_out", op.merge("dead_letters", by_customer.errs, featured.errs, results.errs), cfg.io, "dead_letter",
           lambda d: d.key("transaction_id"), letters, letters)
     return flow
 

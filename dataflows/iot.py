@@ -1,9 +1,9 @@
 """IoT sensor anomaly scoring: ``python -m bytewax.run dataflows.iot:flow``.
 
-    input -> validate --(bad)---------------------------------------------------> dead_letter
+    input -> key by device (read from the raw message) --(no device: bad)-------> dead_letter
                |                                                                   ^
-               +-> key by device -> device_scoring --(duplicate id)----------------+
-                   (windows, per-sensor detectors, drift; idle devices expire)
+               +-> device_scoring --(bad, duplicate id)----------------------------+
+                   (validate, then windows, per-sensor detectors, drift; idle devices expire)
                    |                    +--(drift records)------------------------------> alerts
                    +-> key by shard -> shard_scoring (shared detector, warm-up rule, status)
                        -> device_profile (Feast, unless iot.device_profile = false)
@@ -31,10 +31,11 @@ from dataflows.connectors.inputs import read_input
 from dataflows.connectors.inference_log import log_inference
 from dataflows.connectors.outputs import write
 from dataflows.connectors.writeback import iot_writeback, write_back
-from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
+from dataflows.operators import key_raw, score_batches, split_dead_letters, stateful_object
 from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
 from dataflows.startup import check_iot, start
+from features.keyhash import entity_reader
 from models.status import Thresholds, alert_of
 from settings.config import IoTConfig
 
@@ -57,12 +58,13 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     thresholds = Thresholds(cfg.critical, cfg.warning)
     flow = Dataflow("iot_scoring")
     raw = read_input("input", flow, cfg.io, lambda: _generated(cfg), lambda: wire.input_decoder(cfg))
-    readings = validate("validate", raw, reading_parser(cfg), entity=lambda r: r.device, entity_name=cfg.key_field)
-
-    by_device = op.key_on("by_device", readings.oks, lambda r: r.device)
+    # Keyed by device before parsing: the message crosses to the device's worker, which parses it.
+    parse = reading_parser(cfg)
+    by_device = key_raw("validate", raw, entity_reader(cfg.key_field, numbers=True), parse,
+                        entity=lambda r: r.device, entity_name=cfg.key_field)
     devices = split_dead_letters("new_or_duplicate", op.key_rm("unkey_device", stateful_object(
-        "device_scoring", by_device, lambda: DeviceState(sc), None, DeviceState.score_batch,
-        expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
+        "device_scoring", by_device.oks, lambda: DeviceState(sc), None, DeviceState.score_batch,
+        expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s, parse=parse)))
     duplicates = devices.errs
     devices = devices.oks
     drifts = op.flat_map("drift_records", devices, lambda d: d.drifts)
@@ -86,7 +88,7 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     letters = wire.encoder_of(cfg, "dead_letter")  # None: JSON
     write("scored_out", scored, cfg.io, "scored", lambda r: r["id"], wire.encoder_of(cfg, "scored"), letters)
     write("alerts_out", alerts, cfg.io, "alerts", lambda r: r["id"], wire.encoder_of(cfg, "alerts"))
-    write("dead_letter_out", op.merge("dead_letters", readings.errs, duplicates, profiled.errs), cfg.io, "dead_letter",
+    write("dead_letter_out", op.merge("dead_letters", by_device.errs, duplicates, profiled.errs), cfg.io, "dead_letter",
           iot_dead_letter_key(cfg), letters, letters)
     return flow
 

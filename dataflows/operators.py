@@ -4,6 +4,9 @@
   :class:`~features.records.DeadLetter` on ``errs``, routed by type (as Bytewax's
   Kafka operators split ``oks``/``errs``), never by a field of the event; with
   ``entity``, it warns once when the input's partitioning splits an entity (:class:`SplitWatch`).
+- :func:`key_raw`: raw inputs -> keyed by their entity, read cheaply, still *unparsed*;
+  with ``parse`` given to :func:`stateful_object`, the entity's own worker parses them,
+  so what crosses workers (and processes) is the message, not a parsed event.
 - :func:`stateful_object`: per-key state in an object whose ``snapshot()`` is
   plain data and whose configuration comes from the builder (``stateful_map``
   deep-copies its state every epoch; this copies only what ``snapshot()`` returns).
@@ -27,7 +30,8 @@ from typing_extensions import override
 
 from features.records import DeadLetter, Raw, batch_or_dead_letters, parse_or_dead_letter
 
-__all__ = ["Validated", "validate", "SplitWatch", "split_dead_letters", "Snapshottable", "stateful_object", "score_batches"]
+__all__ = ["Validated", "validate", "key_raw", "arrived", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
+           "stateful_object", "score_batches"]
 
 log = structlog.get_logger("dataflows")
 
@@ -135,6 +139,105 @@ def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E],
     return split_dead_letters("split", op.map("parse", up, check))
 
 
+@operator
+def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], parse: Callable[[Any, float], E],
+            entity: Callable[[E], str], entity_name: str = "key") -> Validated[Tuple[str, Any]]:
+    """Key every raw input by its entity without parsing it: ``key_of(raw)`` reads the
+    entity cheaply (:func:`features.keyhash.entity_reader`), and the input goes on as an
+    *arrived* item, a plain tuple ``(value, arrival)`` or, from Kafka, ``(value, arrival,
+    topic, partition, offset, possible_repeat, wire)``: about 1 µs to pickle where a parsed
+    event takes 10-30 µs. The keyed step that follows parses it on the entity's worker
+    (:func:`stateful_object` with ``parse``; :func:`parse_arrived`), with the arrival time
+    taken here, as :func:`validate` would have.
+
+    An input whose entity ``key_of`` cannot read (``None``) is parsed here instead, by the same
+    ``parse``: it becomes the dead letter naming why (step ``step_id``), or, when the parser
+    reads what the quick look did not, the event itself, keyed by ``entity(event)``.
+    Dead letters already in the stream pass to ``errs``. The first entity seen on two
+    partitions of a Kafka input is logged once, as :func:`validate` does.
+
+    >>> from bytewax.dataflow import Dataflow
+    >>> from bytewax.testing import TestingSource, TestingSink, run_main
+    >>> from features.keyhash import entity_reader
+    >>> from features.records import decode
+    >>> flow, ok, bad = Dataflow("doc"), [], []
+    >>> k = key_raw("validate", op.input("in", flow, TestingSource([b'{"c": "C1"}', b"{oops"])),
+    ...             entity_reader("c"), lambda raw, arrival: decode(raw), lambda e: e["c"], "c")
+    >>> op.output("ok", k.oks, TestingSink(ok)); op.output("bad", k.errs, TestingSink(bad))
+    >>> run_main(flow); [(key, item[0]) for key, item in ok], [b.error[:14] for b in bad]
+    ([('C1', b'{"c": "C1"}')], ['not valid JSON'])
+    """
+    step = step_id.rsplit(".", 1)[-1]
+    watch = SplitWatch()  # one per process: its worker threads share it
+    now = time.time
+
+    def watched(key: str, item: Raw) -> str:
+        if not watch.done and item.partition is not None:
+            split = watch.see(key, item.partition)
+            if split is not None:
+                _warn_split(entity_name, key, item.topic, split)
+        return key
+
+    def route(item: Any) -> Any:
+        if type(item) is Raw:
+            key = key_of(item.value)
+            if key is not None:
+                return watched(key, item), arrived(item, now())
+        elif isinstance(item, DeadLetter):
+            return item
+        else:
+            key = key_of(item)
+            if key is not None:
+                return key, arrived(item, now())
+        event = parse_or_dead_letter(item, parse, now(), step)  # no key read: parsed here
+        if isinstance(event, DeadLetter):
+            return event
+        key = entity(event)
+        return (watched(key, item) if type(item) is Raw else key), event
+
+    return split_dead_letters("split", op.map("route", up, route))
+
+
+def arrived(item: Any, arrival: float) -> tuple:
+    """What :func:`key_raw` sends on for an input it has not parsed: ``(value, arrival)``, or
+    for a Kafka :class:`~features.records.Raw` ``(value, arrival, topic, partition, offset,
+    possible_repeat, wire)``. Plain tuples: pickling one costs about a tenth of a
+    :class:`~features.records.Raw`'s (a msgspec struct pickles by its class)."""
+    if type(item) is Raw:
+        return item.value, arrival, item.topic, item.partition, item.offset, item.possible_repeat, item.wire
+    return item, arrival
+
+
+def parse_arrived(items: Iterable[Any], parse: Callable[[Any, float], E], step: str = "validate",
+                  ) -> tuple[list[E], list[DeadLetter]]:
+    """The events and the dead letters of a key's items from :func:`key_raw`, in order:
+    each arrived tuple parsed by ``parse(value, arrival)`` (the dead letters name the
+    Kafka origin and ``step``), each item parsed already on the reading worker kept as it is.
+
+    >>> from features.records import decode
+    >>> events, letters = parse_arrived([(b'{"a": 1}', 0.0), (b"[1]", 0.0, "tx", 1, 7, False, None)],
+    ...                                 lambda raw, arrival: decode(raw))
+    >>> events, [(d.error, d.offset) for d in letters]
+    ([{'a': 1}], [('expected a JSON object, got list', 7)])
+    """
+    events: list[Any] = []
+    letters: list[DeadLetter] = []
+    for item in items:
+        if type(item) is tuple:
+            if len(item) == 2:
+                raw, arrival = item
+            else:
+                raw, arrival = Raw(item[0], item[2], item[3], item[4], item[5], item[6]), item[1]
+            event = parse_or_dead_letter(raw, parse, arrival, step)
+            if isinstance(event, DeadLetter):
+                letters.append(event)
+                continue
+            events.append(event)
+        else:
+            events.append(item)
+    return events, letters
+
+
 def _warn_split(name: str, key: str, topic: str | None, partitions: tuple[int, int]) -> None:
     log.warning("input_partitioning_splits_entities", topic=topic, entity=name, key=key, partitions=list(partitions),
                 detail=f"{name} {key!r} arrived on partitions {partitions[0]} and {partitions[1]} of {topic!r}: "
@@ -178,8 +281,14 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         expire_s: float | None = None,
         check_s: float = 300.0,
         clocks: dict[int, _Clock] | None = None,
+        parse: Callable[[Any, float], Any] | None = None,
+        parse_step: str = "validate",
+        live: bool = True,
     ):
         self.state = state
+        self.parse = parse
+        self.parse_step = parse_step
+        self.live = live  # False until a value of the key parses: a key with none keeps no state
         self.step = step
         self.step_many = step_many
         self.expire_s = expire_s
@@ -197,6 +306,16 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
 
     @override
     def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
+        if self.parse is not None:
+            events, letters = parse_arrived(values, self.parse, self.parse_step)
+            if not events:
+                return letters, StatefulBatchLogic.RETAIN if self.live else StatefulBatchLogic.DISCARD
+            self.live = True
+            out, keep = self._step(events)  # type: ignore[arg-type]
+            return (out if not letters else [*out, *letters]), keep
+        return self._step(values)
+
+    def _step(self, values: List[V]) -> Tuple[List[W], bool]:
         if self.step_many is not None:
             out = self.step_many(self.state, values)
         else:
@@ -253,6 +372,8 @@ def stateful_object(
     step_many: Callable[[S, List[V]], List[W]] | None = None,
     expire_after_s: float | None = None,
     check_every_s: float = 300.0,
+    parse: Callable[[Any, float], Any] | None = None,
+    parse_step: str = "validate",
 ) -> KeyedStream[W]:
     """Keep one state object per key and emit ``step(state, value)`` for every item.
 
@@ -271,6 +392,11 @@ def stateful_object(
     behind the newest event time this step has seen on the worker, and has had no
     batch for ``check_every_s`` of wall time, is dropped (its state and snapshot are
     discarded; a later event starts it afresh), so memory follows the active keys.
+    With ``parse``, the values are :func:`key_raw`'s arrived inputs, parsed here, on the
+    key's worker, before the state sees them (:func:`parse_arrived`): the dead letters
+    (step ``parse_step``) come out with the batch's outputs, and a key none of whose
+    values has parsed yet keeps no state (it would otherwise never expire).
+
     Expiry is in event time, checked on the wall clock at most ``check_every_s``
     apart: while no events arrive nothing expires. (The
     state itself should also start afresh when its next event comes after an
@@ -301,7 +427,8 @@ def stateful_object(
         state = new()
         if resume is not None:
             state.load(resume)
-        return _ObjectLogic(state, step, step_many, expire_after_s, check_every_s, clocks)
+        return _ObjectLogic(state, step, step_many, expire_after_s, check_every_s, clocks, parse, parse_step,
+                            live=parse is None or resume is not None)
 
     return op.stateful_batch("stateful", up, builder)
 

@@ -1,4 +1,5 @@
-"""The one hash of an entity key: SipHash-1-3, the hash Bytewax routes keys by.
+"""An entity's key: read cheaply from a raw input (:func:`entity_reader`), and hashed by
+SipHash-1-3, the hash Bytewax routes keys by (:func:`key_hash`).
 
 Bytewax 0.21.1 runs each key of a stateful step on worker ``SipHash-1-3(key) %
 worker_count`` (Rust's ``DefaultHasher`` with zero keys, over the key's bytes followed
@@ -15,6 +16,9 @@ The hash is compiled by numba (``cache=True``, like :mod:`features.window_kernel
 about 0.5 µs per key against 8-10 µs in plain Python, which matters when more keys
 are active than :func:`key_hash`'s cache holds (a million customers).
 
+:func:`entity_reader` lets a flow key a raw message by its entity before parsing it, so
+what crosses to the entity's worker is the message (bytes), not a parsed event.
+
 >>> hex(siphash13(b""))
 '0xd1fba762150c532c'
 >>> key_hash("C000001") == siphash13("C000001".encode() + b"\\xff")
@@ -23,12 +27,15 @@ True
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
+from typing import Any, Callable, Mapping
 
+import msgspec
 import numba
 import numpy as np
 
-__all__ = ["siphash13", "key_hash"]
+__all__ = ["siphash13", "key_hash", "entity_reader"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -92,3 +99,56 @@ def key_hash(key: str) -> int:
 
 
 _ZERO = np.uint64(0)
+
+
+def entity_reader(field: str, numbers: bool = False) -> Callable[[Any], str | None]:
+    """``read(raw)``: the entity key of a raw input without parsing the rest of it, for
+    routing the input to its entity's worker before the full parse (about 0.3 µs for a
+    fraud message, against about 10 µs for the parse).
+
+    ``raw`` is JSON text or bytes (only the top-level ``field`` is decoded; every other
+    field is skipped) or a mapping (a CSV or Parquet row, a decoded Avro record). The key
+    is the field's value as text: a string, an integer (not a boolean) and, with
+    ``numbers``, a finite float, as the flow's parser makes it (``str(value)``:
+    ``customer_id`` of :func:`features.transactions.parse_transaction`, ``iot.key_field``
+    of :func:`features.sensors.parse_reading`). ``None`` for anything else: not JSON,
+    not an object, the field absent, null or of another type. The caller then parses
+    the input where it is, and the parser names what is wrong (or, for an input only
+    the parser's leniency reads, gives the key). An input whose key is read but which the
+    parser then refuses is refused on the entity's worker, with the parser's reason.
+
+    >>> read = entity_reader("customer_id")
+    >>> read(b'{"transaction_id": "t1", "customer_id": "C1", "amount": 5}'), read('{"customer_id": 7}')
+    ('C1', '7')
+    >>> read(b'{"customer_id": true}'), read(b'{"customer_id": 1.5}'), read(b"{oops"), read({"x": 1})
+    (None, None, None, None)
+    >>> entity_reader("device_id", numbers=True)(b'{"device_id": 1.5}')
+    '1.5'
+    """
+    kind: Any = (str | int | float | None) if numbers else (str | int | None)
+    key_type = msgspec.defstruct("EntityKey", [("key", kind, None)], rename={"key": field})
+    decoder = msgspec.json.Decoder(key_type)
+    decode = decoder.decode
+    decode_error = msgspec.DecodeError
+
+    def text(v: Any) -> str | None:
+        t = type(v)
+        if t is str:
+            return v
+        if t is int:
+            return str(v)
+        if numbers and t is float and math.isfinite(v):
+            return str(v)
+        return None
+
+    def read(raw: Any) -> str | None:
+        if type(raw) is bytes or type(raw) is str:
+            try:
+                return text(decode(raw).key)
+            except decode_error:
+                return None
+        if isinstance(raw, Mapping):
+            return text(raw.get(field))
+        return None
+
+    return read

@@ -125,6 +125,41 @@ def test_two_workers_partition_state_and_lose_nothing(fraud_env, events, tmp_pat
     assert {r["transaction_id"]: r["amount_count_24h"] for r in scored} == single
 
 
+def test_each_message_is_parsed_on_its_customers_worker(fraud_env, events, tmp_path, monkeypatch):
+    """What crosses workers on the way to a customer's state is the message, not a parsed
+    transaction: the worker that keeps a customer's state parses its messages (the input is
+    read by one worker; half of the customers live on the other)."""
+    import threading
+
+    from models.fraud import CustomerState, FraudScoringConfig
+
+    parsed: dict[str, set[int]] = {}
+    kept: dict[str, set[int]] = {}
+    parse, update_many = FraudScoringConfig.parse, CustomerState.update_many
+
+    def parse_here(self, raw, arrival):
+        tx = parse(self, raw, arrival)
+        parsed.setdefault(tx.customer_id, set()).add(threading.get_ident())
+        return tx
+
+    def update_here(self, txs):
+        for tx in txs:
+            kept.setdefault(tx.customer_id, set()).add(threading.get_ident())
+        return update_many(self, txs)
+
+    monkeypatch.setattr(FraudScoringConfig, "parse", parse_here)
+    monkeypatch.setattr(CustomerState, "update_many", update_here)
+    path = tmp_path / "in.jsonl"
+    write_events(events, path)
+    cfg = config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))
+    cluster_main(build_flow(cfg), addresses=[], proc_id=0, worker_count_per_proc=2)
+    scored, alerts, dead = outputs(tmp_path)
+    check_accounting([ln for ln in path.read_bytes().splitlines() if ln.strip()], scored, alerts, dead)
+    assert len({t for ts in kept.values() for t in ts}) == 2  # both workers keep customers
+    assert all(len(ts) == 1 for ts in kept.values())
+    assert {c: ts for c, ts in parsed.items() if c in kept} == kept
+
+
 def test_generator_source_unknown_keys_are_flagged(fraud_env, tmp_path):
     # The default generator's world is larger than the test repo's: most keys are unknown to Feast.
     run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="generator", STREAMSCORE_IO__GENERATOR_EVENTS="400",

@@ -10,7 +10,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from dataflows.operators import score_batches, stateful_object, validate
+from dataflows.operators import key_raw, score_batches, split_dead_letters, stateful_object, validate
 from features.records import DeadLetter, Raw, ValidationError, decode
 
 
@@ -162,3 +162,105 @@ def test_stateful_object_with_only_a_batch_step_may_give_fewer_outputs_than_inpu
     assert sorted(out) == [("0", (2, 6)), ("1", (2, 4))]
     with pytest.raises(ValueError, match="step"):
         stateful_object("none", keyed, Summing, None, None)
+
+
+class Seen:
+    """Per-key state: the ids of its events, in order (``last_event_time`` as the flows' states have)."""
+
+    def __init__(self) -> None:
+        self.ids: list = []
+
+    @property
+    def last_event_time(self):
+        return None if not self.ids else 0.0
+
+    def snapshot(self):
+        return list(self.ids)
+
+    def load(self, snap) -> None:
+        self.ids = list(snap)
+
+    def update_many(self, events):
+        self.ids += [e.fields["id"] for e in events]
+        return [(e.fields["id"], e.fields.get("possible_repeat", False), len(self.ids)) for e in events]
+
+
+def parse_event(raw, arrival):
+    """An event with ``fields``, as the flows' parsers make (a possible repeat is marked in them)."""
+    from types import SimpleNamespace
+
+    fields = parse(raw, arrival)
+    if not isinstance(fields["customer_id"], (str, int, float)) or isinstance(fields["customer_id"], bool):
+        raise ValidationError("field 'customer_id': expected text")
+    return SimpleNamespace(customer_id=str(int(fields["customer_id"]) if isinstance(fields["customer_id"], float)
+                                           else fields["customer_id"]), fields=fields)
+
+
+def keyed_raw_flow(items, ok, bad):
+    from features.keyhash import entity_reader
+
+    flow = Dataflow("raw")
+    k = key_raw("validate", op.input("in", flow, TestingSource(items, batch_size=2)), entity_reader("customer_id"),
+                parse_event, entity=lambda e: e.customer_id, entity_name="customer_id")
+    out = split_dead_letters("split", op.key_rm("unkey", stateful_object(
+        "state", k.oks, Seen, None, Seen.update_many, expire_after_s=3600.0, parse=parse_event)))
+    op.output("ok", out.oks, TestingSink(ok))
+    op.output("bad", op.merge("letters", k.errs, out.errs), TestingSink(bad))
+    return flow
+
+
+def test_raw_inputs_are_keyed_then_parsed_by_the_keyed_step_with_their_origin():
+    """key_raw + stateful_object(parse=...): every input ends scored or dead-lettered once, with
+    the validate step's reasons and Kafka origin wherever it is parsed; the order of a key's
+    events is kept; a resumed run's possible repeats stay marked."""
+    ok: list = []
+    bad: list = []
+    items = [
+        Raw(b'{"customer_id": "C1", "id": 1}', "tx", 0, 10),
+        Raw(b'{"customer_id": "C1"}', "tx", 0, 11),  # key read, refused by the parser: on the key's worker
+        Raw(b"{oops", "tx", 1, 12),  # no key: refused where it was read
+        Raw(b'{"customer_id": 1.0, "id": 3}', "tx", 1, 13),  # the reader does not take 1.0; the parser does
+        Raw(b'{"customer_id": "C1", "id": 2}', "tx", 0, 14, possible_repeat=True),
+        DeadLetter("Kafka consumer error: x", "", step="input", topic="tx", partition=0, offset=15),
+        '{"customer_id": 7, "id": 4}',
+        b'{"customer_id": 1, "id": 5}',  # read by the reader: the same customer as 1.0, parsed elsewhere
+    ]
+    run_main(keyed_raw_flow(items, ok, bad))
+    assert sorted(ok) == [(1, False, 1), (2, True, 2), (3, False, 1), (4, False, 1), (5, False, 2)]
+    assert sorted((d.step, d.offset, d.error.split(":")[0]) for d in bad) == [
+        ("input", 15, "Kafka consumer error"), ("validate", 11, "field 'id'"), ("validate", 12, "not valid JSON")]
+
+
+def test_a_key_whose_values_never_parse_keeps_no_state(tmp_path):
+    import sqlite3
+
+    init_db_dir(tmp_path, 1)
+    items = [b'{"customer_id": "BAD"}', b'{"customer_id": "GOOD", "id": 1}', b'{"customer_id": "BAD"}']
+    ok: list = []
+    bad: list = []
+    run_main(keyed_raw_flow(items, ok, bad), epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(tmp_path)))
+    assert len(ok) == 1 and len(bad) == 2
+    [db] = tmp_path.glob("*.sqlite3")
+    with sqlite3.connect(db) as conn:
+        keys = {k for k, ser in conn.execute("SELECT state_key, ser_change FROM snaps WHERE step_id LIKE '%state%'")
+                if ser is not None}
+    assert keys == {"GOOD"}
+
+
+def test_key_raw_logs_an_entity_split_over_partitions_once():
+    from structlog.testing import capture_logs
+
+    def run(items):
+        ok: list = []
+        bad: list = []
+        with capture_logs() as logs:
+            run_main(keyed_raw_flow(items, ok, bad))
+        return ok, [e for e in logs if e["event"] == "input_partitioning_splits_entities"]
+
+    keyed = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 3, i) for i in range(30)]
+    ok, warnings = run(keyed)
+    assert len(ok) == 30 and warnings == []
+    split = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 2, i) for i in range(30)]
+    ok, warnings = run(split)
+    assert len(ok) == 30 and len(warnings) == 1
+    assert (warnings[0]["key"], warnings[0]["partitions"]) == ("C0", [0, 1])
