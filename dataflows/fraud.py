@@ -31,8 +31,8 @@ from dataflows.connectors.inputs import read_input
 from dataflows.connectors.inference_log import log_inference
 from dataflows.connectors.outputs import write
 from dataflows.connectors.writeback import fraud_writeback, write_back
-from dataflows.operators import score_batches, split_dead_letters, stateful_object, validate
-from dataflows.placement import enough_shards, shard_keys, total_workers
+from dataflows.operators import Scorers, prefetch_batches, score_batches, split_dead_letters, stateful_object, validate
+from dataflows.placement import enough_shards, owned_keys, shard_keys, total_workers
 from dataflows.scoring import fraud_scorer, fraud_scoring_config
 from dataflows.startup import check_fraud, start
 from features.records import shard_of
@@ -58,7 +58,12 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     events = validate("validate", raw, sc.parse,  # the parser FraudPipeline runs too
                       entity=lambda tx: tx.customer_id, entity_name="customer_id")
 
-    by_customer = op.key_on("by_customer", events.oks, lambda tx: tx.customer_id)
+    scorers = Scorers(fraud_scorer(cfg))
+    valid = events.oks
+    owned = owned_keys(sys.argv)  # this worker's customers (None: not known here, no prefetch)
+    if owned is not None:  # Feast lookups of new keys start now, in the background, not at scoring
+        valid = prefetch_batches("prefetch", valid, scorers, lambda tx: owned(tx.customer_id))
+    by_customer = op.key_on("by_customer", valid, lambda tx: tx.customer_id)
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
         "customer_features", by_customer, lambda: CustomerState(sc), CustomerState.update, CustomerState.update_many,
         expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s)))
@@ -70,7 +75,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     # Downstream of scoring an item is a whole scored batch (models.fraud.batch.ScoredBatch): outputs,
     # metrics, the inference log and the drift step work on its columns, per batch.
     results = split_dead_letters("scored_or_failed",
-                                 score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
+                                 score_batches("score", detected, scorers, lambda tx: tx.fields))
     scored = results.oks
     alerts = op.filter("alerts_only", scored, _has_alerts)  # non-NORMAL, and updates of possible repeats
     if cfg.writeback:  # each customer's latest streaming features -> Feast customer_live

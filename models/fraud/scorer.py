@@ -56,6 +56,14 @@ class FraudScorer:
         self.explain_method = cfg.explain_method
         self.explain_budget = cfg.explain_budget
 
+    def prefetch(self, txs: Sequence[Transaction]) -> None:
+        """Start the Feast lookups of these transactions' customers and merchants that are
+        not cached, in the background (:meth:`~features.store.CachedLookup.prefetch`): the
+        flow calls it as soon as a batch is read, and :meth:`score_columns` then takes the
+        answers instead of waiting for a store call of its own."""
+        self.customers.prefetch([tx.customer_id for tx in txs])
+        self.merchants.prefetch([tx.merchant_id for tx in txs])
+
     def score_batch(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
         """JSON-ready scored records, in input order.
 
