@@ -232,6 +232,9 @@ class CachedLookup:
         stuck_after_s: a call still running after this long is logged once
             (``feature_lookup_stuck``): its lookup answers from stale or default
             values until it returns, even if the breaker has closed meanwhile.
+        calls: the thread the store calls run in, shared by the lookups of one store
+            client (:func:`fraud_lookups`) so that their calls, prefetched ones too, run one
+            at a time as they did inline; else one of its own, made on the first call.
 
     When ``fetch`` raises or times out, or the breaker is open, the keys to fetch
     get, if they have an expired cache entry, that entry (stale, served while the
@@ -260,6 +263,7 @@ class CachedLookup:
         failures: int = 3,
         retry_s: float = 5.0,
         stuck_after_s: float = 30.0,
+        calls: _CallThread | None = None,
     ) -> None:
         self._fetch = fetch
         self.defaults = dict(defaults)
@@ -270,7 +274,7 @@ class CachedLookup:
         self.timeout_s = timeout_s
         self.breaker = breaker if breaker is not None else CircuitBreaker(failures, retry_s, clock, name)
         self._cache: OrderedDict[str, tuple[float, dict[str, Any], bool]] = OrderedDict()
-        self._worker: _CallThread | None = None
+        self._worker: _CallThread | None = calls
         self._inflight: Future | None = None
         self._inflight_at = 0.0
         self._pending: dict[str, tuple[Future, float]] = {}  # key -> (its prefetch, submitted at)
@@ -579,15 +583,17 @@ def fraud_lookups(
     ``store`` is an open ``FeatureStore`` or a Feast repo path (opened on first use).
     Both lookups share one :class:`CircuitBreaker` (``failures``, ``retry_s``, or the
     ``breaker`` given, which other lookups of the same store may share): when one finds
-    the store down, the other does not wait for it too.
+    the store down, the other does not wait for it too. They also share the thread their
+    store calls run in, so two calls never use the Feast client at once.
     """
     if isinstance(store, (str, Path)):
         store = _LazyStore(store, None)
     breaker = breaker if breaker is not None else CircuitBreaker(failures, retry_s, name=service)
+    calls = _CallThread(service)  # one Feast client: its calls (prefetched ones too) never overlap
     customers = CachedLookup(FeastFetcher(store, service, "customer_profile", "customer_id"),
                              PROFILE_DEFAULTS, ttl_s=ttl_s, name="customer_profile",
-                             timeout_s=timeout_s, breaker=breaker)
+                             timeout_s=timeout_s, breaker=breaker, calls=calls)
     merchants = CachedLookup(FeastFetcher(store, service, "merchant_risk", "merchant_id"),
                              MERCHANT_DEFAULTS, ttl_s=ttl_s, name="merchant_risk",
-                             timeout_s=timeout_s, breaker=breaker)
+                             timeout_s=timeout_s, breaker=breaker, calls=calls)
     return customers, merchants

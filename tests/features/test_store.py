@@ -377,3 +377,33 @@ def test_hung_prefetch_times_out_opens_the_breaker_and_nothing_piles_up():
     assert lookup.prefetch(["k22"]) == 1  # the probe
     assert lookup.get_many(["k22"])["k22"] == ({"risk": 3.0, "rate": 0.02}, True)
     assert not lookup.breaker.is_open
+
+
+def test_fraud_lookups_share_one_call_thread_so_prefetched_calls_never_overlap(fraud_env):
+    import threading
+
+    customers, merchants = fraud_lookups(fraud_env.repo, timeout_s=5.0)
+    running, overlaps, threads = [0], [0], set()
+    lock = threading.Lock()
+
+    def watched(fetch):
+        def call(keys):
+            with lock:
+                running[0] += 1
+                overlaps[0] += running[0] > 1
+                threads.add(threading.current_thread().name)
+            try:
+                return fetch(keys)
+            finally:
+                with lock:
+                    running[0] -= 1
+        return call
+
+    customers._fetch, merchants._fetch = watched(customers._fetch), watched(merchants._fetch)
+    for i in range(5):
+        customers.prefetch([f"C{i:06d}", f"C{i + 50:06d}"])
+        merchants.prefetch([f"M{i:05d}"])
+    customers.get_many([f"C{i:06d}" for i in range(5)])
+    merchants.get_many([f"M{i:05d}" for i in range(5)])
+    assert customers.stats.errors == merchants.stats.errors == 0
+    assert overlaps[0] == 0 and threads == {"lookup-fraud_scoring"}
