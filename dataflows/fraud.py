@@ -22,7 +22,7 @@ configuration, checks everything the run depends on, then builds the flow.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -32,8 +32,8 @@ from dataflows.connectors.inputs import read_input
 from dataflows.connectors.inference_log import log_inference
 from dataflows.connectors.outputs import write
 from dataflows.connectors.writeback import fraud_writeback, write_back
-from dataflows.operators import key_raw, score_batches, split_dead_letters, stateful_object
-from dataflows.placement import enough_shards, shard_keys, total_workers
+from dataflows.operators import Scorers, key_raw, prefetch_batches, score_batches, split_dead_letters, stateful_object
+from dataflows.placement import enough_shards, owned_keys, shard_keys, total_workers
 from dataflows.scoring import fraud_scorer, fraud_scoring_config
 from dataflows.startup import check_fraud, start
 from features.keyhash import entity_reader
@@ -61,8 +61,13 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     # parses it (sc.parse, the parser FraudPipeline runs too) in its customer step.
     by_customer = key_raw("validate", raw, entity_reader("customer_id"), sc.parse,
                           entity=lambda tx: tx.customer_id, entity_name="customer_id")
+    scorers = Scorers(fraud_scorer(cfg))
+    keyed = by_customer.oks
+    owned = owned_keys(sys.argv)  # this worker's customers (None: not known here, no prefetch)
+    if owned is not None:  # Feast lookups of new keys start now, in the background, not at scoring
+        keyed = prefetch_batches("prefetch", keyed, scorers, lambda kv: owned(kv[0]), _lookup_keys())
     featured = split_dead_letters("new_or_duplicate", op.key_rm("unkey_customer", stateful_object(
-        "customer_features", by_customer.oks, lambda: CustomerState(sc), CustomerState.update,
+        "customer_features", keyed, lambda: CustomerState(sc), CustomerState.update,
         CustomerState.update_many, expire_after_s=sc.idle_expiry_s or None, check_every_s=cfg.idle_check_s,
         parse=sc.parse)))
     keys = shard_keys(sc.shards)  # one per shard, spread over the workers (dataflows/placement.py)
@@ -73,7 +78,7 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     # Downstream of scoring an item is a whole scored batch (models.fraud.batch.ScoredBatch): outputs,
     # metrics, the inference log and the drift step work on its columns, per batch.
     results = split_dead_letters("scored_or_failed",
-                                 score_batches("score", detected, fraud_scorer(cfg), lambda tx: tx.fields))
+                                 score_batches("score", detected, scorers, lambda tx: tx.fields))
     scored = results.oks
     alerts = op.filter("alerts_only", scored, _has_alerts)  # non-NORMAL, and updates of possible repeats
     if cfg.writeback:  # each customer's latest streaming features -> Feast customer_live
@@ -97,6 +102,20 @@ def build_flow(cfg: FraudConfig) -> Dataflow:
     write("dead_letter_out", op.merge("dead_letters", by_customer.errs, featured.errs, results.errs), cfg.io, "dead_letter",
           lambda d: d.key("transaction_id"), letters, letters)
     return flow
+
+
+def _lookup_keys() -> Callable[[tuple[str, Any]], tuple[str, str | None]]:
+    """``(customer, merchant)`` of a keyed message, read before it is parsed (the merchant
+    with the same quick read as the customer; ``None`` if it cannot be read)."""
+    merchant_of = entity_reader("merchant_id")
+
+    def keys(kv: tuple[str, Any]) -> tuple[str, str | None]:
+        customer, item = kv
+        if type(item) is tuple:  # an arrived message: (value, arrival, ...)
+            return customer, merchant_of(item[0])
+        return customer, getattr(item, "merchant_id", None)  # parsed where it was read
+
+    return keys
 
 
 def _has_alerts(batch: Any) -> bool:

@@ -31,7 +31,7 @@ from typing_extensions import override
 from features.records import DeadLetter, Raw, batch_or_dead_letters, parse_or_dead_letter
 
 __all__ = ["Validated", "validate", "key_raw", "arrived", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
-           "stateful_object", "score_batches"]
+           "stateful_object", "Scorers", "score_batches", "prefetch_batches"]
 
 log = structlog.get_logger("dataflows")
 
@@ -437,33 +437,74 @@ class BatchScorer(Protocol[V, W]):
     def score_batch(self, items: Sequence[V]) -> List[W]: ...
 
 
+class Scorers(Generic[V, W]):
+    """One scorer per worker thread, built by ``build()`` on the thread's first use (never at
+    import or flow build; worker threads of one process do not share a scorer). Shared by
+    :func:`prefetch_batches` and :func:`score_batches`, so a worker's lookups started by the
+    first are answered to the second."""
+
+    def __init__(self, build: Callable[[], BatchScorer[V, W]], step_id: str = "score") -> None:
+        self.build = build
+        self.step_id = step_id
+        # Bytewax's worker threads are Rust threads whose Python thread state does not persist
+        # between calls (a threading.local would be lost), so scorers are kept by OS thread id.
+        self._by_thread: dict[int, BatchScorer[V, W]] = {}
+
+    def get(self) -> BatchScorer[V, W]:
+        scorer = self._by_thread.get(threading.get_ident())
+        if scorer is None:
+            t0 = time.perf_counter()
+            scorer = self._by_thread[threading.get_ident()] = self.build()
+            log.info("scorer_ready", step=self.step_id, seconds=round(time.perf_counter() - t0, 3),
+                     thread=threading.get_ident())
+        return scorer
+
+
 @operator
 def score_batches(
     step_id: str,
     up: Stream[V],
-    build: Callable[[], BatchScorer[V, W]],
+    build: Callable[[], BatchScorer[V, W]] | Scorers[V, W],
     raw_of: Callable[[V], Any],
 ) -> Stream[W | DeadLetter]:
     """Score each upstream batch with one scorer per worker, built by ``build()``
     on the worker's first batch (never at import or flow build; worker threads of
-    one process do not share a scorer).
+    one process do not share a scorer), or taken from ``build``, a :class:`Scorers`.
 
     If a batch raises, its items become dead letters (``raw_of(item)`` is the
     input as received) with the error, and the error is logged: every event
     still ends in exactly one output.
     """
-    # One scorer per worker thread. Bytewax's worker threads are Rust threads whose Python
-    # thread state does not persist between calls (a threading.local would be lost), so
-    # scorers are kept by OS thread id.
-    scorers: dict[int, BatchScorer[V, W]] = {}
+    scorers = build if isinstance(build, Scorers) else Scorers(build, step_id)
 
     def score(items: List[V]) -> List[W | DeadLetter]:
-        scorer = scorers.get(threading.get_ident())
-        if scorer is None:
-            t0 = time.perf_counter()
-            scorer = scorers[threading.get_ident()] = build()
-            log.info("scorer_ready", step=step_id, seconds=round(time.perf_counter() - t0, 3),
-                     thread=threading.get_ident())
-        return batch_or_dead_letters(scorer.score_batch, items, raw_of, step_id.rsplit(".", 1)[-1])
+        return batch_or_dead_letters(scorers.get().score_batch, items, raw_of, step_id.rsplit(".", 1)[-1])
 
     return op.flat_map_batch("score", up, score)
+
+
+@operator
+def prefetch_batches(step_id: str, up: Stream[V], scorers: Scorers[Any, Any],
+                     owned: Callable[[V], bool], what: Callable[[V], Any] = lambda item: item) -> Stream[V]:
+    """Pass every batch on unchanged, after handing ``what`` of its items that this worker
+    scores (``owned``) to the worker's scorer's ``prefetch``: the scorer starts what it will
+    wait for (e.g. the Feast lookups of keys it has not cached) in the background, so it
+    overlaps the steps between here and :func:`score_batches` instead of holding up the
+    scoring. A failing prefetch is logged and changes nothing: the scorer then asks for itself.
+    """
+    where = step_id.rsplit(".", 1)[-1]
+    failed = [False]
+
+    def prefetch(items: List[V]) -> List[V]:
+        mine = [what(i) for i in items if owned(i)]
+        if mine:
+            try:
+                scorers.get().prefetch(mine)  # type: ignore[attr-defined]
+            except Exception as exc:  # never costs an event: the scorer asks for itself
+                if not failed[0]:
+                    failed[0] = True
+                    log.warning("prefetch_failed", step=where, error=repr(exc)[:300],
+                                detail="the scorer fetches what it needs itself; logged once")
+        return items
+
+    return op.flat_map_batch("prefetch", up, prefetch)

@@ -46,14 +46,14 @@ import pickle
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, TypeVar
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 from features.keyhash import key_hash, siphash13
 from settings.environment import bytewax_variables
 
 C = TypeVar("C")
 
-__all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "bytewax_options", "total_workers", "process_id",
+__all__ = ["MODULUS", "siphash13", "worker_of", "shard_keys", "owned_keys", "bytewax_options", "total_workers", "process_id",
            "recovery_partitions", "recovery_directory", "resuming", "enough_shards", "ResumePoint", "resume_point", "plain_unpickle"]
 
 #: Shard keys are aligned modulo this: lcm(1..10).
@@ -83,6 +83,36 @@ def _aligned_key(shard: int) -> str:
 def shard_keys(shards: int) -> list[str]:
     """One routing key per shard, shard ``s`` on worker ``s % workers`` (see the module)."""
     return [_aligned_key(s) for s in range(shards)]
+
+
+def owned_keys(argv: list[str], env: Mapping[str, str] | None = None) -> Callable[[str], bool] | None:
+    """``owned(key)``: whether this process's worker runs ``key``'s stateful steps (one worker
+    per process: worker index = process index), or None when that cannot be told (several
+    worker threads per process, or a cluster without a process index, e.g. ``bytewax.testing -p``).
+
+    >>> owned_keys(["bytewax.run", "m:flow"], {})("C000001")
+    True
+    >>> owned = [owned_keys(["bytewax.run", "m:flow", "-a", "a:1;b:1", "-i", str(i)], {}) for i in (0, 1)]
+    >>> [[o(k) for o in owned] for k in ("C000001", "C000002")] == [[worker_of(k, 2) == i for i in (0, 1)] for k in ("C000001", "C000002")]
+    True
+    >>> owned_keys(["bytewax.run", "m:flow", "-w", "2"], {}) is None, owned_keys(["bytewax.testing", "m:flow", "-p", "2"], {}) is None
+    (True, True)
+    """
+    env = bytewax_variables() if env is None else env
+    opts = bytewax_options(argv)
+    try:
+        per_process = int(opts.get("-w") or env.get("BYTEWAX_WORKERS_PER_PROCESS") or 1)
+    except ValueError:
+        return None
+    total = total_workers(argv, env) or 1
+    if per_process != 1:
+        return None
+    if total == 1:
+        return lambda key: True
+    me = process_id(argv, env)
+    if me is None:
+        return None
+    return lambda key: worker_of(key, total) == me
 
 
 def total_workers(argv: list[str], env: Mapping[str, str] | None = None) -> int | None:

@@ -106,6 +106,9 @@ class _Columns:
     def score_batch(self, txs: list[Any]) -> list[Any]:
         return [self.scorer.score_columns(txs)] if txs else []
 
+    def prefetch(self, keys: list[Any]) -> None:
+        self.scorer.prefetch(keys)
+
 
 def fraud_scorer(cfg: FraudConfig) -> Callable[[], Any]:
     """Builds the worker's fraud scorer: its model router (versions, split, shadow,

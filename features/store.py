@@ -237,6 +237,9 @@ class CachedLookup:
         stuck_after_s: a call still running after this long is logged once
             (``feature_lookup_stuck``): its lookup answers from stale or default
             values until it returns, even if the breaker has closed meanwhile.
+        calls: the thread the store calls run in, shared by the lookups of one store
+            client (:func:`fraud_lookups`) so that their calls, prefetched ones too, run one
+            at a time as they did inline; else one of its own, made on the first call.
 
     When ``fetch`` raises or times out, or the breaker is open, the keys to fetch
     get, if they have an expired cache entry, that entry (stale, served while the
@@ -244,6 +247,12 @@ class CachedLookup:
     so a later batch asks again. :attr:`last_fallback` holds the keys of the last
     :meth:`get_many` that got defaults because the store could not answer.
     Returned value dicts are shared with the cache: read them, do not modify them.
+
+    :meth:`prefetch` starts the store call for a batch's missing keys on the lookup's
+    thread and returns at once, so the call overlaps whatever the caller does before
+    :meth:`get_many` (the flow: the customer and shard steps); :meth:`get_many` then takes
+    its answer (waiting for what is left of it, within ``timeout_s`` from the prefetch),
+    with the same values, cache, breaker and fallbacks as a call of its own.
     """
 
     def __init__(
@@ -259,6 +268,7 @@ class CachedLookup:
         failures: int = 3,
         retry_s: float = 5.0,
         stuck_after_s: float = 30.0,
+        calls: _CallThread | None = None,
     ) -> None:
         self._fetch = fetch
         self.defaults = dict(defaults)
@@ -269,9 +279,10 @@ class CachedLookup:
         self.timeout_s = timeout_s
         self.breaker = breaker if breaker is not None else CircuitBreaker(failures, retry_s, clock, name)
         self._cache: OrderedDict[str, tuple[float, dict[str, Any], bool]] = OrderedDict()
-        self._worker: _CallThread | None = None
+        self._worker: _CallThread | None = calls
         self._inflight: Future | None = None
         self._inflight_at = 0.0
+        self._pending: dict[str, tuple[Future, float]] = {}  # key -> (its prefetch, submitted at)
         self._stuck_logged = False
         self.stuck_after_s = stuck_after_s
         self.last_fallback: set[str] = set()
@@ -287,17 +298,94 @@ class CachedLookup:
         """``fetch(keys)``, within ``timeout_s``; raises ``TimeoutError`` when it takes longer."""
         if self.timeout_s is None:
             return self._fetch(keys)
-        if self._worker is None:
-            self._worker = _CallThread(self.name)
-        self._inflight = fut = self._worker.submit(self._fetch, keys)
-        self._inflight_at, self._stuck_logged = self._clock(), False
+        fut = self._submit(keys)
         try:
             return fut.result(timeout=self.timeout_s)
         except FutureTimeout:
             raise TimeoutError(f"{self.name} lookup took more than {self.timeout_s}s") from None
 
+    def prefetch(self, keys: Iterable[str]) -> int:
+        """Start fetching, on this lookup's thread, the keys that are neither cached (and
+        unexpired) nor already being fetched; returns at once, with how many keys the call
+        asks for. Nothing starts while a timed-out call still runs or the breaker is open
+        (a prefetch may be the open breaker's probe). A later :meth:`get_many` of these
+        keys takes the answer, and counts the call's success or failure then.
+
+        >>> import threading
+        >>> seen = []
+        >>> lookup = CachedLookup(lambda ks: seen.append(threading.current_thread().name) or {k: {"r": 1.0} for k in ks},
+        ...                       defaults={"r": 0.0}, name="demo")
+        >>> lookup.prefetch(["a", "b", "a"]), lookup.prefetch(["a"])   # "a" is already on its way
+        (2, 0)
+        >>> lookup.get_many(["a", "b"])["a"], seen, lookup.stats.calls
+        (({'r': 1.0}, True), ['lookup-demo'], 1)
+        """
+        now = self._clock()
+        cache, pending = self._cache, self._pending
+        wanted = []
+        for key in dict.fromkeys(keys):
+            if key in pending:
+                continue
+            entry = cache.get(key)
+            if entry is None or entry[0] <= now:
+                wanted.append(key)
+        if not wanted or self.busy or not self.breaker.allow():
+            return 0
+        self.stats.calls += 1
+        self.stats.keys_fetched += len(wanted)
+        fut = self._submit(wanted)
+        for key in wanted:
+            pending[key] = (fut, now)
+        return len(wanted)
+
+    def _submit(self, keys: list[str]) -> Future:
+        """``fetch(keys)`` started on this lookup's thread."""
+        if self._worker is None:
+            self._worker = _CallThread(self.name)
+        self._inflight = fut = self._worker.submit(self._fetch, keys)
+        self._inflight_at, self._stuck_logged = self._clock(), False
+        return fut
+
+    def _prefetched(self, missing: list[str], now: float) -> tuple[dict[str, Mapping[str, Any] | None], set[str]]:
+        """The answers of the prefetches of the ``missing`` keys, waited for (within
+        ``timeout_s`` of each prefetch), and of every other prefetch already done:
+        ``({key: raw values or None}, keys whose prefetch failed)``. A call's keys leave
+        the pending set when it is taken; a failed call counts as one failure."""
+        answered: dict[str, Mapping[str, Any] | None] = {}
+        failed: set[str] = set()
+        pending = self._pending
+        calls: dict[int, tuple[Future, float]] = {}
+        for key in missing:
+            item = pending.get(key)
+            if item is not None:
+                calls.setdefault(id(item[0]), item)
+        for item in pending.values():  # done ones of other keys too: the pending set stays small
+            if item[0].done():
+                calls.setdefault(id(item[0]), item)
+        for fut, at in calls.values():
+            keys = [k for k, (f, _) in pending.items() if f is fut]
+            for k in keys:
+                del pending[k]
+            try:
+                wait = None if self.timeout_s is None else max(0.0, self.timeout_s - (now - at))
+                try:
+                    result = fut.result(timeout=wait)
+                except FutureTimeout:
+                    raise TimeoutError(f"{self.name} lookup took more than {self.timeout_s}s") from None
+            except Exception as exc:  # as a failed call of get_many's own
+                timeout = isinstance(exc, TimeoutError)
+                self.stats.errors += 1
+                self.stats.timeouts += timeout
+                self.breaker.failure(repr(exc)[:500], lookup=self.name, timeout=timeout)
+                failed.update(keys)
+            else:
+                self.breaker.success()
+                answered.update((k, result.get(k)) for k in keys)
+        return answered, failed
+
     def get_many(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], bool]]:
-        """``{key: (values, known)}`` for every distinct key, with one store call at most."""
+        """``{key: (values, known)}`` for every distinct key, with one store call at most
+        (besides the calls :meth:`prefetch` started for them)."""
         now = self._clock()
         out: dict[str, tuple[dict[str, Any], bool]] = {}
         missing: list[str] = []
@@ -313,6 +401,18 @@ class CachedLookup:
         self.last_fallback = set()
         if not missing:
             return out
+        if self._pending:
+            answered, failed = self._prefetched(missing, now)
+            if answered or failed:
+                wanted = set(missing)
+                for key, raw in answered.items():
+                    self._store(key, raw, now, out if key in wanted else {})
+                for key in missing:
+                    if key in failed:
+                        self._fall_back(key, out)
+                missing = [k for k in missing if k not in answered and k not in failed]
+                if not missing:
+                    return out
         fetched: Mapping[str, Mapping[str, Any]] | None = None
         if self.busy:
             # a call that timed out is still running: not asked again (no pile-up), and
@@ -342,26 +442,37 @@ class CachedLookup:
                 self.breaker.success()
         if fetched is None:
             for key in missing:
-                entry = cache.get(key)
-                if entry is not None:  # expired: stale values beat defaults while the store is down
-                    self.stats.stale += 1
-                    out[key] = (entry[1], entry[2])
-                else:
-                    self.stats.fallback += 1
-                    self.last_fallback.add(key)
-                    out[key] = with_defaults(None, self.defaults)
+                self._fall_back(key, out)
             return out
-        expires = now + self.ttl_s
         for key in missing:
-            values, known = with_defaults(fetched.get(key), self.defaults)
-            if not known:
-                self.stats.unknown += 1
-            cache[key] = (expires, values, known)
-            cache.move_to_end(key)
-            out[key] = (values, known)
+            self._store(key, fetched.get(key), now, out)
+        return out
+
+    def _store(self, key: str, raw: Mapping[str, Any] | None, now: float,
+               out: dict[str, tuple[dict[str, Any], bool]]) -> None:
+        """What the store answered for ``key``: cached (the least recently used entry
+        beyond ``max_entries`` goes) and put in ``out``."""
+        values, known = with_defaults(raw, self.defaults)
+        if not known:
+            self.stats.unknown += 1
+        cache = self._cache
+        cache[key] = (now + self.ttl_s, values, known)
+        cache.move_to_end(key)
+        out[key] = (values, known)
         while len(cache) > self.max_entries:
             cache.popitem(last=False)
-        return out
+
+    def _fall_back(self, key: str, out: dict[str, tuple[dict[str, Any], bool]]) -> None:
+        """The store could not answer for ``key``: its expired entry (stale values beat
+        defaults while the store is down), else the defaults (``last_fallback``)."""
+        entry = self._cache.get(key)
+        if entry is not None:
+            self.stats.stale += 1
+            out[key] = (entry[1], entry[2])
+        else:
+            self.stats.fallback += 1
+            self.last_fallback.add(key)
+            out[key] = with_defaults(None, self.defaults)
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -516,15 +627,17 @@ def fraud_lookups(
     ``store`` is an open ``FeatureStore`` or a Feast repo path (opened on first use).
     Both lookups share one :class:`CircuitBreaker` (``failures``, ``retry_s``, or the
     ``breaker`` given, which other lookups of the same store may share): when one finds
-    the store down, the other does not wait for it too.
+    the store down, the other does not wait for it too. They also share the thread their
+    store calls run in, so two calls never use the Feast client at once.
     """
     if isinstance(store, (str, Path)):
         store = _LazyStore(store, None)
     breaker = breaker if breaker is not None else CircuitBreaker(failures, retry_s, name=service)
+    calls = _CallThread(service)  # one Feast client: its calls (prefetched ones too) never overlap
     customers = CachedLookup(FeastFetcher(store, service, "customer_profile", "customer_id"),
                              PROFILE_DEFAULTS, ttl_s=ttl_s, name="customer_profile",
-                             timeout_s=timeout_s, breaker=breaker)
+                             timeout_s=timeout_s, breaker=breaker, calls=calls)
     merchants = CachedLookup(FeastFetcher(store, service, "merchant_risk", "merchant_id"),
                              MERCHANT_DEFAULTS, ttl_s=ttl_s, name="merchant_risk",
-                             timeout_s=timeout_s, breaker=breaker)
+                             timeout_s=timeout_s, breaker=breaker, calls=calls)
     return customers, merchants

@@ -56,6 +56,15 @@ class FraudScorer:
         self.explain_method = cfg.explain_method
         self.explain_budget = cfg.explain_budget
 
+    def prefetch(self, keys: Sequence[tuple[str, str | None]]) -> None:
+        """Start the Feast lookups of these ``(customer, merchant)`` keys that are not cached,
+        in the background (:meth:`~features.store.CachedLookup.prefetch`; a merchant of
+        ``None`` is left out): the flow calls it as soon as a batch is read, before it is
+        parsed, and :meth:`score_columns` then takes the answers instead of waiting for a
+        store call of its own."""
+        self.customers.prefetch([c for c, _ in keys])
+        self.merchants.prefetch([m for _, m in keys if m is not None])
+
     def score_batch(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
         """JSON-ready scored records, in input order.
 

@@ -335,3 +335,19 @@ def test_outputs_equal_the_per_record_path(fraud_env, events, tmp_path, monkeypa
     assert items(scored) == items(want_scored) and len(scored) > 1000
     assert items([a for a in alerts if a.get("kind") != "drift"]) == items(want_alerts) and want_alerts
     assert items(dead) == items(want_dead) and len(dead) > 40
+
+
+def test_the_prefetch_reads_customer_and_merchant_before_the_parse():
+    """What the prefetch step hands the scorer for a keyed message (dataflows/fraud.py):
+    the merchant read from the raw message, from a decoded record, or from an event the
+    reading worker already parsed; None where the message has no readable merchant."""
+    from dataflows.fraud import _lookup_keys
+    from features.transactions import parse_transaction
+
+    keys = _lookup_keys()
+    tx = parse_transaction({"transaction_id": "t1", "customer_id": "C1", "merchant_id": "M9", "merchant_category": "gas",
+                            "amount": 5.0, "latitude": 1.0, "longitude": 2.0, "timestamp": "2026-10-06T00:00:00Z"})
+    assert keys(("C1", (b'{"customer_id": "C1", "merchant_id": "M7"}', 0.0))) == ("C1", "M7")
+    assert keys(("C1", ({"customer_id": "C1", "merchant_id": "M8"}, 0.0, "tx", 0, 5, False, None))) == ("C1", "M8")
+    assert keys(("C1", tx)) == ("C1", "M9")
+    assert keys(("C1", (b'{"customer_id": "C1"}', 0.0))) == ("C1", None)

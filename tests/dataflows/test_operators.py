@@ -10,7 +10,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from dataflows.operators import key_raw, score_batches, split_dead_letters, stateful_object, validate
+from dataflows.operators import (Scorers, key_raw, prefetch_batches, score_batches, split_dead_letters,
+                                 stateful_object, validate)
 from features.records import DeadLetter, Raw, ValidationError, decode
 
 
@@ -264,3 +265,37 @@ def test_key_raw_logs_an_entity_split_over_partitions_once():
     ok, warnings = run(split)
     assert len(ok) == 30 and len(warnings) == 1
     assert (warnings[0]["key"], warnings[0]["partitions"]) == ("C0", [0, 1])
+
+
+class Ahead:
+    """A scorer that records what it was asked to prefetch, and by which instance."""
+
+    built = 0
+
+    def __init__(self) -> None:
+        Ahead.built += 1
+        self.asked: list[list[int]] = []
+        self.scored: list[list[int]] = []
+
+    def prefetch(self, items):
+        self.asked.append(list(items))
+        if 13 in items:
+            raise RuntimeError("store client broke")
+
+    def score_batch(self, items):
+        self.scored.append(list(items))
+        return [i * 10 for i in items]
+
+
+def test_prefetch_hands_owned_items_to_the_same_scorer_and_passes_batches_on():
+    Ahead.built = 0
+    scorers, out = Scorers(Ahead), []
+    flow = Dataflow("prefetch")
+    ahead = prefetch_batches("ahead", op.input("in", flow, TestingSource([1, 2, 3, 13, 4], batch_size=2)), scorers,
+                             lambda i: i % 2 == 1)
+    op.output("out", score_batches("score", ahead, scorers, lambda i: i), TestingSink(out))
+    run_main(flow)
+    assert out == [10, 20, 30, 130, 40]  # a failing prefetch costs nothing
+    assert Ahead.built == 1  # one scorer for the worker: the prefetch and the scoring share it
+    [scorer] = scorers._by_thread.values()
+    assert scorer.asked == [[1], [3, 13]] and scorer.scored == [[1, 2], [3, 13], [4]]

@@ -222,6 +222,25 @@ def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
     assert sorted(k for k, _ in again) == sorted(e["transaction_id"] for w in waves for e in w)
 
 
+def test_output_topic_is_created_when_the_sink_starts_not_by_its_first_record():
+    """A broker that creates topics on first use takes about 100 ms to create one; an output's
+    first record (the run's first alert, maybe well into a live run) waited that long on the
+    worker's thread. The sink's producer asks for its topic when built, before any batch."""
+    from dataflows.connectors.kafka.sink import ReliableKafkaSink
+
+    topic = f"warm-output-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": BROKER})
+    assert topic not in admin.list_topics(timeout=10).topics  # listing all topics creates none
+    part = ReliableKafkaSink(BROKER, topic).build("alerts_out", 0, 1)
+    try:
+        meta = admin.list_topics(timeout=10).topics
+        assert topic in meta and meta[topic].partitions, "the sink's topic exists before its first record"
+    finally:
+        part.close()
+        for f in admin.delete_topics([topic]).values():
+            f.result(timeout=30)
+
+
 def test_unreachable_broker_is_a_one_line_error():
     env = {**os.environ, "STREAMSCORE_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
            "STREAMSCORE_KAFKA__CHECK_TIMEOUT_S": "2"}

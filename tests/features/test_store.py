@@ -324,3 +324,114 @@ def test_feast_imported_without_typeguard_recompiling_it_and_typeguard_restored(
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().startswith("[")
+
+
+# --- prefetch: the store call started early, on the lookup's thread --------------------
+
+
+def test_prefetch_starts_the_call_off_the_callers_thread_and_get_many_takes_its_answer():
+    import threading
+
+    threads: list[str] = []
+    store = FakeStore()
+
+    def fetch(keys):
+        threads.append(threading.current_thread().name)
+        return store(keys)
+
+    lookup = CachedLookup(fetch, DEFAULTS, ttl_s=60, clock=FakeClock(), name="profiles")
+    plain, _, _ = make()
+    lookup.get_many(["k1"]), plain.get_many(["k1"])  # cached before: not fetched again
+    assert lookup.prefetch(["k1", "k22", "nobody", "k22"]) == 2
+    assert lookup.prefetch(["k22", "nobody"]) == 0  # already on their way
+    batch = ["k22", "k1", "nobody"]
+    assert lookup.get_many(batch) == plain.get_many(batch)  # the same answers as a call of its own
+    assert store.calls == [["k1"], ["k22", "nobody"]]  # no second call for the prefetched keys
+    assert threads == ["MainThread", "lookup-profiles"]
+    assert lookup.stats.calls == 2 and lookup.stats.keys_fetched == 3 and lookup.stats.unknown == 1
+
+
+def test_prefetched_keys_never_asked_for_are_cached_not_kept_pending():
+    lookup, store, _ = make()
+    lookup.prefetch(["k1"])
+    lookup.prefetch(["k22"])
+    lookup._pending["k1"][0].result(5)  # done
+    lookup.get_many(["k22"])  # takes its own prefetch, and the finished one of k1
+    assert not lookup._pending
+    assert lookup.get_many(["k1"]) == {"k1": ({"risk": 2.0, "rate": 0.02}, True)}
+    assert store.calls == [["k1"], ["k22"]]
+
+
+def test_failed_prefetch_is_a_failed_call_stale_or_defaults_and_tried_again():
+    lookup, store, clock = make(ttl_s=10)
+    lookup.get_many(["k1"])
+    clock.t += 11  # k1 expired: refetched, its stale values served while the store is down
+    store.fail = True
+    lookup.prefetch(["k1", "k22"])
+    res = lookup.get_many(["k1", "k22"])
+    assert res["k1"] == ({"risk": 2.0, "rate": 0.02}, True) and res["k22"] == (DEFAULTS, False)
+    assert lookup.last_fallback == {"k22"}
+    assert lookup.stats.errors == 1 and lookup.stats.stale == 1 and lookup.stats.fallback == 1
+    assert lookup.breaker.consecutive == 1
+    store.fail = False
+    assert lookup.get_many(["k22"])["k22"] == ({"risk": 3.0, "rate": 0.02}, True)  # asked again
+    assert lookup.breaker.consecutive == 0
+
+
+def test_hung_prefetch_times_out_opens_the_breaker_and_nothing_piles_up():
+    import threading
+
+    release = threading.Event()
+    store = FakeStore()
+
+    def hung(keys):
+        release.wait(30)
+        return store(keys)
+
+    clock = FakeClock()
+    lookup = CachedLookup(hung, DEFAULTS, ttl_s=60, clock=clock, timeout_s=0.05, retry_s=5.0)
+    try:
+        assert lookup.prefetch(["k1"]) == 1
+        res = lookup.get_many(["k1"])  # waits at most timeout_s from the prefetch
+        assert res["k1"] == (DEFAULTS, False) and lookup.last_fallback == {"k1"}
+        assert lookup.stats.timeouts == 1 and lookup.breaker.is_open
+        assert lookup.prefetch(["k22"]) == 0 and lookup.busy  # the hung call still runs: no other
+        assert lookup.get_many(["k22"])["k22"] == (DEFAULTS, False)
+        assert lookup.stats.skipped == 1
+    finally:
+        release.set()
+    lookup._inflight.result(5)
+    clock.t += 6  # the breaker's probe is due
+    assert lookup.prefetch(["k22"]) == 1  # the probe
+    assert lookup.get_many(["k22"])["k22"] == ({"risk": 3.0, "rate": 0.02}, True)
+    assert not lookup.breaker.is_open
+
+
+def test_fraud_lookups_share_one_call_thread_so_prefetched_calls_never_overlap(fraud_env):
+    import threading
+
+    customers, merchants = fraud_lookups(fraud_env.repo, timeout_s=5.0)
+    running, overlaps, threads = [0], [0], set()
+    lock = threading.Lock()
+
+    def watched(fetch):
+        def call(keys):
+            with lock:
+                running[0] += 1
+                overlaps[0] += running[0] > 1
+                threads.add(threading.current_thread().name)
+            try:
+                return fetch(keys)
+            finally:
+                with lock:
+                    running[0] -= 1
+        return call
+
+    customers._fetch, merchants._fetch = watched(customers._fetch), watched(merchants._fetch)
+    for i in range(5):
+        customers.prefetch([f"C{i:06d}", f"C{i + 50:06d}"])
+        merchants.prefetch([f"M{i:05d}"])
+    customers.get_many([f"C{i:06d}" for i in range(5)])
+    merchants.get_many([f"M{i:05d}" for i in range(5)])
+    assert customers.stats.errors == merchants.stats.errors == 0
+    assert overlaps[0] == 0 and threads == {"lookup-fraud_scoring"}

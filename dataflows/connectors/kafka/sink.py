@@ -14,7 +14,8 @@ from typing_extensions import override
 
 from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG, client_config
 
-__all__ = ["ReliableKafkaSink", "TooLarge", "message_max_bytes", "KafkaDeliveryError", "delivery_timeout_s"]
+__all__ = ["ReliableKafkaSink", "TooLarge", "message_max_bytes", "KafkaDeliveryError", "delivery_timeout_s",
+           "warm_producer", "WARM_TIMEOUT_S"]
 
 log = structlog.get_logger("dataflows.connectors.kafka")
 
@@ -30,6 +31,8 @@ DELIVERY_TIMEOUT_MS = 120_000
 WAIT_LOG_S = 5.0
 #: Extra wait after ``message.timeout.ms``, for librdkafka's own timeout callbacks.
 _MARGIN_S = 5.0
+#: At most this long at start-up for an output producer to know its topic (:func:`warm_producer`).
+WARM_TIMEOUT_S = 2.0
 
 _HINTS = {
     "MSG_SIZE_TOO_LARGE": "a record is larger than the topic's max.message.bytes (or librdkafka's "
@@ -90,6 +93,36 @@ def message_max_bytes(options: Mapping[str, str] | None = None) -> int:
     (1000000, 4194304)
     """
     return int((options or {}).get("message.max.bytes", 1_000_000))
+
+
+def warm_producer(producer: Producer, topic: str, timeout_s: float = WARM_TIMEOUT_S) -> bool:
+    """Ask for ``topic``'s metadata before the first record, until its partitions are known
+    (at most ``timeout_s``): the producer connects now, and a broker that creates topics on
+    first use (``auto.create.topics.enable``) creates the topic now. Otherwise the first
+    record to a topic the broker has yet to create waits about 100 ms for it, on the
+    worker's thread, with every event behind it (the first alert of a run, often after the
+    warm-up of a live run: ``docs/benchmarks.md``). Returns whether the partitions are
+    known; if not (no broker yet), logs ``kafka_output_not_ready`` and the first record
+    waits as it would have.
+    """
+    deadline = time.monotonic() + timeout_s
+    error = "no partitions yet"
+    while True:
+        try:
+            meta = producer.list_topics(topic, timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+            t = meta.topics.get(topic)
+            if t is not None and t.error is None and t.partitions:
+                return True
+            if t is not None and t.error is not None:
+                error = str(t.error)
+        except KafkaException as exc:
+            error = str(exc)
+        if time.monotonic() >= deadline:
+            log.warning("kafka_output_not_ready", topic=topic, waited_s=timeout_s, error=error[:300],
+                        detail="the first record to this topic waits for the broker (and for the topic "
+                               "to be created, when the broker creates topics)")
+            return False
+        time.sleep(0.02)
 
 
 class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
@@ -203,7 +236,10 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
     gives what to produce instead (e.g. a dead letter) or ``None``, and one
     ``kafka_record_too_large`` warning names the record. The topic's own
     ``max.message.bytes`` is checked by the broker after compression; a record it
-    refuses still stops the run."""
+    refuses still stops the run.
+
+    Each worker's producer asks for its topic when built (:func:`warm_producer`), so the
+    first batch waits neither for the connection nor for the broker to create the topic."""
 
     def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
                  too_large: TooLarge | None = None) -> None:
@@ -222,5 +258,7 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
             **client_config(self._brokers, self._options),
             "logger": _LIBRDKAFKA_LOG,
         })
+        # connected, and the topic created if the broker creates topics, before the first batch
+        warm_producer(producer, self._topic, min(WARM_TIMEOUT_S, delivery_timeout_s(self._options)))
         return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
                                   message_max_bytes(self._options))
