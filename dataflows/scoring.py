@@ -140,22 +140,24 @@ def iot_scoring_config(cfg: IoTConfig) -> Any:
 
 
 class _PassThrough:
-    def score_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return records
+    def score_batch(self, batches: list[Any]) -> list[Any]:
+        return batches
 
 
 class _DeviceProfiles:
-    """Adds Feast ``device_profile`` features and ``device_known`` to IoT records."""
+    """Adds Feast ``device_profile`` features and ``device_known`` to the records of
+    scored batches (:class:`models.iot.ScoredReadings`), one lookup for all of them."""
 
     def __init__(self, lookup: Any, key_field: str) -> None:
         self.lookup = lookup
         self.key_field = key_field
 
-    def score_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        found = self.lookup.get_many(str(r[self.key_field]) for r in records)
-        for r in records:
-            r["device_profile"], r["device_known"] = found[str(r[self.key_field])]
-        return records
+    def score_batch(self, batches: list[Any]) -> list[Any]:
+        keys = [[str(k) for k in b.field_values(self.key_field)] for b in batches]
+        found = self.lookup.get_many(k for ks in keys for k in ks)
+        for b, ks in zip(batches, keys):
+            b.set_profiles([found[k] for k in ks])
+        return batches
 
 
 def device_profile_enricher(cfg: IoTConfig) -> Callable[[], Any]:
