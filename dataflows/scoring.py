@@ -13,7 +13,7 @@ import structlog
 
 from dataflows.resources import feature_store, fraud_router
 from features.records import DeadLetter, decode
-from features.sensors import FieldPresence, SensorConfig, parse_reading
+from features.sensors import FieldPresence, SensorConfig, parse_fields
 from features.store import CachedLookup, FeastFetcher, fraud_lookups
 from models.status import Thresholds
 from settings.config import FraudConfig, IoTConfig
@@ -91,7 +91,7 @@ def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
             METRICS.missing_fields("iot", missing)
             if never:
                 absent(never)
-        return parse_reading(fields, features, arrival, max_future_s)
+        return parse_fields(fields, features, arrival, max_future_s)
 
     return parse
 

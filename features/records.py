@@ -481,9 +481,10 @@ def parse_time(value: Any, field: str = "timestamp", not_after: float | None = N
     ...
     features.records.ValidationError: field 'timestamp': 2030-01-01T00:00:00.000Z is too far in the future (later than 2024-01-01T00:00:30.000Z)
     """
-    if isinstance(value, bool) or value is None:
+    text = type(value) is str  # the common case, checked first
+    if not text and (isinstance(value, bool) or value is None):
         raise ValidationError(f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r}")
-    if isinstance(value, (int, float)):
+    if not text and isinstance(value, (int, float)):
         t = float(value)
         if not math.isfinite(t):
             raise ValidationError(f"field {field!r}: expected a finite time, got {value!r}")
@@ -492,9 +493,9 @@ def parse_time(value: Any, field: str = "timestamp", not_after: float | None = N
                 f"field {field!r}: {t!r} looks like epoch milliseconds; expected epoch seconds or ISO-8601"
             )
     else:
-        if isinstance(value, datetime):
+        if not text and isinstance(value, datetime):
             dt = value
-        elif isinstance(value, str):
+        elif text or isinstance(value, str):
             try:
                 dt = datetime.fromisoformat(value.strip())
             except ValueError:
