@@ -37,6 +37,7 @@ its window features).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -124,8 +125,9 @@ def log_row(rec: Mapping[str, Any], spec: LogSpec) -> tuple:
     )
 
 
+@functools.lru_cache(maxsize=16)
 def schema(spec: LogSpec) -> Any:
-    """The Parquet (pyarrow) schema of ``spec``'s rows."""
+    """The Parquet (pyarrow) schema of ``spec``'s rows (made once per spec)."""
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
@@ -175,9 +177,15 @@ def _by_date(table: Any) -> list[tuple[str, Any]]:
     """``[(UTC date of scored_at, its rows), ...]`` of a table (``unknown`` for no time)."""
     import pyarrow.compute as pc
 
-    days = pc.fill_null(pc.strftime(table["scored_at"], format="%Y-%m-%d", locale="C"), "unknown")
+    at = table["scored_at"]
+    if at.null_count == 0 and len(at):  # a scored batch: one scoring time, so one day (no text per row)
+        span = pc.min_max(at)
+        first, last = span["min"].as_py(), span["max"].as_py()
+        if first.date() == last.date():
+            return [(first.date().isoformat(), table)]
+    days = pc.fill_null(pc.strftime(at, format="%Y-%m-%d", locale="C"), "unknown")
     first = days[0].as_py()
-    if pc.all(pc.equal(days, first)).as_py():  # a scored batch: one scoring time
+    if pc.all(pc.equal(days, first)).as_py():
         return [(first, table)]
     return [(day, table.filter(pc.equal(days, day))) for day in pc.unique(days).to_pylist()]
 
