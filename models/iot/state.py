@@ -290,6 +290,7 @@ class DeviceState:
         device = readings[0].device if readings else ""
 
         def close() -> None:
+            self.seq = seq
             if pending:
                 k = len(items)
                 items.append(self._score(pending))
@@ -319,7 +320,7 @@ class DeviceState:
                     where.append((len(items), 0))
                     items.append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
                     continue
-            self.seq = seq = seq + 1
+            seq += 1
             if t > wm:
                 wm = t
             slots.append(len(where))
