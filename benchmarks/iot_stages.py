@@ -1,11 +1,14 @@
 """Per-reading cost of each stage of the IoT flow's own classes, in one process (no Bytewax):
-parse, device step, shard step, inference-log row, metrics, JSON line.
+parse, device step, shard step, inference-log table, metrics, JSON lines.
 
 ``python -m benchmarks.iot_stages --readings 20000 [--devices 1]``: readings of ONE hot
 device (:func:`benchmarks.common.hot_device_readings`) or of ``--devices`` devices, fed in
 batches of 1,000 as the flow's file source gives them (a device's readings of a batch
 together, as ``stateful_batch`` hands them); the garbage collector's start-up objects are
-frozen first, as the flow does. Prints CPU µs (this thread's time: steadier than wall time on a shared machine) per reading per stage (JSON)."""
+frozen first, as the flow does. The shard step gives one scored batch per shard
+(:class:`models.iot.ScoredReadings`); the log, metrics and JSON stages take it whole, as the
+flow's outputs do. Prints CPU µs (this thread's time: steadier than wall time on a shared
+machine) per reading per stage (JSON)."""
 
 from __future__ import annotations
 
@@ -27,10 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1_000)
     a = p.parse_args(argv)
     from dataflows.metrics import METRICS
-    from features.formats import to_json_line
     from features.records import parse_or_dead_letter
     from features.sensors import parse_reading
-    from models.inference_log import log_row
     from models.iot import DeviceState, IoTScoringConfig, ShardState, log_spec, warm_up
 
     rows = (common.hot_device_readings(a.readings) if a.devices == 1 else common.iot_readings(a.readings, a.devices))
@@ -62,19 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         by_shard: dict[int, list] = defaultdict(list)
         for r in results:
             by_shard[r.shard].append(r)
-        records = []
+        scored = []
         for sh, rs in by_shard.items():
-            records.extend((shards.get(sh) or shards.setdefault(sh, ShardState(cfg))).update_batches(rs))
+            scored.extend((shards.get(sh) or shards.setdefault(sh, ShardState(cfg))).score_batches(rs))
         t3 = time.thread_time()
-        log = [log_row(r, spec) for r in records]
+        log = [s.log_table(spec) for s in scored]
         t4 = time.thread_time()
-        METRICS.observe_many("iot", "scored", records)  # as the flow's outputs count a batch
+        for s in scored:  # as the flow's outputs count a batch
+            METRICS.observe_batch("iot", "scored", s)
+            METRICS.observe_batch("iot", "alerts", s)
         t5 = time.thread_time()
-        out = [to_json_line(r) for r in records]
+        out = [s.lines(kind) for s in scored for kind in ("scored", "alerts")]
         t6 = time.thread_time()
         if b:  # the first batch warms caches
-            n += len(records)
-            for k, d in (("parse", t1 - t0), ("device", t2 - t1), ("shard", t3 - t2), ("log_row", t4 - t3),
+            n += sum(map(len, scored))
+            for k, d in (("parse", t1 - t0), ("device", t2 - t1), ("shard", t3 - t2), ("log", t4 - t3),
                          ("metrics", t5 - t4), ("json", t6 - t5)):
                 cost[k] += d
         del log, out

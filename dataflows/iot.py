@@ -11,7 +11,9 @@
                        -> inference log (Parquet by date)
                        -> live features to Feast (writeback.enabled)
 
-Each step is a class of :mod:`features.sensors` and :mod:`models.iot`; this file
+From the shard step on, an item is one shard's batch of scored readings, as columns
+(:class:`models.iot.ScoredReadings`): enrichment, outputs, metrics and the inference log
+take it whole. Each step is a class of :mod:`features.sensors` and :mod:`models.iot`; this file
 only wires them. Fields are configurable (``[iot]``: ``key_field``, ``time_field``,
 ``sensor_fields``); sources and sinks are the fraud flow's (``[io]``, ``[kafka]``; the
 topics ``[iot.topics]``; see :class:`settings.config.IoTConfig`). Importing this module
@@ -36,7 +38,7 @@ from dataflows.placement import enough_shards, shard_keys, total_workers
 from dataflows.scoring import device_profile_enricher, iot_dead_letter_key, iot_scoring_config, reading_parser
 from dataflows.startup import check_iot, start
 from features.keyhash import entity_reader
-from models.status import Thresholds, alert_of
+from models.status import Thresholds
 from settings.config import IoTConfig
 
 __all__ = ["build_flow", "get_flow"]
@@ -71,15 +73,17 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
 
     keys = shard_keys(sc.n_shards)  # one per shard, spread over the workers (dataflows/placement.py)
     by_shard = op.key_on("by_shard", devices, lambda d: keys[d.shard])
+    # Downstream of the shard step an item is a whole scored batch (models.iot.ScoredReadings):
+    # the enrichment, outputs, metrics and the inference log work on its columns, per batch.
     scored = op.key_rm("unkey_shard", stateful_object(
-        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), None, ShardState.update_batches))
+        "shard_scoring", by_shard, lambda: ShardState(sc, thresholds), None, ShardState.score_batches))
     profiled = split_dead_letters("profiled_or_failed",
                                   score_batches("device_profile", scored, device_profile_enricher(cfg), lambda r: r))
     scored = profiled.oks
     if cfg.writeback:  # each device's latest features -> Feast device_live
-        write_back("live_out", scored, iot_writeback(cfg.feature_repo, cfg.feature_store_yaml,
-                                                     cfg.writeback_min_interval_s))
-    alerts = op.merge("alerts", op.filter_map("alerts_only", scored, alert_of), drifts)
+        write_back("live_out", op.flat_map("records", scored, _records), iot_writeback(
+            cfg.feature_repo, cfg.feature_store_yaml, cfg.writeback_min_interval_s))
+    alerts = op.merge("alerts", op.filter("alerts_only", scored, _has_alerts), drifts)
 
     if cfg.io.log_enabled:
         log_inference("inference_log", scored, cfg.io.log_dir, log_spec(sc), parts=total_workers(sys.argv) or 1,
@@ -91,6 +95,14 @@ def build_flow(cfg: IoTConfig) -> Dataflow:
     write("dead_letter_out", op.merge("dead_letters", by_device.errs, duplicates, profiled.errs), cfg.io, "dead_letter",
           iot_dead_letter_key(cfg), letters, letters)
     return flow
+
+
+def _has_alerts(batch: Any) -> bool:
+    return bool(batch.alert_rows())
+
+
+def _records(batch: Any) -> list[dict]:
+    return batch.records()
 
 
 def _warm_up() -> None:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter as Tally
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -84,47 +86,11 @@ class _Metrics:
         for f in fields:
             self._child(self.missing_field, flow, f).inc()
 
-    def observe(self, flow: str, output: str, record: dict[str, Any]) -> None:
-        """Count one written record: :meth:`observe_many` of one."""
-        self.observe_many(flow, output, [record])
-
-    def observe_many(self, flow: str, output: str, records: list[dict[str, Any]]) -> None:
-        """Count written records (one batch); scored records also feed latency, score and
-        model info. Each counter is incremented once per label set, not once per record."""
-        self.flush_deferred()
-        counts: dict[str, int] = {}
-        for r in records:
-            status = r.get("status") or r.get("kind") or "-"
-            counts[status] = counts.get(status, 0) + 1
-        for status, n in counts.items():
-            self._child(self.records, flow, output, status).inc(n)
-        if output != "scored" or not records:
-            return
-        latency, score_of = self._child(self.latency, flow).observe, self._child(self.score, flow).observe
-        versions: dict[str, int] = {}
-        for r in records:
-            latency(r.get("latency_ms", 0.0) / 1000.0)
-            score = r.get("risk_score", r.get("anomaly_score"))
-            if score is not None:
-                score_of(score)
-            version = str(r.get("model_version"))
-            versions[version] = versions.get(version, 0) + 1
-            own = r.get("fraud_score")
-            if own is not None:
-                self._child(self.model_score, flow, version, "decide").observe(own)
-            for shadow, value in (r.get("shadow_scores") or {}).items():
-                self._child(self.predictions, flow, str(shadow), "shadow").inc()
-                if value is not None:
-                    self._child(self.model_score, flow, str(shadow), "shadow").observe(value)
-        for version, n in versions.items():
-            self._child(self.predictions, flow, version, "decide").inc(n)
-            if (flow, version) not in self._seen_versions:
-                self._seen_versions.add((flow, version))
-                self.model_info.labels(flow=flow, model_version=version).set(1)
-
     def observe_batch(self, flow: str, output: str, batch: RecordBatch) -> None:
-        """:meth:`observe` of every record of ``batch`` on ``output``, counted per batch:
-        one increment per status, per version and per histogram bucket, not per record."""
+        """Count the records of ``batch`` written to ``output`` (a scored batch's columns, or
+        plain records as a :class:`~features.records.RecordList`): by status; scored
+        records also feed latency, score, model version and model scores. One increment
+        per status, per version and per histogram bucket, not per record."""
         self.flush_deferred()
         for status, n in Tally(batch.output_statuses(output)).items():
             self._child(self.records, flow, output, status or "-").inc(n)
@@ -133,12 +99,14 @@ class _Metrics:
         latency, scores, versions, own, shadows = batch.metric_columns()
         _observe_many(self._child(self.latency, flow), [v / 1000.0 for v in latency])
         _observe_many(self._child(self.score, flow), [v for v in scores if v is not None])
-        by_version: dict[str, list[float | None]] = {}
-        for v, p in zip(versions, own):
-            by_version.setdefault(str(v), []).append(p)
-        for v, ps in by_version.items():
-            self._child(self.predictions, flow, v, "decide").inc(len(ps))
-            _observe_many(self._child(self.model_score, flow, v, "decide"), [p for p in ps if p is not None])
+        by_version: dict[str, list[float]] = {}
+        if any(p is not None for p in own):
+            for v, p in zip(versions, own):
+                if p is not None:
+                    by_version.setdefault(str(v), []).append(p)
+        for v, n in Tally(map(str, versions)).items():
+            self._child(self.predictions, flow, v, "decide").inc(n)
+            _observe_many(self._child(self.model_score, flow, v, "decide"), by_version.get(v, ()))
             if (flow, v) not in self._seen_versions:
                 self._seen_versions.add((flow, v))
                 self.model_info.labels(flow=flow, model_version=v).set(1)
@@ -152,20 +120,28 @@ class _Metrics:
             _observe_many(self._child(self.model_score, flow, name, "shadow"), [x for x in values if x is not None])
 
 
-def _observe_many(child: Any, values: Iterable[float]) -> None:
+def _observe_many(child: Any, values: Sequence[float]) -> None:
     """``child.observe(v)`` for every value, with one increment per bucket and one of the
     sum (prometheus_client's histogram keeps per-bucket counts and a sum, ``_buckets``
     and ``_sum``; tests/dataflows/test_metrics.py checks it against ``observe``)."""
+    if not len(values):
+        return
     bounds = child._upper_bounds
-    counts = [0] * len(bounds)
     total = 0.0
-    for v in values:
+    for v in values:  # in order, as observe() adds them
         total += v
-        i = bisect_left(bounds, v)
-        if i < len(bounds) and v <= bounds[i]:  # NaN lands in no bucket, as with observe()
-            counts[i] += 1
     child._sum.inc(total)
-    for i, n in enumerate(counts):
+    if len(values) > 16:  # bisect_left of each value at once (NaN lands in no bucket, as with observe())
+        a = np.asarray(values, dtype=np.float64)
+        a = a[~np.isnan(a)]
+        counts = np.bincount(np.searchsorted(bounds, a, side="left"), minlength=len(bounds)).tolist()
+    else:
+        counts = [0] * len(bounds)
+        for v in values:
+            i = bisect_left(bounds, v)
+            if i < len(bounds) and v <= bounds[i]:
+                counts[i] += 1
+    for i, n in enumerate(counts[:len(bounds)]):
         if n:
             child._buckets[i].inc(n)
 

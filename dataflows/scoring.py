@@ -13,7 +13,7 @@ import structlog
 
 from dataflows.resources import feature_store, fraud_router
 from features.records import DeadLetter, decode
-from features.sensors import FieldPresence, SensorConfig, parse_reading
+from features.sensors import FieldPresence, SensorConfig, parse_fields
 from features.store import CachedLookup, FeastFetcher, fraud_lookups
 from models.status import Thresholds
 from settings.config import FraudConfig, IoTConfig
@@ -91,7 +91,7 @@ def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
             METRICS.missing_fields("iot", missing)
             if never:
                 absent(never)
-        return parse_reading(fields, features, arrival, max_future_s)
+        return parse_fields(fields, features, arrival, max_future_s)
 
     return parse
 
@@ -143,22 +143,24 @@ def iot_scoring_config(cfg: IoTConfig) -> Any:
 
 
 class _PassThrough:
-    def score_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return records
+    def score_batch(self, batches: list[Any]) -> list[Any]:
+        return batches
 
 
 class _DeviceProfiles:
-    """Adds Feast ``device_profile`` features and ``device_known`` to IoT records."""
+    """Adds Feast ``device_profile`` features and ``device_known`` to the records of
+    scored batches (:class:`models.iot.ScoredReadings`), one lookup for all of them."""
 
     def __init__(self, lookup: Any, key_field: str) -> None:
         self.lookup = lookup
         self.key_field = key_field
 
-    def score_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        found = self.lookup.get_many(str(r[self.key_field]) for r in records)
-        for r in records:
-            r["device_profile"], r["device_known"] = found[str(r[self.key_field])]
-        return records
+    def score_batch(self, batches: list[Any]) -> list[Any]:
+        keys = [[str(k) for k in b.field_values(self.key_field)] for b in batches]
+        found = self.lookup.get_many(k for ks in keys for k in ks)
+        for b, ks in zip(batches, keys):
+            b.set_profiles([found[k] for k in ks])
+        return batches
 
 
 def device_profile_enricher(cfg: IoTConfig) -> Callable[[], Any]:

@@ -55,6 +55,7 @@ __all__ = [
     "format_time",
     "shard_of",
     "RecordBatch",
+    "RecordList",
 ]
 
 _log = structlog.get_logger("features.records")
@@ -231,7 +232,8 @@ def batch_or_dead_letters(run: Callable[[list[Any]], Iterable[Any]], items: list
                           raw_of: Callable[[Any], Any], step: str) -> list[Any]:
     """``run(items)`` as a list, or, if it raises, one :class:`DeadLetter` per item
     (``raw_of(item)`` is the input as received) naming the error, which is logged:
-    every event still ends in exactly one output.
+    every event still ends in exactly one output. An item that is a :class:`RecordBatch`
+    stands for its scored records: one dead letter each (``raw_of(record)``).
 
     >>> batch_or_dead_letters(lambda xs: [x * 2 for x in xs], [1, 2], str, "score")
     [2, 4]
@@ -239,9 +241,11 @@ def batch_or_dead_letters(run: Callable[[list[Any]], Iterable[Any]], items: list
     try:
         return list(run(items))
     except Exception as exc:  # never let one batch stop the run: dead-letter it
-        _log.error("batch_scoring_failed", step=step, events=len(items), error=repr(exc)[:500])
+        events = [r for item in items
+                  for r in (item.output_records("scored") if isinstance(item, RecordBatch) else (item,))]
+        _log.error("batch_scoring_failed", step=step, events=len(events), error=repr(exc)[:500])
         reason = f"scoring failed: {type(exc).__name__}: {exc}"
-        return [dead_letter(raw_of(item), reason, step) for item in items]
+        return [dead_letter(raw_of(event), reason, step) for event in events]
 
 
 class RecordBatch:
@@ -279,6 +283,41 @@ class RecordBatch:
     def log_table(self, spec: Any) -> Any:
         """The inference log's rows of the scored records (an Arrow table of the log's schema)."""
         raise NotImplementedError
+
+
+class RecordList(RecordBatch):
+    """Plain records (dicts, or :class:`DeadLetter` s) as a :class:`RecordBatch`, all of one
+    output: what the outputs' metrics count of items that are single records (dead
+    letters, drift records). A record's status is its ``status``, else its ``kind``
+    (``"drift"``), else ``"-"`` (a dead letter).
+
+    >>> b = RecordList([{"status": "WARNING", "latency_ms": 5.0, "anomaly_score": 0.6, "model_version": "m"},
+    ...                 {"kind": "drift"}, DeadLetter("bad", "{")])
+    >>> b.output_statuses("alerts"), b.metric_columns()[:3]
+    (['WARNING', 'drift', '-'], ([5.0, 0.0, 0.0], [0.6, None, None], ['m', 'None', 'None']))
+    """
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: Iterable[Any]) -> None:
+        self.records = [r.to_dict() if isinstance(r, DeadLetter) else r for r in records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def output_records(self, kind: str) -> list[dict[str, Any]]:
+        return self.records
+
+    def output_statuses(self, kind: str) -> list[str]:
+        return [r.get("status") or r.get("kind") or "-" for r in self.records]
+
+    def metric_columns(self) -> tuple[list[float], list[float | None], list[str], list[float | None],
+                                      list[dict[str, float] | None]]:
+        """``(latency_ms, risk_score or anomaly_score, model_version, fraud_score, shadow_scores)``."""
+        rs = self.records
+        return ([r.get("latency_ms", 0.0) for r in rs], [r.get("risk_score", r.get("anomaly_score")) for r in rs],
+                [str(r.get("model_version")) for r in rs], [r.get("fraud_score") for r in rs],
+                [r.get("shadow_scores") for r in rs])
 
 
 _json = msgspec.json.Decoder()
@@ -442,9 +481,10 @@ def parse_time(value: Any, field: str = "timestamp", not_after: float | None = N
     ...
     features.records.ValidationError: field 'timestamp': 2030-01-01T00:00:00.000Z is too far in the future (later than 2024-01-01T00:00:30.000Z)
     """
-    if isinstance(value, bool) or value is None:
+    text = type(value) is str  # the common case, checked first
+    if not text and (isinstance(value, bool) or value is None):
         raise ValidationError(f"field {field!r}: expected an ISO-8601 time or epoch seconds, got {value!r}")
-    if isinstance(value, (int, float)):
+    if not text and isinstance(value, (int, float)):
         t = float(value)
         if not math.isfinite(t):
             raise ValidationError(f"field {field!r}: expected a finite time, got {value!r}")
@@ -453,9 +493,9 @@ def parse_time(value: Any, field: str = "timestamp", not_after: float | None = N
                 f"field {field!r}: {t!r} looks like epoch milliseconds; expected epoch seconds or ISO-8601"
             )
     else:
-        if isinstance(value, datetime):
+        if not text and isinstance(value, datetime):
             dt = value
-        elif isinstance(value, str):
+        elif text or isinstance(value, str):
             try:
                 dt = datetime.fromisoformat(value.strip())
             except ValueError:

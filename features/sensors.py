@@ -56,6 +56,7 @@ __all__ = [
     "SensorConfig",
     "Reading",
     "parse_reading",
+    "parse_fields",
     "DeviceFeatures",
     "feature_names",
     "window_label",
@@ -220,7 +221,17 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
     ...
     features.records.ValidationError: field 'id': expected text or a number as the key, got True
     """
-    fields = decode(raw)
+    return parse_fields(decode(raw), config, arrival, max_future_s)
+
+
+def parse_fields(fields: dict[str, Any], config: SensorConfig = SensorConfig(), arrival: float | None = None,
+                 max_future_s: float | None = None) -> Reading:
+    """:func:`parse_reading` of a reading already decoded (:func:`~features.records.decode`'s
+    dict, kept as the reading's ``fields``).
+
+    >>> parse_fields({"device_id": "d1", "timestamp": 60, "temperature": 20}, arrival=0.0).values
+    {'temperature': 20.0, 'humidity': None, 'pressure': None}
+    """
     key = fields.get(config.key_field)
     if key is None or key == "":
         if config.key_field in fields:
@@ -239,10 +250,19 @@ def parse_reading(raw: Any, config: SensorConfig = SensorConfig(), arrival: floa
         else:
             not_after = None if max_future_s is None or arrival is None else float(arrival) + max_future_s
             t, time_from_arrival = parse_time(when, config.time_field, not_after), False
-        values = {s: _sensor_value(fields, s) for s in config.sensors}
+        values: dict[str, float | None] = {}
+        some = False
+        for s in config.sensors:
+            v = fields.get(s)
+            if type(v) is float and v - v == 0.0:  # a finite float: the common case
+                some = True
+            else:
+                v = _sensor_value(fields, s)
+                some = some or v is not None
+            values[s] = v
     except ValidationError as exc:
         raise ValidationError(f"reading of {config.key_field}={device!r}: {exc}") from None
-    if all(v is None for v in values.values()):
+    if not some:
         raise ValidationError(
             f"reading of {config.key_field}={device!r} has none of the sensor fields {list(config.sensors)!r}"
         )
@@ -277,7 +297,7 @@ class FieldPresence:
     def see(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         """``(fields this event lacks, fields absent from all of the first first_n events)``;
         the second list is non-empty at most once."""
-        missing = [f for f in self.fields if event.get(f) is None or event.get(f) == ""]
+        missing = [f for f in self.fields if (v := event.get(f)) is None or v == ""]
         if self.seen >= self.first_n:
             return missing, []
         self.seen += 1

@@ -37,6 +37,7 @@ its window features).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -46,7 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["LogSpec", "columns", "log_row", "schema", "to_table", "LogWriter", "FILE_PATTERN"]
+__all__ = ["LogSpec", "columns", "log_row", "schema", "column", "to_table", "LogWriter", "FILE_PATTERN"]
 
 #: ``<flow>-<run>-p<part>-<seq>.parquet``
 FILE_PATTERN = re.compile(r"^(?P<flow>[\w.-]+?)-(?P<run>[0-9a-f]{12})-p(?P<part>\d+)-(?P<seq>\d{6,})\.parquet$")
@@ -124,8 +125,9 @@ def log_row(rec: Mapping[str, Any], spec: LogSpec) -> tuple:
     )
 
 
+@functools.lru_cache(maxsize=16)
 def schema(spec: LogSpec) -> Any:
-    """The Parquet (pyarrow) schema of ``spec``'s rows."""
+    """The Parquet (pyarrow) schema of ``spec``'s rows (made once per spec)."""
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
@@ -139,43 +141,51 @@ def schema(spec: LogSpec) -> Any:
     return pa.schema(fields)
 
 
-def to_table(rows: Sequence[tuple], spec_schema: Any) -> Any:
-    """Rows of :func:`log_row` as an Arrow table of ``spec_schema``, column by column
-    (Arrow converts a whole column at once). A column Arrow refuses as it is (text
-    in a number column, a time it cannot read) is converted value by value:
-    numbers as floats, anything else null."""
+def column(values: Sequence[Any], t: Any) -> Any:
+    """One column of the log as an Arrow array of type ``t``, converted at once; a column
+    Arrow refuses as it is (text in a number column, a time it cannot read) is converted
+    value by value: numbers as floats, anything else null."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arrays = []
-    for field, values in zip(spec_schema, zip(*rows) if rows else [()] * len(spec_schema)):
-        values = list(values)
-        t = field.type
-        try:
-            if pa.types.is_timestamp(t):
-                arr = pc.cast(pa.array(values, pa.string()), t)
-            else:
-                arr = pa.array(values, t)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
-            if pa.types.is_timestamp(t):
-                arr = pa.array([_ts(v) for v in values], t)
-            elif pa.types.is_floating(t):
-                arr = pa.array([_num(v) for v in values], t)
-            elif pa.types.is_map(t):
-                arr = pa.array([None if not v else [(str(k), _num(x)) for k, x in v] for v in values], t)
-            else:
-                arr = pa.array([_str(v) for v in values], t)
-        arrays.append(arr)
-    return pa.Table.from_arrays(arrays, schema=spec_schema)
+    values = list(values)
+    try:
+        if pa.types.is_timestamp(t):
+            return pc.cast(pa.array(values, pa.string()), t)
+        return pa.array(values, t)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        if pa.types.is_timestamp(t):
+            return pa.array([_ts(v) for v in values], t)
+        if pa.types.is_floating(t):
+            return pa.array([_num(v) for v in values], t)
+        if pa.types.is_map(t):
+            return pa.array([None if not v else [(str(k), _num(x)) for k, x in v] for v in values], t)
+        return pa.array([_str(v) for v in values], t)
+
+
+def to_table(rows: Sequence[tuple], spec_schema: Any) -> Any:
+    """Rows of :func:`log_row` as an Arrow table of ``spec_schema``, column by column
+    (Arrow converts a whole column at once; see :func:`column`)."""
+    import pyarrow as pa
+
+    cols = zip(*rows) if rows else [()] * len(spec_schema)
+    return pa.Table.from_arrays([column(values, field.type) for field, values in zip(spec_schema, cols)],
+                                schema=spec_schema)
 
 
 def _by_date(table: Any) -> list[tuple[str, Any]]:
     """``[(UTC date of scored_at, its rows), ...]`` of a table (``unknown`` for no time)."""
     import pyarrow.compute as pc
 
-    days = pc.fill_null(pc.strftime(table["scored_at"], format="%Y-%m-%d", locale="C"), "unknown")
+    at = table["scored_at"]
+    if at.null_count == 0 and len(at):  # a scored batch: one scoring time, so one day (no text per row)
+        span = pc.min_max(at)
+        first, last = span["min"].as_py(), span["max"].as_py()
+        if first.date() == last.date():
+            return [(first.date().isoformat(), table)]
+    days = pc.fill_null(pc.strftime(at, format="%Y-%m-%d", locale="C"), "unknown")
     first = days[0].as_py()
-    if pc.all(pc.equal(days, first)).as_py():  # a scored batch: one scoring time
+    if pc.all(pc.equal(days, first)).as_py():
         return [(first, table)]
     return [(day, table.filter(pc.equal(days, day))) for day in pc.unique(days).to_pylist()]
 

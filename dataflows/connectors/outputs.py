@@ -16,7 +16,7 @@ from bytewax.dataflow import Stream, operator
 from dataflows.connectors.files import JsonLinesSink
 from dataflows.metrics import METRICS
 from features.formats import to_json_line
-from features.records import MAX_RAW_CHARS, DeadLetter, RecordBatch, dead_letter
+from features.records import MAX_RAW_CHARS, DeadLetter, RecordBatch, RecordList, dead_letter
 from settings.config import IOConfig
 
 __all__ = ["KINDS", "output_files", "write", "too_large"]
@@ -38,8 +38,10 @@ def write(
     """Write records (dicts or :class:`~features.records.DeadLetter`) to the
     ``kind`` output the configuration names, counting each in the metrics.
     A :class:`~features.records.RecordBatch` item stands for its records of ``kind``
-    (none, for a batch with no alerts): its JSON lines are written as they are, and it is
-    counted per batch (:meth:`~dataflows.metrics._Metrics.observe_batch`).
+    (none, for a batch with no alerts): its JSON lines are written as they are. Each
+    upstream batch is counted at once (:meth:`~dataflows.metrics._Metrics.observe_batch`:
+    a scored batch from its columns, the single records as a
+    :class:`~features.records.RecordList`).
 
     ``key(record)`` is the Kafka message key (the event's id). With Avro outputs
     (``{flow}.formats.output``), ``encoder()`` builds the record -> bytes function
@@ -58,9 +60,9 @@ def write(
             if isinstance(r, RecordBatch):  # a scored batch: counted from its columns
                 METRICS.observe_batch(flow_id, kind, r)
             else:
-                plain.append(as_dict(r))
-        if plain:
-            METRICS.observe_many(flow_id, kind, plain)
+                plain.append(r)
+        if plain:  # single records (dead letters, drift records): counted as one batch
+            METRICS.observe_batch(flow_id, kind, RecordList(plain))
         return batch
 
     up = op.flat_map_batch("metrics", up, observe)  # counted a batch at a time

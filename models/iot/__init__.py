@@ -8,7 +8,9 @@ benchmark and the tests:
    per-sensor scores, the z-scores for the shard detector, drift records);
 2. key = the batch's shard: one :class:`ShardState` per shard scores the batches with
    the shard's :class:`~models.detectors.ShardDetector`, combines the scores and returns
-   one output record (a JSON-ready ``dict``) per reading.
+   one :class:`ScoredReadings` of columns (the flow's item from there to the outputs:
+   JSON lines, inference-log table and metrics are made from it per batch), or one
+   output record (a JSON-ready ``dict``) per reading (``update_batches``).
 
 A :class:`DeviceResult` is one reading's row of a batch (``DeviceState.update``,
 ``ShardState.update``: the same steps on a batch of one).
@@ -57,6 +59,7 @@ with ``|z| >= 2`` and at least half the largest ``|z|``.
 
 from __future__ import annotations
 
+from models.iot.batch import ScoredReadings
 from models.iot.config import IoTScoringConfig, detector_version, log_spec
 from models.iot.pipeline import IoTPipeline
 from models.iot.state import DeviceBatch, DeviceResult, DeviceState, ShardState, warm_up
@@ -67,6 +70,7 @@ __all__ = [
     "DeviceResult",
     "DeviceState",
     "ShardState",
+    "ScoredReadings",
     "IoTPipeline",
     "detector_version",
     "log_spec",

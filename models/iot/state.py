@@ -19,6 +19,7 @@ from features.records import DeadLetter, duplicate, format_time, shard_of
 from features.sensors import DeviceFeatures, Reading, feature_names
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
 from models.detectors.kernel import score_learn_many
+from models.iot.batch import ScoredReadings
 from models.iot.config import IoTScoringConfig, _values_json, detector_version
 from models.status import NORMAL, Thresholds, anomaly_scores
 
@@ -289,6 +290,7 @@ class DeviceState:
         device = readings[0].device if readings else ""
 
         def close() -> None:
+            self.seq = seq
             if pending:
                 k = len(items)
                 items.append(self._score(pending))
@@ -318,7 +320,7 @@ class DeviceState:
                     where.append((len(items), 0))
                     items.append(duplicate(reading.fields, "id", rid, "device", device, first, c.dedup_horizon_s))
                     continue
-            self.seq = seq = seq + 1
+            seq += 1
             if t > wm:
                 wm = t
             slots.append(len(where))
@@ -470,13 +472,19 @@ class ShardState:
         return self.update_batches([DeviceBatch.of(results, self.config)]) if results else []
 
     def update_batches(self, batches: Sequence[DeviceBatch]) -> list[dict[str, Any]]:
-        """The output records of a batch of the shard's device batches: one record
-        per row, in order (the flow's vectorised step). The shard detector scores the
-        rows' inputs against its state before the batch, then learns them
-        (:meth:`ShardDetector.score_learn_matrix
+        """The output records of a batch of the shard's device batches, one per row, in
+        order: the records of :meth:`score_batches`."""
+        return [rec for b in self.score_batches(batches) for rec in b.records()]
+
+    def score_batches(self, batches: Sequence[DeviceBatch]) -> list[ScoredReadings]:
+        """Score a batch of the shard's device batches (the flow's vectorised step): one
+        :class:`~models.iot.batch.ScoredReadings` of all their rows, in order (none when
+        they have no rows). The shard detector scores the rows' inputs against its
+        state before the batch, then learns them (:meth:`ShardDetector.score_learn_matrix
         <models.detectors.ShardDetector.score_learn_matrix>`); the scores are combined
-        by :func:`models.status.anomaly_scores` over the batch's columns, and each
-        record is shaped once, from the columns."""
+        by :func:`models.status.anomaly_scores` over the batch's columns; the records
+        are shaped from the columns when asked for (:meth:`ScoredReadings.record
+        <models.iot.batch.ScoredReadings.record>`)."""
         batches = [b for b in batches if len(b)]
         if not batches:
             return []
@@ -488,6 +496,7 @@ class ShardState:
         S = batches[0].scores if one else np.concatenate([b.scores for b in batches])
         W = batches[0].warming if one else np.concatenate([b.warming for b in batches])
         F = batches[0].features if one else np.concatenate([b.features for b in batches])
+        readings = batches[0].readings if one else [r for b in batches for r in b.readings]
         n, nf = Z.shape
         present = ~np.isnan(Z)
         has_input = present.any(axis=1)
@@ -507,58 +516,31 @@ class ShardState:
         scored = ~np.isnan(S_all)
         anomaly = anomaly_scores(S_all, W_all, lay.weights, c.combine)
         has_score = [a is not None for a in anomaly]
-        anomaly = rounded(np.array([np.nan if a is None else a for a in anomaly]), 6).tolist()
+        rounded_anomaly = rounded(np.array([np.nan if a is None else a for a in anomaly]), 6).tolist()
+        anomaly = [a if h else None for a, h in zip(rounded_anomaly, has_score)]
         scored_at = time.time()  # the batch is scored at once
-        at = format_time(scored_at)
-        arrival = np.array([r.arrival for b in batches for r in b.readings])
+        arrival = np.array([r.arrival for r in readings])
         latency = rounded((scored_at - arrival) * 1000.0, 3).tolist()
-        Fo = F.astype(object)
-        Fo[np.isnan(F)] = None
-        names, all_names, sensors = lay.features, lay.scored, lay.sensors
-        complete = scored.all(axis=1).tolist()
-        warm_up = (W_all.any(axis=1) | ~scored.any(axis=1)).tolist()
-        status_of, version = self.thresholds.status, self.version
-        s_rows, f_rows, r_rows = S_all.tolist(), Fo.tolist(), rounded(S_all, 6).tolist()
-        records: list[dict[str, Any]] = []
-        j = 0
-        for b in batches:
-            for reading, rid, ts in zip(b.readings, b.ids, b.timestamps):
-                if complete[j]:
-                    scores = dict(zip(all_names, r_rows[j]))
-                    missing: list[str] = []
-                else:
-                    scores = {k: v for k, v in zip(all_names, r_rows[j]) if v == v}
-                    missing = [s for s, p in zip(sensors, present[j].tolist()) if not p]
-                if has_score[j]:
-                    score = anomaly[j]
-                    status = status_of(score)
-                else:
-                    score, status = None, NORMAL
-                rec = {
-                    **reading.fields,
-                    "kind": "reading",
-                    "id": rid,
-                    "anomaly_score": score,
-                    "status": status,
-                    "scores": scores,
-                    "warming_up": warm_up[j],
-                    "missing": missing,
-                    "features": dict(zip(names, f_rows[j])),
-                    "model_version": version,
-                    "event_time": ts,
-                    "scored_at": at,
-                    "latency_ms": latency[j],
-                }
-                if reading.time_from_arrival:
-                    rec["time_from_arrival"] = True
-                if status != NORMAL:
-                    rec["reasons"] = _reasons(
-                        {k: v for k, v in zip(all_names, s_rows[j]) if v == v},
-                        {k for k, w in zip(all_names, W_all[j].tolist()) if w},
-                        {s: z for s, z, p in zip(sensors, Z[j].tolist(), present[j].tolist()) if p}, c)
-                records.append(rec)
-                j += 1
-        return records
+        features = F.tolist()
+        undefined = np.isnan(F)
+        for j in np.flatnonzero(undefined.any(axis=1)).tolist():
+            features[j] = [None if u else v for v, u in zip(features[j], undefined[j].tolist())]
+        status_of = self.thresholds.status
+        statuses = [NORMAL if a is None else status_of(a) for a in anomaly]
+        reasons: dict[int, list[str]] = {}
+        names = lay.scored
+        for j, status in enumerate(statuses):
+            if status != NORMAL:
+                reasons[j] = _reasons(
+                    {k: v for k, v in zip(names, S_all[j].tolist()) if v == v},
+                    {k for k, w in zip(names, W_all[j].tolist()) if w},
+                    {s: z for s, z, p in zip(lay.sensors, Z[j].tolist(), present[j].tolist()) if p}, c)
+        ids = batches[0].ids if one else [i for b in batches for i in b.ids]
+        times = batches[0].timestamps if one else [t for b in batches for t in b.timestamps]
+        return [ScoredReadings(
+            readings, ids, times, F, features, rounded(S_all, 6).tolist(), scored.all(axis=1).tolist(), present,
+            anomaly, statuses, (W_all.any(axis=1) | ~scored.any(axis=1)).tolist(), latency, format_time(scored_at),
+            self.version, lay.features, names, lay.sensors, reasons)]
 
     def snapshot(self) -> dict[str, Any] | None:
         """``{"shard": index, "detector": bytes}``, or None before the first result."""

@@ -1,6 +1,6 @@
-"""dataflows.metrics: a batch of written records counts as each record would, whether the
-batch is a list of records (:meth:`~dataflows.metrics._Metrics.observe_many`) or a scored
-batch's columns (:meth:`~dataflows.metrics._Metrics.observe_batch`)."""
+"""dataflows.metrics: a batch of written records counts as each record would
+(:meth:`~dataflows.metrics._Metrics.observe_batch`), whether the batch is a scored batch's
+columns or single records (:class:`~features.records.RecordList`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import math
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from dataflows.metrics import METRICS, _observe_many
-from features.records import RecordBatch
+import pytest
+
+from features.records import RecordBatch, RecordList
 
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_observe_many_counts_every_record() -> None:
+def test_single_records_count_every_record() -> None:
     flow = "metrics-test"
     records = [
         {"status": "NORMAL", "latency_ms": 4.0, "anomaly_score": 0.1, "model_version": "v1"},
@@ -25,10 +27,10 @@ def test_observe_many_counts_every_record() -> None:
         {"status": "WARNING", "latency_ms": 600.0, "risk_score": 0.6, "fraud_score": 0.55, "model_version": "v2",
          "shadow_scores": {"v3": 0.4, "v4": None}},
     ]
-    METRICS.observe_many(flow, "scored", records)
-    METRICS.observe_many(flow, "scored", [])
-    METRICS.observe(flow, "alerts", records[1])
-    METRICS.observe_many(flow, "dead_letter", [{"error": "bad"}, {"kind": "drift"}])
+    METRICS.observe_batch(flow, "scored", RecordList(records))
+    METRICS.observe_batch(flow, "scored", RecordList([]))
+    METRICS.observe_batch(flow, "alerts", RecordList([records[1]]))
+    METRICS.observe_batch(flow, "dead_letter", RecordList([{"error": "bad"}, {"kind": "drift"}]))
     assert sample("scoring_records_total", flow=flow, output="scored", status="NORMAL") == 2
     assert sample("scoring_records_total", flow=flow, output="scored", status="CRITICAL") == 1
     assert sample("scoring_records_total", flow=flow, output="alerts", status="CRITICAL") == 1
@@ -47,8 +49,9 @@ def test_observe_many_counts_every_record() -> None:
     assert sample("scoring_model_info", flow=flow, model_version="v2") == 1
 
 
-def test_observe_many_equals_observe_one_by_one():
-    values = [0.0, 0.001, 0.0049, 0.005, 0.3, 2.0, 11.0, 1e9, -1.0, math.nan]
+@pytest.mark.parametrize("repeat", [1, 5])  # 10 values (one by one) and 50 (at once, numpy)
+def test_observe_many_equals_observe_one_by_one(repeat):
+    values = [0.0, 0.001, 0.0049, 0.005, 0.3, 2.0, 11.0, 1e9, -1.0, math.nan] * repeat + [math.inf] * (repeat > 1)
     one, many = CollectorRegistry(), CollectorRegistry()
     a = Histogram("h", "h", buckets=(0.001, 0.005, 0.01, 0.5, 1, 10), registry=one)
     b = Histogram("h", "h", buckets=(0.001, 0.005, 0.01, 0.5, 1, 10), registry=many)
@@ -88,9 +91,9 @@ def test_a_batch_counts_as_its_records_one_by_one():
                 for s in m.samples if s.labels.get("flow") == flow and not s.name.endswith("_created")]
 
     for r in recs:
-        METRICS.observe("one_by_one", "scored", r)
+        METRICS.observe_batch("one_by_one", "scored", RecordList([r]))
         if r["status"] != "NORMAL":
-            METRICS.observe("one_by_one", "alerts", r)
+            METRICS.observe_batch("one_by_one", "alerts", RecordList([r]))
     METRICS.observe_batch("per_batch", "scored", _Batch(recs))
     METRICS.observe_batch("per_batch", "alerts", _Batch([r for r in recs if r["status"] != "NORMAL"]))
     one = [(n, tuple((k, v) for k, v in labels if k != "flow"), x) for n, labels, x in state("one_by_one")]

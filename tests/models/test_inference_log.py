@@ -336,3 +336,19 @@ def test_tables_and_rows_make_the_same_files(tmp_path):
     assert files(tmp_path / "t") == files(tmp_path / "rows")
     assert [d for d, _ in files(tmp_path / "t")] == ["date=2026-11-26"] * 2 + ["date=2026-11-27"] * 2
     assert len(columns(spec)) == len(schema(spec))
+
+
+def test_a_table_over_two_dates_or_without_a_time_splits_as_its_rows(tmp_path):
+    """A table whose rows were scored on one date goes to that date's folder whole; one over
+    two dates, or with rows without a scoring time, is split by date (``unknown``) as rows are."""
+    from models.inference_log import _by_date, schema, to_table
+
+    spec = LogSpec("demo", "id", "user", scores=("score",))
+    recs = [{"id": f"e{i}", "user": "u", "score": 0.1, "scored_at": at}
+            for i, at in enumerate(["2026-11-26T23:59:59.999Z", "2026-11-26T00:00:00.000Z",
+                                    "2026-11-27T00:00:00.000Z", None])]
+    table = to_table([log_row(r, spec) for r in recs], schema(spec))
+    assert [(d, t["event_id"].to_pylist()) for d, t in _by_date(table.slice(0, 2))] == [("2026-11-26", ["e0", "e1"])]
+    assert [(d, t["event_id"].to_pylist()) for d, t in _by_date(table)] == [
+        ("2026-11-26", ["e0", "e1"]), ("2026-11-27", ["e2"]), ("unknown", ["e3"])]
+    assert [(d, t["event_id"].to_pylist()) for d, t in _by_date(table.slice(2, 1))] == [("2026-11-27", ["e2"])]

@@ -1,0 +1,119 @@
+"""models.iot.batch: a shard's scored batch (ScoredReadings) gives, from its columns, exactly
+what its records give one by one: the JSON lines of both outputs, the inference log's rows,
+the metrics' columns; the device profiles go at the end of each record."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from features.formats import to_json_line
+from features.records import POSSIBLE_REPEAT, DeadLetter, RecordBatch, batch_or_dead_letters, parse_time
+from features.sensors import parse_reading
+from models.inference_log import log_row, schema, to_table
+from models.iot import DeviceState, IoTScoringConfig, ScoredReadings, ShardState, log_spec
+from models.status import NORMAL, alert_of
+
+from tests.models.iot.test_state import CONFIGS, stream
+
+T0 = parse_time("2024-01-01T00:00:00Z")
+
+
+def scored(cfg: IoTScoringConfig, readings: list, batch: int = 500) -> list[ScoredReadings]:
+    """The flow's two steps per upstream batch (as tests/models/iot/test_state.py runs them),
+    keeping the shard step's scored batches."""
+    devices: dict[str, DeviceState] = {}
+    shards: dict[int, ShardState] = {}
+    out: list[ScoredReadings] = []
+    for b in range(0, len(readings), batch):
+        by_dev: dict[str, list] = defaultdict(list)
+        for r in readings[b:b + batch]:
+            by_dev[r.device].append(r)
+        by_shard: dict[int, list] = defaultdict(list)
+        for dev, rs in by_dev.items():
+            for item in devices.setdefault(dev, DeviceState(cfg)).score_batch(rs):
+                if not isinstance(item, DeadLetter):
+                    by_shard[item.shard].append(item)
+        for sh, items in by_shard.items():
+            out.extend(shards.setdefault(sh, ShardState(cfg)).score_batches(items))
+    return out
+
+
+def odd_readings(cfg: IoTScoringConfig) -> list:
+    """Readings whose input fields name what a record or the log sets (an ``id``, a
+    ``status``, a feature, ``shadow_scores``), hold sensors as text, or repeat after a resume."""
+    f = cfg.features
+    s0, s1 = f.sensors[0], f.sensors[1]
+    raw = [
+        {f.key_field: "odd", f.time_field: T0 + 1, s0: "20.5", s1: 3},
+        {f.key_field: "odd", f.time_field: T0 + 2, s0: 21.0, "id": "mine", "status": "x"},
+        {f.key_field: "odd", f.time_field: T0 + 3, s0: 99.0, "dt_s": 5.0},
+        {f.key_field: "odd", f.time_field: T0 + 4, s1: 2.5, "shadow_scores": {"m": 1.0}},
+        {f.key_field: "odd", f.time_field: T0 + 5, s0: 21.5, POSSIBLE_REPEAT: True},
+        {f.key_field: 7, f.time_field: T0 + 6, s0: 1.0, "note": "a \"quoted\", text"},
+    ]
+    return [parse_reading(x, f, T0) for x in raw]
+
+
+def test_lines_keys_and_statuses_are_those_of_the_records() -> None:
+    for name, cfg in CONFIGS.items():
+        batches = scored(cfg, stream(cfg, n=1500) + odd_readings(cfg))
+        assert sum(map(len, batches)) > 1000 and any(b.alert_rows() for b in batches), name
+        for b in batches:
+            recs = [dict(r) for r in b.records()]
+            assert isinstance(b, RecordBatch) and len(b) == len(recs)
+            assert b.lines("scored") == [to_json_line(r) for r in recs]
+            alerts = [a for a in map(alert_of, recs) if a is not None]
+            assert b.lines("alerts") == [to_json_line(a) for a in alerts]
+            assert b.output_records("alerts") == alerts
+            assert b.keys("scored") == [r["id"] for r in recs] and b.keys("alerts") == [a["id"] for a in alerts]
+            assert b.output_statuses("scored") == [r["status"] for r in recs]
+            assert b.output_statuses("alerts") == [a["status"] for a in alerts]
+            latency, scores, versions, own, shadows = b.metric_columns()
+            assert latency == [r["latency_ms"] for r in recs] and scores == [r["anomaly_score"] for r in recs]
+            assert versions == [r["model_version"] for r in recs] and own == shadows == [None] * len(recs)
+        # a NORMAL repeat after a resume is on the alerts output as an update
+        repeats = [a for b in batches for a in b.output_records("alerts") if a.get(POSSIBLE_REPEAT)]
+        assert repeats and all(a["update"] is True for a in repeats if a["status"] == NORMAL)
+
+
+def test_log_table_is_the_records_log_rows() -> None:
+    """From the columns (the common case) or, where an input field could stand in for a
+    log column, from the records: the same table as log_row of every record."""
+    for name, cfg in CONFIGS.items():
+        spec = log_spec(cfg)
+        batches = scored(cfg, stream(cfg, n=1500) + odd_readings(cfg))
+        for b in batches:
+            want = to_table([log_row(r, spec) for r in b.records()], schema(spec))
+            got = b.log_table(spec)
+            assert got.schema == want.schema and got.equals(want), name
+        assert any(b.readings[0].device == "odd" for b in batches)
+
+
+def test_profiles_go_last_and_replace_what_was_made() -> None:
+    cfg = CONFIGS["default"]
+    (b, *_) = scored(cfg, [r for r in stream(cfg, n=600) if r.device == "hot"])
+    before = b.lines("scored")
+    profile = {"site": "lab", "model": "X"}
+    b.set_profiles([(profile, True)] * len(b))
+    rec = b.records()[0]
+    assert list(rec)[-2:] == ["device_profile", "device_known"] and rec["device_profile"] is profile
+    assert b.lines("scored") == [to_json_line(r) for r in b.records()] != before
+    assert b.field_values("device_id") == ["hot"] * len(b) and b.field_values("kind") == ["reading"] * len(b)
+
+
+def test_a_failed_step_on_a_batch_dead_letters_each_record() -> None:
+    cfg = CONFIGS["default"]
+    (b, *_) = scored(cfg, [r for r in stream(cfg, n=300) if r.device == "hot"])
+
+    def fail(items: list) -> list:
+        raise RuntimeError("store down")
+
+    letters = batch_or_dead_letters(fail, [b], lambda r: r, "device_profile")
+    assert len(letters) == len(b) > 10
+    assert [d.raw["id"] for d in letters] == b.ids and all(d.step == "device_profile" for d in letters)
+    assert letters[0].error == "scoring failed: RuntimeError: store down"
+
+
+def test_an_empty_batch_gives_nothing() -> None:
+    cfg = CONFIGS["default"]
+    assert ShardState(cfg).score_batches([]) == [] and ShardState(cfg).update_batches([]) == []
