@@ -351,21 +351,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--recovery-s", type=float, default=None, help="recovery on, a snapshot every that many s")
     p.add_argument("--storm", action="store_true", help="every event alerts (benchmarks.run.STORM)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="io.batch_size: the most messages a poll hands on per partition (default: the setting's)")
     p.add_argument("--feature-repo", type=Path, default=Path("feature_repo"))
     p.add_argument("--registry", type=Path, default=Path("model_registry"))
     a = p.parse_args(argv)
     env = {"STREAMSCORE_FEAST__REPO": str(a.feature_repo.resolve()),
            "STREAMSCORE_MODEL__REGISTRY": str(a.registry.resolve())}
-    extra = None
+    extra: dict[str, str] = {}
     if a.storm:
         from benchmarks.run import STORM
 
-        extra = dict(STORM)
+        extra.update(STORM)
+    if a.batch_size:
+        extra["STREAMSCORE_IO__BATCH_SIZE"] = str(a.batch_size)
     events = fraud_events(int(a.rate * a.seconds) + 300)
     with Broker(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), env) as broker:
         for i in range(a.repeats):
-            r = live(broker, events, a.rate, a.processes, extra_env=extra, label=f"cli{i}", snapshot_s=a.recovery_s)
-            print(json.dumps({"run": i + 1, "processes": a.processes, "offered_rate": a.rate,
+            r = live(broker, events, a.rate, a.processes, extra_env=extra or None, label=f"cli{i}", snapshot_s=a.recovery_s)
+            print(json.dumps({"run": i + 1, "processes": a.processes, "offered_rate": a.rate, "batch_size": a.batch_size,
                               "recovery_s": a.recovery_s, "storm": a.storm, "latency_ms": r["latency_ms"],
                               "slowest_1pct": r["breakdown"].get("slowest_1pct")}), flush=True)
     return 0
