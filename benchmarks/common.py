@@ -212,8 +212,10 @@ def wait_rusage(proc: subprocess.Popen, timeout: float | None = None) -> tuple[i
 
 def flow_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a flow subprocess: ours (without settings of the flows or of
-    Bytewax recovery), quiet logs, then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "BYTEWAX_"))}
+    Bytewax recovery, nor the ``PROMETHEUS_MULTIPROC_DIR`` that importing Feast sets in this
+    process), quiet logs, then ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STREAMSCORE_", "SCORING_", "IOT_", "BYTEWAX_", "PROMETHEUS_MULTIPROC"))}
     env.update({"STREAMSCORE_LOG__LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env

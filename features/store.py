@@ -29,7 +29,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import sys
@@ -511,17 +510,16 @@ def import_feast() -> ModuleType:
     restored afterwards (Python's ``-O`` has the same effect for the whole process,
     asserts included). If ``feast`` is already imported, this only returns it.
 
-    Importing Feast also sets ``PROMETHEUS_MULTIPROC_DIR`` (for its own feature server),
-    which would put every ``prometheus_client`` metric of a process started from this one
-    in multiprocess mode (files and one lock for all metrics): the variables are put back
-    as they were.
+    Importing Feast also sets ``PROMETHEUS_MULTIPROC_DIR`` in the process's environment
+    (for its own feature server). A flow process imports ``prometheus_client`` first, so its
+    own metrics are not affected; a process that imports Feast and then starts flows (the
+    test suite, the benchmarks) leaves the variable out of their environment.
     """
     if "feast" in sys.modules:
         return sys.modules["feast"]
     import typeguard
 
     real = typeguard.typechecked
-    env_before = {k: os.environ.get(k) for k in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")}
 
     def as_is(target: Any = None, **_: Any) -> Any:
         return (lambda t: t) if target is None else target
@@ -531,11 +529,6 @@ def import_feast() -> ModuleType:
         import feast
     finally:
         typeguard.typechecked = real
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return feast
 
 

@@ -21,6 +21,17 @@ settings.logs.CACHE_LOGGERS = False
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True)
+def _no_feast_metrics_dir():
+    """Importing Feast sets ``PROMETHEUS_MULTIPROC_DIR`` in this process (for its own feature
+    server); the flows a test starts get the environment a flow gets in production."""
+    import os
+
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        os.environ.pop(name, None)
+    yield
+
 #: A small universe: fast to build, big enough to train a useful model.
 SMALL = dict(seed=7, n_customers=300, n_merchants=60, history_days=21)
 
@@ -60,9 +71,6 @@ def apply_and_materialize(repo: Path, yaml_file: str | None = None) -> None:
     import importlib.util
     from datetime import datetime, timezone
 
-    from features.store import import_feast
-
-    import_feast()  # as the flows import it: leaves no PROMETHEUS_MULTIPROC_DIR to the flows started here
     from feast import Entity, FeatureService, FeatureStore, FeatureView
 
     spec = importlib.util.spec_from_file_location(f"feature_defs_{abs(hash(repo))}", repo / "definitions.py")
