@@ -350,16 +350,19 @@ class TiledWindows:
     def _room(self, n: int) -> None:
         """Make room for ``n`` more events: a tile per horizon and a tail row each, with
         slack for the next batches (and give back what a big batch left unused); the kernel
-        says when (it returns -2)."""
+        says when (it returns -2). A key's first arrays are made to measure, without slack:
+        most keys of a large population see one event in a while (a million customers)."""
         r, t = self._r, self._t
         need_r = int(self._nr.max(initial=0)) + n
         if r.shape[1] < need_r or r.shape[1] > 2 * need_r + 16:
-            grown = np.empty((r.shape[0], need_r + (need_r >> 3) + 2, r.shape[2]))
+            slack = (need_r >> 3) + 2 if r.shape[1] else 0
+            grown = np.empty((r.shape[0], need_r + slack, r.shape[2]))
             grown[:, : r.shape[1]] = r[:, : grown.shape[1]]
             self._r = grown
         need_t = int(self._nt[0]) + n + 1
         if t.shape[0] < need_t or t.shape[0] > 2 * need_t + 16:
-            grown = np.empty((need_t + (need_t >> 3) + 2, t.shape[1]))
+            slack = (need_t >> 3) + 2 if t.shape[0] else 0
+            grown = np.empty((need_t + slack, t.shape[1]))
             m = min(t.shape[0], grown.shape[0])
             grown[:m] = t[:m]
             self._t = grown
