@@ -97,8 +97,8 @@ def test_memory_is_sized_from_the_benchmarks_per_key_figure():
     docs = render()
     sts = find(docs, "StatefulSet", "ss-streamscore-fraud")
     res = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
-    # values.yaml: 1,000,000 keys over 2 processes, 1,777 B/key (docs/benchmarks.md), x1.5, + 512 MiB
-    mib = 512 + math.ceil(500_000 * 1777 * 150 // 100 / 2**20)
+    # values.yaml: 1,000,000 keys over 2 processes, 1,832 B/key (docs/benchmarks.md), x1.5, + 512 MiB
+    mib = 512 + math.ceil(500_000 * 1832 * 150 // 100 / 2**20)
     assert res["requests"]["memory"] == res["limits"]["memory"] == f"{mib}Mi"
     more = find(render(sets=("flows.fraud.processes=4",)), "StatefulSet", "ss-streamscore-fraud")
     assert int(more["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"][:-2]) < mib
