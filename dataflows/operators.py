@@ -1,12 +1,11 @@
 """Operators shared by the scoring dataflows, in Bytewax's own style.
 
-- :func:`validate`: raw inputs -> typed events on ``oks`` and
-  :class:`~features.records.DeadLetter` on ``errs``, routed by type (as Bytewax's
-  Kafka operators split ``oks``/``errs``), never by a field of the event; with
-  ``entity``, it warns once when the input's partitioning splits an entity (:class:`SplitWatch`).
 - :func:`key_raw`: raw inputs -> keyed by their entity, read cheaply, still *unparsed*;
   with ``parse`` given to :func:`stateful_object`, the entity's own worker parses them,
-  so what crosses workers (and processes) is the message, not a parsed event.
+  so what crosses workers (and processes) is the message, not a parsed event. Inputs
+  without a readable entity are parsed where they were read; dead letters go to ``errs``,
+  routed by type (as Bytewax's Kafka operators split ``oks``/``errs``), never by a field
+  of the event. It warns once when the input's partitioning splits an entity (:class:`SplitWatch`).
 - :func:`stateful_object`: per-key state in an object whose ``snapshot()`` is
   plain data and whose configuration comes from the builder (``stateful_map``
   deep-copies its state every epoch; this copies only what ``snapshot()`` returns).
@@ -30,7 +29,7 @@ from typing_extensions import override
 
 from features.records import DeadLetter, Raw, batch_or_dead_letters, parse_or_dead_letter
 
-__all__ = ["Validated", "validate", "key_raw", "arrived", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
+__all__ = ["Validated", "key_raw", "arrived", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
            "stateful_object", "Scorers", "score_batches", "prefetch_batches"]
 
 log = structlog.get_logger("dataflows")
@@ -42,7 +41,7 @@ W = TypeVar("W")
 
 @dataclass(frozen=True)
 class Validated(Generic[E]):
-    """The two outputs of :func:`validate`."""
+    """The two outputs of :func:`key_raw`."""
 
     oks: Stream[E]
     """Typed events."""
@@ -95,51 +94,6 @@ class SplitWatch:
 
 
 @operator
-def validate(step_id: str, up: Stream[Any], parse: Callable[[Any, float], E],
-             entity: Callable[[E], str] | None = None, entity_name: str = "key") -> Validated[E]:
-    """Parse every raw input with ``parse(raw, arrival_time)`` into a typed event;
-    failures become dead letters naming the reason.
-
-    ``parse`` raises :class:`~features.records.ValidationError` for bad input;
-    any other exception is caught and named too, so one bad event never stops
-    the flow. :class:`~features.records.Raw` inputs (from Kafka) are parsed by
-    their value and their dead letters name topic, partition and offset;
-    dead letters already in the stream (Kafka consumer errors) pass to ``errs``.
-    With ``entity`` (the event's entity, e.g. its customer, named ``entity_name``), the
-    first entity seen on two partitions of a Kafka input is logged once
-    (``input_partitioning_splits_entities``, naming it and the partitions): the
-    producer keys by something else, and the flow's per-entity features depend on it.
-
-    >>> from bytewax.dataflow import Dataflow
-    >>> from bytewax.testing import TestingSource, TestingSink, run_main
-    >>> from features.records import decode
-    >>> flow, ok, bad = Dataflow("doc"), [], []
-    >>> v = validate("check", op.input("in", flow, TestingSource(['{"error": "none"}', b"{\\xff"])),
-    ...              lambda raw, arrival: decode(raw))
-    >>> op.output("ok", v.oks, TestingSink(ok)); op.output("bad", v.errs, TestingSink(bad))
-    >>> run_main(flow); ok, [(b.raw == "{\\ufffd", b.error[:15]) for b in bad]
-    ([{'error': 'none'}], [(True, 'not valid UTF-8')])
-    """
-
-    step = step_id.rsplit(".", 1)[-1]
-    if entity is None:
-        def check(item: Any) -> Any:
-            return parse_or_dead_letter(item, parse, time.time(), step)
-    else:
-        watch = SplitWatch()  # one per process: its worker threads share it
-
-        def check(item: Any) -> Any:
-            event = parse_or_dead_letter(item, parse, time.time(), step)
-            if not watch.done and type(item) is Raw and item.partition is not None and not isinstance(event, DeadLetter):
-                split = watch.see(entity(event), item.partition)
-                if split is not None:
-                    _warn_split(entity_name, entity(event), item.topic, split)
-            return event
-
-    return split_dead_letters("split", op.map("parse", up, check))
-
-
-@operator
 def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], parse: Callable[[Any, float], E],
             entity: Callable[[E], str], entity_name: str = "key") -> Validated[Tuple[str, Any]]:
     """Key every raw input by its entity without parsing it: ``key_of(raw)`` reads the
@@ -148,13 +102,15 @@ def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], 
     topic, partition, offset, possible_repeat, wire)``: about 1 µs to pickle where a parsed
     event takes 10-30 µs. The keyed step that follows parses it on the entity's worker
     (:func:`stateful_object` with ``parse``; :func:`parse_arrived`), with the arrival time
-    taken here, as :func:`validate` would have.
+    taken here.
 
     An input whose entity ``key_of`` cannot read (``None``) is parsed here instead, by the same
     ``parse``: it becomes the dead letter naming why (step ``step_id``), or, when the parser
     reads what the quick look did not, the event itself, keyed by ``entity(event)``.
     Dead letters already in the stream pass to ``errs``. The first entity seen on two
-    partitions of a Kafka input is logged once, as :func:`validate` does.
+    partitions of a Kafka input is logged once (``input_partitioning_splits_entities``, naming it
+    and the partitions): the producer keys by something else, and the flow's per-entity
+    features depend on it.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, TestingSink, run_main

@@ -54,7 +54,7 @@ def fraud_scoring_config(cfg: FraudConfig) -> Any:
 
 
 def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
-    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`:
+    """``parse(raw, arrival)`` for :func:`dataflows.operators.key_raw` and the keyed step's parse:
     :meth:`~models.fraud.FraudScoringConfig.parse` with the configured bounds
     (``fraud.min_amount``, ``fraud.max_amount``, ``state.max_future_s``), the same
     parser :class:`~models.fraud.FraudPipeline` runs."""
@@ -62,7 +62,7 @@ def transaction_parser(cfg: FraudConfig) -> Callable[[Any, float], Any]:
 
 
 def reading_parser(cfg: IoTConfig) -> Callable[[Any, float], Any]:
-    """``parse(raw, arrival)`` for :func:`dataflows.operators.validate`: ``parse_reading``
+    """``parse(raw, arrival)`` for :func:`dataflows.operators.key_raw` and the keyed step's parse: ``parse_reading``
     with the configured fields and ``state.max_future_s``. Events without a configured
     key, time or sensor field are counted (``scoring_events_missing_field_total``), and
     a field absent from all of the first ``iot.field_check_events`` events is logged

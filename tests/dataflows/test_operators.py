@@ -10,8 +10,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from dataflows.operators import (Scorers, key_raw, prefetch_batches, score_batches, split_dead_letters,
-                                 stateful_object, validate)
+from dataflows.operators import Scorers, key_raw, prefetch_batches, score_batches, split_dead_letters, stateful_object
 from features.records import DeadLetter, Raw, ValidationError, decode
 
 
@@ -22,14 +21,20 @@ def parse(raw, arrival):
     return ev
 
 
+def parsed_where_read(up):
+    """:func:`key_raw` when no entity can be read from an input: it is parsed where it was
+    read (dead letters named by the parser, or the event keyed by its id)."""
+    return key_raw("validate", up, lambda raw: None, parse, entity=lambda e: str(e["id"]), entity_name="id")
+
+
 def test_an_input_field_named_error_is_not_a_failure():
     flow, ok, bad = Dataflow("t"), [], []
     items = ['{"id": 1, "error": "none"}', '{"id": 2, "error": {"code": 5}}', '{"x": 1}', b"\xff\xfe", "[1]"]
-    v = validate("validate", op.input("in", flow, TestingSource(items)), parse)
+    v = parsed_where_read(op.input("in", flow, TestingSource(items)))
     op.output("ok", v.oks, TestingSink(ok))
     op.output("bad", v.errs, TestingSink(bad))
     run_main(flow)
-    assert [e["id"] for e in ok] == [1, 2]
+    assert [e["id"] for _, e in ok] == [1, 2]
     assert all(isinstance(d, DeadLetter) for d in bad)
     assert [d.error.split(":")[0] for d in bad] == ["field 'id'", "not valid UTF-8", "expected a JSON object, got list"]
     assert bad[1].raw == "\ufffd\ufffd" and bad[0].step == "validate"
@@ -39,34 +44,11 @@ def test_kafka_origin_is_kept_in_dead_letters():
     flow, bad = Dataflow("t"), []
     items = [Raw(b"{oops", "tx", 2, 7), DeadLetter("Kafka consumer error: x", "", step="input", topic="tx",
                                                   partition=0, offset=1)]
-    v = validate("validate", op.input("in", flow, TestingSource(items)), parse)
+    v = parsed_where_read(op.input("in", flow, TestingSource(items)))
     op.output("bad", v.errs, TestingSink(bad))
     run_main(flow)
     assert [(d.topic, d.partition, d.offset) for d in bad] == [("tx", 2, 7), ("tx", 0, 1)]
     assert bad[0].key("id") == "tx:2:7" and bad[0].to_dict()["offset"] == 7
-
-
-def test_an_entity_split_over_partitions_is_logged_once_naming_it_and_the_partitions():
-    from structlog.testing import capture_logs
-
-    def run(items):
-        flow, ok = Dataflow("t"), []
-        v = validate("validate", op.input("in", flow, TestingSource(items)), parse,
-                     entity=lambda e: e["customer_id"], entity_name="customer_id")
-        op.output("ok", v.oks, TestingSink(ok))
-        with capture_logs() as logs:
-            run_main(flow)
-        return ok, [e for e in logs if e["event"] == "input_partitioning_splits_entities"]
-
-    keyed = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 3, i) for i in range(30)]
-    ok, warnings = run(keyed)
-    assert len(ok) == 30 and warnings == []  # keyed by entity: each customer on one partition
-    split = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 2, i) for i in range(30)]
-    ok, warnings = run(split)
-    assert len(ok) == 30 and len(warnings) == 1
-    w = warnings[0]
-    assert (w["key"], w["partitions"], w["topic"], w["log_level"]) == ("C0", [0, 1], "tx", "warning")
-    assert "customer_id 'C0' arrived on partitions 0 and 1 of 'tx'" in w["detail"]
 
 
 class Running:
@@ -264,7 +246,9 @@ def test_key_raw_logs_an_entity_split_over_partitions_once():
     split = [Raw(b'{"customer_id": "C%d", "id": %d}' % (i % 3, i), "tx", i % 2, i) for i in range(30)]
     ok, warnings = run(split)
     assert len(ok) == 30 and len(warnings) == 1
-    assert (warnings[0]["key"], warnings[0]["partitions"]) == ("C0", [0, 1])
+    w = warnings[0]
+    assert (w["key"], w["partitions"], w["topic"], w["log_level"]) == ("C0", [0, 1], "tx", "warning")
+    assert "customer_id 'C0' arrived on partitions 0 and 1 of 'tx'" in w["detail"]
 
 
 class Ahead:
