@@ -4,9 +4,10 @@ The scorer (:meth:`~models.fraud.FraudScorer.score_columns`) fills the columns: 
 transactions, their Feast values, the model matrix, the scores, statuses, versions and,
 for alerts, reasons. Everything that leaves the flow is made from them, per batch:
 
-- :meth:`ScoredBatch.lines`: the ``scored`` and ``alerts`` outputs' JSON lines, shaped and
-  serialised in one pass (each record is built once, as a dict, and written at once; an
-  alert that is its scored record reuses the scored line);
+- :meth:`ScoredBatch.lines`: the ``scored`` and ``alerts`` outputs' JSON lines: each record
+  is built once, as a dict, and the batch's records are serialised by one ``orjson`` call
+  (:func:`features.formats.to_json_lines`); an alert that is its scored record reuses the
+  scored line;
 - :meth:`ScoredBatch.records`: the same records as dicts (the endpoint, the plain-loop
   pipeline, Avro outputs, the write-back to Feast);
 - :meth:`ScoredBatch.log_table`: the inference log's rows as an Arrow table, column by
@@ -24,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from features.formats import to_json_line
+from features.formats import to_json_line, to_json_lines
 from features.records import POSSIBLE_REPEAT, RecordBatch
 from features.transactions import Transaction
 from models.fraud.inputs import MODEL_FEATURES, feature_row
@@ -172,18 +173,12 @@ class ScoredBatch(RecordBatch):
 
     def _serialised(self) -> tuple[list[bytes], list[bytes]]:
         if self._lines is None:
+            records = self.records()
+            scored = to_json_lines(records)  # one orjson call for the batch
             statuses = self.statuses
-            record = self.record
-            scored: list[bytes] = []
-            alerts: list[bytes] = []
-            for i in range(len(self.txs)):
-                rec = record(i)
-                line = to_json_line(rec)
-                scored.append(line)
-                if statuses[i] != NORMAL:
-                    alerts.append(line)  # the alert is the scored record itself
-                elif rec.get(POSSIBLE_REPEAT) is True:
-                    alerts.append(to_json_line(alert_of(rec)))
+            alerts = [scored[i] if statuses[i] != NORMAL  # the alert is the scored record itself
+                      else to_json_line(alert_of(records[i]))  # a possible repeat's update
+                      for i in self.alert_rows()]
             self._lines = (scored, alerts)
         return self._lines
 
