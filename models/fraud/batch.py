@@ -48,7 +48,7 @@ class ScoredBatch(RecordBatch):
 
     __slots__ = ("txs", "lookups", "derived", "fallback", "X", "fraud_scores", "risk_scores", "statuses", "versions",
                  "shadows", "event_times", "scored_at", "latency_ms", "alerts", "reasons", "skipped",
-                 "_records", "_lines")
+                 "_records", "_lines", "_alert_rows")
 
     def __init__(
         self,
@@ -86,6 +86,7 @@ class ScoredBatch(RecordBatch):
         self.reasons: dict[int, list[str]] = {}
         self._records: list[dict[str, Any] | None] = [None] * len(txs)
         self._lines: tuple[list[bytes], list[bytes]] | None = None
+        self._alert_rows: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.txs)
@@ -156,9 +157,12 @@ class ScoredBatch(RecordBatch):
 
     def alert_rows(self) -> list[int]:
         """The rows that have an alerts record (:func:`models.status.alert_of`): not
-        NORMAL, or a NORMAL possible repeat after a resume."""
-        statuses, txs = self.statuses, self.txs
-        return [i for i, s in enumerate(statuses) if s != NORMAL or txs[i].fields.get(POSSIBLE_REPEAT) is True]
+        NORMAL, or a NORMAL possible repeat after a resume (made once, kept: not to be changed)."""
+        if self._alert_rows is None:  # asked for by the alerts filter, keys, lines and metrics: made once
+            statuses, txs = self.statuses, self.txs
+            self._alert_rows = [i for i, s in enumerate(statuses)
+                                if s != NORMAL or txs[i].fields.get(POSSIBLE_REPEAT) is True]
+        return self._alert_rows
 
     def metric_columns(self) -> tuple[list[float], list[float | None], list[str], list[float | None],
                                       list[dict[str, float] | None]]:
