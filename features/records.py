@@ -556,9 +556,9 @@ def format_time(t: float) -> str:
 
 
 
-#: Epoch milliseconds of 0001-01-01 and 10000-01-01: :func:`format_times` formats the times
-#: between them at once (four-digit years), any other time as :func:`format_time` does.
-_MS_RANGE = (-62_135_596_800_000, 253_402_300_800_000)
+#: The epoch milliseconds :func:`format_times` formats at once: those of the times
+#: :func:`parse_time` accepts (four-digit years); any other time as :func:`format_time` does.
+_MS_RANGE = (MIN_EPOCH_S * 1000.0, MAX_EPOCH_S * 1000.0)
 
 
 def format_times(times: Sequence[float]) -> list[str]:
