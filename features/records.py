@@ -13,7 +13,10 @@
   * numbers are epoch **seconds** (a number of 1e11 or more looks like epoch
     milliseconds and is refused, rather than silently read as the year 5000+);
   * ``datetime`` objects (Parquet rows); naive ones are UTC;
-  * output times are ISO-8601 UTC with milliseconds and ``Z``.
+  * output times are ISO-8601 UTC with milliseconds and ``Z`` (:func:`format_times`: a
+    batch's at once, the same text).
+- :func:`rounded`: Python's ``round`` of every element of an array, in a few numpy steps
+  (a scored batch's scores and latencies).
 - :func:`shard_of`: the stable shard of a key (same on every worker and run).
 
 >>> parse_time("2026-10-06T00:00:05.365Z"), parse_time("2026-10-06T00:00:05.365")
@@ -33,9 +36,10 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import msgspec
+import numpy as np
 import structlog
 
 from features.keyhash import key_hash
@@ -53,6 +57,8 @@ __all__ = [
     "undecodable",
     "parse_time",
     "format_time",
+    "format_times",
+    "rounded",
     "shard_of",
     "RecordBatch",
     "RecordList",
@@ -547,6 +553,58 @@ def format_time(t: float) -> str:
             _HOURS.clear()
         head = _HOURS[hour] = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).isoformat()[:14]
     return f"{head}{sec // 60:02d}:{sec % 60:02d}.{us // 1000:03d}Z"
+
+
+
+#: The epoch milliseconds :func:`format_times` formats at once: those of the times
+#: :func:`parse_time` accepts (four-digit years); any other time as :func:`format_time` does.
+_MS_RANGE = (MIN_EPOCH_S * 1000.0, MAX_EPOCH_S * 1000.0)
+
+
+def format_times(times: Sequence[float]) -> list[str]:
+    """:func:`format_time` of each time, the same text, made for all of them at once with
+    numpy (the microseconds rounded the same way, half to even, then cut to milliseconds):
+    a scored batch's event times.
+
+    >>> format_times([0.0, 1791244805.3659, -0.0005] * 3)[:3]
+    ['1970-01-01T00:00:00.000Z', '2026-10-06T00:00:05.365Z', '1969-12-31T23:59:59.999Z']
+    """
+    if len(times) < 8:  # numpy's fixed cost is more than a few format_time calls
+        return [format_time(t) for t in times]
+    frac, whole = np.modf(np.asarray(times, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        # format_time's carry of rounded microseconds into the second, in epoch milliseconds
+        ms = whole * 1000.0 + np.floor(np.round(frac * 1e6) / 1000.0)
+        ok = bool(np.all((ms >= _MS_RANGE[0]) & (ms < _MS_RANGE[1])))  # NaN, infinities: False
+    if not ok:
+        return [format_time(t) for t in times]
+    return np.datetime_as_string(ms.astype(np.int64).astype("datetime64[ms]"), unit="ms", timezone="UTC").tolist()
+
+
+def rounded(A: np.ndarray, ndigits: int) -> np.ndarray:
+    """``round(x, ndigits)`` of every element, exactly as Python's ``round`` gives it
+    (``tests/features/test_records.py`` checks it against ``round``), in a few numpy
+    steps: ``rint(x * 10**ndigits) / 10**ndigits`` is the correctly rounded value unless
+    ``x * 10**ndigits`` lies within its own rounding error of a half (or is too large
+    for that), and those few elements go through ``round``.
+
+    >>> rounded(np.array([0.1234565, 2.5e-7, 1.0, np.nan]), 6).tolist()
+    [0.123456, 0.0, 1.0, nan]
+    """
+    A = np.asarray(A, dtype=np.float64)
+    if A.size <= 64:  # a few values: round itself is cheaper than numpy's calls
+        return np.array([round(x, ndigits) for x in A.ravel().tolist()]).reshape(A.shape)
+    m = 10.0 ** ndigits
+    P = A * m
+    out = np.rint(P) / m
+    with np.errstate(invalid="ignore"):
+        near_half = np.abs(P - np.floor(P) - 0.5) < 1e-9 + 1e-15 * np.abs(P)
+        slow = (near_half | ~(np.abs(P) < 2.0 ** 52)) & ~np.isnan(A)
+    if slow.any():
+        flat, src = out.reshape(-1), A.reshape(-1)
+        for i in np.flatnonzero(slow.ravel()).tolist():
+            flat[i] = round(float(src[i]), ndigits)
+    return out
 
 
 def shard_of(key: str, shards: int) -> int:

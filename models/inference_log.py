@@ -47,7 +47,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["LogSpec", "columns", "log_row", "schema", "column", "to_table", "LogWriter", "FILE_PATTERN"]
+__all__ = ["LogSpec", "columns", "log_row", "schema", "dictionary_columns", "column", "to_table", "LogWriter",
+           "FILE_PATTERN"]
 
 #: ``<flow>-<run>-p<part>-<seq>.parquet``
 FILE_PATTERN = re.compile(r"^(?P<flow>[\w.-]+?)-(?P<run>[0-9a-f]{12})-p(?P<part>\d+)-(?P<seq>\d{6,})\.parquet$")
@@ -141,6 +142,16 @@ def schema(spec: LogSpec) -> Any:
     return pa.schema(fields)
 
 
+
+def dictionary_columns(spec_schema: Any) -> list[str]:
+    """The columns the log's Parquet files dictionary-encode: all but the float ones. A
+    score or feature column has about as many distinct values as rows, so its dictionary
+    is given up after costing most of the write (and the file came out larger)."""
+    import pyarrow as pa
+
+    return [field.name for field in spec_schema if not pa.types.is_floating(field.type)]
+
+
 def column(values: Sequence[Any], t: Any) -> Any:
     """One column of the log as an Arrow array of type ``t``, converted at once; a column
     Arrow refuses as it is (text in a number column, a time it cannot read) is converted
@@ -225,6 +236,7 @@ class LogWriter:
         self.max_rows = int(max_rows)
         self.flush_s = float(flush_s)
         self._schema = schema(spec)
+        self._dictionary = dictionary_columns(self._schema)
         self._at = columns(spec).index("scored_at")
         self._rows: list[tuple] = []
         self._tables: list[Any] = []  # Arrow tables of whole batches (write_table)
@@ -304,7 +316,7 @@ class LogWriter:
                 name = f"{self.spec.flow}-{self.run}-p{self.part}-{self.seq:06d}.parquet"
                 self.seq += 1
                 tmp = folder / f".{name}.tmp"
-                pq.write_table(whole.slice(i, self.max_rows), tmp)
+                pq.write_table(whole.slice(i, self.max_rows), tmp, use_dictionary=self._dictionary)
                 os.replace(tmp, folder / name)
 
     def snapshot(self) -> tuple[str, int]:

@@ -101,7 +101,7 @@ def write(
         def as_lines(r: Any) -> tuple[str, bytes] | None:
             if isinstance(r, RecordBatch):
                 lines = r.lines(kind)
-                return (kind, b"\n".join(lines) + b"\n") if lines else None
+                return (kind, b"\n".join([*lines, b""])) if lines else None  # one copy, newline-ended
             return kind, to_json_line(as_dict(r)) + b"\n"
 
         lines = op.filter_map("to_json", up, as_lines)

@@ -4,9 +4,10 @@ The scorer (:meth:`~models.fraud.FraudScorer.score_columns`) fills the columns: 
 transactions, their Feast values, the model matrix, the scores, statuses, versions and,
 for alerts, reasons. Everything that leaves the flow is made from them, per batch:
 
-- :meth:`ScoredBatch.lines`: the ``scored`` and ``alerts`` outputs' JSON lines, shaped and
-  serialised in one pass (each record is built once, as a dict, and written at once; an
-  alert that is its scored record reuses the scored line);
+- :meth:`ScoredBatch.lines`: the ``scored`` and ``alerts`` outputs' JSON lines: each record
+  is built once, as a dict, and the batch's records are serialised by one ``orjson`` call
+  (:func:`features.formats.to_json_lines`); an alert that is its scored record reuses the
+  scored line;
 - :meth:`ScoredBatch.records`: the same records as dicts (the endpoint, the plain-loop
   pipeline, Avro outputs, the write-back to Feast);
 - :meth:`ScoredBatch.log_table`: the inference log's rows as an Arrow table, column by
@@ -24,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from features.formats import to_json_line
+from features.formats import to_json_line, to_json_lines
 from features.records import POSSIBLE_REPEAT, RecordBatch
 from features.transactions import Transaction
 from models.fraud.inputs import MODEL_FEATURES, feature_row
@@ -47,7 +48,7 @@ class ScoredBatch(RecordBatch):
 
     __slots__ = ("txs", "lookups", "derived", "fallback", "X", "fraud_scores", "risk_scores", "statuses", "versions",
                  "shadows", "event_times", "scored_at", "latency_ms", "alerts", "reasons", "skipped",
-                 "_records", "_lines")
+                 "_records", "_lines", "_alert_rows")
 
     def __init__(
         self,
@@ -85,6 +86,7 @@ class ScoredBatch(RecordBatch):
         self.reasons: dict[int, list[str]] = {}
         self._records: list[dict[str, Any] | None] = [None] * len(txs)
         self._lines: tuple[list[bytes], list[bytes]] | None = None
+        self._alert_rows: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.txs)
@@ -155,9 +157,12 @@ class ScoredBatch(RecordBatch):
 
     def alert_rows(self) -> list[int]:
         """The rows that have an alerts record (:func:`models.status.alert_of`): not
-        NORMAL, or a NORMAL possible repeat after a resume."""
-        statuses, txs = self.statuses, self.txs
-        return [i for i, s in enumerate(statuses) if s != NORMAL or txs[i].fields.get(POSSIBLE_REPEAT) is True]
+        NORMAL, or a NORMAL possible repeat after a resume (made once, kept: not to be changed)."""
+        if self._alert_rows is None:  # asked for by the alerts filter, keys, lines and metrics: made once
+            statuses, txs = self.statuses, self.txs
+            self._alert_rows = [i for i, s in enumerate(statuses)
+                                if s != NORMAL or txs[i].fields.get(POSSIBLE_REPEAT) is True]
+        return self._alert_rows
 
     def metric_columns(self) -> tuple[list[float], list[float | None], list[str], list[float | None],
                                       list[dict[str, float] | None]]:
@@ -172,18 +177,12 @@ class ScoredBatch(RecordBatch):
 
     def _serialised(self) -> tuple[list[bytes], list[bytes]]:
         if self._lines is None:
+            records = self.records()
+            scored = to_json_lines(records)  # one orjson call for the batch
             statuses = self.statuses
-            record = self.record
-            scored: list[bytes] = []
-            alerts: list[bytes] = []
-            for i in range(len(self.txs)):
-                rec = record(i)
-                line = to_json_line(rec)
-                scored.append(line)
-                if statuses[i] != NORMAL:
-                    alerts.append(line)  # the alert is the scored record itself
-                elif rec.get(POSSIBLE_REPEAT) is True:
-                    alerts.append(to_json_line(alert_of(rec)))
+            alerts = [scored[i] if statuses[i] != NORMAL  # the alert is the scored record itself
+                      else to_json_line(alert_of(records[i]))  # a possible repeat's update
+                      for i in self.alert_rows()]
             self._lines = (scored, alerts)
         return self._lines
 

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import structlog
 
-from features.records import format_time
+from features.records import format_time, format_times, rounded
 from features.store import CachedLookup
 from features.transactions import Transaction, derived_features
 from models.fraud.artifact import FraudModel
@@ -17,7 +17,7 @@ from models.fraud.batch import ScoredBatch
 from models.fraud.config import FraudScoringConfig
 from models.fraud.inputs import model_matrix
 from models.serving import Assignment, ModelRouter
-from models.status import CRITICAL, NORMAL, combined_risk
+from models.status import CRITICAL, NORMAL, combined_risks
 
 __all__ = ["FraudScorer"]
 
@@ -115,20 +115,16 @@ class FraudScorer:
         if models.shadows:
             self._shadow(X, models, keys, shadows, decider)
         scored_at = time.time()
+        # the scores, statuses and times as columns: the per-event rules (combined_risk,
+        # Thresholds.status, round, format_time) at once, the same values
+        p = np.asarray(fraud, dtype=np.float64)
+        risk = combined_risks(p, [tx.anomaly_score for tx in txs], self.anomaly_weight)
+        statuses = self.thresholds.statuses(risk)
+        fraud_scores, risk_scores = rounded(p, 6).tolist(), rounded(risk, 6).tolist()
+        latency = rounded((scored_at - np.array([tx.arrival for tx in txs], dtype=np.float64)) * 1000.0, 3).tolist()
+        event_times = format_times([tx.t for tx in txs])
         stamp = format_time(scored_at)
-        status_of, weight = self.thresholds.status, self.anomaly_weight
-        alerts: list[int] = []
-        fraud_scores, risk_scores, statuses, event_times, latency = [], [], [], [], []
-        for i, (tx, p) in enumerate(zip(txs, fraud)):
-            risk_score = combined_risk(p, tx.anomaly_score, weight)
-            status = status_of(risk_score)
-            fraud_scores.append(round(p, 6))
-            risk_scores.append(round(risk_score, 6))
-            statuses.append(status)
-            event_times.append(format_time(tx.t))
-            latency.append(round((scored_at - tx.arrival) * 1000.0, 3))
-            if status != NORMAL:
-                alerts.append(i)
+        alerts = [i for i, status in enumerate(statuses) if status != NORMAL]
         explained = [] if self.explain == "none" else (
             alerts if self.explain == "alerts" else [i for i in alerts if statuses[i] == CRITICAL])
         skipped: dict[int, str] = {}

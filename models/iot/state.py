@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from features.dedup import RecentIds
-from features.records import DeadLetter, duplicate, format_time, shard_of
+from features.records import DeadLetter, duplicate, format_time, rounded, shard_of
 from features.sensors import DeviceFeatures, Reading, feature_names
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
 from models.detectors.kernel import score_learn_many
@@ -51,32 +51,6 @@ class DeviceResult(msgspec.Struct):
     shard_input: dict[str, float]
     drifts: list[dict[str, Any]] = []
     timestamp: str = ""
-
-
-def rounded(A: np.ndarray, ndigits: int) -> np.ndarray:
-    """``round(x, ndigits)`` of every element, exactly as Python's ``round`` gives it
-    (``tests/models/iot/test_pipeline.py`` checks it against ``round``), in a few numpy
-    steps: ``rint(x * 10**ndigits) / 10**ndigits`` is the correctly rounded value unless
-    ``x * 10**ndigits`` lies within its own rounding error of a half (or is too large
-    for that), and those few elements go through ``round``.
-
-    >>> rounded(np.array([0.1234565, 2.5e-7, 1.0, np.nan]), 6).tolist()
-    [0.123456, 0.0, 1.0, nan]
-    """
-    A = np.asarray(A, dtype=np.float64)
-    if A.size <= 64:  # a few values: round itself is cheaper than numpy's calls
-        return np.array([round(x, ndigits) for x in A.ravel().tolist()]).reshape(A.shape)
-    m = 10.0 ** ndigits
-    P = A * m
-    out = np.rint(P) / m
-    with np.errstate(invalid="ignore"):
-        near_half = np.abs(P - np.floor(P) - 0.5) < 1e-9 + 1e-15 * np.abs(P)
-        slow = (near_half | ~(np.abs(P) < 2.0 ** 52)) & ~np.isnan(A)
-    if slow.any():
-        flat, src = out.reshape(-1), A.reshape(-1)
-        for i in np.flatnonzero(slow.ravel()).tolist():
-            flat[i] = round(float(src[i]), ndigits)
-    return out
 
 
 class _Layout:

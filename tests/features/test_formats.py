@@ -16,7 +16,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from features.formats import FORMATS, format_of, iter_raw, read_rows, to_json_line, write_rows
+from features.formats import FORMATS, format_of, iter_raw, read_rows, to_json_line, to_json_lines, write_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -252,6 +252,32 @@ def test_to_json_line() -> None:
     assert to_json_line({"a": 1}) == b'{"a":1}'
     with pytest.raises(TypeError):
         to_json_line({"x": object()})
+
+
+def test_to_json_lines_equals_to_json_line_of_each() -> None:
+    """One orjson call for a batch of records, cut at a marker between them: the same bytes
+    as record by record, also when a record holds the marker's text or cannot be
+    serialised as it is (then the batch goes record by record)."""
+    from features.formats import _BETWEEN
+
+    rec = {"id": "t1", "amount": 20.6, "nan": float("nan"), "arr": np.array([1.0, np.nan]), "n": np.int64(3),
+           "nested": {"a": [1, {"b": None}]}, "text": 'a "quoted", {comma} \\ \n', "ts": pd.Timestamp("2024-01-01")}
+    plain = [dict(rec, id=f"t{i}", amount=i / 7) for i in range(50)]
+    cases = {
+        "plain": plain,
+        "the marker as a value": plain[:3] + [dict(rec, text=_BETWEEN), dict(rec, text=[_BETWEEN, 1])] + plain[3:6],
+        "the marker as a record": [plain[0], _BETWEEN, plain[1], _BETWEEN, _BETWEEN],
+        "the marker as a key": [plain[0], {_BETWEEN: _BETWEEN}, plain[1]],
+        "lone surrogates": plain[:3] + [dict(rec, text="ab\udcff")] + plain[3:5],
+        "a key not text": plain[:2] + [{1: "one"}],
+        "other values": [1, "x", None, [1, 2], 2.5, plain[0]],
+        "one": plain[:1],
+        "none": [],
+    }
+    for name, records in cases.items():
+        assert to_json_lines(records) == [to_json_line(r) for r in records], name
+    with pytest.raises(TypeError):
+        to_json_lines([{"a": 1}, {"x": object()}])
 
 
 def _run_replay(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -1,13 +1,15 @@
-"""features.records: format_time gives exactly what datetime's own formatting gives."""
+"""features.records: format_time (and format_times, for many at once) gives exactly what
+datetime's own formatting gives."""
 
 from __future__ import annotations
 
 import random
 from datetime import datetime, timezone
 
+import numpy as np
 import pytest
 
-from features.records import MAX_EPOCH_S, MIN_EPOCH_S, format_time
+from features.records import MAX_EPOCH_S, MIN_EPOCH_S, format_time, format_times, rounded
 
 
 def by_datetime(t: float) -> str:
@@ -15,7 +17,8 @@ def by_datetime(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def test_format_time_equals_datetime_formatting() -> None:
+def times() -> list[float]:
+    """Random times over the whole range, streams' times and rounding edges, shuffled."""
     rng = random.Random(9)
     ts = [rng.uniform(MIN_EPOCH_S, MAX_EPOCH_S - 1) for _ in range(20000)]
     ts += [rng.uniform(-1e5, 2e9) for _ in range(20000)]
@@ -28,8 +31,27 @@ def test_format_time_equals_datetime_formatting() -> None:
     ts += [0.0, -0.0, 1e-7, -1e-7, 5e-7, -5e-7, MIN_EPOCH_S, MAX_EPOCH_S - 0.001]
     ts += [float(int(t)) + 0.123 for t in ts[:2000]]
     rng.shuffle(ts)
-    for t in ts:
+    return ts
+
+
+def test_format_time_equals_datetime_formatting() -> None:
+    for t in times():
         assert format_time(t) == by_datetime(t), repr(t)
+
+
+def test_format_times_equals_format_time_of_each() -> None:
+    ts = times()
+    for size in (1, 7, 8, 1000, len(ts)):  # below and above the size formatted at once
+        for start in range(0, len(ts), max(size, len(ts) // 5)):
+            chunk = ts[start:start + size]
+            assert format_times(chunk) == [format_time(t) for t in chunk]
+    assert format_times([]) == []
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20])
+def test_format_times_refuses_what_format_time_refuses(bad: float) -> None:
+    with pytest.raises((ValueError, OverflowError, OSError)):
+        format_times([1.8e9] * 20 + [bad])
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20])
@@ -49,3 +71,17 @@ def test_format_time_keeps_the_text_of_the_hour() -> None:
     for i in range(7200):
         assert format_time(base + i * 0.5 + 0.25) == by_datetime(base + i * 0.5 + 0.25)
     assert len(records._HOURS) == 1
+
+
+def test_rounded_is_round() -> None:
+    rng = random.Random(2)
+    xs = [rng.random() for _ in range(20000)] + [rng.uniform(-1e5, 1e5) for _ in range(20000)]
+    xs += [k / 1e6 + 5e-7 for k in range(20000)] + [k / 1e3 + 5e-4 for k in range(-2000, 2000)]  # halves
+    xs += [round(x, 7) for x in xs[:5000]] + [0.0, -0.0, -1e-9, 1e300, -1e300, float("inf"), float("-inf")]
+    for nd in (0, 3, 6):
+        got = rounded(np.array(xs), nd).tolist()
+        want = [round(x, nd) for x in xs]
+        assert [repr(g) for g in got] == [repr(w) for w in want]  # repr: -0.0 and 0.0 differ
+    assert np.isnan(rounded(np.array([np.nan]), 6)[0])
+    small = np.array(xs[:40]).reshape(4, 10)  # a few values: round itself
+    assert rounded(small, 6).tolist() == [[round(x, 6) for x in row] for row in small.tolist()]

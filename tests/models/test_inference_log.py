@@ -352,3 +352,28 @@ def test_a_table_over_two_dates_or_without_a_time_splits_as_its_rows(tmp_path):
     assert [(d, t["event_id"].to_pylist()) for d, t in _by_date(table)] == [
         ("2026-11-26", ["e0", "e1"]), ("2026-11-27", ["e2"]), ("unknown", ["e3"])]
     assert [(d, t["event_id"].to_pylist()) for d, t in _by_date(table.slice(2, 1))] == [("2026-11-27", ["e2"])]
+
+
+def test_float_columns_are_written_without_a_dictionary(tmp_path):
+    """Scores and features have about as many values as rows: their Parquet columns are not
+    dictionary-encoded (it cost most of the write and made the files larger); text columns
+    are. The rows read back are those written."""
+    import pyarrow.parquet as pq
+
+    from models.inference_log import columns, schema, to_table
+
+    spec = LogSpec("demo", "id", "user", scores=("score",), features=("amount", "ratio"))
+    recs = [{"id": f"e{i}", "user": f"u{i % 3}", "score": i / 997, "amount": i * 1.37, "ratio": None if i % 5 else 0.5,
+             "status": "NORMAL", "model_version": "m/1", "latency_ms": i / 10,
+             "scored_at": "2026-11-26T10:00:00.000Z", "event_time": "2026-11-26T09:00:00.000Z"} for i in range(500)]
+    table = to_table([log_row(r, spec) for r in recs], schema(spec))
+    w = LogWriter(tmp_path, spec, 0)
+    w.write_table(table)
+    w.close()
+    (path,) = tmp_path.glob("date=*/*.parquet")
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(j).path_in_schema: meta.column(j).encodings for j in range(meta.num_columns)}
+    dictionary = {name for name, enc in encodings.items() if any("DICTIONARY" in e for e in enc)}
+    assert {"score", "amount", "ratio", "latency_ms"}.isdisjoint(dictionary)
+    assert {"event_id", "key", "flow", "status", "model_version"} <= dictionary
+    assert pq.read_table(path).select(list(columns(spec))).equals(table)

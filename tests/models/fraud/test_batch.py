@@ -16,7 +16,7 @@ from features.formats import to_json_line
 from features.records import DeadLetter, POSSIBLE_REPEAT
 from features.store import fraud_lookups
 from models.fraud import LOG_SPEC, MODEL_NAME, FraudModel, FraudPipeline, FraudScorer, FraudScoringConfig
-from models.fraud.inputs import feature_matrix, feature_row, model_matrix
+from models.fraud.inputs import MODEL_FEATURES, feature_matrix, feature_row, model_matrix
 from models.fraud.scorer import _groups
 from models.inference_log import log_row, schema, to_table
 from models.status import CRITICAL, NORMAL, alert_of, combined_risk
@@ -173,3 +173,23 @@ def test_combined_risk_equals_the_noisy_or_of_combine_scores():
                 assert combined_risk(p, a, w) == combine_scores({"fraud": p, "anomaly": a}, {"anomaly": w})
     assert combined_risk(0.1, None, 0.4) == 0.1
     assert combined_risk(0.1, float("nan"), 0.4) == combine_scores({"fraud": 0.1, "anomaly": float("nan")})
+
+
+def test_model_matrix_reads_parts_missing_some_names_as_missing_values(stepped, scorer_of):
+    """A transaction whose features, derived values or Feast values lack some of the model's
+    names (a caller's own parts): those are NaN, as in the records' matrix."""
+    scorer = scorer_of()
+    txs = stepped[1][:20]
+    batch = scorer.score_columns(txs)
+    lookups, derived = list(batch.lookups), list(batch.derived)
+    txs = list(txs)
+    txs[3] = txs[3].__copy__()
+    txs[3].features = {k: v for k, v in txs[3].features.items() if k != "amount_sum_24h"}
+    derived[5] = {}
+    profile, customer_known, risk, merchant_known = lookups[7]
+    lookups[7] = ({}, customer_known, {"chargeback_rate": 0.5}, merchant_known)
+    X = model_matrix(txs, lookups, derived)
+    rows = [feature_row(tx, *parts, d) for tx, parts, d in zip(txs, lookups, derived)]
+    np.testing.assert_array_equal(X, feature_matrix(rows))
+    assert np.isnan(X[3]).sum() > np.isnan(batch.X[3]).sum()
+    assert np.isnan(X[7, MODEL_FEATURES.index("merchant_risk_score")])

@@ -12,14 +12,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import orjson
 import pytest
 
 from features.records import DeadLetter, ValidationError, format_time, parse_time, shard_of
 from features.sensors import SensorConfig, parse_reading
 from models.iot import DeviceBatch, DeviceState, IoTScoringConfig, ShardState
-from models.iot.state import rounded
 
 GOLDEN = Path(__file__).parent / "data" / "records_before_columns.json"
 T0 = parse_time("2024-01-01T00:00:00Z")
@@ -152,20 +150,6 @@ def test_columnar_steps_give_the_records_of_the_per_reading_steps(name: str, mon
         assert len(out) == want[kind]["outputs"], kind
         for i, (g, w) in enumerate(zip(digests(out), want[kind]["digests"], strict=True)):
             assert g == w, f"{kind} {100 * i}-{100 * i + 99} differ (first: {out[100 * i].get('id')!r})"
-
-
-def test_rounded_is_round() -> None:
-    rng = random.Random(2)
-    xs = [rng.random() for _ in range(20000)] + [rng.uniform(-1e5, 1e5) for _ in range(20000)]
-    xs += [k / 1e6 + 5e-7 for k in range(20000)] + [k / 1e3 + 5e-4 for k in range(-2000, 2000)]  # halves
-    xs += [round(x, 7) for x in xs[:5000]] + [0.0, -0.0, -1e-9, 1e300, -1e300, float("inf"), float("-inf")]
-    for nd in (0, 3, 6):
-        got = rounded(np.array(xs), nd).tolist()
-        want = [round(x, nd) for x in xs]
-        assert [repr(g) for g in got] == [repr(w) for w in want]  # repr: -0.0 and 0.0 differ
-    assert np.isnan(rounded(np.array([np.nan]), 6)[0])
-    small = np.array(xs[:40]).reshape(4, 10)  # a few values: round itself
-    assert rounded(small, 6).tolist() == [[round(x, 6) for x in row] for row in small.tolist()]
 
 
 def test_device_batch_rows_round_trip_and_pickle() -> None:
