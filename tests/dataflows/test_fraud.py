@@ -351,3 +351,31 @@ def test_the_prefetch_reads_customer_and_merchant_before_the_parse():
     assert keys(("C1", ({"customer_id": "C1", "merchant_id": "M8"}, 0.0, "tx", 0, 5, False, None))) == ("C1", "M8")
     assert keys(("C1", tx)) == ("C1", "M9")
     assert keys(("C1", (b'{"customer_id": "C1"}', 0.0))) == ("C1", None)
+
+
+def test_the_flow_prefetches_every_customer_before_scoring_it(fraud_env, events, tmp_path, monkeypatch):
+    """The fraud flow wires the prefetch step (one worker: it owns every key): each scored
+    customer's Feast lookup was started by :meth:`FraudScorer.prefetch` before the batch that
+    scores it. (Without the step the flow scores the same, with its lookups inline.)"""
+    from models.fraud import FraudScorer
+
+    prefetched: set[str] = set()
+    missed: list[str] = []
+    prefetch, score_columns = FraudScorer.prefetch, FraudScorer.score_columns
+
+    def spy_prefetch(self, keys):
+        prefetched.update(c for c, _ in keys)
+        return prefetch(self, keys)
+
+    def spy_score(self, txs):
+        missed.extend(tx.customer_id for tx in txs if tx.customer_id not in prefetched)
+        return score_columns(self, txs)
+
+    monkeypatch.setattr(FraudScorer, "prefetch", spy_prefetch)
+    monkeypatch.setattr(FraudScorer, "score_columns", spy_score)
+    path = tmp_path / "in.jsonl"
+    write_events(events, path)
+    run_main(build_flow(config(fraud_env, tmp_path, STREAMSCORE_SOURCE="file", STREAMSCORE_INPUT=str(path))))
+    scored, _, _ = outputs(tmp_path)
+    assert len(scored) > 1000 and prefetched >= {r["customer_id"] for r in scored}
+    assert missed == []
