@@ -347,6 +347,24 @@ class TiledWindows:
             raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {X[bad, 0]!r} (event {bad})")
         return out
 
+    def run(self, kernel: Any, X: np.ndarray, *args: Any) -> None:
+        """Run a compiled per-key step built on the windows' insert (e.g.
+        :func:`features.transaction_kernel.features_kernel`) on the events ``X`` (rows ``(t, values
+        in fields + extra_fields order)``, float64): ``kernel(X, <the state's arrays>, <the
+        configuration>, *args)``, the arguments :func:`features.window_kernel._kernel` takes but the
+        field count and the lookback, in its order; it returns the insert's code (-2: the arrays need
+        room, then they get it and the kernel runs again; an event number: its time is not finite,
+        nothing was inserted: ValueError). :meth:`insert_rows` is this with the insert itself."""
+        sp = self.spec
+        bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
+                     sp.retention, sp.span, sp.max_tail, sp.min_tail, *args)
+        if bad == -2:  # the state's arrays do not fit this batch: resize them, then insert
+            self._room(len(X))
+            bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
+                         sp.retention, sp.span, sp.max_tail, sp.min_tail, *args)
+        if bad >= 0:  # nothing was inserted
+            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {X[bad, 0]!r} (event {bad})")
+
     def _room(self, n: int) -> None:
         """Make room for ``n`` more events: a tile per horizon and a tail row each, with
         slack for the next batches (and give back what a big batch left unused); the kernel

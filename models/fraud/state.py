@@ -16,6 +16,7 @@ from features.records import DeadLetter, duplicate, format_time
 from features.transactions import (
     CustomerFeatures,
     Transaction,
+    feature_dict,
 )
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector
 from models.fraud.config import FraudScoringConfig
@@ -24,6 +25,30 @@ from models.status import anomaly_scores
 __all__ = ["CustomerState", "SHARD_FEATURES", "shard_row", "shard_vector", "ShardState", "ScoreDrift", "warm_up"]
 
 log = structlog.get_logger("models.fraud")
+
+
+_SCORE, _WARMING = 21, 22  # columns of models.fraud.kernel.customer_kernel's rows after the features
+_COLUMNS = 23
+_PARAMS: dict[tuple[float, int, float, float, float], np.ndarray] = {}
+
+
+def _detector_params(d: KeyDetector) -> np.ndarray:
+    """The amount detector's configuration as the compiled step takes it (one array per configuration)."""
+    key = (d.alpha, d.warmup, d.scale, d.clip, d.min_std)
+    p = _PARAMS.get(key)
+    if p is None:
+        p = _PARAMS[key] = np.array(key, dtype=np.float64)
+    return p
+
+
+def _customer_kernel(*args: Any) -> int:
+    """The compiled step (:func:`models.fraud.kernel.customer_kernel`, imported on first use);
+    after the first call, that function."""
+    global _customer_kernel
+    from models.fraud.kernel import customer_kernel
+
+    _customer_kernel = customer_kernel
+    return customer_kernel(*args)
 
 
 class CustomerState:
@@ -102,15 +127,23 @@ class CustomerState:
         return out
 
     def _features(self, txs: list[Transaction]) -> None:
-        """Fill the streaming features and the amount score of new transactions, in order."""
+        """Fill the streaming features and the amount score of new transactions, in order:
+        one compiled call (:func:`models.fraud.kernel.customer_kernel`) for the windows, the
+        features and the amount detector."""
         if not txs:
             return
-        feats = self.features.update_rows([(tx.t, tx.amount, tx.latitude, tx.longitude) for tx in txs])
-        score_learn = self.amount_detector.score_learn
-        log1p = math.log1p
-        for tx, f in zip(txs, feats):
-            tx.features = f
-            tx.amount_score, tx.amount_warming = score_learn(log1p(tx.amount))
+        det = self.amount_detector
+        out = np.empty((len(txs) + 1, _COLUMNS))
+        self.features.windows.run(_customer_kernel, np.array([(tx.t, tx.amount, tx.latitude, tx.longitude)
+                                                              for tx in txs], dtype=np.float64),
+                                  2.0, det.n, det.mean, det.var, _detector_params(det), out)
+        rows = out.tolist()
+        n, det.mean, det.var = rows[-1][:3]
+        det.n = int(n)
+        for tx, row in zip(txs, rows):
+            tx.features = feature_dict(*row)
+            tx.amount_score = row[_SCORE]
+            tx.amount_warming = row[_WARMING] == 1.0
 
     def snapshot(self) -> dict[str, Any]:
         """The learned state, plain data: ``{"features": ..., "amount": ..., "ids": ...}``."""

@@ -1,0 +1,55 @@
+"""The compiled per-customer step of :class:`models.fraud.state.CustomerState`: one call per
+customer and batch computes the streaming features (:func:`features.transaction_kernel.feature_rows`:
+windows, time since the previous transaction, distance, speed, deviation) and the amount
+detector's score and learning (:class:`~models.detectors.KeyDetector`'s arithmetic, the one of
+:mod:`models.detectors.kernel`) of every new transaction, so a customer with one event in the
+batch costs one compiled call and one small array out. Compiled by numba (``cache=True``).
+Tests: ``tests/models/fraud/test_fraud.py`` (against :class:`~features.transactions.CustomerFeatures`
+and :meth:`KeyDetector.score_learn <models.detectors.KeyDetector.score_learn>` event by event).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from features.transaction_kernel import FEATURE_COLUMNS, feature_rows
+from models.detectors.kernel import _learn, _score, _z
+
+__all__ = ["customer_kernel", "COLUMNS"]
+
+#: Columns per transaction: the features, then the amount score and the detector's warm-up flag (0/1).
+COLUMNS = FEATURE_COLUMNS + 2
+
+
+@numba.njit(cache=True)
+def customer_kernel(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
+                    min_tail, two, n, mean, var, dp, out):
+    """The transactions ``X[j] = (t, amount, lat, lon)`` through the windows and the amount
+    detector, in order: ``out[j, :FEATURE_COLUMNS]`` their features (:func:`feature_rows`),
+    ``out[j, FEATURE_COLUMNS]`` the amount score of ``log1p(amount)`` against the detector
+    before it, ``out[j, FEATURE_COLUMNS + 1]`` 1.0 when that detector was warming up; the
+    detector (state ``n, mean, var``; ``dp = (alpha, warmup, scale, clip, min_std)``) then
+    learns it (``two``: 2.0, as :func:`feature_rows` takes it). ``out[len(X), :3]``: the detector's state after the batch. Returns
+    :func:`feature_rows`'s code (anything but -1: nothing done)."""
+    bad = feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
+                       min_tail, two, out)
+    if bad != -1:
+        return bad
+    st = np.empty(3)
+    st[0] = n
+    st[1] = mean
+    st[2] = var
+    a, warmup, scale, clip, min_std = dp[0], dp[1], dp[2], dp[3], dp[4]
+    for j in range(X.shape[0]):
+        v = math.log1p(X[j, 1])
+        out[j, FEATURE_COLUMNS + 1] = 1.0 if st[0] < warmup else 0.0
+        out[j, FEATURE_COLUMNS] = _score(_z(st, v, min_std), scale)
+        _learn(st, v, warmup, a, clip, min_std)
+    last = X.shape[0]
+    out[last, 0] = st[0]
+    out[last, 1] = st[1]
+    out[last, 2] = st[2]
+    return -1
