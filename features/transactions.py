@@ -76,7 +76,10 @@ class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
     * ``amount_score``, ``amount_warming``: the customer's amount detector;
     * ``anomaly_scores``, ``anomaly_score``, ``anomaly_warming_up``: the detectors'
       scores (``None`` where warming up) and their combination (``None`` when no
-      detector is warm yet).
+      detector is warm yet);
+    * ``shard_input``: the shared detector's input, worked out in the customer step's
+      compiled call (``models.fraud.state.shard_row``'s values, NaN: missing; ``None``:
+      not computed, the shard step reads the features).
 
     Not tracked by the garbage collector (``gc=False``): it never takes part in
     a reference cycle, and a stream creates millions of them.
@@ -99,6 +102,7 @@ class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
     anomaly_scores: dict[str, float | None] = {}
     anomaly_score: float | None = None
     anomaly_warming_up: bool = True
+    shard_input: list[float] | None = None
 
 
 _Id = Union[Annotated[str, msgspec.Meta(min_length=1)], int]

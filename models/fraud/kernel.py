@@ -20,8 +20,30 @@ from models.detectors.kernel import _learn, _score, _z
 
 __all__ = ["customer_kernel", "COLUMNS"]
 
-#: Columns per transaction: the features, then the amount score and the detector's warm-up flag (0/1).
-COLUMNS = FEATURE_COLUMNS + 2
+#: Columns per transaction: the features, the amount score, the detector's warm-up flag (0/1),
+#: then the shared detector's input (``models.fraud.state.shard_row``'s values, NaN: missing).
+COLUMNS = FEATURE_COLUMNS + 2 + 6
+
+
+@numba.njit(cache=True, inline="always")
+def _log1p(v):
+    return math.log1p(max(v, 0.0)) if v == v else v
+
+
+@numba.njit(cache=True, inline="always")
+def shard_input(row, log_amount):
+    """The shared detector's input of one transaction from its feature row, into
+    ``row[FEATURE_COLUMNS + 2:]``: ``models.fraud.state.shard_row``'s rule (log-scaled gap,
+    distance and speed, the 1-hour count, the deviation clipped to [-5, 20]; NaN: missing),
+    tested equal to it."""
+    p = FEATURE_COLUMNS + 2
+    row[p] = log_amount
+    row[p + 1] = _log1p(row[1])
+    row[p + 2] = row[4]
+    row[p + 3] = _log1p(row[2])
+    row[p + 4] = _log1p(row[3])
+    dev = row[19]
+    row[p + 5] = max(-5.0, min(dev, 20.0)) if dev == dev else dev
 
 
 @numba.njit(cache=True)
@@ -32,7 +54,8 @@ def customer_kernel(X, recs, nrec, tail, ntail, state, horizons, widths, latenes
     ``out[j, FEATURE_COLUMNS]`` the amount score of ``log1p(amount)`` against the detector
     before it, ``out[j, FEATURE_COLUMNS + 1]`` 1.0 when that detector was warming up; the
     detector (state ``n, mean, var``; ``dp = (alpha, warmup, scale, clip, min_std)``) then
-    learns it (``two``: 2.0, as :func:`feature_rows` takes it). ``out[len(X), :3]``: the detector's state after the batch. Returns
+    learns it (``two``: 2.0, as :func:`feature_rows` takes it); ``out[j, FEATURE_COLUMNS + 2:]``
+    the shard detector's input (:func:`shard_input`). ``out[len(X), :3]``: the detector's state after the batch. Returns
     :func:`feature_rows`'s code (anything but -1: nothing done)."""
     bad = feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
                        min_tail, two, out)
@@ -48,6 +71,7 @@ def customer_kernel(X, recs, nrec, tail, ntail, state, horizons, widths, latenes
         out[j, FEATURE_COLUMNS + 1] = 1.0 if st[0] < warmup else 0.0
         out[j, FEATURE_COLUMNS] = _score(_z(st, v, min_std), scale)
         _learn(st, v, warmup, a, clip, min_std)
+        shard_input(out[j], v)
     last = X.shape[0]
     out[last, 0] = st[0]
     out[last, 1] = st[1]

@@ -27,8 +27,8 @@ __all__ = ["CustomerState", "SHARD_FEATURES", "shard_row", "shard_vector", "Shar
 log = structlog.get_logger("models.fraud")
 
 
-_SCORE, _WARMING = 21, 22  # columns of models.fraud.kernel.customer_kernel's rows after the features
-_COLUMNS = 23
+_SCORE, _WARMING, _SHARD = 21, 22, 23  # columns of models.fraud.kernel.customer_kernel's rows after the features
+_COLUMNS = 29
 _PARAMS: dict[tuple[float, int, float, float, float], np.ndarray] = {}
 
 
@@ -144,6 +144,7 @@ class CustomerState:
             tx.features = feature_dict(*row)
             tx.amount_score = row[_SCORE]
             tx.amount_warming = row[_WARMING] == 1.0
+            tx.shard_input = row[_SHARD:]
 
     def snapshot(self) -> dict[str, Any]:
         """The learned state, plain data: ``{"features": ..., "amount": ..., "ids": ...}``."""
@@ -214,7 +215,9 @@ class ShardState:
         vectorised step; a batch of one is :meth:`update`."""
         if not txs:
             return txs
-        V = np.array([shard_row(tx) for tx in txs], dtype=np.float64).reshape(len(txs), len(SHARD_FEATURES))
+        # the customer step's compiled call worked the rows out (shard_input); else from the features
+        V = np.array([tx.shard_input or shard_row(tx) for tx in txs], dtype=np.float64).reshape(
+            len(txs), len(SHARD_FEATURES))
         results = self.detector.score_learn_matrix(V)  # None -> NaN: missing
         amount = [tx.amount_score for tx in txs]
         S = np.array([(a, score) for a, (score, _) in zip(amount, results)], dtype=np.float64)  # None -> NaN

@@ -783,6 +783,7 @@ def test_customer_state_kernel_equals_features_and_amount_detector(seed):
     events past the retention included, in batches split anywhere."""
     from models.detectors import KeyDetector
     from features.transactions import CustomerFeatures
+    from models.fraud.state import shard_row
 
     cfg = FraudScoringConfig(amount_warmup=5, idle_expiry_s=0.0, lateness_s=600.0)
     rng = random.Random(seed)
@@ -802,7 +803,10 @@ def test_customer_state_kernel_equals_features_and_amount_detector(seed):
     got = []
     cuts = sorted(rng.sample(range(1, len(txs)), 30))
     for lo, hi in zip([0, *cuts], [*cuts, len(txs)]):
-        got += [(x.features, x.amount_score, x.amount_warming) for x in state.update_many(parsed(raws[lo:hi]))]
+        for x in state.update_many(parsed(raws[lo:hi])):
+            got.append((x.features, x.amount_score, x.amount_warming))
+            # the shard step's input, worked out in the same call: shard_row's values (NaN: None)
+            assert [None if v != v else v for v in x.shard_input] == list(shard_row(x))
     assert got == want
     assert state.amount_detector.snapshot() == det.snapshot()
     assert type(state.amount_detector.n) is int
