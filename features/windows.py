@@ -235,9 +235,11 @@ class TiledWindows:
         # the state, as the kernel's arrays (with room to grow; only the counted part is state):
         self._s = np.array([-_INF, -_INF])  # watermark (newest event time seen); floor (every
         # stored event not in the tail has time <= floor)
-        self._r = np.empty((len(horizons), 0, self.spec.stride))  # per horizon: tile records, by tile
+        # made to measure for a first batch of one event (what _room would make): most keys of a
+        # large population see one event in a while, and their first call then needs no resize
+        self._r = np.empty((len(horizons), 1, self.spec.stride))  # per horizon: tile records, by tile
         self._nr = np.zeros(len(horizons), dtype=np.int64)  # tile records per horizon
-        self._t = np.empty((0, self.spec.row))  # the exact tail: rows (t, fields..., extra...), by time
+        self._t = np.empty((2, self.spec.row))  # the exact tail: rows (t, fields..., extra...), by time
         self._nt = np.zeros(1, dtype=np.int64)  # tail rows
 
     @property
@@ -368,8 +370,9 @@ class TiledWindows:
     def _room(self, n: int) -> None:
         """Make room for ``n`` more events: a tile per horizon and a tail row each, with
         slack for the next batches (and give back what a big batch left unused); the kernel
-        says when (it returns -2). A key's first arrays are made to measure, without slack:
-        most keys of a large population see one event in a while (a million customers)."""
+        says when (it returns -2). A key's first arrays (the constructor's, for one event, or
+        empty ones a snapshot loaded) are made to measure, without slack: most keys of a large
+        population see one event in a while (a million customers)."""
         r, t = self._r, self._t
         need_r = int(self._nr.max(initial=0)) + n
         if r.shape[1] < need_r or r.shape[1] > 2 * need_r + 16:
