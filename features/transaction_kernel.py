@@ -22,6 +22,7 @@ import numpy as np
 
 from features import transactions as _tx
 from features.window_kernel import _kernel as _insert
+from features.window_kernel import unpack
 
 __all__ = ["FEATURE_COLUMNS", "features_kernel", "feature_rows", "haversine_km", "speed_kmh", "amount_deviation",
            "amount_to_mean_ratio"]
@@ -43,11 +44,10 @@ def haversine_km(lat1, lon1, lat2, lon2, two):
 
 
 @numba.njit(cache=True, inline="always")
-def feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
-                 min_tail, two, out):
+def feature_rows(X, recs, nrec, tail, ntail, state, params, two, out):
     """Insert the transactions ``X[j] = (t, amount, lat, lon)`` into the windows (state arrays
     as :func:`features.window_kernel._kernel` takes them, one window field: amount; lat, lon
-    kept in the tail) and write each one's features into ``out[j, :FEATURE_COLUMNS]``:
+    kept in the tail; ``params``: ``TiledWindows.params``) and write each one's features into ``out[j, :FEATURE_COLUMNS]``:
     ``late_event`` (0/1), ``time_since_last_transaction``, ``distance_from_previous_km``,
     ``speed_kmh`` (NaN: no previous event kept), per horizon (1 h, 24 h, 7 d) count, sum,
     mean, std, max (NaN: older than the retention, not stored), ``amount_deviation``,
@@ -55,6 +55,7 @@ def feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, 
     kernel's code: -1 done, -2 the arrays need room (nothing done), else the first event
     whose time is not finite (nothing done). ``two``: 2.0, the distance's exponent, given at
     run time (:func:`features.transactions._haversine` says why)."""
+    horizons, widths, lateness, retention, span, max_tail, min_tail = unpack(params)
     n = X.shape[0]
     newest = state[0]  # the watermark each event meets
     win = np.empty((n, 3 * 5 + 1 + 1 + 3 + 1))
@@ -109,8 +110,6 @@ def feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, 
 
 
 @numba.njit(cache=True)
-def features_kernel(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
-                    min_tail, two, out):
+def features_kernel(X, recs, nrec, tail, ntail, state, params, two, out):
     """:func:`feature_rows` as a call of its own (``CustomerFeatures.update_rows``)."""
-    return feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
-                        min_tail, two, out)
+    return feature_rows(X, recs, nrec, tail, ntail, state, params, two, out)

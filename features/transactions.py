@@ -479,7 +479,8 @@ class CustomerFeatures:
         if not rows:
             return []
         out = np.empty((len(rows), _COLUMNS))
-        self.windows.run(_features_kernel, np.array(rows, dtype=np.float64), 2.0, out)
+        w = self.windows
+        w.run(_features_kernel, np.array(rows, dtype=np.float64), w.params, 2.0, out)
         return [feature_dict(*r) for r in out.tolist()]
 
     def snapshot(self) -> tuple:

@@ -151,7 +151,7 @@ class _Spec:
 
     __slots__ = ("horizons", "widths", "n_tiles", "lateness", "retention", "fields", "extra", "n_fields",
                  "row", "stride", "max_tail", "min_tail", "span", "empty_rec", "index", "h_arr", "w_arr",
-                 "out_width")
+                 "out_width", "params")
 
     def __init__(self, horizons, fields, lateness, n_tiles, extra, max_tail, min_tail):
         self.horizons = horizons
@@ -177,6 +177,10 @@ class _Spec:
         self.w_arr = np.array(self.widths)
         # a row of TiledWindows.insert_rows: aggregates, prev_t, prev_v, prev_row, mask
         self.out_width = len(horizons) * len(fields) * _AGG + 1 + len(fields) + len(fields) + len(extra) + 1
+        # the configuration in one array, for compiled steps built on the insert (TiledWindows.run):
+        # lateness, retention, span, max_tail, min_tail, H, the H horizons, the H tile widths
+        self.params = np.array([lateness, self.retention, self.span, max_tail, min_tail, len(horizons),
+                                *horizons, *self.widths])
 
 
 @lru_cache(maxsize=64)
@@ -352,20 +356,25 @@ class TiledWindows:
     def run(self, kernel: Any, X: np.ndarray, *args: Any) -> None:
         """Run a compiled per-key step built on the windows' insert (e.g.
         :func:`features.transaction_kernel.features_kernel`) on the events ``X`` (rows ``(t, values
-        in fields + extra_fields order)``, float64): ``kernel(X, <the state's arrays>, <the
-        configuration>, *args)``, the arguments :func:`features.window_kernel._kernel` takes but the
-        field count and the lookback, in its order; it returns the insert's code (-2: the arrays need
-        room, then they get it and the kernel runs again; an event number: its time is not finite,
-        nothing was inserted: ValueError). :meth:`insert_rows` is this with the insert itself."""
-        sp = self.spec
-        bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
-                     sp.retention, sp.span, sp.max_tail, sp.min_tail, *args)
+        in fields + extra_fields order)``, float64): ``kernel(X, recs, nrec, tail, ntail, state,
+        *args)``, the state's arrays as :func:`features.window_kernel._kernel` takes them, and
+        ``args`` (the configuration: :attr:`params` and what the step adds). It returns the insert's
+        code (-2: the arrays need room, then they get it and the kernel runs again; an event
+        number: its time is not finite, nothing was inserted: ValueError). Few arguments on
+        purpose: each one costs the call about 50 ns, and the flow calls this per key and batch."""
+        bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, *args)
         if bad == -2:  # the state's arrays do not fit this batch: resize them, then insert
             self._room(len(X))
-            bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, sp.h_arr, sp.w_arr, sp.lateness,
-                         sp.retention, sp.span, sp.max_tail, sp.min_tail, *args)
+            bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, *args)
         if bad >= 0:  # nothing was inserted
             raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {X[bad, 0]!r} (event {bad})")
+
+    @property
+    def params(self) -> np.ndarray:
+        """The configuration as one float64 array, for :meth:`run`'s kernels: ``lateness,
+        retention, span, max_tail, min_tail, H``, then the ``H`` horizons and their ``H``
+        tile widths (:func:`features.window_kernel.unpack` reads it)."""
+        return self.spec.params
 
     def _room(self, n: int) -> None:
         """Make room for ``n`` more events: a tile per horizon and a tail row each, with

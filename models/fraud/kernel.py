@@ -47,25 +47,24 @@ def shard_input(row, log_amount):
 
 
 @numba.njit(cache=True)
-def customer_kernel(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
-                    min_tail, two, n, mean, var, dp, out):
+def customer_kernel(X, recs, nrec, tail, ntail, state, params, n, mean, var, out):
     """The transactions ``X[j] = (t, amount, lat, lon)`` through the windows and the amount
     detector, in order: ``out[j, :FEATURE_COLUMNS]`` their features (:func:`feature_rows`),
     ``out[j, FEATURE_COLUMNS]`` the amount score of ``log1p(amount)`` against the detector
     before it, ``out[j, FEATURE_COLUMNS + 1]`` 1.0 when that detector was warming up; the
-    detector (state ``n, mean, var``; ``dp = (alpha, warmup, scale, clip, min_std)``) then
-    learns it (``two``: 2.0, as :func:`feature_rows` takes it); ``out[j, FEATURE_COLUMNS + 2:]``
+    detector (state ``n, mean, var``) then learns it. ``params``: the windows' ``TiledWindows.params``,
+    then the detector's ``alpha, warmup, scale, clip, min_std``, then 2.0 (``two`` of :func:`feature_rows`); ``out[j, FEATURE_COLUMNS + 2:]``
     the shard detector's input (:func:`shard_input`). ``out[len(X), :3]``: the detector's state after the batch. Returns
     :func:`feature_rows`'s code (anything but -1: nothing done)."""
-    bad = feature_rows(X, recs, nrec, tail, ntail, state, horizons, widths, lateness, retention, span, max_tail,
-                       min_tail, two, out)
+    k = params.shape[0] - 6
+    bad = feature_rows(X, recs, nrec, tail, ntail, state, params[:k], params[k + 5], out)
     if bad != -1:
         return bad
     st = np.empty(3)
     st[0] = n
     st[1] = mean
     st[2] = var
-    a, warmup, scale, clip, min_std = dp[0], dp[1], dp[2], dp[3], dp[4]
+    a, warmup, scale, clip, min_std = params[k], params[k + 1], params[k + 2], params[k + 3], params[k + 4]
     for j in range(X.shape[0]):
         v = math.log1p(X[j, 1])
         out[j, FEATURE_COLUMNS + 1] = 1.0 if st[0] < warmup else 0.0

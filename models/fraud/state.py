@@ -29,16 +29,16 @@ log = structlog.get_logger("models.fraud")
 
 _SCORE, _WARMING, _SHARD = 21, 22, 23  # columns of models.fraud.kernel.customer_kernel's rows after the features
 _COLUMNS = 29
-_PARAMS: dict[tuple[float, int, float, float, float], np.ndarray] = {}
+_PARAMS: list[Any] = [None, None]  # the configuration and its kernel parameters, last used
 
 
-def _detector_params(d: KeyDetector) -> np.ndarray:
-    """The amount detector's configuration as the compiled step takes it (one array per configuration)."""
-    key = (d.alpha, d.warmup, d.scale, d.clip, d.min_std)
-    p = _PARAMS.get(key)
-    if p is None:
-        p = _PARAMS[key] = np.array(key, dtype=np.float64)
-    return p
+def _params(cfg: FraudScoringConfig, windows: Any, d: KeyDetector) -> np.ndarray:
+    """The compiled step's configuration (:func:`models.fraud.kernel.customer_kernel`'s ``params``):
+    the windows', the amount detector's, 2.0; one array per configuration."""
+    if _PARAMS[0] is not cfg:
+        _PARAMS[1] = np.concatenate([windows.params, [d.alpha, d.warmup, d.scale, d.clip, d.min_std, 2.0]])
+        _PARAMS[0] = cfg
+    return _PARAMS[1]
 
 
 def _customer_kernel(*args: Any) -> int:
@@ -134,9 +134,9 @@ class CustomerState:
             return
         det = self.amount_detector
         out = np.empty((len(txs) + 1, _COLUMNS))
-        self.features.windows.run(_customer_kernel, np.array([(tx.t, tx.amount, tx.latitude, tx.longitude)
-                                                              for tx in txs], dtype=np.float64),
-                                  2.0, det.n, det.mean, det.var, _detector_params(det), out)
+        w = self.features.windows
+        w.run(_customer_kernel, np.array([(tx.t, tx.amount, tx.latitude, tx.longitude) for tx in txs],
+                                         dtype=np.float64), _params(self.cfg, w, det), det.n, det.mean, det.var, out)
         rows = out.tolist()
         n, det.mean, det.var = rows[-1][:3]
         det.n = int(n)
