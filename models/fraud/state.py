@@ -218,18 +218,18 @@ class ShardState:
         # the customer step's compiled call worked the rows out (shard_input); else from the features
         V = np.array([tx.shard_input or shard_row(tx) for tx in txs], dtype=np.float64).reshape(
             len(txs), len(SHARD_FEATURES))
-        results = self.detector.score_learn_matrix(V)  # None -> NaN: missing
-        amount = [tx.amount_score for tx in txs]
-        S = np.array([(a, score) for a, (score, _) in zip(amount, results)], dtype=np.float64)  # None -> NaN
-        W = np.array([(tx.amount_warming, warming) for tx, (_, warming) in zip(txs, results)], dtype=np.bool_)
+        scores, warming = self.detector.score_learn_columns(V)  # None -> NaN: missing
+        amount = np.array([tx.amount_score for tx in txs], dtype=np.float64)  # None -> NaN
+        a_warm = np.array([tx.amount_warming for tx in txs], dtype=np.bool_)
         # the warm detectors combined (models.status.anomaly_score's rule, as columns)
-        combined = anomaly_scores(S, W, (1.0, 1.0), self.method)
-        for tx, a, (score, warming), c in zip(txs, amount, results, combined):
-            a_warm = tx.amount_warming
-            tx.anomaly_scores = {"amount": None if a_warm or a is None else round(a, 4),
-                                 "multivariate": None if warming or score is None else round(score, 4)}
+        combined = anomaly_scores(np.column_stack((amount, scores)), np.column_stack((a_warm, warming)), (1.0, 1.0),
+                                  self.method)
+        for tx, a, aw, score, w, c in zip(txs, amount.tolist(), a_warm.tolist(), scores.tolist(), warming.tolist(),
+                                          combined):
+            tx.anomaly_scores = {"amount": None if aw or a != a else round(a, 4),
+                                 "multivariate": None if w else round(score, 4)}
             tx.anomaly_score = None if c is None else round(c, 4)
-            tx.anomaly_warming_up = bool(a_warm or warming)
+            tx.anomaly_warming_up = aw or w
         return txs
 
     def snapshot(self) -> bytes:
