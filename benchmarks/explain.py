@@ -1,4 +1,5 @@
-"""Explanations of the fraud model: cost per row and agreement with exact TreeSHAP.
+"""Explanations of the fraud model: cost per row and agreement with exact TreeSHAP; and the
+cost of its predictions, LightGBM's ``predict`` against the compiled walk the flow uses.
 
     .venv/bin/python -m benchmarks.explain [--rows 2000] [--registry model_registry]
 
@@ -8,10 +9,13 @@ what the flow scores. It compares, on the rows the flow would explain (alerts: f
 score over the WARNING threshold) and on random rows:
 
 * the cost per row of exact TreeSHAP (LightGBM ``pred_contrib=True``) and of path
-  contributions (:class:`models.fraud.explain.TreePaths`), in batches of 1, 10, 100 and
+  contributions (:class:`models.fraud.trees.TreePaths`), in batches of 1, 10, 100 and
   1,000 rows;
 * how often the top-1 feature is the same, and how often the top-3 sets (features
-  with a positive contribution, as the reasons list them) are the same.
+  with a positive contribution, as the reasons list them) are the same;
+* the cost per row of predictions: ``Booster.predict`` on one thread against
+  :meth:`models.fraud.trees.TreePaths.probabilities`, in the same batches, and whether
+  they are equal to the bit.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.fraud import MODEL_NAME, FraudModel, FraudScoringConfig, feature_matrix
-from models.fraud.explain import TreePaths
+from models.fraud.trees import TreePaths
 
 
 def training_matrix(history: Path, repo: Path, rows: int, seed: int = 7) -> np.ndarray:
@@ -88,6 +92,12 @@ def measure(model: FraudModel, X: np.ndarray, warning: float = 0.5) -> dict[str,
                        "paths": per_row_us(paths.contributions, sample[: max(b, 100)], b)}
         for b in (1, 10, 100, 1000)
     }
+    out["predict_us_per_row"] = {
+        f"batch_{b}": {"lightgbm": per_row_us(lambda r: booster.predict(r, num_threads=1), sample, b),
+                       "walk": per_row_us(paths.probabilities, sample, b)}
+        for b in (1, 10, 100, 1000)
+    }
+    out["predictions_equal"] = bool(np.array_equal(paths.probabilities(X), booster.predict(X, num_threads=1)))
     raw = booster.predict(sample, raw_score=True)
     out["paths_sum_max_error"] = float(np.abs(paths.contributions(sample).sum(axis=1) + paths.bias - raw).max())
     return out
@@ -112,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     for b, v in result["us_per_row"].items():
         print(f"  {b:16s} {v['treeshap']:>14} {v['paths']:>20}")
     print(f"  paths: |sum + bias - raw score| max {result['paths_sum_max_error']:.2e}")
+    print("  predictions, µs per row   LightGBM predict   compiled walk")
+    for b, v in result["predict_us_per_row"].items():
+        print(f"  {b:24s} {v['lightgbm']:>16} {v['walk']:>15}")
+    print(f"  walk's probabilities equal LightGBM's to the bit: {result['predictions_equal']}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Compile every numba kernel of the project once, into numba's cache, before the suite starts.
 
 The kernels (:mod:`features.window_kernel`, :mod:`features.transaction_kernel`,
-:mod:`models.detectors.kernel`, :mod:`models.fraud.kernel`) are compiled
+:mod:`models.detectors.kernel`, :mod:`models.fraud.kernel`, :mod:`models.fraud.trees`...) are compiled
 with ``cache=True``: the machine code is kept in ``__pycache__`` next to each module and
 loaded from there by every later process (~0.5 s instead of ~10 s of CPU). A fresh clone
 has no cache, so without this the first flow processes of every test worker compile the
@@ -18,8 +18,9 @@ def kernel_modules() -> list[ModuleType]:
     from features import keyhash, transaction_kernel, window_kernel
     from models.detectors import kernel
     from models.fraud import kernel as fraud_kernel
+    from models.fraud import trees
 
-    return [keyhash, window_kernel, transaction_kernel, kernel, fraud_kernel]
+    return [keyhash, window_kernel, transaction_kernel, kernel, fraud_kernel, trees]
 
 
 def warm() -> None:

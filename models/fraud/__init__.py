@@ -61,7 +61,9 @@ from models.fraud.inputs import (
 )
 from models.fraud.pipeline import FraudPipeline
 from models.fraud.scorer import FraudScorer
-from models.fraud.state import SHARD_FEATURES, CustomerState, ScoreDrift, ShardState, shard_vector, warm_up
+from models.fraud.state import SHARD_FEATURES, CustomerState, ScoreDrift, ShardState, shard_vector
+from models.fraud.state import warm_up as _warm_state
+from models.fraud.trees import warm_up as _warm_trees
 
 __all__ = [
     "MODEL_NAME",
@@ -83,3 +85,11 @@ __all__ = [
     "LOG_SPEC",
     "ScoreDrift",
 ]
+
+
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile) the fraud flow's kernels: the windows'
+    (one transaction through a throwaway :class:`CustomerState`) and the model's tree walk
+    (:func:`models.fraud.trees.warm_up`), so a flow's first batch does not wait for them."""
+    _warm_state()
+    _warm_trees()

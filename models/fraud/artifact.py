@@ -1,5 +1,6 @@
 """The fraud model artifact: a LightGBM booster in text form, verified against its manifest,
-with predictions and per-row explanations."""
+with predictions and per-row explanations (by :mod:`models.fraud.trees`' compiled walk of
+its trees; by LightGBM itself for a model the walk does not support)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import structlog
 
-from models.fraud.explain import TreePaths
+from models.fraud.trees import TreePaths
 from models.fraud.inputs import MODEL_FEATURES
 from models.registry import Registry, RegistryError
 
@@ -53,10 +54,12 @@ class FraudModel:
                 f"{self.version}: booster has {self._booster.num_feature()} features, "
                 f"manifest lists {len(self.feature_names)}"
             )
-        try:  # path contributions, O(depth) per tree (models.fraud.explain)
+        try:  # the trees as flat arrays: predictions and path contributions (models.fraud.trees)
             self._paths: TreePaths | None = TreePaths(self._booster.dump_model())
-        except ValueError:  # categorical splits: explain() falls back to exact TreeSHAP
+        except ValueError as exc:  # categorical splits, linear trees...: LightGBM predicts and explains
+            log.info("model_walked_by_lightgbm", model=self.version, reason=str(exc))
             self._paths = None
+        self._unexplained = False  # set when LightGBM refuses to explain this model
 
     @classmethod
     def load(
@@ -82,17 +85,22 @@ class FraudModel:
             raise RegistryError(f"{path}: {exc}") from None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Fraud probability per row, vectorised, on one thread (stream workers share cores)."""
+        """Fraud probability per row, on one thread (stream workers share cores): LightGBM's
+        ``predict``, to the bit, computed by the compiled walk of the trees
+        (:meth:`~models.fraud.trees.TreePaths.probabilities`, about half the cost) when the
+        model is one it supports."""
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"expected a (n, {len(self.feature_names)}) matrix, got shape {X.shape}")
         if len(X) == 0:
             return np.empty(0)
+        if self._paths is not None and self._paths.sigmoid is not None:
+            return self._paths.probabilities(X)
         return self._booster.predict(X, num_threads=1)
 
     def explain(self, X: np.ndarray, top: int = 3) -> list[list[tuple[str, float]]]:
         """The ``top`` features pushing each row's score up, largest first: path
-        contributions (:class:`~models.fraud.explain.TreePaths`, O(depth) per tree, all
-        rows at once), or exact TreeSHAP for a model with categorical splits."""
+        contributions (:class:`~models.fraud.trees.TreePaths`, O(depth) per tree, all
+        rows at once), or exact TreeSHAP for a model the walk does not support."""
         if len(X) == 0:
             return []
         if self._paths is None:
@@ -101,10 +109,21 @@ class FraudModel:
 
     def explain_exact(self, X: np.ndarray, top: int = 3) -> list[list[tuple[str, float]]]:
         """As :meth:`explain`, with exact TreeSHAP (LightGBM ``pred_contrib``): about
-        1.2 ms a row for the 300-tree model, so only where its cost is budgeted."""
-        if len(X) == 0:
-            return []
-        return self._top(self._booster.predict(X, pred_contrib=True, num_threads=1)[:, :-1], top)
+        1.2 ms a row for the 300-tree model, so only where its cost is budgeted. A model
+        LightGBM cannot explain (linear trees) gets no top features, and a warning once:
+        its alerts keep the reasons of their scores."""
+        import lightgbm as lgb
+
+        if len(X) == 0 or self._unexplained:
+            return [[] for _ in range(len(X))]
+        try:
+            contrib = self._booster.predict(X, pred_contrib=True, num_threads=1)
+        except lgb.basic.LightGBMError as exc:
+            self._unexplained = True
+            log.warning("model_cannot_be_explained", model=self.version, error=str(exc)[:300],
+                        detail="alerts of this model carry the reasons of their scores, no top features")
+            return [[] for _ in range(len(X))]
+        return self._top(contrib[:, :-1], top)
 
     def _top(self, contrib: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
         order = np.argsort(-contrib, axis=1)[:, :top]

@@ -1,5 +1,6 @@
-"""Explanations at a cost bounded per batch: path contributions against LightGBM's own
-routing, and the per-batch budget in an alert storm."""
+"""The model's compiled tree walk: predictions and path contributions against LightGBM's
+own (brute-force reference), the fall-back to LightGBM for models it does not support, and
+the explanations' per-batch budget in an alert storm."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pytest
 
 from features.records import DeadLetter
 from models.fraud import MODEL_FEATURES, MODEL_NAME, FraudModel, FraudPipeline, FraudScoringConfig, feature_matrix
-from models.fraud.explain import TreePaths
+from models.fraud.trees import TreePaths
 from models.status import CRITICAL, NORMAL, Thresholds
 from tests.models.fraud.test_fraud import RAW, fake_lookups
 
 
-def _booster(missing: str, rng: np.random.Generator) -> tuple[lgb.Booster, np.ndarray]:
+def _booster(missing: str, rng: np.random.Generator, **more: object) -> tuple[lgb.Booster, np.ndarray]:
     """A small real model whose data has NaNs and exact zeros, so every routing rule is used."""
     X = rng.normal(size=(2000, 5))
     X[rng.random(X.shape) < 0.15] = np.nan
@@ -22,24 +23,78 @@ def _booster(missing: str, rng: np.random.Generator) -> tuple[lgb.Booster, np.nd
     y = ((np.nan_to_num(X[:, 0]) + 0.5 * np.isnan(X[:, 1]) - 0.3 * (X[:, 2] == 0)) > 0.2).astype(int)
     params = {"objective": "binary", "verbosity": -1, "num_leaves": 15, "min_data_in_leaf": 5, "seed": 3,
               "deterministic": True, "num_threads": 1, "zero_as_missing": missing == "zero",
-              "use_missing": missing != "none"}
+              "use_missing": missing != "none", **more}
     return lgb.train(params, lgb.Dataset(X, y), 40), X
 
 
 @pytest.mark.parametrize("missing", ["nan", "zero", "none"])
-def test_paths_follow_lightgbm_routing_exactly(missing):
-    """Brute-force reference: with the bias, the contributions of every row sum to LightGBM's own
-    raw score. A wrong threshold side, missing-value rule or default direction breaks the sum."""
-    rng = np.random.default_rng(11)
-    booster, X = _booster(missing, rng)
+@pytest.mark.parametrize("sigmoid", [1.0, 0.7])
+def test_predictions_are_lightgbm_s_to_the_bit(missing, sigmoid):
+    """Brute-force reference: the walk's raw scores and probabilities are ``Booster.predict``'s
+    (the same leaves, summed in the same order), on rows with NaNs and exact zeros, on every
+    threshold, just around 0 (LightGBM reads |v| <= 1e-35f as 0), and infinities."""
+    rng = np.random.default_rng(5)
+    booster, X = _booster(missing, rng, sigmoid=sigmoid)
     paths = TreePaths(booster.dump_model())
-    rows = np.vstack([X[:300], np.full((1, 5), np.nan), np.zeros((1, 5))])
-    contrib = paths.contributions(rows)
-    assert contrib.shape == (len(rows), 5)
-    assert np.allclose(contrib.sum(axis=1) + paths.bias, booster.predict(rows, raw_score=True), atol=1e-9)
-    # one row at a time gives the same as the batch
-    assert np.allclose(paths.contributions(rows[7:8]), contrib[7:8])
-    assert paths.contributions(rows[:0]).shape == (0, 5)
+    assert paths.sigmoid == sigmoid
+    edge = np.tile(np.concatenate([paths.threshold, [1e-36, -1e-36, 1e-35, -1e-35, np.inf, -np.inf, np.nan, 0.0]]), 5)
+    rows = np.vstack([X, edge[: (len(edge) // 5) * 5].reshape(5, -1).T, np.full((1, 5), np.nan)])
+    assert np.array_equal(paths.raw_scores(rows), booster.predict(rows, raw_score=True, num_threads=1))
+    assert np.array_equal(paths.probabilities(rows), booster.predict(rows, num_threads=1))
+    assert np.array_equal(paths.probabilities(rows[-1:]), booster.predict(rows[-1:]))  # one row
+    assert paths.probabilities(rows[:0]).shape == (0,)
+
+
+def test_another_objective_is_walked_but_not_given_probabilities():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 3))
+    booster = lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 5}, lgb.Dataset(X, X[:, 0]), 5)
+    paths = TreePaths(booster.dump_model())
+    assert np.array_equal(paths.raw_scores(X), booster.predict(X, num_threads=1))
+    with pytest.raises(ValueError, match="binary"):
+        paths.probabilities(X)
+    model = _fraud_model(booster, 3)  # LightGBM's predict, then
+    assert np.array_equal(model.predict(X), booster.predict(X, num_threads=1))
+
+
+def _fraud_model(booster: lgb.Booster, n: int) -> FraudModel:
+    return FraudModel(booster.model_to_string().encode(),
+                      {"name": "t", "version": 1, "feature_names": [f"f{i}" for i in range(n)]})
+
+
+@pytest.mark.parametrize("params", [
+    {"objective": "binary", "linear_tree": True},
+    {"objective": "binary", "boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.5},
+], ids=["linear", "random-forest"])
+def test_a_model_the_walk_does_not_support_is_scored_and_explained_by_lightgbm(params):
+    """Refused by the walk (``ValueError`` naming why); the model then predicts with
+    LightGBM and explains with exact TreeSHAP, and one LightGBM cannot explain (linear trees) gets no top features instead of
+    failing its batch."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 3))
+    y = (X[:, 0] > 0).astype(float)
+    booster = lgb.train({"verbosity": -1, "num_leaves": 5, **params}, lgb.Dataset(X, y), 5)
+    with pytest.raises(ValueError, match="not supported"):
+        TreePaths(booster.dump_model())
+    model = _fraud_model(booster, 3)
+    assert model._paths is None
+    assert np.array_equal(model.predict(X[:20]), booster.predict(X[:20], num_threads=1))
+    tops = model.explain(X[:2])
+    assert len(tops) == 2
+    if params.get("linear_tree"):
+        assert tops == [[], []]
+
+
+def test_the_fraud_model_scores_through_the_walk_as_lightgbm_does(fraud_env):
+    """The production model is one the walk supports; on its real training rows the scores
+    are LightGBM's to the bit."""
+    from models.train import build_training_rows, load_history, point_in_time_features
+
+    model = FraudModel.load(f"{MODEL_NAME}@production", fraud_env.registry)
+    assert model._paths is not None and model._paths.sigmoid == 1.0
+    txs = load_history(fraud_env.history)
+    X = feature_matrix(build_training_rows(txs, point_in_time_features(txs, fraud_env.repo)))
+    assert np.array_equal(model.predict(X), model._booster.predict(X, num_threads=1))
 
 
 def test_categorical_splits_are_refused():
