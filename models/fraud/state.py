@@ -29,16 +29,19 @@ log = structlog.get_logger("models.fraud")
 
 _SCORE, _WARMING, _SHARD = 21, 22, 23  # columns of models.fraud.kernel.customer_kernel's rows after the features
 _COLUMNS = 29
-_PARAMS: list[Any] = [None, None]  # the configuration and its kernel parameters, last used
+_PARAMS: tuple[Any, Any] = (None, None)  # the configuration last used and its kernel parameters (one tuple:
+# replaced at once, so worker threads of one process never read one's parameters with another's configuration)
 
 
 def _params(cfg: FraudScoringConfig, windows: Any, d: KeyDetector) -> np.ndarray:
     """The compiled step's configuration (:func:`models.fraud.kernel.customer_kernel`'s ``params``):
     the windows', the amount detector's, 2.0; one array per configuration."""
-    if _PARAMS[0] is not cfg:
-        _PARAMS[1] = np.concatenate([windows.params, [d.alpha, d.warmup, d.scale, d.clip, d.min_std, 2.0]])
-        _PARAMS[0] = cfg
-    return _PARAMS[1]
+    global _PARAMS
+    last, p = _PARAMS
+    if last is not cfg:
+        p = np.concatenate([windows.params, [d.alpha, d.warmup, d.scale, d.clip, d.min_std, 2.0]])
+        _PARAMS = (cfg, p)
+    return p
 
 
 def _customer_kernel(*args: Any) -> int:
