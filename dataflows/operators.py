@@ -182,6 +182,11 @@ def parse_arrived(items: Iterable[Any], parse: Callable[[Any, float], E], step: 
         if type(item) is tuple:
             if len(item) == 2:
                 raw, arrival = item
+                try:  # the common case: a valid input, parsed at once
+                    events.append(parse(raw, arrival))
+                    continue
+                except Exception:  # noqa: S110 - parsed again below, into the dead letter naming why
+                    pass
             else:
                 raw, arrival = Raw(item[0], item[2], item[3], item[4], item[5], item[6]), item[1]
             event = parse_or_dead_letter(raw, parse, arrival, step)
@@ -251,6 +256,7 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         self.check_s = check_s
         self.clocks = clocks
         self.last_batch = time.monotonic()  # wall clock: a key with recent batches is active
+        self.due: tuple[float, datetime] | None = None  # the check notify_at last set (epoch s, as a datetime)
 
     def _clock(self) -> _Clock:
         clocks = self.clocks
@@ -297,12 +303,23 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         # latest every check_s (event time may run faster than the wall: backfills), and
         # not more often than every second while event time stands still.
         left = last + self.expire_s - self._clock().t
+        now = time.time()
+        if left > self.check_s:
+            # Far from expiring: a check within check_s is all it needs. A check already set in
+            # the future is at most check_s away: keep it (no new time per batch of a busy key).
+            due = self.due
+            if due is not None and now < due[0]:
+                return due[1]
+            at = now + self.check_s
+            self.due = due = (at, datetime.fromtimestamp(at, _UTC))
+            return due[1]
+        self.due = None
         floor = min(self.check_s, 1.0)
         if left > 0:
-            wait = self.check_s if left > self.check_s else max(left, floor)
+            wait = max(left, floor)
         else:  # idle in event time: due once it has had no batch for check_s of wall time
             wait = max(self.check_s - (time.monotonic() - self.last_batch), floor)
-        return datetime.fromtimestamp(time.time() + wait, _UTC)
+        return datetime.fromtimestamp(now + wait, _UTC)
 
     @override
     def on_notify(self) -> Tuple[Iterable[W], bool]:

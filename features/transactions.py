@@ -76,7 +76,10 @@ class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
     * ``amount_score``, ``amount_warming``: the customer's amount detector;
     * ``anomaly_scores``, ``anomaly_score``, ``anomaly_warming_up``: the detectors'
       scores (``None`` where warming up) and their combination (``None`` when no
-      detector is warm yet).
+      detector is warm yet);
+    * ``shard_input``: the shared detector's input, worked out in the customer step's
+      compiled call (``models.fraud.state.shard_row``'s values, NaN: missing; ``None``:
+      not computed, the shard step reads the features).
 
     Not tracked by the garbage collector (``gc=False``): it never takes part in
     a reference cycle, and a stream creates millions of them.
@@ -99,6 +102,7 @@ class Transaction(msgspec.Struct, gc=False, repr_omit_defaults=True):
     anomaly_scores: dict[str, float | None] = {}
     anomaly_score: float | None = None
     anomaly_warming_up: bool = True
+    shard_input: list[float] | None = None
 
 
 _Id = Union[Annotated[str, msgspec.Meta(min_length=1)], int]
@@ -301,7 +305,50 @@ _NO_WINDOWS: dict[str, None] = dict.fromkeys((*_WINDOW_NAMES, "amount_deviation"
 #: Every key :meth:`CustomerFeatures.update` returns, in its order.
 _FEATURE_NAMES: tuple[str, ...] = ("late_event", "time_since_last_transaction", "distance_from_previous_km",
                                    "speed_kmh", *_NO_WINDOWS)
-assert len(HORIZONS) == 3 and len(_STATS) == 5  # CustomerFeatures.update_many unpacks them by position
+assert len(HORIZONS) == 3 and len(_STATS) == 5  # feature_dict and the compiled step take them by position
+
+
+def feature_dict(late: float, dt: float, dist: float, speed: float,
+                 c1: float, s1: float, m1: float, d1: float, h1: float,
+                 c2: float, s2: float, m2: float, d2: float, h2: float,
+                 c3: float, s3: float, m3: float, d3: float, h3: float,
+                 deviation: float, ratio: float, *_: float) -> dict[str, Any]:
+    """The features of one transaction (:meth:`CustomerFeatures.update`'s dict, in
+    :data:`_FEATURE_NAMES` order) from a row of the compiled step
+    (:func:`features.transaction_kernel.feature_rows`: NaN for ``None``; a NaN count: the
+    event was not stored, no window features); columns after the features are ignored."""
+    if c1 != c1:  # older than the retention: not stored
+        out = {"late_event": late == 1.0, "time_since_last_transaction": None if dt != dt else dt,
+               "distance_from_previous_km": None if dist != dist else dist,
+               "speed_kmh": None if speed != speed else speed}
+        out.update(_NO_WINDOWS)
+        return out
+    return {
+        "late_event": late == 1.0, "time_since_last_transaction": None if dt != dt else dt,
+        "distance_from_previous_km": None if dist != dist else dist, "speed_kmh": None if speed != speed else speed,
+        "amount_count_1h": int(c1), "amount_sum_1h": s1, "amount_mean_1h": m1, "amount_std_1h": d1,
+        "amount_max_1h": h1,
+        "amount_count_24h": int(c2), "amount_sum_24h": s2, "amount_mean_24h": m2, "amount_std_24h": d2,
+        "amount_max_24h": h2,
+        "amount_count_7d": int(c3), "amount_sum_7d": s3, "amount_mean_7d": m3, "amount_std_7d": d3,
+        "amount_max_7d": h3,
+        "amount_deviation": None if deviation != deviation else deviation,
+        "amount_to_mean_ratio": None if ratio != ratio else ratio,
+    }
+
+
+#: Columns of a row of the compiled step (features.transaction_kernel.FEATURE_COLUMNS).
+_COLUMNS = 21
+
+
+def _features_kernel(*args: Any) -> int:
+    """The compiled step (:func:`features.transaction_kernel.features_kernel`, imported on first
+    use: numba loads only where features are computed); after the first call, that function."""
+    global _features_kernel
+    from features.transaction_kernel import features_kernel
+
+    _features_kernel = features_kernel
+    return features_kernel(*args)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -310,9 +357,17 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     >>> round(haversine_km(40.71, -74.01, 51.51, -0.13))
     5570
     """
+    return _haversine(lat1, lon1, lat2, lon2, 2.0)
+
+
+def _haversine(lat1: float, lon1: float, lat2: float, lon2: float, two: float) -> float:
+    """:func:`haversine_km`, the squares taken as ``x ** two`` (``two`` = 2.0): the one formula,
+    for Python and for the compiled step (:mod:`features.transaction_kernel`), which passes 2.0
+    at run time. Python's ``x ** 2`` is the C library's ``pow``, and a compiler that sees a
+    constant 2 makes it ``x * x``, which differs in the last bit for about 0.1% of values."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    a = math.sin(dp / 2) ** two + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** two
     return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
 
 
@@ -418,54 +473,15 @@ class CustomerFeatures:
 
     def update_rows(self, rows: Sequence[tuple[float, float, float, float]]) -> list[dict[str, Any]]:
         """:meth:`update` for a batch of the customer's transactions ``(t, amount, lat, lon)``,
-        in order, with one call of the windows' compiled kernel (:meth:`TiledWindows.insert_rows
-        <features.windows.TiledWindows.insert_rows>`: one array in, one out); a batch split
-        anywhere gives the same features."""
+        in order, with one compiled call (:func:`features.transaction_kernel.features_kernel`:
+        the windows' insert and every feature, one array in, one out); a batch split anywhere
+        gives the same features."""
         if not rows:
             return []
+        out = np.empty((len(rows), _COLUMNS))
         w = self.windows
-        # late: behind the newest event time before it (the watermark it meets) by more than the lateness
-        newest, lateness = w.watermark, w.spec.lateness
-        r = w.insert_rows(np.array(rows, dtype=np.float64))
-        sqrt = math.sqrt
-        names, no_windows = _FEATURE_NAMES, _NO_WINDOWS
-        results: list[dict[str, Any]] = []
-        # One dict per event, made at once in _FEATURE_NAMES order. A row of insert_rows, unpacked by
-        # position: the three horizons' (n, sum, m2, min, max) (HORIZONS: 1h, 24h, 7d), then the previous
-        # event's time, the previous amount, the previous event's (amount, lat, lon), the horizons mask.
-        for (t, amount, lat, lon), (c1, s1, q1, _, h1, c2, s2, q2, _, h2, c3, s3, q3, _, h3,
-                                    prev_t, _, _, prev_lat, prev_lon, mask) in zip(rows, r.tolist()):
-            is_late = t < newest - lateness
-            if t > newest:
-                newest = t
-            if prev_t == prev_t:  # NaN: the first event, or none kept before it
-                dt = t - prev_t
-                dist = haversine_km(prev_lat, prev_lon, lat, lon)
-                speed = speed_kmh(dist, dt)
-            else:
-                dt = dist = speed = None
-            if mask < 0:  # older than the retention: not stored
-                out = {"late_event": is_late, "time_since_last_transaction": dt, "distance_from_previous_km": dist,
-                       "speed_kmh": speed}
-                out.update(no_windows)
-                results.append(out)
-                continue
-            if c3 > 1:
-                # Leave the current transaction out (reverse Welford step): compare it with the others.
-                others = c3 - 1.0
-                mean = (s3 - amount) / others
-                var = max((q3 - (amount - mean) * (amount - s3 / c3)) / others, 0.0)
-                deviation: float | None = amount_deviation(amount, mean, sqrt(var))
-                ratio: float | None = amount_to_mean_ratio(amount, mean)
-            else:
-                deviation = ratio = None
-            results.append(dict(zip(names, (
-                is_late, dt, dist, speed,
-                int(c1), s1, s1 / c1, sqrt(q1 / c1) if q1 > 0.0 else 0.0, h1,
-                int(c2), s2, s2 / c2, sqrt(q2 / c2) if q2 > 0.0 else 0.0, h2,
-                int(c3), s3, s3 / c3, sqrt(q3 / c3) if q3 > 0.0 else 0.0, h3,
-                deviation, ratio))))
-        return results
+        w.run(_features_kernel, np.array(rows, dtype=np.float64), w.params, 2.0, out)
+        return [feature_dict(*r) for r in out.tolist()]
 
     def snapshot(self) -> tuple:
         """The learned state as plain data (tiles and the exact tail); no configuration."""

@@ -70,6 +70,15 @@ def _merge_into(out, p, nb, sb, m2b, lob, hib):
         out[p + 4] = hib
 
 
+@numba.njit(cache=True, inline="always")
+def unpack(params):
+    """``TiledWindows.params`` as the insert's arguments: ``(horizons, widths, lateness,
+    retention, span, max_tail, min_tail)``."""
+    nh = int(params[5])
+    return (params[6:6 + nh], params[6 + nh:6 + 2 * nh], params[0], params[1], params[2], int(params[3]),
+            int(params[4]))
+
+
 @numba.njit(cache=True)
 def previous(tail, nt, t):
     """Row of the newest of the ``nt`` tail rows with time at or before ``t``, or -1."""

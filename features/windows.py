@@ -151,7 +151,7 @@ class _Spec:
 
     __slots__ = ("horizons", "widths", "n_tiles", "lateness", "retention", "fields", "extra", "n_fields",
                  "row", "stride", "max_tail", "min_tail", "span", "empty_rec", "index", "h_arr", "w_arr",
-                 "out_width")
+                 "out_width", "params")
 
     def __init__(self, horizons, fields, lateness, n_tiles, extra, max_tail, min_tail):
         self.horizons = horizons
@@ -177,6 +177,10 @@ class _Spec:
         self.w_arr = np.array(self.widths)
         # a row of TiledWindows.insert_rows: aggregates, prev_t, prev_v, prev_row, mask
         self.out_width = len(horizons) * len(fields) * _AGG + 1 + len(fields) + len(fields) + len(extra) + 1
+        # the configuration in one array, for compiled steps built on the insert (TiledWindows.run):
+        # lateness, retention, span, max_tail, min_tail, H, the H horizons, the H tile widths
+        self.params = np.array([lateness, self.retention, self.span, max_tail, min_tail, len(horizons),
+                                *horizons, *self.widths])
 
 
 @lru_cache(maxsize=64)
@@ -235,9 +239,11 @@ class TiledWindows:
         # the state, as the kernel's arrays (with room to grow; only the counted part is state):
         self._s = np.array([-_INF, -_INF])  # watermark (newest event time seen); floor (every
         # stored event not in the tail has time <= floor)
-        self._r = np.empty((len(horizons), 0, self.spec.stride))  # per horizon: tile records, by tile
+        # made to measure for a first batch of one event (what _room would make): most keys of a
+        # large population see one event in a while, and their first call then needs no resize
+        self._r = np.empty((len(horizons), 1, self.spec.stride))  # per horizon: tile records, by tile
         self._nr = np.zeros(len(horizons), dtype=np.int64)  # tile records per horizon
-        self._t = np.empty((0, self.spec.row))  # the exact tail: rows (t, fields..., extra...), by time
+        self._t = np.empty((2, self.spec.row))  # the exact tail: rows (t, fields..., extra...), by time
         self._nt = np.zeros(1, dtype=np.int64)  # tail rows
 
     @property
@@ -347,11 +353,35 @@ class TiledWindows:
             raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {X[bad, 0]!r} (event {bad})")
         return out
 
+    def run(self, kernel: Any, X: np.ndarray, *args: Any) -> None:
+        """Run a compiled per-key step built on the windows' insert (e.g.
+        :func:`features.transaction_kernel.features_kernel`) on the events ``X`` (rows ``(t, values
+        in fields + extra_fields order)``, float64): ``kernel(X, recs, nrec, tail, ntail, state,
+        *args)``, the state's arrays as :func:`features.window_kernel._kernel` takes them, and
+        ``args`` (the configuration: :attr:`params` and what the step adds). It returns the insert's
+        code (-2: the arrays need room, then they get it and the kernel runs again; an event
+        number: its time is not finite, nothing was inserted: ValueError). Few arguments on
+        purpose: each one costs the call about 50 ns, and the flow calls this per key and batch."""
+        bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, *args)
+        if bad == -2:  # the state's arrays do not fit this batch: resize them, then insert
+            self._room(len(X))
+            bad = kernel(X, self._r, self._nr, self._t, self._nt, self._s, *args)
+        if bad >= 0:  # nothing was inserted
+            raise ValueError(f"TiledWindows.insert_many: event times must be finite, got {X[bad, 0]!r} (event {bad})")
+
+    @property
+    def params(self) -> np.ndarray:
+        """The configuration as one float64 array, for :meth:`run`'s kernels: ``lateness,
+        retention, span, max_tail, min_tail, H``, then the ``H`` horizons and their ``H``
+        tile widths (:func:`features.window_kernel.unpack` reads it)."""
+        return self.spec.params
+
     def _room(self, n: int) -> None:
         """Make room for ``n`` more events: a tile per horizon and a tail row each, with
         slack for the next batches (and give back what a big batch left unused); the kernel
-        says when (it returns -2). A key's first arrays are made to measure, without slack:
-        most keys of a large population see one event in a while (a million customers)."""
+        says when (it returns -2). A key's first arrays (the constructor's, for one event, or
+        empty ones a snapshot loaded) are made to measure, without slack: most keys of a large
+        population see one event in a while (a million customers)."""
         r, t = self._r, self._t
         need_r = int(self._nr.max(initial=0)) + n
         if r.shape[1] < need_r or r.shape[1] > 2 * need_r + 16:

@@ -1,6 +1,7 @@
 """Compile every numba kernel of the project once, into numba's cache, before the suite starts.
 
-The kernels (:mod:`features.window_kernel`, :mod:`models.detectors.kernel`, :mod:`models.fraud.trees`...) are compiled
+The kernels (:mod:`features.window_kernel`, :mod:`features.transaction_kernel`,
+:mod:`models.detectors.kernel`, :mod:`models.fraud.kernel`, :mod:`models.fraud.trees`...) are compiled
 with ``cache=True``: the machine code is kept in ``__pycache__`` next to each module and
 loaded from there by every later process (~0.5 s instead of ~10 s of CPU). A fresh clone
 has no cache, so without this the first flow processes of every test worker compile the
@@ -14,11 +15,12 @@ from types import ModuleType
 
 
 def kernel_modules() -> list[ModuleType]:
-    from features import keyhash, window_kernel
+    from features import keyhash, transaction_kernel, window_kernel
     from models.detectors import kernel
+    from models.fraud import kernel as fraud_kernel
     from models.fraud import trees
 
-    return [keyhash, window_kernel, kernel, trees]
+    return [keyhash, window_kernel, transaction_kernel, kernel, fraud_kernel, trees]
 
 
 def warm() -> None:
@@ -26,6 +28,8 @@ def warm() -> None:
     warm-ups, then a window read and a snapshot loaded back: the paths they leave out)."""
     import numpy as np
 
+    from features.transaction_kernel import haversine_km
+    from features.transactions import CustomerFeatures
     from features.windows import TiledWindows
     from models.fraud import warm_up as warm_fraud
     from models.iot import warm_up as warm_iot
@@ -38,6 +42,8 @@ def warm() -> None:
     w = TiledWindows([3600.0, 86400.0], ("amount",))
     w.insert_many(np.array([1.0, 2.0]), np.array([[1.0], [2.0]]))
     w.aggregates(2.0)
+    CustomerFeatures().update(1.0, 2.0, 3.0, 4.0)  # the fraud flow's warm-up runs CustomerState's kernel
+    haversine_km(1.0, 2.0, 3.0, 4.0, 2.0)
     TiledWindows([3600.0, 86400.0], ("amount",)).load(w.snapshot())
 
 

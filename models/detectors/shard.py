@@ -316,6 +316,12 @@ class ShardDetector:
     def score_learn_matrix(self, V: np.ndarray) -> list[tuple[float, bool]]:
         """:meth:`score_learn_many` of the readings ``V`` (readings x :attr:`features`,
         NaN = missing): the batch step of callers that hold columns, not mappings."""
+        scores, warming = self.score_learn_columns(V)
+        return list(zip(scores.tolist(), warming.tolist()))
+
+    def score_learn_columns(self, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score_learn_matrix` as two columns: the scores (float64) and the warm-up
+        flags (bool), one per reading, for callers that go on with columns."""
         V = np.asarray(V, dtype=np.float64)
         inf = np.isinf(V)
         if inf.any():
@@ -323,23 +329,29 @@ class ShardDetector:
             raise ValueError(f"ShardDetector: feature {self.features[c]!r} is infinite ({V[r, c]!r})")
         # A micro-batch never spans more than one window: warm-up ends and the trees'
         # window swaps stay within one window of where per-event learning has them.
-        out: list[tuple[float, bool]] = []
+        n = len(V)
+        scores = np.empty(n)
+        warming = np.empty(n, dtype=np.bool_)
         step = max(self.window_size, 1)
-        for i in range(0, len(V), step):
+        for i in range(0, n, step):
             chunk = V[i:i + step]
-            out.extend([self.score_learn(dict(zip(self.features, chunk[0].tolist())))] if len(chunk) == 1
-                       else self._score_learn_np(chunk))
-        return out
+            if len(chunk) == 1:
+                scores[i], warming[i] = self.score_learn(dict(zip(self.features, chunk[0].tolist())))
+            else:
+                scores[i:i + len(chunk)], warming[i:i + len(chunk)] = self._score_learn_np(chunk)
+        return scores, warming
 
-    def _score_learn_np(self, V: np.ndarray) -> list[tuple[float, bool]]:
-        """:meth:`score_learn_matrix` on numpy (any batch size; tested equal to the
-        plain-Python :meth:`score_learn` on batches of one)."""
+    def _score_learn_np(self, V: np.ndarray) -> tuple[np.ndarray, bool]:
+        """:meth:`score_learn_columns` on numpy (any batch size; tested equal to the
+        plain-Python :meth:`score_learn` on batches of one): the scores, and the warm-up
+        flag of them all (the detector's state before the batch)."""
         X, U = self._scale_many(V)
         n = len(V)
         warming = self.warming_up
         raw = self.hst.score_learn_many(X)  # scored against the trees before the batch, then learned
         if self.n < self.window_size:
-            out = [(0.0, True)] * n
+            score = np.zeros(n)
+            warming = True
             self.last_raw_score = 0.0
         else:
             cal = self.calibrator
@@ -356,10 +368,9 @@ class ShardDetector:
             if cal is not None:
                 cal.learn_many(raw.tolist())
             self.last_raw_score = float(raw[-1])
-            out = [(s, warming) for s in score.tolist()]
         self._learn_means(U)
         self.n += n
-        return out
+        return score, warming
 
     # ------------------------------------------------------------------ state
 

@@ -16,6 +16,7 @@ from features.records import DeadLetter, duplicate, format_time
 from features.transactions import (
     CustomerFeatures,
     Transaction,
+    feature_dict,
 )
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector
 from models.fraud.config import FraudScoringConfig
@@ -24,6 +25,33 @@ from models.status import anomaly_scores
 __all__ = ["CustomerState", "SHARD_FEATURES", "shard_row", "shard_vector", "ShardState", "ScoreDrift", "warm_up"]
 
 log = structlog.get_logger("models.fraud")
+
+
+_SCORE, _WARMING, _SHARD = 21, 22, 23  # columns of models.fraud.kernel.customer_kernel's rows after the features
+_COLUMNS = 29
+_PARAMS: tuple[Any, Any] = (None, None)  # the configuration last used and its kernel parameters (one tuple:
+# replaced at once, so worker threads of one process never read one's parameters with another's configuration)
+
+
+def _params(cfg: FraudScoringConfig, windows: Any, d: KeyDetector) -> np.ndarray:
+    """The compiled step's configuration (:func:`models.fraud.kernel.customer_kernel`'s ``params``):
+    the windows', the amount detector's, 2.0; one array per configuration."""
+    global _PARAMS
+    last, p = _PARAMS
+    if last is not cfg:
+        p = np.concatenate([windows.params, [d.alpha, d.warmup, d.scale, d.clip, d.min_std, 2.0]])
+        _PARAMS = (cfg, p)
+    return p
+
+
+def _customer_kernel(*args: Any) -> int:
+    """The compiled step (:func:`models.fraud.kernel.customer_kernel`, imported on first use);
+    after the first call, that function."""
+    global _customer_kernel
+    from models.fraud.kernel import customer_kernel
+
+    _customer_kernel = customer_kernel
+    return customer_kernel(*args)
 
 
 class CustomerState:
@@ -102,15 +130,24 @@ class CustomerState:
         return out
 
     def _features(self, txs: list[Transaction]) -> None:
-        """Fill the streaming features and the amount score of new transactions, in order."""
+        """Fill the streaming features and the amount score of new transactions, in order:
+        one compiled call (:func:`models.fraud.kernel.customer_kernel`) for the windows, the
+        features and the amount detector."""
         if not txs:
             return
-        feats = self.features.update_rows([(tx.t, tx.amount, tx.latitude, tx.longitude) for tx in txs])
-        score_learn = self.amount_detector.score_learn
-        log1p = math.log1p
-        for tx, f in zip(txs, feats):
-            tx.features = f
-            tx.amount_score, tx.amount_warming = score_learn(log1p(tx.amount))
+        det = self.amount_detector
+        out = np.empty((len(txs) + 1, _COLUMNS))
+        w = self.features.windows
+        w.run(_customer_kernel, np.array([(tx.t, tx.amount, tx.latitude, tx.longitude) for tx in txs],
+                                         dtype=np.float64), _params(self.cfg, w, det), det.n, det.mean, det.var, out)
+        rows = out.tolist()
+        n, det.mean, det.var = rows[-1][:3]
+        det.n = int(n)
+        for tx, row in zip(txs, rows):
+            tx.features = feature_dict(*row)
+            tx.amount_score = row[_SCORE]
+            tx.amount_warming = row[_WARMING] == 1.0
+            tx.shard_input = row[_SHARD:]
 
     def snapshot(self) -> dict[str, Any]:
         """The learned state, plain data: ``{"features": ..., "amount": ..., "ids": ...}``."""
@@ -181,19 +218,21 @@ class ShardState:
         vectorised step; a batch of one is :meth:`update`."""
         if not txs:
             return txs
-        V = np.array([shard_row(tx) for tx in txs], dtype=np.float64).reshape(len(txs), len(SHARD_FEATURES))
-        results = self.detector.score_learn_matrix(V)  # None -> NaN: missing
-        amount = [tx.amount_score for tx in txs]
-        S = np.array([(a, score) for a, (score, _) in zip(amount, results)], dtype=np.float64)  # None -> NaN
-        W = np.array([(tx.amount_warming, warming) for tx, (_, warming) in zip(txs, results)], dtype=np.bool_)
+        # the customer step's compiled call worked the rows out (shard_input); else from the features
+        V = np.array([tx.shard_input or shard_row(tx) for tx in txs], dtype=np.float64).reshape(
+            len(txs), len(SHARD_FEATURES))
+        scores, warming = self.detector.score_learn_columns(V)  # None -> NaN: missing
+        amount = np.array([tx.amount_score for tx in txs], dtype=np.float64)  # None -> NaN
+        a_warm = np.array([tx.amount_warming for tx in txs], dtype=np.bool_)
         # the warm detectors combined (models.status.anomaly_score's rule, as columns)
-        combined = anomaly_scores(S, W, (1.0, 1.0), self.method)
-        for tx, a, (score, warming), c in zip(txs, amount, results, combined):
-            a_warm = tx.amount_warming
-            tx.anomaly_scores = {"amount": None if a_warm or a is None else round(a, 4),
-                                 "multivariate": None if warming or score is None else round(score, 4)}
+        combined = anomaly_scores(np.column_stack((amount, scores)), np.column_stack((a_warm, warming)), (1.0, 1.0),
+                                  self.method)
+        for tx, a, aw, score, w, c in zip(txs, amount.tolist(), a_warm.tolist(), scores.tolist(), warming.tolist(),
+                                          combined):
+            tx.anomaly_scores = {"amount": None if aw or a != a else round(a, 4),
+                                 "multivariate": None if w else round(score, 4)}
             tx.anomaly_score = None if c is None else round(c, 4)
-            tx.anomaly_warming_up = bool(a_warm or warming)
+            tx.anomaly_warming_up = aw or w
         return txs
 
     def snapshot(self) -> bytes:

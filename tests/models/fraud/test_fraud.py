@@ -773,3 +773,40 @@ def test_shard_state_batches_keep_the_per_event_rule():
             assert tx.anomaly_warming_up is bool(skip)
             warm += tx.anomaly_score is not None
     assert warm > 1000  # the combined rule was exercised, not only warm-up
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_customer_state_kernel_equals_features_and_amount_detector(seed):
+    """CustomerState's one compiled call per customer and batch (models.fraud.kernel: windows,
+    features and the amount detector together) gives exactly what the per-event classes give:
+    CustomerFeatures.update, then KeyDetector.score_learn of log1p(amount); late events and
+    events past the retention included, in batches split anywhere."""
+    from models.detectors import KeyDetector
+    from features.transactions import CustomerFeatures
+    from models.fraud.state import shard_row
+
+    cfg = FraudScoringConfig(amount_warmup=5, idle_expiry_s=0.0, lateness_s=600.0)
+    rng = random.Random(seed)
+    raws = synthetic_raw(500, seed=seed, customers=1)
+    for i, r in enumerate(raws):
+        if i % 37 == 9:  # far behind: past the lateness, or past the retention
+            r["timestamp"] -= rng.choice([3600.0, 8 * 86400.0])
+    txs = parsed(raws)
+    feats = CustomerFeatures(cfg.lateness_s, cfg.max_events)
+    det = KeyDetector(warmup=cfg.amount_warmup, alpha=cfg.amount_alpha)
+    want = []
+    for tx in txs:
+        f = feats.update(tx.t, tx.amount, tx.latitude, tx.longitude)
+        want.append((f, *det.score_learn(math.log1p(tx.amount))))
+    assert any(f["late_event"] for f, _, _ in want) and any(f["amount_count_1h"] is None for f, _, _ in want)
+    state = CustomerState(cfg)
+    got = []
+    cuts = sorted(rng.sample(range(1, len(txs)), 30))
+    for lo, hi in zip([0, *cuts], [*cuts, len(txs)]):
+        for x in state.update_many(parsed(raws[lo:hi])):
+            got.append((x.features, x.amount_score, x.amount_warming))
+            # the shard step's input, worked out in the same call: shard_row's values (NaN: None)
+            assert [None if v != v else v for v in x.shard_input] == list(shard_row(x))
+    assert got == want
+    assert state.amount_detector.snapshot() == det.snapshot()
+    assert type(state.amount_detector.n) is int
