@@ -263,6 +263,11 @@ class RecordBatch:
         """The records of ``kind`` as JSON lines (no newline)."""
         raise NotImplementedError
 
+    def text(self, kind: str) -> bytes:
+        """The :meth:`lines` of ``kind``, each ended by a newline, as one text (a file's)."""
+        lines = self.lines(kind)
+        return b"\n".join(lines) + b"\n" if lines else b""
+
     def keys(self, kind: str) -> list[str]:
         """The message key of each of :meth:`lines`."""
         raise NotImplementedError

@@ -23,17 +23,22 @@ column: an input field named like a log column).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from itertools import repeat
+from operator import is_
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from features.formats import to_json_line
+from features.json_columns import NUMBER, LineTemplate, object_heads, string_texts
 from features.records import POSSIBLE_REPEAT, RecordBatch
 from features.sensors import Reading
 from models.inference_log import LogSpec
 from models.status import NORMAL, alert_of
 
 __all__ = ["ScoredReadings", "RECORD_FIELDS"]
+
+_BOOL = (b"false", b"true")
 
 #: The fields a reading's record sets itself, after the input's fields (which they replace).
 RECORD_FIELDS = frozenset(("kind", "id", "anomaly_score", "status", "scores", "warming_up", "missing", "features",
@@ -55,7 +60,7 @@ class ScoredReadings(RecordBatch):
 
     __slots__ = ("readings", "ids", "event_times", "F", "features", "scores", "complete", "present", "anomaly",
                  "statuses", "warming_up", "latency_ms", "scored_at", "version", "names", "detectors", "sensors",
-                 "reasons", "profiles", "_records", "_lines")
+                 "reasons", "profiles", "numbers", "_records", "_out", "_lines", "_inputs", "_alerts")
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class ScoredReadings(RecordBatch):
         detectors: Sequence[str],
         sensors: Sequence[str],
         reasons: dict[int, list[str]],
+        numbers: np.ndarray | None = None,
     ) -> None:
         self.readings = readings
         self.ids = ids
@@ -97,8 +103,13 @@ class ScoredReadings(RecordBatch):
         self.sensors = sensors
         self.reasons = reasons
         self.profiles: list[tuple[Any, bool]] | None = None
+        # rows x (anomaly_score, scores, features, latency_ms): the records' numbers (NaN: null)
+        self.numbers = numbers
         self._records: list[dict[str, Any] | None] = [None] * len(readings)
-        self._lines: tuple[list[bytes], list[bytes]] | None = None
+        self._out: tuple[bytes, list[bytes]] | None = None  # the scored text, the alert lines
+        self._lines: list[bytes] | None = None  # the scored lines
+        self._inputs: set[str] | None = None
+        self._alerts: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.readings)
@@ -159,40 +170,147 @@ class ScoredReadings(RecordBatch):
             return [self.record(j).get(name) for j in range(len(self.readings))]
         return [r.fields.get(name) for r in self.readings]
 
+    def input_fields(self) -> set[str]:
+        """The names of every input field of the readings."""
+        if self._inputs is None:
+            self._inputs = set().union(*(r.fields for r in self.readings))
+        return self._inputs
+
     def set_profiles(self, profiles: list[tuple[Any, bool]]) -> None:
         """Add ``(device_profile, device_known)`` to every row's record (the device-profile step)."""
         if len(profiles) != len(self.readings):
             raise ValueError(f"ScoredReadings.set_profiles: {len(profiles)} profiles for {len(self.readings)} readings")
         self.profiles = profiles
         self._records = [None] * len(self.readings)
-        self._lines = None
+        self._out = self._lines = None
 
     # --- the outputs ------------------------------------------------------------------------
 
     def alert_rows(self) -> list[int]:
         """The rows that have an alerts record (:func:`models.status.alert_of`): not
         NORMAL, or a NORMAL possible repeat after a resume."""
-        readings = self.readings
-        return [j for j, s in enumerate(self.statuses)
-                if s != NORMAL or readings[j].fields.get(POSSIBLE_REPEAT) is True]
+        if self._alerts is None:
+            statuses = self.statuses
+            if POSSIBLE_REPEAT in self.input_fields():
+                readings = self.readings
+                self._alerts = [j for j, s in enumerate(statuses)
+                                if s != NORMAL or readings[j].fields.get(POSSIBLE_REPEAT) is True]
+            else:
+                self._alerts = [j for j, s in enumerate(statuses) if s != NORMAL]
+        return self._alerts
 
     def lines(self, kind: str) -> list[bytes]:
         """The JSON lines (no newline) of output ``kind``: ``"scored"`` (every record) or
-        ``"alerts"`` (:func:`models.status.alert_of` of every record that has one), made
-        in one pass over the rows the first time either is asked for."""
+        ``"alerts"`` (:func:`models.status.alert_of` of every record that has one): the
+        bytes ``to_json_line`` gives each record, made from the columns (:meth:`text`)."""
+        scored, alerts = self._outputs()
+        if kind != "scored":
+            return alerts
         if self._lines is None:
-            record, statuses, readings = self.record, self.statuses, self.readings
-            scored: list[bytes] = []
-            alerts: list[bytes] = []
-            for j in range(len(readings)):
-                line = to_json_line(record(j))
-                scored.append(line)
-                if statuses[j] != NORMAL:
-                    alerts.append(line)  # the alert is the scored record itself
-                elif readings[j].fields.get(POSSIBLE_REPEAT) is True:
-                    alerts.append(to_json_line(alert_of(record(j))))
-            self._lines = (scored, alerts)
-        return self._lines[0 if kind == "scored" else 1]
+            self._lines = scored.split(b"\n")[:-1]
+        return self._lines
+
+    def text(self, kind: str) -> bytes:
+        """The lines of output ``kind``, each ended by a newline, as one text."""
+        if kind == "scored":
+            return self._outputs()[0]
+        alerts = self._outputs()[1]
+        return b"\n".join(alerts) + b"\n" if alerts else b""
+
+    def _outputs(self) -> tuple[bytes, list[bytes]]:
+        """``(scored text, alert lines)``, made the first time either is asked for.
+
+        A record's line is laid out from the columns (:class:`features.json_columns.LineTemplate`):
+        its input fields' JSON without the closing brace, then the record's own fields,
+        the numbers' texts from one ``orjson`` call over :attr:`numbers`, the ids', the
+        event times' and the input fields' from one call each. A row whose record is
+        shaped otherwise (an input field the record sets itself, a missing score: its
+        ``scores`` leave it out) is :meth:`record`'s line. An alert that is its scored
+        record is the scored line."""
+        if self._out is not None:
+            return self._out
+        if not self.readings:
+            self._out = (b"", [])
+            return self._out
+        template, numbers, columns, slow = self._layout()
+        record = self.record
+        text, ends = template.render(numbers, columns, {j: to_json_line(record(j)) + b"\n" for j in slow})
+        alerts: list[bytes] = []
+        statuses = self.statuses
+        for j in self.alert_rows():
+            if statuses[j] != NORMAL:  # the alert is the scored record itself
+                alerts.append(text[ends[j - 1] if j else 0:ends[j] - 1])
+            else:  # a NORMAL possible repeat: an update
+                alerts.append(to_json_line(alert_of(record(j))))
+        self._out = (text, alerts)
+        return self._out
+
+    def _layout(self) -> tuple[LineTemplate, np.ndarray, list[list[bytes]], list[int]]:
+        """The template of a record's line, its numbers and columns, and the rows it does not fit."""
+        n = len(self.readings)
+        readings, complete = self.readings, self.complete
+        heads = object_heads([r.fields for r in readings])
+        slow = [j for j in range(n) if not complete[j] or heads[j] == b"{"]
+        if not RECORD_FIELDS.isdisjoint(self.input_fields()):  # some input field names a field the record sets
+            slow = sorted(set(slow).union(j for j, r in enumerate(readings) if not RECORD_FIELDS.isdisjoint(r.fields)))
+        numbers = self.numbers
+        if numbers is None:
+            numbers = np.array([[np.nan if a is None else a, *s, *(np.nan if v is None else v for v in f), lat]
+                                for a, s, f, lat in zip(self.anomaly, self.scores, self.features, self.latency_ms)],
+                               dtype=np.float64)
+        status = {s: to_json_line(s) for s in set(self.statuses)}
+        columns: list[list[bytes]] = [
+            heads,
+            string_texts(self.ids),
+            [status[s] for s in self.statuses],
+            list(map(_BOOL.__getitem__, self.warming_up)),
+            string_texts(self.event_times),
+            self._tails(),
+        ]
+        parts: list[bytes | int] = [0, b',"kind":"reading","id":"', 1, b'","anomaly_score":', NUMBER, b',"status":', 2,
+                                    b',"scores":{']
+        for i, name in enumerate(self.detectors):
+            parts += [b"," if i else b"", to_json_line(name), b":", NUMBER]
+        parts += [b'},"warming_up":', 3, b',"missing":[],"features":{']
+        for i, name in enumerate(self.names):
+            parts += [b"," if i else b"", to_json_line(name), b":", NUMBER]
+        parts += [b'},"model_version":', to_json_line(self.version), b',"event_time":"', 4, b'","scored_at":',
+                  to_json_line(self.scored_at), b',"latency_ms":', NUMBER, 5]
+        return LineTemplate(parts), numbers, columns, slow
+
+    def _tails(self) -> list[bytes]:
+        """Each row's line after ``latency_ms``: ``time_from_arrival``, ``reasons``, the
+        device profile, the closing brace and the newline."""
+        readings, statuses, reasons, profiles = self.readings, self.statuses, self.reasons, self.profiles
+        n = len(readings)
+        first = profiles[0] if profiles else None
+        out = [self._tail(False, None, first)] * n  # the common tail: in event time, NORMAL, the first's profile
+        if profiles is not None and not all(map(is_, profiles, repeat(first))):  # several profiles: by profile
+            odd: Iterable[int] = range(n)
+        else:
+            odd = sorted({*reasons, *(j for j, r in enumerate(readings) if r.time_from_arrival)})
+        made: dict[tuple[bool, int], bytes] = {}
+        for j in odd:
+            arrival = bool(readings[j].time_from_arrival)
+            p = profiles[j] if profiles is not None else None
+            if statuses[j] == NORMAL:
+                key = (arrival, id(p))
+                tail = made.get(key)
+                if tail is None:
+                    tail = made[key] = self._tail(arrival, None, p)
+            else:
+                tail = self._tail(arrival, reasons[j], p)
+            out[j] = tail
+        return out
+
+    @staticmethod
+    def _tail(arrival: bool, reasons: list[str] | None, profile: tuple[Any, bool] | None) -> bytes:
+        out = b',"time_from_arrival":true' if arrival else b""
+        if reasons is not None:
+            out += b',"reasons":' + to_json_line(reasons)
+        if profile is not None:
+            out += b',"device_profile":' + to_json_line(profile[0]) + b',"device_known":' + to_json_line(profile[1])
+        return out + b"}\n"
 
     def keys(self, kind: str) -> list[str]:
         """The message keys (the records' ids) of :meth:`lines`."""
@@ -236,7 +354,7 @@ class ScoredReadings(RecordBatch):
         n = len(readings)
         index = {name: j for j, name in enumerate(self.names)}
         sensors = set(self.sensors)
-        inputs = set().union(*(r.fields for r in readings)) if n else set()
+        inputs = self.input_fields()
         # Each column read from the columns is what log_row reads from the record: the
         # record's own fields, the key and sensors as received, the features from the matrix.
         plain = (spec.id_field == "id" and tuple(spec.scores) == ("anomaly_score",)
