@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from features.dedup import RecentIds
-from features.records import DeadLetter, duplicate, format_time, shard_of
+from features.records import DeadLetter, duplicate, format_time, format_times, shard_of
 from features.sensors import DeviceFeatures, Reading, feature_names
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
 from models.detectors.kernel import score_learn_many
@@ -299,7 +299,7 @@ class DeviceState:
                 pending.clear()
                 slots.clear()
 
-        for reading in readings:
+        for reading, ts in zip(readings, format_times([r.t for r in readings])):
             t = reading.t
             if reading.device != device:  # one batch per device
                 close()
@@ -308,7 +308,6 @@ class DeviceState:
                 close()
                 self.__init__(c)  # type: ignore[misc]
                 wm, seq, check_id = -_INF, 0, self.ids.check
-            ts = format_time(t)
             if reading.time_from_arrival:
                 rid = f"{device}@{ts}#{seq + 1}"
             else:

@@ -49,3 +49,25 @@ def test_format_time_keeps_the_text_of_the_hour() -> None:
     for i in range(7200):
         assert format_time(base + i * 0.5 + 0.25) == by_datetime(base + i * 0.5 + 0.25)
     assert len(records._HOURS) == 1
+
+
+def test_format_times_is_format_time_of_each() -> None:
+    """The batch form (numpy's datetime64 text) gives format_time's text for every time:
+    rounding edges, before 1970, the ends of years 1-9999 and beyond them (one by one)."""
+    import random
+
+    from features.records import format_times
+
+    rng = random.Random(1)
+    xs = [rng.uniform(-3e9, 4e9) for _ in range(20_000)]
+    xs += [round(rng.uniform(0, 2e9), 3) + d for d in (0.0005, -0.0005, 0.00049999, 5e-7, -5e-7, 0.9999995, 0.9995)
+           for _ in range(3_000)]
+    xs += [1704067208.0 + 0.1 * k for k in range(5_000)]
+    xs += [-62135596800.0, 253402300799.9994, -1e-7, 1e-7, 0.0, -0.0]
+    assert format_times(xs) == [format_time(x) for x in xs]
+    assert format_times([]) == []
+    for outside in (253402300800.5, -62135596800.5):  # as format_time: no such year
+        with pytest.raises(ValueError, match="out of range"):
+            format_time(outside)
+        with pytest.raises(ValueError, match="out of range"):
+            format_times([0.0, outside])
