@@ -49,27 +49,25 @@ RECORD_FIELDS = frozenset(("kind", "id", "anomaly_score", "status", "scores", "w
 class ScoredReadings(RecordBatch):
     """The scored readings of one shard's batch, as columns (see the module docstring).
 
-    Row ``j`` of every column is reading ``readings[j]``. ``scores``: the record's
-    ``scores`` (rounded, NaN where the detector did not score), ``complete``: the row
-    has every detector's score; ``present``: rows x sensors, the sensor was in the
-    reading; ``features``: the features matrix as rows (``None`` where undefined);
-    ``reasons``: the non-NORMAL rows' reasons; ``profiles``: ``(device_profile,
-    device_known)`` per row once the device-profile step has set them (``None``:
-    no such step).
+    Row ``j`` of every column is reading ``readings[j]``. ``numbers``: rows x (the
+    anomaly score (NaN: none), the ``scores`` of :attr:`detectors` (rounded, NaN where
+    the detector did not score), the features of :attr:`names` (NaN: undefined), the
+    latency); ``complete``: the row has every detector's score; ``present``: rows x
+    sensors, the sensor was in the reading; ``reasons``: the non-NORMAL rows' reasons;
+    ``profiles``: ``(device_profile, device_known)`` per row once the device-profile
+    step has set them (``None``: no such step).
     """
 
-    __slots__ = ("readings", "ids", "event_times", "F", "features", "scores", "complete", "present", "anomaly",
+    __slots__ = ("readings", "ids", "event_times", "numbers", "complete", "present", "anomaly",
                  "statuses", "warming_up", "latency_ms", "scored_at", "version", "names", "detectors", "sensors",
-                 "reasons", "profiles", "numbers", "_records", "_out", "_lines", "_inputs", "_alerts")
+                 "reasons", "profiles", "_records", "_out", "_lines", "_inputs", "_alerts")
 
     def __init__(
         self,
         readings: Sequence[Reading],
         ids: list[str],
         event_times: list[str],
-        F: np.ndarray,
-        features: list[list[float | None]],
-        scores: list[list[float]],
+        numbers: np.ndarray,
         complete: list[bool],
         present: np.ndarray,
         anomaly: list[float | None],
@@ -82,14 +80,14 @@ class ScoredReadings(RecordBatch):
         detectors: Sequence[str],
         sensors: Sequence[str],
         reasons: dict[int, list[str]],
-        numbers: np.ndarray | None = None,
     ) -> None:
+        if numbers.shape != (len(readings), len(detectors) + len(names) + 2):
+            raise ValueError(f"ScoredReadings: numbers of shape {numbers.shape} for {len(readings)} readings, "
+                             f"{len(detectors)} scores and {len(names)} features")
         self.readings = readings
         self.ids = ids
         self.event_times = event_times
-        self.F = F
-        self.features = features
-        self.scores = scores
+        self.numbers = numbers
         self.complete = complete
         self.present = present
         self.anomaly = anomaly
@@ -99,17 +97,26 @@ class ScoredReadings(RecordBatch):
         self.scored_at = scored_at
         self.version = version
         self.names = names  # the features' names (F's columns)
-        self.detectors = detectors  # the scores' names (their columns), "shard" last
+        self.detectors = detectors  # the scores' names (S's columns), "shard" last
         self.sensors = sensors
         self.reasons = reasons
         self.profiles: list[tuple[Any, bool]] | None = None
-        # rows x (anomaly_score, scores, features, latency_ms): the records' numbers (NaN: null)
-        self.numbers = numbers
         self._records: list[dict[str, Any] | None] = [None] * len(readings)
         self._out: tuple[bytes, list[bytes]] | None = None  # the scored text, the alert lines
         self._lines: list[bytes] | None = None  # the scored lines
         self._inputs: set[str] | None = None
         self._alerts: list[int] | None = None
+
+    @property
+    def S(self) -> np.ndarray:
+        """The scores: rows x :attr:`detectors` (rounded; NaN: not scored)."""
+        return self.numbers[:, 1:1 + len(self.detectors)]
+
+    @property
+    def F(self) -> np.ndarray:
+        """The features matrix: rows x :attr:`names` (NaN: undefined)."""
+        nd = 1 + len(self.detectors)
+        return self.numbers[:, nd:nd + len(self.names)]
 
     def __len__(self) -> int:
         return len(self.readings)
@@ -126,7 +133,7 @@ class ScoredReadings(RecordBatch):
         if rec is not None:
             return rec
         reading = self.readings[j]
-        row = self.scores[j]
+        row = self.S[j].tolist()
         if self.complete[j]:
             scores = dict(zip(self.detectors, row))
             missing: list[str] = []
@@ -143,7 +150,7 @@ class ScoredReadings(RecordBatch):
             "scores": scores,
             "warming_up": self.warming_up[j],
             "missing": missing,
-            "features": dict(zip(self.names, self.features[j])),
+            "features": dict(zip(self.names, [None if v != v else v for v in self.F[j].tolist()])),
             "model_version": self.version,
             "event_time": self.event_times[j],
             "scored_at": self.scored_at,
@@ -254,10 +261,6 @@ class ScoredReadings(RecordBatch):
         if not RECORD_FIELDS.isdisjoint(self.input_fields()):  # some input field names a field the record sets
             slow = sorted(set(slow).union(j for j, r in enumerate(readings) if not RECORD_FIELDS.isdisjoint(r.fields)))
         numbers = self.numbers
-        if numbers is None:
-            numbers = np.array([[np.nan if a is None else a, *s, *(np.nan if v is None else v for v in f), lat]
-                                for a, s, f, lat in zip(self.anomaly, self.scores, self.features, self.latency_ms)],
-                               dtype=np.float64)
         status = {s: to_json_line(s) for s in set(self.statuses)}
         columns: list[list[bytes]] = [
             heads,

@@ -521,10 +521,6 @@ class ShardState:
         arrival = np.array([r.arrival for r in readings])
         L = rounded((scored_at - arrival) * 1000.0, 3)
         latency = L.tolist()
-        features = F.tolist()
-        undefined = np.isnan(F)
-        for j in np.flatnonzero(undefined.any(axis=1)).tolist():
-            features[j] = [None if u else v for v, u in zip(features[j], undefined[j].tolist())]
         status_of = self.thresholds.status
         statuses = [NORMAL if a is None else status_of(a) for a in anomaly]
         reasons: dict[int, list[str]] = {}
@@ -537,12 +533,10 @@ class ShardState:
                     {s: z for s, z, p in zip(lay.sensors, Z[j].tolist(), present[j].tolist()) if p}, c)
         ids = batches[0].ids if one else [i for b in batches for i in b.ids]
         times = batches[0].timestamps if one else [t for b in batches for t in b.timestamps]
-        S_rounded = rounded(S_all, 6)
         return [ScoredReadings(
-            readings, ids, times, F, features, S_rounded.tolist(), scored.all(axis=1).tolist(), present,
-            anomaly, statuses, (W_all.any(axis=1) | ~scored.any(axis=1)).tolist(), latency, format_time(scored_at),
-            self.version, lay.features, names, lay.sensors, reasons,
-            np.hstack((A.reshape(n, 1), S_rounded, F, L.reshape(n, 1))))]
+            readings, ids, times, np.hstack((A.reshape(n, 1), rounded(S_all, 6), F, L.reshape(n, 1))),
+            scored.all(axis=1).tolist(), present, anomaly, statuses, (W_all.any(axis=1) | ~scored.any(axis=1)).tolist(),
+            latency, format_time(scored_at), self.version, lay.features, names, lay.sensors, reasons)]
 
     def snapshot(self) -> dict[str, Any] | None:
         """``{"shard": index, "detector": bytes}``, or None before the first result."""
