@@ -569,9 +569,9 @@ def format_times(ts: Any) -> list[str]:
     """
     import numpy as np
 
+    if len(ts) < 16:  # numpy's calls cost more than a few format_time
+        return [format_time(t) for t in (ts.tolist() if isinstance(ts, np.ndarray) else ts)]
     T = np.asarray(ts, dtype=np.float64).ravel()
-    if not len(T):
-        return []
     if not (T.min() >= _FIRST_T and T.max() < _END_T):  # NaN fails too
         return [format_time(t) for t in T.tolist()]
     frac, whole = np.modf(T)

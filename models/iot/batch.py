@@ -23,7 +23,7 @@ column: an input field named like a log column).
 
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import is_
 from typing import Any, Iterable, Sequence
 
@@ -39,6 +39,7 @@ from models.status import NORMAL, alert_of
 __all__ = ["ScoredReadings", "RECORD_FIELDS"]
 
 _BOOL = (b"false", b"true")
+_FEW = 24  # batches of fewer rows make their lines record by record (same bytes)
 
 #: The fields a reading's record sets itself, after the input's fields (which they replace).
 RECORD_FIELDS = frozenset(("kind", "id", "anomaly_score", "status", "scores", "warming_up", "missing", "features",
@@ -239,9 +240,15 @@ class ScoredReadings(RecordBatch):
         if not self.readings:
             self._out = (b"", [])
             return self._out
-        template, numbers, columns, slow = self._layout()
         record = self.record
-        text, ends = template.render(numbers, columns, {j: to_json_line(record(j)) + b"\n" for j in slow})
+        n = len(self.readings)
+        if n < _FEW:  # a few records: each its own line costs less than the layout's fixed cost
+            lines = [to_json_line(record(j)) for j in range(n)]
+            text = b"".join(line + b"\n" for line in lines)
+            ends = list(accumulate(len(line) + 1 for line in lines))
+        else:
+            template, numbers, columns, slow = self._layout()
+            text, ends = template.render(numbers, columns, {j: to_json_line(record(j)) + b"\n" for j in slow})
         alerts: list[bytes] = []
         statuses = self.statuses
         for j in self.alert_rows():

@@ -70,4 +70,4 @@ def test_format_times_is_format_time_of_each() -> None:
         with pytest.raises(ValueError, match="out of range"):
             format_time(outside)
         with pytest.raises(ValueError, match="out of range"):
-            format_times([0.0, outside])
+            format_times([0.0] * 20 + [outside])

@@ -110,6 +110,20 @@ def test_profiles_go_last_and_replace_what_was_made() -> None:
     assert b.field_values("device_id") == ["hot"] * len(b) and b.field_values("kind") == ["reading"] * len(b)
 
 
+def test_small_and_large_batches_give_the_same_lines() -> None:
+    """A batch of a few rows makes its lines record by record, a larger one from its
+    columns: the same bytes either way."""
+    cfg = CONFIGS["default"]
+    readings = stream(cfg, n=400) + odd_readings(cfg)
+    for size in (1, 7, 30, 200):
+        batches = scored(cfg, readings, batch=size)
+        assert all(len(b) < 24 for b in batches) if size < 24 else any(len(b) >= 24 for b in batches)
+        for b in batches:
+            recs = b.records()
+            assert b.text("scored") == b"".join(to_json_line(r) + b"\n" for r in recs)
+            assert b.lines("alerts") == [to_json_line(a) for a in map(alert_of, recs) if a is not None]
+
+
 def test_profiles_of_each_row_are_each_rows() -> None:
     """Rows of several devices, profiles equal in value but not in JSON (key order, 1 and
     1.0), unknown devices: each line is its record's."""
