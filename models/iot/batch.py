@@ -1,13 +1,15 @@
 """One shard's scored readings of one batch, kept as columns (:class:`ScoredReadings`).
 
 :meth:`ShardState.score_batches <models.iot.ShardState.score_batches>` fills the columns:
-the readings, their ids and event times, the features matrix, every detector's score and
-warm-up flag, the shard detector's inputs, the combined anomaly score, the status and
-the latency. Everything that leaves the flow is made from them, per batch:
+the readings, their ids and event times, one numbers matrix (the combined anomaly score,
+every detector's score, the features, the latency), the warm-up flags, the shard
+detector's inputs, the status. Everything that leaves the flow is made from them, per
+batch:
 
-- :meth:`ScoredReadings.lines`: the ``scored`` and ``alerts`` outputs' JSON lines
-  (each record shaped once and serialised once; an alert that is its scored record
-  reuses the scored line);
+- :meth:`ScoredReadings.text` and :meth:`ScoredReadings.lines`: the ``scored`` and
+  ``alerts`` outputs' JSON lines, laid out from the columns
+  (:class:`features.json_columns.LineTemplate`: no dict per record; an alert that is its
+  scored record is a slice of the scored text);
 - :meth:`ScoredReadings.records`: the same records as dicts (the plain-loop pipeline,
   Avro outputs, the write-back to Feast);
 - :meth:`ScoredReadings.log_table`: the inference log's rows as an Arrow table, column
@@ -15,10 +17,11 @@ the latency. Everything that leaves the flow is made from them, per batch:
 - :meth:`ScoredReadings.output_statuses` and :meth:`ScoredReadings.metric_columns`:
   what the outputs' metrics count.
 
-:meth:`ScoredReadings.record` is the one place that shapes a reading's record; every
-view above goes through it, or, for the inference log and the metrics, reads the same
-columns it reads (and goes through it where a record's field could differ from its
-column: an input field named like a log column).
+:meth:`ScoredReadings.record` is the one place that shapes a reading's record; the
+views above go through it, or read the columns it reads and are tested equal to it
+(``tests/models/iot/test_batch.py``), and go through it where a record's shape could
+differ from the columns' (an input field named like a field the record sets or a log
+column, a missing sensor, a batch of a few rows).
 """
 
 from __future__ import annotations
@@ -263,7 +266,8 @@ class ScoredReadings(RecordBatch):
         """The template of a record's line, its numbers and columns, and the rows it does not fit."""
         n = len(self.readings)
         readings, complete = self.readings, self.complete
-        heads = object_heads([r.fields for r in readings])
+        # a row whose fields are not a dict (parse_fields makes dicts) or are empty: its record's line
+        heads = object_heads([f if type(f := r.fields) is dict else {} for r in readings])
         slow = [j for j in range(n) if not complete[j] or heads[j] == b"{"]
         if not RECORD_FIELDS.isdisjoint(self.input_fields()):  # some input field names a field the record sets
             slow = sorted(set(slow).union(j for j, r in enumerate(readings) if not RECORD_FIELDS.isdisjoint(r.fields)))
