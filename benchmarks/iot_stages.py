@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             METRICS.observe_batch("iot", "scored", s)
             METRICS.observe_batch("iot", "alerts", s)
         t5 = time.thread_time()
-        out = [s.lines(kind) for s in scored for kind in ("scored", "alerts")]
+        out = [s.text(kind) for s in scored for kind in ("scored", "alerts")]  # as the file outputs write them
         t6 = time.thread_time()
         if b:  # the first batch warms caches
             n += sum(map(len, scored))

@@ -269,6 +269,11 @@ class RecordBatch:
         """The records of ``kind`` as JSON lines (no newline)."""
         raise NotImplementedError
 
+    def text(self, kind: str) -> bytes:
+        """The :meth:`lines` of ``kind``, each ended by a newline, as one text (a file's)."""
+        lines = self.lines(kind)
+        return b"\n".join([*lines, b""]) if lines else b""  # newline-ended, in one copy
+
     def keys(self, kind: str) -> list[str]:
         """The message key of each of :meth:`lines`."""
         raise NotImplementedError
@@ -561,16 +566,16 @@ def format_time(t: float) -> str:
 _MS_RANGE = (MIN_EPOCH_S * 1000.0, MAX_EPOCH_S * 1000.0)
 
 
-def format_times(times: Sequence[float]) -> list[str]:
+def format_times(times: Sequence[float] | np.ndarray) -> list[str]:
     """:func:`format_time` of each time, the same text, made for all of them at once with
     numpy (the microseconds rounded the same way, half to even, then cut to milliseconds):
     a scored batch's event times.
 
-    >>> format_times([0.0, 1791244805.3659, -0.0005] * 3)[:3]
-    ['1970-01-01T00:00:00.000Z', '2026-10-06T00:00:05.365Z', '1969-12-31T23:59:59.999Z']
+    >>> format_times([0.0, 1791244805.3659, -0.0005, 1.0005, 1.0015] * 4)[:5]
+    ['1970-01-01T00:00:00.000Z', '2026-10-06T00:00:05.365Z', '1969-12-31T23:59:59.999Z', '1970-01-01T00:00:01.000Z', '1970-01-01T00:00:01.001Z']
     """
-    if len(times) < 8:  # numpy's fixed cost is more than a few format_time calls
-        return [format_time(t) for t in times]
+    if len(times) < 16:  # numpy's fixed cost is more than a few format_time calls
+        return [format_time(t) for t in (times.tolist() if isinstance(times, np.ndarray) else times)]
     frac, whole = np.modf(np.asarray(times, dtype=np.float64))
     with np.errstate(invalid="ignore"):
         # format_time's carry of rounded microseconds into the second, in epoch milliseconds

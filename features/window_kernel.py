@@ -124,6 +124,10 @@ def _kernel(X, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness, r
     c_a = np.full(nh, np.nan)
     c_k = np.full(nh, np.nan)
     c_agg = np.empty((nh, nf * _AGG))
+    # The tail is tail[base:base + ntail[0]] while the batch runs: rows dropped from its front
+    # move the base (a hot key drops one per event at the cap), the rows move once, at the end.
+    base = 0
+    full = tail
     for j in range(n_ev):
         t = X[j, 0]
         wm = state[0]
@@ -224,17 +228,26 @@ def _kernel(X, nf, recs, nrec, tail, ntail, state, horizons, widths, lateness, r
                     tail[pos, 1 + c] = X[j, 1 + c]
                 nt += 1
                 ntail[0] = nt
-                _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail)
+                drop = _tail_drop(tail, ntail, state, retention, span, max_tail, min_tail)
+                if drop:
+                    base += drop
+                    tail = full[base:]
         out[j, c_m] = mask
         _aggregate(out[j, :n_agg], t, mask, X[j, 1:], nf, recs, nrec, tail, ntail[0], state[0], state[1],
                    horizons, widths, c_a, c_k, c_agg)
+    if base:
+        for r in range(ntail[0]):  # forward: each row moves to an earlier one
+            for c in range(full.shape[1]):
+                full[r, c] = full[base + r, c]
     return -1
 
 
 @numba.njit(cache=True)
-def _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail):
-    """Drop tail rows from the oldest: out of the retention, over the cap, or not needed by
-    an event within the lateness (``span`` behind the watermark; ``min_tail`` always kept)."""
+def _tail_drop(tail, ntail, state, retention, span, max_tail, min_tail):
+    """How many tail rows to drop from the oldest: out of the retention, over the cap, or
+    not needed by an event within the lateness (``span`` behind the watermark; ``min_tail``
+    always kept). Counts them out of ``ntail[0]`` and raises the floor ``state[1]``; the
+    caller moves the rows (the tail then starts ``drop`` rows later)."""
     nt = ntail[0]
     wm = state[0]
     old = wm - retention
@@ -245,8 +258,16 @@ def _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail):
         drop += 1
     if drop:
         state[1] = max(state[1], tail[drop - 1, 0])
-        tail[: nt - drop] = tail[drop:nt].copy()
         ntail[0] = nt - drop
+    return drop
+
+
+@numba.njit(cache=True)
+def _evict_tail(tail, ntail, state, retention, span, max_tail, min_tail):
+    """Drop the tail rows :func:`_tail_drop` names, moving the rest to the front."""
+    drop = _tail_drop(tail, ntail, state, retention, span, max_tail, min_tail)
+    if drop:
+        tail[: ntail[0]] = tail[drop:drop + ntail[0]].copy()
 
 
 @numba.njit(cache=True)

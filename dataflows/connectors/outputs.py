@@ -38,7 +38,8 @@ def write(
     """Write records (dicts or :class:`~features.records.DeadLetter`) to the
     ``kind`` output the configuration names, counting each in the metrics.
     A :class:`~features.records.RecordBatch` item stands for its records of ``kind``
-    (none, for a batch with no alerts): its JSON lines are written as they are. Each
+    (none, for a batch with no alerts): its JSON lines are written as they are (to a
+    file, its :meth:`~features.records.RecordBatch.text` in one write). Each
     upstream batch is counted at once (:meth:`~dataflows.metrics._Metrics.observe_batch`:
     a scored batch from its columns, the single records as a
     :class:`~features.records.RecordList`).
@@ -100,8 +101,8 @@ def write(
     else:
         def as_lines(r: Any) -> tuple[str, bytes] | None:
             if isinstance(r, RecordBatch):
-                lines = r.lines(kind)
-                return (kind, b"\n".join([*lines, b""])) if lines else None  # one copy, newline-ended
+                text = r.text(kind)
+                return (kind, text) if text else None
             return kind, to_json_line(as_dict(r)) + b"\n"
 
         lines = op.filter_map("to_json", up, as_lines)

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from features.dedup import RecentIds
-from features.records import DeadLetter, duplicate, format_time, rounded, shard_of
+from features.records import DeadLetter, duplicate, format_time, format_times, rounded, shard_of
 from features.sensors import DeviceFeatures, Reading, feature_names
 from models.detectors import DriftMonitor, KeyDetector, ShardDetector, StuckDetector
 from models.detectors.kernel import score_learn_many
@@ -273,7 +273,7 @@ class DeviceState:
                 pending.clear()
                 slots.clear()
 
-        for reading in readings:
+        for reading, ts in zip(readings, format_times([r.t for r in readings])):
             t = reading.t
             if reading.device != device:  # one batch per device
                 close()
@@ -282,7 +282,6 @@ class DeviceState:
                 close()
                 self.__init__(c)  # type: ignore[misc]
                 wm, seq, check_id = -_INF, 0, self.ids.check
-            ts = format_time(t)
             if reading.time_from_arrival:
                 rid = f"{device}@{ts}#{seq + 1}"
             else:
@@ -490,15 +489,12 @@ class ShardState:
         scored = ~np.isnan(S_all)
         anomaly = anomaly_scores(S_all, W_all, lay.weights, c.combine)
         has_score = [a is not None for a in anomaly]
-        rounded_anomaly = rounded(np.array([np.nan if a is None else a for a in anomaly]), 6).tolist()
-        anomaly = [a if h else None for a, h in zip(rounded_anomaly, has_score)]
+        A = rounded(np.array([np.nan if a is None else a for a in anomaly]), 6)
+        anomaly = [a if h else None for a, h in zip(A.tolist(), has_score)]
         scored_at = time.time()  # the batch is scored at once
         arrival = np.array([r.arrival for r in readings])
-        latency = rounded((scored_at - arrival) * 1000.0, 3).tolist()
-        features = F.tolist()
-        undefined = np.isnan(F)
-        for j in np.flatnonzero(undefined.any(axis=1)).tolist():
-            features[j] = [None if u else v for v, u in zip(features[j], undefined[j].tolist())]
+        L = rounded((scored_at - arrival) * 1000.0, 3)
+        latency = L.tolist()
         status_of = self.thresholds.status
         statuses = [NORMAL if a is None else status_of(a) for a in anomaly]
         reasons: dict[int, list[str]] = {}
@@ -512,9 +508,9 @@ class ShardState:
         ids = batches[0].ids if one else [i for b in batches for i in b.ids]
         times = batches[0].timestamps if one else [t for b in batches for t in b.timestamps]
         return [ScoredReadings(
-            readings, ids, times, F, features, rounded(S_all, 6).tolist(), scored.all(axis=1).tolist(), present,
-            anomaly, statuses, (W_all.any(axis=1) | ~scored.any(axis=1)).tolist(), latency, format_time(scored_at),
-            self.version, lay.features, names, lay.sensors, reasons)]
+            readings, ids, times, np.hstack((A.reshape(n, 1), rounded(S_all, 6), F, L.reshape(n, 1))),
+            scored.all(axis=1).tolist(), present, anomaly, statuses, (W_all.any(axis=1) | ~scored.any(axis=1)).tolist(),
+            latency, format_time(scored_at), self.version, lay.features, names, lay.sensors, reasons)]
 
     def snapshot(self) -> dict[str, Any] | None:
         """``{"shard": index, "detector": bytes}``, or None before the first result."""
@@ -558,10 +554,13 @@ def _reasons(scores: Mapping[str, float], warming: set[str], shard_input: Mappin
 
 
 def warm_up() -> None:
-    """Load (or, the first time on a machine, compile) the device step's kernels: one
-    reading through a throwaway :class:`DeviceState`, so a flow's first batch does not
-    wait for it (~0.5 s from numba's cache, several seconds to compile)."""
+    """Load (or, the first time on a machine, compile) the kernels of the device step and
+    of the JSON lines: one reading through a throwaway :class:`DeviceState` and
+    :class:`ShardState` to its line, so a flow's first batch does not wait for them (~0.5 s
+    from numba's cache, several seconds to compile)."""
     from features.sensors import parse_reading
 
     c = IoTScoringConfig()
-    DeviceState(c).update(parse_reading({"device_id": "warm-up", "timestamp": 0, c.sensors[0]: 0.0}, c.features, 0.0))
+    reading = parse_reading({"device_id": "warm-up", "timestamp": 0, **dict.fromkeys(c.sensors, 0.0)}, c.features, 0.0)
+    for scored in ShardState(c).score_batches(DeviceState(c).score_batch([reading])):  # type: ignore[arg-type]
+        scored.text("scored")

@@ -85,3 +85,25 @@ def test_rounded_is_round() -> None:
     assert np.isnan(rounded(np.array([np.nan]), 6)[0])
     small = np.array(xs[:40]).reshape(4, 10)  # a few values: round itself
     assert rounded(small, 6).tolist() == [[round(x, 6) for x in row] for row in small.tolist()]
+
+
+def test_format_times_is_format_time_of_each() -> None:
+    """The batch form (numpy's datetime64 text) gives format_time's text for every time:
+    rounding edges, before 1970, the ends of years 1-9999 and beyond them (one by one)."""
+    import random
+
+    from features.records import format_times
+
+    rng = random.Random(1)
+    xs = [rng.uniform(-3e9, 4e9) for _ in range(20_000)]
+    xs += [round(rng.uniform(0, 2e9), 3) + d for d in (0.0005, -0.0005, 0.00049999, 5e-7, -5e-7, 0.9999995, 0.9995)
+           for _ in range(3_000)]
+    xs += [1704067208.0 + 0.1 * k for k in range(5_000)]
+    xs += [-62135596800.0, 253402300799.9994, -1e-7, 1e-7, 0.0, -0.0]
+    assert format_times(xs) == [format_time(x) for x in xs]
+    assert format_times([]) == []
+    for outside in (253402300800.5, -62135596800.5):  # as format_time: no such year
+        with pytest.raises(ValueError, match="out of range"):
+            format_time(outside)
+        with pytest.raises(ValueError, match="out of range"):
+            format_times([0.0] * 20 + [outside])
