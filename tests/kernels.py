@@ -15,12 +15,12 @@ from types import ModuleType
 
 
 def kernel_modules() -> list[ModuleType]:
-    from features import keyhash, transaction_kernel, window_kernel
+    from features import json_kernel, keyhash, transaction_kernel, window_kernel
     from models.detectors import kernel
     from models.fraud import kernel as fraud_kernel
     from models.fraud import trees
 
-    return [keyhash, window_kernel, transaction_kernel, kernel, fraud_kernel, trees]
+    return [keyhash, window_kernel, transaction_kernel, json_kernel, kernel, fraud_kernel, trees]
 
 
 def warm() -> None:

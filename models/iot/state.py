@@ -564,3 +564,8 @@ def warm_up() -> None:
     reading = parse_reading({"device_id": "warm-up", "timestamp": 0, **dict.fromkeys(c.sensors, 0.0)}, c.features, 0.0)
     for scored in ShardState(c).score_batches(DeviceState(c).score_batch([reading])):  # type: ignore[arg-type]
         scored.text("scored")
+    # a batch this small is written record by record: the columns' layout kernel is warmed apart
+    from features.json_columns import NUMBER, LineTemplate, string_texts
+
+    LineTemplate([b'{"id":"', 0, b'","x":', NUMBER, b"}\n"]).render(
+        np.zeros((2, 1)), [string_texts(["a", "b"])], whole={1: b"{}\n"})
