@@ -27,6 +27,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from typing_extensions import override
 
+from features.keyhash import routing_key
 from features.records import DeadLetter, Raw, batch_or_dead_letters, parse_or_dead_letter
 
 __all__ = ["Validated", "key_raw", "arrived", "parse_arrived", "SplitWatch", "split_dead_letters", "Snapshottable",
@@ -107,7 +108,8 @@ def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], 
     An input whose entity ``key_of`` cannot read (``None``) is parsed here instead, by the same
     ``parse``: it becomes the dead letter naming why (step ``step_id``), or, when the parser
     reads what the quick look did not, the event itself, keyed by ``entity(event)``.
-    Dead letters already in the stream pass to ``errs``. The first entity seen on two
+    Dead letters already in the stream pass to ``errs``. A key holding undecodable input bytes
+    is routed by its escaped form (:func:`features.keyhash.routing_key`): Bytewax would refuse it. The first entity seen on two
     partitions of a Kafka input is logged once (``input_partitioning_splits_entities``, naming it
     and the partitions): the producer keys by something else, and the flow's per-entity
     features depend on it.
@@ -138,17 +140,17 @@ def key_raw(step_id: str, up: Stream[Any], key_of: Callable[[Any], str | None], 
         if type(item) is Raw:
             key = key_of(item.value)
             if key is not None:
-                return watched(key, item), arrived(item, now())
+                return watched(routing_key(key), item), arrived(item, now())
         elif isinstance(item, DeadLetter):
             return item
         else:
             key = key_of(item)
             if key is not None:
-                return key, arrived(item, now())
+                return routing_key(key), arrived(item, now())
         event = parse_or_dead_letter(item, parse, now(), step)  # no key read: parsed here
         if isinstance(event, DeadLetter):
             return event
-        key = entity(event)
+        key = routing_key(entity(event))
         return (watched(key, item) if type(item) is Raw else key), event
 
     return split_dead_letters("split", op.map("route", up, route))

@@ -294,8 +294,13 @@ def _default(o: Any) -> Any:
     raise TypeError(f"cannot serialize {type(o).__name__} to JSON")
 
 
-def _text(s: str) -> str:
-    """``s`` with lone surrogates (from undecodable input bytes) replaced by U+FFFD."""
+def valid_text(s: str) -> str:
+    """``s`` with lone surrogates (from undecodable input bytes) replaced by U+FFFD: text any
+    UTF-8 writer (orjson, Arrow) takes.
+
+    >>> valid_text("dev\\udcff!"), valid_text("café")
+    ('dev\ufffd!', 'café')
+    """
     try:
         b = s.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
@@ -303,11 +308,27 @@ def _text(s: str) -> str:
     return b.decode("utf-8", errors="replace")
 
 
+def key_bytes(key: str) -> bytes:
+    """A message key's bytes: UTF-8, and for a key holding undecodable input bytes (lone
+    surrogates from :data:`CSV_ERRORS`) those very bytes, as they were in the input.
+
+    >>> key_bytes("C1"), key_bytes("dev\\udcff"), key_bytes("x\\ud800")
+    (b'C1', b'dev\\xff', b'x\\xef\\xbf\\xbd\\xef\\xbf\\xbd\\xef\\xbf\\xbd')
+    """
+    try:
+        return key.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return key.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no input byte made: U+FFFD, as in the JSON
+            return valid_text(key).encode("utf-8")
+
+
 def _clean(o: Any) -> Any:
     if isinstance(o, str):
-        return _text(o)
+        return valid_text(o)
     if isinstance(o, dict):
-        return {(_text(k) if isinstance(k, str) else k): _clean(v) for k, v in o.items()}
+        return {(valid_text(k) if isinstance(k, str) else k): _clean(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
         return [_clean(v) for v in o]
     return o

@@ -585,10 +585,23 @@ class FeastFetcher:
 
     def __call__(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         names = self.feature_names()
+        # a key holding undecodable input bytes (lone surrogates) cannot be in the store, whose
+        # keys are UTF-8, and Feast would fail the whole call on it: it is unknown, not asked
+        keys = [k for k in keys if k.isascii() or _utf8(k)]
+        if not keys:
+            return {}
         resp = self._open().get_online_features(
             features=[f"{self.view}:{n}" for n in names], entity_rows=[{self.join_key: k} for k in keys]
         ).to_dict()
         return {k: {n: resp[n][i] for n in names} for i, k in enumerate(keys)}
+
+
+def _utf8(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def feast_fetcher(

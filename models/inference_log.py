@@ -47,6 +47,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from features.formats import valid_text
+
 __all__ = ["LogSpec", "columns", "log_row", "schema", "dictionary_columns", "column", "to_table", "LogWriter",
            "FILE_PATTERN"]
 
@@ -90,7 +92,7 @@ def _num(v: Any) -> float | None:
 
 
 def _str(v: Any) -> str | None:
-    return None if v is None else str(v)
+    return None if v is None else valid_text(str(v))  # undecodable input bytes: U+FFFD, as in JSON
 
 
 def columns(spec: LogSpec) -> tuple[str, ...]:
@@ -154,8 +156,9 @@ def dictionary_columns(spec_schema: Any) -> list[str]:
 
 def column(values: Sequence[Any], t: Any) -> Any:
     """One column of the log as an Arrow array of type ``t``, converted at once; a column
-    Arrow refuses as it is (text in a number column, a time it cannot read) is converted
-    value by value: numbers as floats, anything else null."""
+    Arrow refuses as it is (text in a number column, a time it cannot read, text holding
+    undecodable input bytes) is converted value by value: numbers as floats, text with
+    U+FFFD for the undecodable bytes, anything else null."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

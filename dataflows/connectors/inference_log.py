@@ -13,7 +13,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from typing_extensions import override
 
 from dataflows.placement import recovery_directory
-from features.keyhash import key_hash
+from features.keyhash import key_hash, routing_key
 from features.records import RecordBatch
 from models.inference_log import FILE_PATTERN, LogSpec, LogWriter, log_row
 
@@ -117,8 +117,8 @@ def log_inference(step_id: str, up: Stream[dict], root: Path, spec: LogSpec, par
 
     def row(r: Any) -> tuple[str, Any]:
         if isinstance(r, RecordBatch):
-            return r.keys("scored")[0], r.log_table(spec)
-        return str(r.get(key_field)), log_row(r, spec)
+            return routing_key(r.keys("scored")[0]), r.log_table(spec)
+        return routing_key(str(r.get(key_field))), log_row(r, spec)
 
     rows = op.map("row", up, row)
     op.output("out", rows, InferenceLogSink(root, spec, parts, max_rows, flush_s))

@@ -15,7 +15,7 @@ from bytewax.dataflow import Stream, operator
 
 from dataflows.connectors.files import JsonLinesSink
 from dataflows.metrics import METRICS
-from features.formats import to_json_line
+from features.formats import key_bytes, to_json_line
 from features.records import MAX_RAW_CHARS, DeadLetter, RecordBatch, RecordList, dead_letter
 from settings.config import IOConfig
 
@@ -78,8 +78,8 @@ def write(
         if k.output_format == "json" or encoder is None:
             def as_json(r: Any) -> list[KafkaSinkMessage]:
                 if isinstance(r, RecordBatch):
-                    return [KafkaSinkMessage(mk.encode(), line) for mk, line in zip(r.keys(kind), r.lines(kind))]
-                return [KafkaSinkMessage(key(r).encode(), to_json_line(as_dict(r)))]
+                    return [KafkaSinkMessage(key_bytes(mk), line) for mk, line in zip(r.keys(kind), r.lines(kind))]
+                return [KafkaSinkMessage(key_bytes(key(r)), to_json_line(as_dict(r)))]
 
             msgs = op.flat_map("to_message", up, as_json)
         else:
@@ -90,9 +90,9 @@ def write(
                     state["encode"] = encoder()
                 encode = state["encode"]
                 if isinstance(r, RecordBatch):
-                    return [KafkaSinkMessage(mk.encode(), encode(rec))
+                    return [KafkaSinkMessage(key_bytes(mk), encode(rec))
                             for mk, rec in zip(r.keys(kind), r.output_records(kind))]
-                return [KafkaSinkMessage(key(r).encode(), encode(r))]
+                return [KafkaSinkMessage(key_bytes(key(r)), encode(r))]
 
             msgs = op.flat_map("to_message", up, framed)
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import structlog
 
+from features.formats import valid_text
 from features.live.rows import CUSTOMER_LIVE_VIEW, live_row
 
 __all__ = ["LiveWriterStats", "LiveWriter"]
@@ -23,7 +24,8 @@ log = structlog.get_logger("features.live")
 
 class LiveWriterStats:
     """Counters of one :class:`LiveWriter`: ``records`` seen, ``rows`` made of them,
-    ``invalid`` records (no row could be made; the first is logged), ``superseded``
+    ``invalid`` records (no row could be made, or its key holds undecodable input bytes that
+    would fail every push it joins; such bytes in other text become U+FFFD; the first is logged), ``superseded``
     rows replaced by a newer row of the same key before being written, ``older`` rows
     older than the key's last queued row (not written), ``held`` rows put off by
     ``min_interval_s``, ``pushed`` rows written, ``push_calls``, ``failures`` (failed
@@ -150,6 +152,11 @@ class LiveWriter:
                 row = self._row(rec)
                 if row is not None:
                     k, t = row[key_f], float(row[time_f])
+                    if isinstance(k, str) and not k.isascii():
+                        k.encode("utf-8")  # undecodable input bytes: the store's keys are UTF-8 (invalid)
+                    for name, v in row.items():  # other text with such bytes: U+FFFD, as in the JSON
+                        if isinstance(v, str) and not v.isascii():
+                            row[name] = valid_text(v)
             except Exception as exc:  # a record we cannot read must not stop the flow
                 st.invalid += 1
                 if not self._invalid_logged:

@@ -29,7 +29,7 @@ from features.formats import to_json_line, to_json_lines
 from features.records import POSSIBLE_REPEAT, RecordBatch
 from features.transactions import Transaction
 from models.fraud.inputs import MODEL_FEATURES, feature_row
-from models.inference_log import LogSpec
+from models.inference_log import LogSpec, column
 from models.status import NORMAL, alert_of
 
 __all__ = ["ScoredBatch"]
@@ -203,8 +203,8 @@ class ScoredBatch(RecordBatch):
         scores = {"fraud_score": self.fraud_scores, "risk_score": self.risk_scores,
                   "anomaly_score": [tx.anomaly_score for tx in txs]}
         cols: list[Any] = [
-            pa.array(self._text(spec.id_field), pa.string()),
-            pa.array(self._text(spec.key_field), pa.string()),
+            column(self._text(spec.id_field), pa.string()),  # input text: may hold undecodable bytes
+            column(self._text(spec.key_field), pa.string()),
             pa.array([spec.flow] * n, pa.string()),
             pa.array(self.versions, pa.string()),
             pa.array([None if not s else list(s.items()) for s in self.shadows], sch.field("shadow_scores").type),

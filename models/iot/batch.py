@@ -378,7 +378,7 @@ class ScoredReadings(RecordBatch):
         if not plain:
             return to_table([log_row(r, spec) for r in self.records()], sch)
         cols: list[Any] = [
-            pa.array(self.ids, pa.string()),
+            column(self.ids, pa.string()),  # input text: may hold undecodable bytes
             column([None if v is None else str(v) for v in (r.fields.get(spec.key_field) for r in readings)],
                    pa.string()),
             pa.array([spec.flow] * n, pa.string()),

@@ -423,3 +423,17 @@ def test_writeback_start_check_names_the_missing_view(fraud_env):
     check_live_view(fraud_env.repo, None, "customer_live")  # applied by the fixture: fine
     with pytest.raises(ValueError, match=r"writeback.enabled=true: feast.repo=.* has no feature view 'nope'"):
         check_live_view(fraud_env.repo, None, "nope")
+
+
+def test_a_key_with_undecodable_bytes_is_invalid_not_a_poison_row():
+    """A CSV's undecodable bytes survive reading as lone surrogates. In a key they would fail
+    every push the row joins (the store's keys are UTF-8), so the row is counted invalid;
+    in other text they become U+FFFD, as in the JSON outputs. The other rows are written."""
+    pushed: list = []
+    w = writer(pushed)
+    with capture_logs() as logs:
+        w.write_batch([rec("a", 1), {"k": "C\udcff", "t": 2.0}, {"k": "b", "t": 3.0, "m": "M\udce9"}, rec("é", 4)])
+    assert [keys_times(b) for b in pushed] == [[("a", 1), ("b", 3.0), ("é", 4)]]
+    assert pushed[0][1]["m"] == "M\ufffd"
+    assert w.stats.invalid == 1 and w.stats.failures == 0
+    assert [e["event"] for e in logs] == ["live_row_invalid"] and "surrogates" in logs[0]["error"]
