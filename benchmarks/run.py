@@ -62,7 +62,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "snapshot_flow_inputs": "demo,distinct", "gc_events": 100_000,
     },
     "quick": {
-        "fraud_events": 10_000, "iot_events": 10_000, "iot_devices": 200, "hot_events": 10_000,
+        "fraud_events": 30_000, "iot_events": 10_000, "iot_devices": 200, "hot_events": 10_000,
         "stage_events": 5_000, "naive_events": 200, "memory_keys": 100_000, "distinct_customers": 100_000,
         "kafka_events": 10_000, "kafka_rates": [1_000], "kafka_live_seconds": 10,
         "kafka_processes": [1, 2], "quality_readings": 10_000,
