@@ -503,8 +503,7 @@ def test_csv_bytes_that_are_not_utf8_in_keys_and_ids(flow, fraud_env, tmp_path):
     env = {"STREAMSCORE_SOURCE": "file", "STREAMSCORE_INPUT": str(src), "STREAMSCORE_IO__OUTPUT_DIR": str(out),
            "STREAMSCORE_IO__BATCH_SIZE": "16"}
     build, cfg_cls = (build_fraud_flow, FraudConfig) if flow == "fraud" else (build_iot_flow, IoTConfig)
-    if flow == "fraud":
-        env.update(fraud_env_vars(fraud_env))
+    env.update(fraud_env_vars(fraud_env) if flow == "fraud" else {"STREAMSCORE_IOT__DEVICE_PROFILE": "false"})
     run_main(build(cfg_cls.from_env(env)))
     scored, dead = read_jsonl(out / "scored.jsonl"), read_jsonl(out / "dead_letter.jsonl")
     assert len(scored) == 60 and dead == []
