@@ -224,12 +224,14 @@ S = TypeVar("S", bound=Snapshottable)
 class _Clock:
     """The newest event time a stateful step has seen on one worker: the event-time
     "now" that idle keys are measured against (event time does not move while no
-    events arrive, so nothing expires then)."""
+    events arrive, so nothing expires then); and the check time the worker's keys far from
+    expiring share (``due``: epoch seconds, as a datetime), so a key keeps none of its own."""
 
-    __slots__ = ("t",)
+    __slots__ = ("t", "due")
 
     def __init__(self) -> None:
         self.t = float("-inf")
+        self.due: tuple[float, datetime] | None = None
 
 
 _UTC = timezone.utc
@@ -258,7 +260,6 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         self.check_s = check_s
         self.clocks = clocks
         self.last_batch = time.monotonic()  # wall clock: a key with recent batches is active
-        self.due: tuple[float, datetime] | None = None  # the check notify_at last set (epoch s, as a datetime)
 
     def _clock(self) -> _Clock:
         clocks = self.clocks
@@ -304,18 +305,19 @@ class _ObjectLogic(StatefulBatchLogic[V, W, Any], Generic[V, W, S]):
         # Event time left before this key expires, checked on the wall clock at the
         # latest every check_s (event time may run faster than the wall: backfills), and
         # not more often than every second while event time stands still.
-        left = last + self.expire_s - self._clock().t
+        clock = self._clock()
+        left = last + self.expire_s - clock.t
         now = time.time()
         if left > self.check_s:
             # Far from expiring: a check within check_s is all it needs. A check already set in
-            # the future is at most check_s away: keep it (no new time per batch of a busy key).
-            due = self.due
+            # the future is at most check_s away: the worker's keys share it (no new time per
+            # batch of a busy key, and no time kept per key: a million keys would keep 130 MB).
+            due = clock.due
             if due is not None and now < due[0]:
                 return due[1]
             at = now + self.check_s
-            self.due = due = (at, datetime.fromtimestamp(at, _UTC))
+            clock.due = due = (at, datetime.fromtimestamp(at, _UTC))
             return due[1]
-        self.due = None
         floor = min(self.check_s, 1.0)
         if left > 0:
             wait = max(left, floor)
