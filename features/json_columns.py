@@ -105,7 +105,10 @@ def _cut(values: Sequence[Any], end: bytes) -> list[bytes]:
         return []
     items: list[Any] = [_MARK] * (2 * n - 1)
     items[0::2] = values
-    text = to_json_line(items)[1:-1]
+    try:
+        text = to_json_line(items)[1:-1]
+    except orjson.JSONEncodeError:  # a value nested at orjson's limit (one level deeper in the list): one at a time
+        return [t[:len(t) - len(end)] for t in map(to_json_line, values)]
     parts = text.split(end + _MARK_TEXT)
     if len(parts) != n or not text.endswith(end):  # an input held the mark's text: one at a time
         return [t[:len(t) - len(end)] for t in map(to_json_line, values)]

@@ -24,7 +24,7 @@ from features import transactions as _tx
 from features.window_kernel import _kernel as _insert
 from features.window_kernel import unpack
 
-__all__ = ["FEATURE_COLUMNS", "features_kernel", "feature_rows", "haversine_km", "speed_kmh", "amount_deviation",
+__all__ = ["FEATURE_COLUMNS", "features_kernel", "feature_rows", "haversine_km", "haversine_rows", "speed_kmh", "amount_deviation",
            "amount_to_mean_ratio"]
 
 #: Columns :func:`feature_rows` writes per transaction (``features.transactions._FEATURE_NAMES`` order).
@@ -41,6 +41,15 @@ def haversine_km(lat1, lon1, lat2, lon2, two):
     """:func:`features.transactions.haversine_km` compiled (``two``: 2.0, given at run time;
     see :func:`features.transactions._haversine`)."""
     return _haversine(lat1, lon1, lat2, lon2, two)
+
+
+@numba.njit(cache=True)
+def haversine_rows(coords, rows, two, out):
+    """``out[i]`` = :func:`features.transactions.haversine_km` of column ``i`` of ``coords``
+    (rows: lat1, lon1, lat2, lon2) where ``rows[i]``; the others left as they are."""
+    for i in range(len(out)):
+        if rows[i]:
+            out[i] = _haversine(coords[0, i], coords[1, i], coords[2, i], coords[3, i], two)
 
 
 @numba.njit(cache=True, inline="always")

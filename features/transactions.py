@@ -53,6 +53,7 @@ __all__ = [
     "CustomerFeatures",
     "haversine_km",
     "derived_features",
+    "derived_features_many",
     "DERIVED_FEATURES",
     "speed_kmh",
     "amount_deviation",
@@ -522,3 +523,44 @@ def derived_features(event: "Mapping[str, Any] | Transaction", profile: Mapping[
         ),
         "amount_to_profile_ratio": amount / avg if avg else None,
     }
+
+
+def derived_features_many(txs: Sequence[Transaction], profiles: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
+    """:func:`derived_features` of each transaction and its profile, the same values: the
+    distances from home in one compiled call (:func:`features.transaction_kernel.haversine_rows`,
+    the same formula and floats) for the rows whose four coordinates are finite numbers,
+    the others (a missing home: ``None``; a NaN, an odd type) as :func:`derived_features` makes them.
+
+    >>> tx = parse_transaction({"transaction_id": 1, "customer_id": "C1", "merchant_id": "M1",
+    ...     "merchant_category": "gas", "amount": 50, "latitude": 40.71, "longitude": -74.01, "timestamp": 0})
+    >>> derived_features_many([tx, tx], [{"home_latitude": 40.71, "home_longitude": -74.01,
+    ...                                    "avg_transaction_amount": 25.0}, {}])
+    [{'distance_from_home_km': 0.0, 'amount_to_profile_ratio': 2.0}, \
+{'distance_from_home_km': None, 'amount_to_profile_ratio': None}]
+    """
+    n = len(txs)
+    if len(profiles) != n:
+        raise ValueError(f"derived_features_many: {len(profiles)} profiles for {n} transactions")
+    home_lat = [p.get("home_latitude") for p in profiles]
+    home_lon = [p.get("home_longitude") for p in profiles]
+    lat, lon = [tx.latitude for tx in txs], [tx.longitude for tx in txs]
+    distance: list[float | None]
+    try:
+        coords = np.array([home_lat, home_lon, lat, lon], dtype=np.float64)  # None: NaN
+    except (TypeError, ValueError, OverflowError):  # a value that is no float: row by row
+        coords = np.full((4, n), np.nan)
+    ok = np.isfinite(coords).all(axis=0)
+    if ok.any():
+        from features.transaction_kernel import haversine_rows  # lazy: numba only where features are made
+
+        out = np.full(n, np.nan)
+        haversine_rows(coords, ok, 2.0, out)
+        distance = out.tolist()
+    else:
+        distance = [None] * n
+    if not ok.all():
+        for i in np.flatnonzero(~ok).tolist():
+            h, g = home_lat[i], home_lon[i]
+            distance[i] = haversine_km(h, g, lat[i], lon[i]) if h is not None and g is not None else None
+    return [{"distance_from_home_km": d, "amount_to_profile_ratio": tx.amount / avg if avg else None}
+            for tx, d, avg in zip(txs, distance, [p.get("avg_transaction_amount") for p in profiles])]

@@ -89,7 +89,12 @@ __all__ = [
 
 def warm_up() -> None:
     """Load (or, the first time on a machine, compile) the fraud flow's kernels: the windows'
-    (one transaction through a throwaway :class:`CustomerState`) and the model's tree walk
+    (one transaction through a throwaway :class:`CustomerState`), the scorer's distances from
+    home (:func:`~features.transactions.derived_features_many`) and the model's tree walk
     (:func:`models.fraud.trees.warm_up`), so a flow's first batch does not wait for them."""
+    from features.transactions import Transaction, derived_features_many
+
     _warm_state()
+    derived_features_many([Transaction("warm-up", "warm-up", "M", "c", 1.0, 0.0, 0.0, t=0.0)],
+                          [{"home_latitude": 0.0, "home_longitude": 0.0}])
     _warm_trees()

@@ -11,7 +11,7 @@ import structlog
 
 from features.records import format_time, format_times, rounded
 from features.store import CachedLookup
-from features.transactions import Transaction, derived_features
+from features.transactions import Transaction, derived_features_many
 from models.fraud.artifact import FraudModel
 from models.fraud.batch import ScoredBatch
 from models.fraud.config import FraudScoringConfig
@@ -96,16 +96,12 @@ class FraudScorer:
         no_profile = getattr(self.customers, "last_fallback", ())
         merchants = self.merchants.get_many([tx.merchant_id for tx in txs])
         no_risk = getattr(self.merchants, "last_fallback", ())
-        lookups = []
-        derived = []
-        fallback = []
-        for tx in txs:
-            profile, customer_known = profiles[tx.customer_id]
-            risk, merchant_known = merchants[tx.merchant_id]
-            lookups.append((profile, customer_known, risk, merchant_known))
-            derived.append(derived_features(tx, profile))
-            # defaults because the store could not answer, not because it does not know the key
-            fallback.append(tx.customer_id in no_profile or tx.merchant_id in no_risk)
+        # per row: (profile, customer_known, merchant risk, merchant_known)
+        lookups = [(*profiles[tx.customer_id], *merchants[tx.merchant_id]) for tx in txs]
+        derived = derived_features_many(txs, [lk[0] for lk in lookups])
+        # defaults because the store could not answer, not because it does not know the key
+        fallback = ([tx.customer_id in no_profile or tx.merchant_id in no_risk for tx in txs]
+                    if no_profile or no_risk else [False] * len(txs))
         X = model_matrix(txs, lookups, derived)
         models = self.models.current(event_time=max(tx.t for tx in txs))
         keys = [tx.customer_id for tx in txs]

@@ -91,3 +91,24 @@ def test_a_template_refuses_what_does_not_fit_it() -> None:
 def test_object_heads_takes_dicts_only() -> None:
     with pytest.raises(TypeError, match="expected dicts, got"):
         object_heads([{"a": 1}, [1]])
+
+
+def _nested(depth: int) -> object:
+    v: object = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def test_a_value_nested_at_orjsons_limit_is_cut_as_it_is_written_alone() -> None:
+    """A field nested as deep as orjson writes on its own (its record too) is one level
+    deeper in the list of one call: that call fails, the values go one at a time."""
+    deep = {"deep": _nested(253), "x": 1}
+    to_json_line(deep)  # writes alone...
+    with pytest.raises(Exception):
+        to_json_line([deep])  # ...not one level deeper
+    values = [{"a": 1}, deep, {"b": "c"}]
+    want = [to_json_line(v) for v in values]
+    assert object_texts(values) == want
+    assert object_heads(values) == [w[:-1] for w in want]
+

@@ -19,6 +19,7 @@ from features.transactions import (
     CustomerFeatures,
     Transaction,
     derived_features,
+    derived_features_many,
     haversine_km,
     parse_transaction,
 )
@@ -567,3 +568,42 @@ def test_derived_features():
     unknown = derived_features({"amount": 50.0, "latitude": 1.0, "longitude": 1.0},
                                {"home_latitude": None, "home_longitude": None, "avg_transaction_amount": None})
     assert unknown == {"distance_from_home_km": None, "amount_to_profile_ratio": None}
+
+
+def test_derived_features_many_are_each_transactions_derived_features_bit_for_bit():
+    """The batch's distances come from one compiled call: the same floats as the plain
+    formula, and the rows it cannot take (no home, NaN, infinities, ints, odd values)
+    are what derived_features makes of them."""
+    rng = random.Random(11)
+    txs, profiles = [], []
+    odd = [{}, {"home_latitude": None, "home_longitude": 1.0}, {"home_latitude": math.nan, "home_longitude": 2.0,
+           "avg_transaction_amount": math.nan},
+           {"home_latitude": 10, "home_longitude": -20, "avg_transaction_amount": 7},
+           {"home_latitude": True, "home_longitude": 0.5, "avg_transaction_amount": 0.0},
+           {"home_latitude": 90.0, "home_longitude": 180.0, "avg_transaction_amount": -0.0}]
+    for i in range(3000):
+        lat, lon = rng.uniform(-90, 90), rng.uniform(-180, 180)
+        txs.append(parse_transaction({"transaction_id": i, "customer_id": "C", "merchant_id": "M",
+                                      "merchant_category": "gas", "amount": round(rng.uniform(0.01, 5000), 2),
+                                      "latitude": lat, "longitude": lon, "timestamp": 0}))
+        if i % 50 < len(odd):
+            profiles.append(odd[i % 50])
+        else:
+            near = rng.choice([0.0, 1e-9, 1e-4, 0.5, 30.0])
+            profiles.append({"home_latitude": max(-90.0, min(90.0, lat + rng.uniform(-near, near))),
+                             "home_longitude": lon + rng.uniform(-near, near) if i % 3 else -lon,
+                             "avg_transaction_amount": rng.choice([rng.uniform(1, 300), 25.0, None])})
+    want = [derived_features(tx, p) for tx, p in zip(txs, profiles)]
+    got = derived_features_many(txs, profiles)
+    assert [repr(list(d.items())) for d in got] == [repr(list(d.items())) for d in want]  # NaN, -0.0 too
+    assert orjson.dumps(got) == orjson.dumps(want)  # NaN as NaN: the same null, -0.0 as -0.0
+    assert derived_features_many([], []) == []
+    # a home that is no number or out of the formula's domain fails as it does row by row
+    for home, error in (("x", TypeError), (math.inf, ValueError), (10 ** 400, OverflowError)):
+        profile = {"home_latitude": home, "home_longitude": 1.0}
+        with pytest.raises(error):
+            derived_features(txs[0], profile)
+        with pytest.raises(error):
+            derived_features_many(txs[:3], [profiles[100], profile, profiles[101]])
+    with pytest.raises(ValueError, match="profiles"):
+        derived_features_many(txs[:2], profiles[:1])

@@ -166,3 +166,20 @@ def test_undecodable_text_in_the_key_gets_the_replacement_character() -> None:
     (b,) = scored(cfg, readings)
     assert b.lines("scored") == [to_json_line(r) for r in b.records()]
     assert b"\xef\xbf\xbd-dev@" in b.lines("scored")[0]
+
+
+def test_a_field_nested_as_deep_as_a_record_can_be_written_keeps_its_line() -> None:
+    """An input field nested as deep as orjson writes inside a record: the batch's one call
+    over every row's fields is one level deeper and fails; that row's line is still its
+    record's (before, making the batch's text raised orjson's recursion error)."""
+    cfg = next(iter(CONFIGS.values()))
+    deep: object = 1
+    for _ in range(253):
+        deep = [deep]
+    readings = stream(cfg, n=600)
+    readings[300].fields["deep"] = deep
+    batches = scored(cfg, readings)
+    assert any(len(b) >= 24 and any(r.fields.get("deep") is deep for r in b.readings) for b in batches)
+    for b in batches:
+        recs = b.records()
+        assert b.text("scored") == b"".join(to_json_line(r) + b"\n" for r in recs)
