@@ -54,6 +54,8 @@ __all__ = [
     "haversine_km",
     "derived_features",
     "derived_features_many",
+    "home_of",
+    "profile_ratio",
     "DERIVED_FEATURES",
     "speed_kmh",
     "amount_deviation",
@@ -501,9 +503,39 @@ DERIVED_FEATURES: tuple[str, ...] = (
 )
 
 
+def home_of(profile: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The profile's home ``(latitude, longitude)``, or ``None`` when it has none a distance can
+    be measured from: missing, not numbers, not finite, or outside [-90, 90] / [-180, 180]
+    (stored data is input too: one bad row must not fail every batch of its customer).
+
+    >>> home_of({"home_latitude": 40.7, "home_longitude": -74}), home_of({"home_latitude": float("inf"), "home_longitude": 0.0})
+    ((40.7, -74.0), None)
+    """
+    try:
+        lat, lon = float(profile.get("home_latitude")), float(profile.get("home_longitude"))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return (lat, lon) if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 else None  # NaN fails both
+
+
+def profile_ratio(amount: float, avg: Any) -> float | None:
+    """``amount`` over the profile's average amount, or ``None`` when that average is not a
+    finite number above 0."""
+    if type(avg) is int:
+        try:
+            avg = float(avg)
+        except OverflowError:
+            return None
+    if type(avg) is float and 0.0 < avg < math.inf:
+        return amount / avg
+    return None
+
+
 def derived_features(event: "Mapping[str, Any] | Transaction", profile: Mapping[str, Any]) -> dict[str, float | None]:
     """Features that need both the event (``amount``, ``latitude``, ``longitude``)
-    and the Feast customer profile (a :class:`Transaction` may stand for the event).
+    and the Feast customer profile (a :class:`Transaction` may stand for the event): the
+    distance from its home (:func:`home_of`) and the ratio to its average amount
+    (:func:`profile_ratio`); ``None`` where the profile has no usable value.
 
     >>> derived_features({"amount": 50.0, "latitude": 40.71, "longitude": -74.01},
     ...                  {"home_latitude": 40.71, "home_longitude": -74.01, "avg_transaction_amount": 25.0})
@@ -513,15 +545,10 @@ def derived_features(event: "Mapping[str, Any] | Transaction", profile: Mapping[
         amount, lat, lon = event.amount, event.latitude, event.longitude
     else:
         amount, lat, lon = event["amount"], event["latitude"], event["longitude"]
-    home_lat, home_lon = profile.get("home_latitude"), profile.get("home_longitude")
-    avg = profile.get("avg_transaction_amount")
+    home = home_of(profile)
     return {
-        "distance_from_home_km": (
-            haversine_km(home_lat, home_lon, lat, lon)
-            if home_lat is not None and home_lon is not None
-            else None
-        ),
-        "amount_to_profile_ratio": amount / avg if avg else None,
+        "distance_from_home_km": haversine_km(home[0], home[1], lat, lon) if home is not None else None,
+        "amount_to_profile_ratio": profile_ratio(amount, profile.get("avg_transaction_amount")),
     }
 
 
@@ -549,7 +576,8 @@ def derived_features_many(txs: Sequence[Transaction], profiles: Sequence[Mapping
         coords = np.array([home_lat, home_lon, lat, lon], dtype=np.float64)  # None: NaN
     except (TypeError, ValueError, OverflowError):  # a value that is no float: row by row
         coords = np.full((4, n), np.nan)
-    ok = np.isfinite(coords).all(axis=0)
+    with np.errstate(invalid="ignore"):  # a home as home_of takes it, and a finite event position
+        ok = (np.isfinite(coords).all(axis=0) & (np.abs(coords[0]) <= 90.0) & (np.abs(coords[1]) <= 180.0))
     if ok.any():
         from features.transaction_kernel import haversine_rows  # lazy: numba only where features are made
 
@@ -560,7 +588,6 @@ def derived_features_many(txs: Sequence[Transaction], profiles: Sequence[Mapping
         distance = [None] * n
     if not ok.all():
         for i in np.flatnonzero(~ok).tolist():
-            h, g = home_lat[i], home_lon[i]
-            distance[i] = haversine_km(h, g, lat[i], lon[i]) if h is not None and g is not None else None
-    return [{"distance_from_home_km": d, "amount_to_profile_ratio": tx.amount / avg if avg else None}
+            distance[i] = derived_features(txs[i], profiles[i])["distance_from_home_km"]
+    return [{"distance_from_home_km": d, "amount_to_profile_ratio": profile_ratio(tx.amount, avg)}
             for tx, d, avg in zip(txs, distance, [p.get("avg_transaction_amount") for p in profiles])]

@@ -598,12 +598,18 @@ def test_derived_features_many_are_each_transactions_derived_features_bit_for_bi
     assert [repr(list(d.items())) for d in got] == [repr(list(d.items())) for d in want]  # NaN, -0.0 too
     assert orjson.dumps(got) == orjson.dumps(want)  # NaN as NaN: the same null, -0.0 as -0.0
     assert derived_features_many([], []) == []
-    # a home that is no number or out of the formula's domain fails as it does row by row
-    for home, error in (("x", TypeError), (math.inf, ValueError), (10 ** 400, OverflowError)):
-        profile = {"home_latitude": home, "home_longitude": 1.0}
-        with pytest.raises(error):
-            derived_features(txs[0], profile)
-        with pytest.raises(error):
-            derived_features_many(txs[:3], [profiles[100], profile, profiles[101]])
+    # a stored profile whose home or average is no usable number: no distance or ratio, not an
+    # error (it failed every batch its customer was in: the whole batch went to dead letters)
+    odd = [("x", 1.0), (math.inf, 0.0), (10 ** 400, 1.0), (math.nan, 1.0), (91.0, 0.0), (0.0, -180.5), (None, 1.0)]
+    for home_lat, home_lon in odd:
+        profile = {"home_latitude": home_lat, "home_longitude": home_lon, "avg_transaction_amount": 40.0}
+        assert derived_features(txs[0], profile)["distance_from_home_km"] is None
+        got = derived_features_many(txs[:3], [profiles[100], profile, profiles[101]])
+        assert got[1]["distance_from_home_km"] is None and got[1]["amount_to_profile_ratio"] is not None
+        assert got[0] == derived_features(txs[0], profiles[100])
+    for avg in ("x", math.inf, math.nan, -5.0, 0, True, 10 ** 400):
+        profile = {"home_latitude": 1.0, "home_longitude": 1.0, "avg_transaction_amount": avg}
+        assert derived_features(txs[0], profile)["amount_to_profile_ratio"] is None
+        assert derived_features_many(txs[:1], [profile])[0]["amount_to_profile_ratio"] is None
     with pytest.raises(ValueError, match="profiles"):
         derived_features_many(txs[:2], profiles[:1])
