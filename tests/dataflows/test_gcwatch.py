@@ -24,9 +24,13 @@ from tests.conftest import ROOT
 def test_a_customer_state_holds_no_reference_cycle():
     cfg = FraudScoringConfig()
     txs = [parse_transaction(e) for e in common.fraud_events(300)]
-    first = CustomerState(cfg)  # each kernel's first call in a process (numba loading it) makes
-    first.update(txs[0])  # cycles of its own, once: done before counting
-    CustomerState(cfg).load(first.snapshot())
+    # each kernel's first call in a process (numba loading it) makes cycles of its own, once: the
+    # loop's own work (a few events, so the arrays grow; a snapshot loaded back) done before counting
+    for tx in txs[:5]:
+        first = CustomerState(cfg)
+        for t in txs[:5]:
+            first.update(t)
+        CustomerState(cfg).load(first.snapshot())
     del first
     gc.collect()
     was = gc.isenabled()
