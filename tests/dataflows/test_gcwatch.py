@@ -24,12 +24,12 @@ from tests.conftest import ROOT
 def test_a_customer_state_holds_no_reference_cycle():
     cfg = FraudScoringConfig()
     txs = [parse_transaction(e) for e in common.fraud_events(300)]
-    # each kernel's first call in a process (numba loading it) makes cycles of its own, once: the
-    # loop's own work (a few events, so the arrays grow; a snapshot loaded back) done before counting
-    for tx in txs[:5]:
+    # each kernel's first call in a process (numba loading or compiling it) makes cycles of its
+    # own, once: the loop's own work, on the same events, done once before counting
+    for i in range(200):
         first = CustomerState(cfg)
-        for t in txs[:5]:
-            first.update(t)
+        for tx in txs[i: i + 5]:
+            first.update(tx)
         CustomerState(cfg).load(first.snapshot())
     del first
     gc.collect()
