@@ -54,15 +54,19 @@ def produce_raw(topic: str, values: list[bytes]) -> None:
 
 def _patiently(call: Callable[[], Any], tries: int = 3) -> Any:
     """``call()``, again after a registry HTTP timeout: the test's reader, not the flow, waits out a
-    registry that is slow on a loaded machine (seen once: a 30 s read timeout). Anything else raises."""
-    import httpx
+    registry that is slow on a loaded machine (seen twice: a 30 s read timeout). Anything else raises.
+    confluent-kafka's registry client is on ``httpx2`` (a fork of ``httpx``): both timeouts count."""
+    import importlib
+    import importlib.util
 
+    timeouts = tuple(importlib.import_module(m).TimeoutException for m in ("httpx", "httpx2")
+                     if importlib.util.find_spec(m) is not None)
     for attempt in range(tries):
         try:
             return call()
         except Exception as exc:  # the deserializer may wrap the HTTP client's error
             cause: BaseException | None = exc
-            while cause is not None and not isinstance(cause, httpx.TimeoutException):
+            while cause is not None and not isinstance(cause, timeouts):
                 cause = cause.__cause__ or cause.__context__
             if cause is None or attempt == tries - 1:
                 raise
