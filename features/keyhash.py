@@ -35,7 +35,7 @@ import msgspec
 import numba
 import numpy as np
 
-__all__ = ["siphash13", "key_hash", "entity_reader", "routing_key"]
+__all__ = ["siphash13", "key_hash", "entity_reader", "routing_key", "is_utf8"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -112,13 +112,25 @@ def routing_key(key: str) -> str:
     >>> routing_key("C000001"), routing_key("dev\\udcff\\udcfe"), routing_key("café")
     ('C000001', 'dev\\\\xff\\\\xfe', 'café')
     """
-    if key.isascii():
+    if is_utf8(key):
         return key
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8(key: str) -> bool:
+    """Whether UTF-8 can hold ``key``: false only for text holding lone surrogates (undecodable
+    input bytes), which Bytewax, Feast and Arrow refuse. ASCII is answered at once.
+
+    >>> is_utf8("C1"), is_utf8("café"), is_utf8("C\\udcff")
+    (True, True, False)
+    """
+    if key.isascii():
+        return True
     try:
         key.encode("utf-8")
-        return key
+        return True
     except UnicodeEncodeError:
-        return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return False
 
 
 def entity_reader(field: str, numbers: bool = False) -> Callable[[Any], str | None]:

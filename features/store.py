@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import structlog
 
+from features.keyhash import is_utf8
+
 __all__ = [
     "PROFILE_DEFAULTS",
     "MERCHANT_DEFAULTS",
@@ -587,21 +589,13 @@ class FeastFetcher:
         names = self.feature_names()
         # a key holding undecodable input bytes (lone surrogates) cannot be in the store, whose
         # keys are UTF-8, and Feast would fail the whole call on it: it is unknown, not asked
-        keys = [k for k in keys if k.isascii() or _utf8(k)]
+        keys = [k for k in keys if is_utf8(k)]
         if not keys:
             return {}
         resp = self._open().get_online_features(
             features=[f"{self.view}:{n}" for n in names], entity_rows=[{self.join_key: k} for k in keys]
         ).to_dict()
         return {k: {n: resp[n][i] for n in names} for i, k in enumerate(keys)}
-
-
-def _utf8(key: str) -> bool:
-    try:
-        key.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def feast_fetcher(

@@ -515,7 +515,8 @@ def home_of(profile: Mapping[str, Any]) -> tuple[float, float] | None:
         lat, lon = float(profile.get("home_latitude")), float(profile.get("home_longitude"))  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         return None
-    return (lat, lon) if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 else None  # NaN fails both
+    (lo_lat, hi_lat), (lo_lon, hi_lon) = _RANGES["latitude"], _RANGES["longitude"]  # the events' bounds
+    return (lat, lon) if lo_lat <= lat <= hi_lat and lo_lon <= lon <= hi_lon else None  # NaN fails both
 
 
 def profile_ratio(amount: float, avg: Any) -> float | None:
@@ -577,7 +578,8 @@ def derived_features_many(txs: Sequence[Transaction], profiles: Sequence[Mapping
     except (TypeError, ValueError, OverflowError):  # a value that is no float: row by row
         coords = np.full((4, n), np.nan)
     with np.errstate(invalid="ignore"):  # a home as home_of takes it, and a finite event position
-        ok = (np.isfinite(coords).all(axis=0) & (np.abs(coords[0]) <= 90.0) & (np.abs(coords[1]) <= 180.0))
+        ok = (np.isfinite(coords).all(axis=0) & (np.abs(coords[0]) <= _RANGES["latitude"][1])
+              & (np.abs(coords[1]) <= _RANGES["longitude"][1]))
     if ok.any():
         from features.transaction_kernel import haversine_rows  # lazy: numba only where features are made
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 import structlog
 
 from features.formats import valid_text
+from features.keyhash import is_utf8
 from features.live.rows import CUSTOMER_LIVE_VIEW, live_row
 
 __all__ = ["LiveWriterStats", "LiveWriter"]
@@ -152,8 +153,8 @@ class LiveWriter:
                 row = self._row(rec)
                 if row is not None:
                     k, t = row[key_f], float(row[time_f])
-                    if isinstance(k, str) and not k.isascii():
-                        k.encode("utf-8")  # undecodable input bytes: the store's keys are UTF-8 (invalid)
+                    if isinstance(k, str) and not is_utf8(k):  # undecodable input bytes: the store's keys are UTF-8
+                        raise ValueError(f"key {key_f} {valid_text(k)!r} holds bytes that are not UTF-8 (lone surrogates)")
                     for name, v in row.items():  # other text with such bytes: U+FFFD, as in the JSON
                         if isinstance(v, str) and not v.isascii():
                             row[name] = valid_text(v)
