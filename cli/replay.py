@@ -170,6 +170,13 @@ def ensure_topic(kafka: Any, topic: str, partitions: int) -> int:
     except Exception as exc:
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise
+    # Created is not yet visible: a broker's metadata can lag the controller for a moment (a
+    # flow started right after this, e.g. by a benchmark, would refuse the topic as missing).
+    deadline = time.monotonic() + 30
+    while topic not in _check_broker(kafka, (topic,)):
+        if time.monotonic() > deadline:
+            raise ReplayError(f"topic {topic!r} was created but is not in the broker's metadata after 30 s")
+        time.sleep(0.1)
     return partitions
 
 

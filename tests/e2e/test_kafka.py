@@ -286,6 +286,8 @@ def test_replay_tool_produces_keyed_events_at_a_rate():
     topic = f"replay-{uuid.uuid4().hex[:8]}"
     kafka = KafkaConfig(bootstrap_servers=BROKER)
     assert ensure_topic(kafka, topic, 3) == 3
+    # visible as soon as it returns: a flow started next checks its topics exist
+    assert check_broker(BROKER, topics=(topic,)) == {topic: 3}
     events = stream_transactions(200, seed=1)
     stats = replay(events, kafka, topic, lambda e: e["transaction_id"], rate=400, progress=False)
     assert stats["sent"] == 200 and stats["seconds"] >= 0.45  # paced: 200 events at 400/s
