@@ -4,39 +4,22 @@ the metrics' columns; the device profiles go at the end of each record."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from features.formats import to_json_line
 from features.json_columns import _MARK
-from features.records import POSSIBLE_REPEAT, DeadLetter, RecordBatch, batch_or_dead_letters, parse_time
+from features.records import POSSIBLE_REPEAT, RecordBatch, batch_or_dead_letters, parse_time
 from features.sensors import parse_reading
 from models.inference_log import log_row, schema, to_table
-from models.iot import DeviceState, IoTScoringConfig, ScoredReadings, ShardState, log_spec
+from models.iot import IoTScoringConfig, ScoredReadings, ShardState, log_spec
 from models.status import NORMAL, alert_of
 
-from tests.models.iot.test_state import CONFIGS, stream
+from tests.models.iot.test_state import CONFIGS, run_steps, stream
 
 T0 = parse_time("2024-01-01T00:00:00Z")
 
 
 def scored(cfg: IoTScoringConfig, readings: list, batch: int = 500) -> list[ScoredReadings]:
-    """The flow's two steps per upstream batch (as tests/models/iot/test_state.py runs them),
-    keeping the shard step's scored batches."""
-    devices: dict[str, DeviceState] = {}
-    shards: dict[int, ShardState] = {}
-    out: list[ScoredReadings] = []
-    for b in range(0, len(readings), batch):
-        by_dev: dict[str, list] = defaultdict(list)
-        for r in readings[b:b + batch]:
-            by_dev[r.device].append(r)
-        by_shard: dict[int, list] = defaultdict(list)
-        for dev, rs in by_dev.items():
-            for item in devices.setdefault(dev, DeviceState(cfg)).score_batch(rs):
-                if not isinstance(item, DeadLetter):
-                    by_shard[item.shard].append(item)
-        for sh, items in by_shard.items():
-            out.extend(shards.setdefault(sh, ShardState(cfg)).score_batches(items))
-    return out
+    """The shard step's scored batches, the flow's two steps run as the dataflow runs them."""
+    return [b for b in run_steps(cfg, readings, ShardState.score_batches, batch) if isinstance(b, ScoredReadings)]
 
 
 def odd_readings(cfg: IoTScoringConfig) -> list:

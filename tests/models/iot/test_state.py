@@ -9,6 +9,7 @@ import json
 import pickle
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -79,11 +80,14 @@ def stream(cfg: IoTScoringConfig, n: int = 6000, seed: int = 3) -> list:
     return out
 
 
-def flow_outputs(cfg: IoTScoringConfig, readings: list, batch: int = 500) -> list:
+def run_steps(cfg: IoTScoringConfig, readings: list, shard_step: Callable[[ShardState, list], list],
+              batch: int = 500) -> list:
     """Run the flow's two steps as the dataflow runs them: per upstream batch, each device's
-    readings together (``stateful_batch``), then each shard's results together."""
+    readings together (``stateful_batch``), then each shard's results together through
+    ``shard_step``. Returns the dead letters (as dicts) and drift records of the device step,
+    and what ``shard_step`` returned, in the order the flow emits them."""
     devices: dict[str, DeviceState] = {}
-    shards: dict[str, ShardState] = {}
+    shards: dict[int, ShardState] = {}
     out: list = []
     for b in range(0, len(readings), batch):
         by_dev: dict[str, list] = defaultdict(list)
@@ -98,8 +102,13 @@ def flow_outputs(cfg: IoTScoringConfig, readings: list, batch: int = 500) -> lis
                     by_shard[item.shard].append(item)
                     out.extend(item.drifts)
         for sh, items in by_shard.items():
-            out.extend(shards.setdefault(str(sh), ShardState(cfg)).update_batches(items))
+            out.extend(shard_step(shards.setdefault(sh, ShardState(cfg)), items))
     return out
+
+
+def flow_outputs(cfg: IoTScoringConfig, readings: list, batch: int = 500) -> list:
+    """The records the flow writes (:func:`run_steps` with the shard step's records)."""
+    return run_steps(cfg, readings, ShardState.update_batches, batch)
 
 
 def digests(outputs: list, chunk: int = 100) -> list[str]:
