@@ -68,33 +68,33 @@ def write(
 
     up = op.flat_map_batch("metrics", up, observe)  # counted a batch at a time
     if io.output == "kafka":
-        from bytewax.connectors.kafka import KafkaSinkMessage
-
         # lazy: pulls confluent_kafka; importing a flow loads no Kafka client (tests/dataflows/test_startup.py)
         from dataflows.connectors.kafka import ReliableKafkaSink
 
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
+        # one item per scored batch: its messages as (key, value) pairs, straight to the producer
         if k.output_format == "json" or encoder is None:
-            def as_json(r: Any) -> list[KafkaSinkMessage]:
+            def as_json(r: Any) -> list[tuple[bytes, bytes]] | None:
                 if isinstance(r, RecordBatch):
-                    return [KafkaSinkMessage(key_bytes(mk), line) for mk, line in zip(r.keys(kind), r.lines(kind))]
-                return [KafkaSinkMessage(key_bytes(key(r)), to_json_line(as_dict(r)))]
+                    keys = r.keys(kind)
+                    return list(zip(map(key_bytes, keys), r.lines(kind))) if keys else None
+                return [(key_bytes(key(r)), to_json_line(as_dict(r)))]
 
-            msgs = op.flat_map("to_message", up, as_json)
+            msgs = op.filter_map("to_message", up, as_json)
         else:
             state: dict[str, Any] = {}
 
-            def framed(r: Any) -> list[KafkaSinkMessage]:
+            def framed(r: Any) -> list[tuple[bytes, bytes]] | None:
                 if "encode" not in state:
                     state["encode"] = encoder()
                 encode = state["encode"]
                 if isinstance(r, RecordBatch):
-                    return [KafkaSinkMessage(key_bytes(mk), encode(rec))
-                            for mk, rec in zip(r.keys(kind), r.output_records(kind))]
-                return [KafkaSinkMessage(key_bytes(key(r)), encode(r))]
+                    keys = r.keys(kind)
+                    return [(key_bytes(mk), encode(rec)) for mk, rec in zip(keys, r.output_records(kind))] or None
+                return [(key_bytes(key(r)), encode(r))]
 
-            msgs = op.flat_map("to_message", up, framed)
+            msgs = op.filter_map("to_message", up, framed)
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
                                                  too_large=too_large(kind, topic, k.dead_letter_topic, flow_id,
                                                                      letters if encoder is not None else None)))

@@ -4,7 +4,7 @@ turns records over the size limit into dead letters, and stops loudly on refusal
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import structlog
 from bytewax.connectors.kafka import KafkaSinkMessage
@@ -15,7 +15,7 @@ from typing_extensions import override
 from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG, client_config
 
 __all__ = ["ReliableKafkaSink", "TooLarge", "message_max_bytes", "KafkaDeliveryError", "delivery_timeout_s",
-           "warm_producer", "WARM_TIMEOUT_S"]
+           "warm_producer", "WARM_TIMEOUT_S", "Messages"]
 
 log = structlog.get_logger("dataflows.connectors.kafka")
 
@@ -125,20 +125,34 @@ def warm_producer(producer: Producer, topic: str, timeout_s: float = WARM_TIMEOU
         time.sleep(0.02)
 
 
-class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
+def _failure_recorder(failures: list[tuple[Any, Optional[bytes], int, str]],
+                      topic: str) -> Callable[[Any, Any], None]:
+    """The producer's delivery callback: each message not delivered, as ``(error, key, value
+    size, topic)``, onto ``failures`` (the partition fails the batch on them)."""
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append((err, msg.key(), len(msg.value() or b""), msg.topic() or topic))
+
+    return on_delivery
+
+
+#: What a Kafka sink writes: one message, or a batch's messages as ``(key, value)`` pairs
+#: (one item for a whole scored batch: no object per message on the way to the producer).
+Messages = Union[KafkaSinkMessage, List[Tuple[Optional[bytes], bytes]]]
+
+
+class _ReliablePartition(StatelessSinkPartition[Messages]):
     def __init__(self, producer: Producer, topic: str, timeout_s: float,
-                 too_large: TooLarge | None = None, max_bytes: int = 1_000_000) -> None:
+                 too_large: TooLarge | None = None, max_bytes: int = 1_000_000,
+                 failures: list[tuple[Any, Optional[bytes], int, str]] | None = None) -> None:
         self._producer = producer
         self._topic = topic
         self._timeout_s = timeout_s
         self._too_large = too_large
         self._max_bytes = max_bytes
-        # (librdkafka error, message key, value size, topic) of each message not delivered
-        self._failures: list[tuple[Any, Optional[bytes], int, str]] = []
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._failures.append((err, msg.key(), len(msg.value() or b""), msg.topic() or self._topic))
+        # (librdkafka error, message key, value size, topic) of each message not delivered: the
+        # producer's delivery callback (:func:`_failure_recorder`) appends them
+        self._failures: list[tuple[Any, Optional[bytes], int, str]] = [] if failures is None else failures
 
     def _fail(self, err: Any, count: int, failed: list[tuple[Any, Optional[bytes], int, str]]) -> None:
         """Log one ``kafka_delivery_failed`` error line naming the topic (the one the
@@ -166,8 +180,7 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
     def _produce(self, m: KafkaSinkMessage, topic: str | None = None) -> None:
         while True:
             try:
-                self._producer.produce(topic or self._topic, value=m.value, key=m.key, headers=m.headers or None,
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(topic or self._topic, value=m.value, key=m.key, headers=m.headers or None)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
@@ -211,10 +224,19 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
             log.info("kafka_delivery_resumed", topic=self._topic, waited_s=round(time.monotonic() - t0, 1))
 
     @override
-    def write_batch(self, items: List[KafkaSinkMessage]) -> None:
-        for m in items:
-            self._produce(m)
-            self._producer.poll(0)
+    def write_batch(self, items: List[Messages]) -> None:
+        producer = self._producer
+        produce, topic = producer.produce, self._topic
+        for item in items:
+            if type(item) is list:  # a batch's (key, value) pairs: produced as they are
+                for key, value in item:
+                    try:
+                        produce(topic, value, key)
+                    except (BufferError, KafkaException):  # queue full, too large: the careful path
+                        self._produce(KafkaSinkMessage(key, value))
+            else:
+                self._produce(item)
+            producer.poll(0)
         self._wait()
 
     @override
@@ -222,8 +244,9 @@ class _ReliablePartition(StatelessSinkPartition[KafkaSinkMessage]):
         self._wait()  # write_batch left nothing behind; fails loudly rather than drop if it did
 
 
-class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
-    """One topic; every worker produces its own items; a batch returns only once every
+class ReliableKafkaSink(DynamicSink[Messages]):
+    """One topic; every worker produces its own items (a ``KafkaSinkMessage``, or a scored
+    batch's messages as one list of ``(key, value)`` pairs); a batch returns only once every
     record is delivered. A record the broker refuses (too large, no such topic, not
     authorized) or does not take within ``message.timeout.ms`` (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``,
     default :data:`DELIVERY_TIMEOUT_MS`) stops the run with :class:`KafkaDeliveryError`,
@@ -250,6 +273,7 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
 
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReliablePartition:
+        failures: list[tuple[Any, Optional[bytes], int, str]] = []
         producer = Producer({
             "linger.ms": "5",
             "compression.type": "lz4",
@@ -257,8 +281,12 @@ class ReliableKafkaSink(DynamicSink[KafkaSinkMessage]):
             "message.timeout.ms": str(DELIVERY_TIMEOUT_MS),
             **client_config(self._brokers, self._options),
             "logger": _LIBRDKAFKA_LOG,
+            # only failures are reported, to one callback: none per delivered message (the
+            # wait for delivery is flush(), which counts what is still in flight)
+            "on_delivery": _failure_recorder(failures, self._topic),
+            "delivery.report.only.error": True,
         })
         # connected, and the topic created if the broker creates topics, before the first batch
         warm_producer(producer, self._topic, min(WARM_TIMEOUT_S, delivery_timeout_s(self._options)))
         return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
-                                  message_max_bytes(self._options))
+                                  message_max_bytes(self._options), failures)
