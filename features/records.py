@@ -278,6 +278,12 @@ class RecordBatch:
         """The message key of each of :meth:`lines`."""
         raise NotImplementedError
 
+    def entity(self) -> str:
+        """The entity key (customer, device) of the batch's first row. The worker that scored
+        the batch holds that entity (its shard is co-located: :mod:`dataflows.placement`), so a
+        sink routing the batch by this key's hash keeps it on that worker."""
+        raise NotImplementedError
+
     def output_records(self, kind: str) -> list[dict[str, Any]]:
         """The records of ``kind`` as dicts (for encoders other than JSON)."""
         raise NotImplementedError

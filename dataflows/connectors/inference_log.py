@@ -117,7 +117,7 @@ def log_inference(step_id: str, up: Stream[dict], root: Path, spec: LogSpec, par
 
     def row(r: Any) -> tuple[str, Any]:
         if isinstance(r, RecordBatch):
-            return routing_key(r.keys("scored")[0]), r.log_table(spec)
+            return routing_key(r.entity()), r.log_table(spec)  # stays on the worker that scored it
         return routing_key(str(r.get(key_field))), log_row(r, spec)
 
     rows = op.map("row", up, row)

@@ -149,6 +149,9 @@ class ScoredBatch(RecordBatch):
             return [tx.transaction_id for tx in txs]
         return [txs[i].transaction_id for i in self.alert_rows()]
 
+    def entity(self) -> str:
+        return self.txs[0].customer_id
+
     def output_records(self, kind: str) -> list[dict[str, Any]]:
         """The records of output ``kind`` as dicts (for encoders other than JSON)."""
         if kind == "scored":

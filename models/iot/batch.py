@@ -333,6 +333,9 @@ class ScoredReadings(RecordBatch):
         ids = self.ids
         return [ids[j] for j in self.alert_rows()]
 
+    def entity(self) -> str:
+        return self.readings[0].device
+
     def output_records(self, kind: str) -> list[dict[str, Any]]:
         """The records of output ``kind`` as dicts."""
         if kind == "scored":

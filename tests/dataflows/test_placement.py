@@ -159,6 +159,12 @@ def test_fraud_flow_same_per_key_results_for_every_layout(fraud_env, tmp_path):
             (r["transaction_id"], r["fraud_score"]) for r in scored), name
         parts = {FILE_PATTERN.match(f.name)["part"] for f in (out / "inference_log").rglob("*.parquet")}
         assert len(parts) == scorers, f"{name}: log partitions {sorted(parts)}"  # one per worker
+        # each row written by the worker that scored it: partition j holds worker j's customers
+        customer = {r["transaction_id"]: r["customer_id"] for r in scored}
+        for f in (out / "inference_log").rglob("*.parquet"):
+            part = int(FILE_PATTERN.match(f.name)["part"])
+            ids = pq_dataset(f).to_table(columns=["event_id"])["event_id"].to_pylist()
+            assert {worker_of(customer[i], scorers) for i in ids} == {part}, f"{name}: {f.name}"
     reference = results["1 worker"]
     assert len(reference) == len(events)
     for name, got in results.items():

@@ -3,16 +3,18 @@ turns records over the size limit into dead letters, and stops loudly on refusal
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import structlog
 from bytewax.connectors.kafka import KafkaSinkMessage
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaException, Producer
 from typing_extensions import override
 
 from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG, client_config
+from features.keyhash import key_hash
 
 __all__ = ["ReliableKafkaSink", "TooLarge", "message_max_bytes", "KafkaDeliveryError", "delivery_timeout_s",
            "warm_producer", "WARM_TIMEOUT_S", "Messages"]
@@ -136,12 +138,21 @@ def _failure_recorder(failures: list[tuple[Any, Optional[bytes], int, str]],
     return on_delivery
 
 
+#: Set once an output of this process has failed (:class:`KafkaDeliveryError`): the run stops,
+#: and the other outputs drop what they hold instead of failing on it a second time.
+_FAILED = threading.Event()
+
+
 #: What a Kafka sink writes: one message, or a batch's messages as ``(key, value)`` pairs
 #: (one item for a whole scored batch: no object per message on the way to the producer).
 Messages = Union[KafkaSinkMessage, List[Tuple[Optional[bytes], bytes]]]
 
 
-class _ReliablePartition(StatelessSinkPartition[Messages]):
+class _ReliablePartition(StatefulSinkPartition[Messages, None]):
+    """One worker's producer for one topic. A batch is produced, not awaited: what it
+    produced is delivered, or the run fails, by the epoch's end (:meth:`snapshot`), before
+    Bytewax commits the epoch. A failure reported meanwhile fails the next batch."""
+
     def __init__(self, producer: Producer, topic: str, timeout_s: float,
                  too_large: TooLarge | None = None, max_bytes: int = 1_000_000,
                  failures: list[tuple[Any, Optional[bytes], int, str]] | None = None) -> None:
@@ -173,7 +184,8 @@ class _ReliablePartition(StatelessSinkPartition[Messages]):
             self._producer.flush(0)
         except Exception:  # pragma: no cover - best effort
             pass
-        self._failures = []
+        self._failures.clear()  # the producer's callback holds this list
+        _FAILED.set()
         raise KafkaDeliveryError(f"Kafka topic {topic!r}: {count} messages not delivered: {reason}"
                                  + (f"; {hint}" if hint else ""))
 
@@ -182,8 +194,8 @@ class _ReliablePartition(StatelessSinkPartition[Messages]):
             try:
                 self._producer.produce(topic or self._topic, value=m.value, key=m.key, headers=m.headers or None)
                 return
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self._producer.poll(0.05)
+            except BufferError:  # local queue full (a slow or absent broker): wait for it, then retry
+                self._wait()
             except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
                 if topic is None and self._too_large is not None and _reason(exc)[0] == "MSG_SIZE_TOO_LARGE":
                     self._divert(m)
@@ -225,6 +237,8 @@ class _ReliablePartition(StatelessSinkPartition[Messages]):
 
     @override
     def write_batch(self, items: List[Messages]) -> None:
+        if self._failures:  # reported since the last batch: the run stops
+            self._wait()
         producer = self._producer
         produce, topic = producer.produce, self._topic
         for item in items:
@@ -237,22 +251,42 @@ class _ReliablePartition(StatelessSinkPartition[Messages]):
             else:
                 self._produce(item)
             producer.poll(0)
+
+    @override
+    def snapshot(self) -> None:
+        """The epoch's end: every record produced so far is delivered (or the run fails)
+        before Bytewax commits the epoch, so a restart never skips an undelivered record."""
         self._wait()
+        return None
 
     @override
     def close(self) -> None:
-        self._wait()  # write_batch left nothing behind; fails loudly rather than drop if it did
+        if _FAILED.is_set():
+            # An output of this process failed and said so: the run is stopping. What this
+            # producer still holds belongs to an epoch that will not commit; a restart with
+            # recovery produces it again. Dropped, not awaited (the broker may be gone).
+            undelivered = len(self._producer)
+            self._producer.purge()
+            self._producer.flush(0)
+            log.info("kafka_output_dropped_on_failure", topic=self._topic, undelivered=undelivered)
+            return
+        self._wait()  # fails loudly rather than drop what is still in flight
 
 
-class ReliableKafkaSink(DynamicSink[Messages]):
-    """One topic; every worker produces its own items (a ``KafkaSinkMessage``, or a scored
-    batch's messages as one list of ``(key, value)`` pairs); a batch returns only once every
-    record is delivered. A record the broker refuses (too large, no such topic, not
-    authorized) or does not take within ``message.timeout.ms`` (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``,
+class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
+    """One topic, written by ``parts`` partitions (one per worker: each item keyed by a key
+    its worker holds stays on that worker, :meth:`part_fn`), each with its own producer.
+    An item is a ``KafkaSinkMessage``, or a scored batch's messages as one list of ``(key,
+    value)`` pairs. Batches are produced without waiting for the broker; at each epoch's end
+    (:meth:`_ReliablePartition.snapshot`) every record is delivered before the epoch
+    commits (at-least-once, as a checkpointing Kafka sink does).
+
+    A record the broker refuses (too large, no such topic, not authorized) or does not take within ``message.timeout.ms`` (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``,
     default :data:`DELIVERY_TIMEOUT_MS`) stops the run with :class:`KafkaDeliveryError`,
     after one ``kafka_delivery_failed`` error log line naming the topic and the
     librdkafka error; nothing is dropped silently. While the broker is away, each worker
-    waits (its input is not read meanwhile) and logs ``kafka_delivery_waiting``.
+    waits at the epoch's end, or once librdkafka's queue is full (its input is not read
+    meanwhile), and logs ``kafka_delivery_waiting``.
 
     With ``too_large``, a record larger than the producer's ``message.max.bytes``
     (known before it is sent) is not a failure: ``too_large(message, size, limit)``
@@ -265,14 +299,26 @@ class ReliableKafkaSink(DynamicSink[Messages]):
     first batch waits neither for the connection nor for the broker to create the topic."""
 
     def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
-                 too_large: TooLarge | None = None) -> None:
+                 too_large: TooLarge | None = None, parts: int = 1) -> None:
         self._brokers = brokers
         self._options = dict(options or {})
         self._topic = topic
         self._too_large = too_large
+        self._parts = max(1, int(parts))
 
     @override
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReliablePartition:
+    def list_parts(self) -> List[str]:
+        # zero-padded: Bytewax places the partition at sorted position j on worker j % workers
+        return [f"{self._topic}-{i:04d}" for i in range(self._parts)]
+
+    @override
+    def part_fn(self, item_key: str) -> int:
+        # the key's own routing hash (as Bytewax routes stateful steps), and as many partitions
+        # as workers: an item keyed by a key its worker holds is produced by that worker
+        return key_hash(item_key)
+
+    @override
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[None]) -> _ReliablePartition:
         failures: list[tuple[Any, Optional[bytes], int, str]] = []
         producer = Producer({
             "linger.ms": "5",
