@@ -321,7 +321,7 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[None]) -> _ReliablePartition:
         failures: list[tuple[Any, Optional[bytes], int, str]] = []
         producer = Producer({
-            "linger.ms": "5",
+            "linger.ms": "1",
             "compression.type": "lz4",
             "enable.idempotence": "true",
             "message.timeout.ms": str(DELIVERY_TIMEOUT_MS),
