@@ -17,7 +17,7 @@ from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG, client_config
 from features.keyhash import key_hash
 
 __all__ = ["ReliableKafkaSink", "TooLarge", "message_max_bytes", "KafkaDeliveryError", "delivery_timeout_s",
-           "warm_producer", "WARM_TIMEOUT_S", "Messages"]
+           "warm_producer", "WARM_TIMEOUT_S", "Messages", "part_names"]
 
 log = structlog.get_logger("dataflows.connectors.kafka")
 
@@ -141,6 +141,12 @@ def _failure_recorder(failures: list[tuple[Any, Optional[bytes], int, str]],
 #: Set once an output of this process has failed (:class:`KafkaDeliveryError`): the run stops,
 #: and the other outputs drop what they hold instead of failing on it a second time.
 _FAILED = threading.Event()
+
+
+#: Producers made and warmed while the flow is built (:meth:`ReliableKafkaSink.list_parts`), by
+#: sink (brokers, topic, options), for the partitions Bytewax builds at their first record.
+_READY: dict[tuple, list[tuple[Producer, list]]] = {}
+_READY_LOCK = threading.Lock()
 
 
 #: What a Kafka sink writes: one message, or a batch's messages as ``(key, value)`` pairs
@@ -295,8 +301,9 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
     ``max.message.bytes`` is checked by the broker after compression; a record it
     refuses still stops the run.
 
-    Each worker's producer asks for its topic when built (:func:`warm_producer`), so the
-    first batch waits neither for the connection nor for the broker to create the topic."""
+    Each worker makes its producer as the flow is built (:meth:`list_parts`), and it asks for
+    its topic then (:func:`warm_producer`): Bytewax builds a partition at its first record,
+    which then waits neither for the connection nor for the broker to create the topic."""
 
     def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
                  too_large: TooLarge | None = None, parts: int = 1) -> None:
@@ -305,11 +312,18 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
         self._topic = topic
         self._too_large = too_large
         self._parts = max(1, int(parts))
+        self._key = (brokers, topic, tuple(sorted(self._options.items())))
 
     @override
     def list_parts(self) -> List[str]:
-        # zero-padded: Bytewax places the partition at sorted position j on worker j % workers
-        return [f"{self._topic}-{i:04d}" for i in range(self._parts)]
+        # Bytewax calls this on every worker as it builds the flow, and builds a partition only
+        # at its first record (an alert topic's: maybe minutes into a live run). A producer's
+        # start (connection, idempotence id, the topic's metadata: up to WARM_TIMEOUT_S) must
+        # not land on a record, so one is made and warmed now, for build_part to take.
+        ready = self._new_producer()
+        with _READY_LOCK:
+            _READY.setdefault(self._key, []).append(ready)
+        return part_names(self._topic, self._parts)
 
     @override
     def part_fn(self, item_key: str) -> int:
@@ -319,6 +333,16 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
 
     @override
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[None]) -> _ReliablePartition:
+        with _READY_LOCK:
+            ready = _READY.get(self._key)
+            made = ready.pop() if ready else None
+        producer, failures = made if made is not None else self._new_producer()
+        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
+                                  message_max_bytes(self._options), failures)
+
+    def _new_producer(self) -> tuple[Producer, list[tuple[Any, Optional[bytes], int, str]]]:
+        """A producer for the topic, connected and knowing the topic (:func:`warm_producer`), and
+        the list its delivery callback puts failures on."""
         failures: list[tuple[Any, Optional[bytes], int, str]] = []
         producer = Producer({
             "linger.ms": "1",
@@ -334,5 +358,14 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
         })
         # connected, and the topic created if the broker creates topics, before the first batch
         warm_producer(producer, self._topic, min(WARM_TIMEOUT_S, delivery_timeout_s(self._options)))
-        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
-                                  message_max_bytes(self._options), failures)
+        return producer, failures
+
+
+def part_names(topic: str, parts: int) -> List[str]:
+    """The partitions of a :class:`ReliableKafkaSink`: zero-padded, so that their sorted order
+    (Bytewax places the one at sorted position j on worker j % workers) is their index order.
+
+    >>> part_names("scored", 3), sorted(part_names("t", 12)) == part_names("t", 12)
+    (['scored-0000', 'scored-0001', 'scored-0002'], True)
+    """
+    return [f"{topic}-{i:04d}" for i in range(max(1, int(parts)))]
