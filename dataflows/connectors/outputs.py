@@ -7,7 +7,6 @@ are keyed by the event's id so consumers can de-duplicate replays.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,9 +15,7 @@ from bytewax.dataflow import Stream, operator
 
 from dataflows.connectors.files import JsonLinesSink
 from dataflows.metrics import METRICS
-from dataflows.placement import total_workers
 from features.formats import key_bytes, to_json_line
-from features.keyhash import routing_key
 from features.records import MAX_RAW_CHARS, DeadLetter, RecordBatch, RecordList, dead_letter
 from settings.config import IOConfig
 
@@ -76,38 +73,31 @@ def write(
 
         k = io.kafka
         topic = {"scored": k.scored_topic, "alerts": k.alerts_topic, "dead_letter": k.dead_letter_topic}[kind]
-        # One item per scored batch: its messages as (key, value) pairs, straight to the producer,
-        # keyed by the batch's entity (its worker holds it: the sink partition of that worker
-        # produces it); a single record by its message key.
-        Item = tuple[str, list[tuple[bytes, bytes]]]
+        # one item per scored batch: its messages as (key, value) pairs, straight to the producer
         if k.output_format == "json" or encoder is None:
-            def as_json(r: Any) -> Item | None:
+            def as_json(r: Any) -> list[tuple[bytes, bytes]] | None:
                 if isinstance(r, RecordBatch):
                     keys = r.keys(kind)
-                    return (routing_key(r.entity()), list(zip(map(key_bytes, keys), r.lines(kind)))) if keys else None
-                mk = key(r)
-                return routing_key(mk), [(key_bytes(mk), to_json_line(as_dict(r)))]
+                    return list(zip(map(key_bytes, keys), r.lines(kind))) if keys else None
+                return [(key_bytes(key(r)), to_json_line(as_dict(r)))]
 
             msgs = op.filter_map("to_message", up, as_json)
         else:
             state: dict[str, Any] = {}
 
-            def framed(r: Any) -> Item | None:
+            def framed(r: Any) -> list[tuple[bytes, bytes]] | None:
                 if "encode" not in state:
                     state["encode"] = encoder()
                 encode = state["encode"]
                 if isinstance(r, RecordBatch):
                     keys = r.keys(kind)
-                    return (routing_key(r.entity()), [(key_bytes(mk), encode(rec)) for mk, rec in
-                                                      zip(keys, r.output_records(kind))]) if keys else None
-                mk = key(r)
-                return routing_key(mk), [(key_bytes(mk), encode(r))]
+                    return [(key_bytes(mk), encode(rec)) for mk, rec in zip(keys, r.output_records(kind))] or None
+                return [(key_bytes(key(r)), encode(r))]
 
             msgs = op.filter_map("to_message", up, framed)
         op.output("out", msgs, ReliableKafkaSink(k.bootstrap_servers, topic, k.options,
                                                  too_large=too_large(kind, topic, k.dead_letter_topic, flow_id,
-                                                                     letters if encoder is not None else None),
-                                                 parts=total_workers(sys.argv) or 1))
+                                                                     letters if encoder is not None else None)))
     else:
         def as_lines(r: Any) -> tuple[str, bytes] | None:
             if isinstance(r, RecordBatch):

@@ -222,54 +222,23 @@ def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
     assert sorted(k for k, _ in again) == sorted(e["transaction_id"] for w in waves for e in w)
 
 
-def test_output_topic_is_created_when_the_sink_starts_not_by_its_first_record(monkeypatch):
-    """A broker that creates topics on first use takes about 100 ms to create one, and a new
-    producer needs its connection and idempotence id; an output's first record (the run's
-    first alert, maybe well into a live run) waited for all of it on the worker's thread.
-    The sink makes and warms its producer as the flow is built (list_parts, on every worker);
-    Bytewax builds the partition at its first record, which takes that producer."""
-    import dataflows.connectors.kafka.sink as sink_mod
+def test_output_topic_is_created_when_the_sink_starts_not_by_its_first_record():
+    """A broker that creates topics on first use takes about 100 ms to create one; an output's
+    first record (the run's first alert, maybe well into a live run) waited that long on the
+    worker's thread. The sink's producer asks for its topic when built, before any batch."""
+    from dataflows.connectors.kafka.sink import ReliableKafkaSink
 
-    made: list[dict] = []
-    real = sink_mod.Producer
-    monkeypatch.setattr(sink_mod, "Producer", lambda conf: made.append(conf) or real(conf))
     topic = f"warm-output-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": BROKER})
     assert topic not in admin.list_topics(timeout=10).topics  # listing all topics creates none
-    sink = sink_mod.ReliableKafkaSink(BROKER, topic)
-    [name] = sink.list_parts()  # the flow is built
-    meta = admin.list_topics(timeout=10).topics
-    assert topic in meta and meta[topic].partitions, "the sink's topic exists before its first record"
-    part = sink.build_part("alerts_out", name, None)  # its first record
+    part = ReliableKafkaSink(BROKER, topic).build("alerts_out", 0, 1)
     try:
-        assert len(made) == 1, "the partition took the producer made as the flow was built"
+        meta = admin.list_topics(timeout=10).topics
+        assert topic in meta and meta[topic].partitions, "the sink's topic exists before its first record"
     finally:
         part.close()
         for f in admin.delete_topics([topic]).values():
             f.result(timeout=30)
-
-
-def test_sink_produces_batches_without_waiting_and_delivers_them_by_the_epochs_end():
-    """A batch is produced, not awaited; the partition's snapshot (the epoch's end, before
-    Bytewax commits it) returns once every record is on the broker. Partition names sort in
-    their index order (Bytewax places the one at sorted position j on worker j % workers)."""
-    from dataflows.connectors.kafka.sink import ReliableKafkaSink, part_names
-
-    assert part_names("t", 12) == sorted(part_names("t", 12))
-    topic = f"sink-epoch-{uuid.uuid4().hex[:8]}"
-    sink = ReliableKafkaSink(BROKER, topic)
-    part = sink.build_part("scored_out", sink.list_parts()[0], None)
-    try:
-        batches = [[(f"e{b}-{i}".encode(), b'{"n": %d}' % i) for i in range(250)] for b in range(4)]
-        for batch in batches:
-            part.write_batch([batch])
-        assert part.snapshot() is None
-        assert len(part._producer) == 0  # nothing queued or in flight: all delivered
-        got = consume_all(topic, expected=1000, timeout_s=30, ended=True)
-        assert sorted(k for k, _ in got) == sorted(k.decode() for b in batches for k, _ in b)
-    finally:
-        part.close()
-        AdminClient({"bootstrap.servers": BROKER}).delete_topics([topic])
 
 
 def test_unreachable_broker_is_a_one_line_error():

@@ -3,21 +3,19 @@ turns records over the size limit into dead letters, and stops loudly on refusal
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import structlog
 from bytewax.connectors.kafka import KafkaSinkMessage
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaException, Producer
 from typing_extensions import override
 
 from dataflows.connectors.kafka.admin import _LIBRDKAFKA_LOG, client_config
-from features.keyhash import key_hash
 
 __all__ = ["ReliableKafkaSink", "TooLarge", "message_max_bytes", "KafkaDeliveryError", "delivery_timeout_s",
-           "warm_producer", "WARM_TIMEOUT_S", "Messages", "part_names"]
+           "warm_producer", "WARM_TIMEOUT_S", "Messages"]
 
 log = structlog.get_logger("dataflows.connectors.kafka")
 
@@ -138,27 +136,12 @@ def _failure_recorder(failures: list[tuple[Any, Optional[bytes], int, str]],
     return on_delivery
 
 
-#: Set once an output of this process has failed (:class:`KafkaDeliveryError`): the run stops,
-#: and the other outputs drop what they hold instead of failing on it a second time.
-_FAILED = threading.Event()
-
-
-#: Producers made and warmed while the flow is built (:meth:`ReliableKafkaSink.list_parts`), by
-#: sink (brokers, topic, options), for the partitions Bytewax builds at their first record.
-_READY: dict[tuple, list[tuple[Producer, list]]] = {}
-_READY_LOCK = threading.Lock()
-
-
 #: What a Kafka sink writes: one message, or a batch's messages as ``(key, value)`` pairs
 #: (one item for a whole scored batch: no object per message on the way to the producer).
 Messages = Union[KafkaSinkMessage, List[Tuple[Optional[bytes], bytes]]]
 
 
-class _ReliablePartition(StatefulSinkPartition[Messages, None]):
-    """One worker's producer for one topic. A batch is produced, not awaited: what it
-    produced is delivered, or the run fails, by the epoch's end (:meth:`snapshot`), before
-    Bytewax commits the epoch. A failure reported meanwhile fails the next batch."""
-
+class _ReliablePartition(StatelessSinkPartition[Messages]):
     def __init__(self, producer: Producer, topic: str, timeout_s: float,
                  too_large: TooLarge | None = None, max_bytes: int = 1_000_000,
                  failures: list[tuple[Any, Optional[bytes], int, str]] | None = None) -> None:
@@ -190,8 +173,7 @@ class _ReliablePartition(StatefulSinkPartition[Messages, None]):
             self._producer.flush(0)
         except Exception:  # pragma: no cover - best effort
             pass
-        self._failures.clear()  # the producer's callback holds this list
-        _FAILED.set()
+        self._failures.clear()  # the producer's delivery callback holds this list
         raise KafkaDeliveryError(f"Kafka topic {topic!r}: {count} messages not delivered: {reason}"
                                  + (f"; {hint}" if hint else ""))
 
@@ -200,8 +182,8 @@ class _ReliablePartition(StatefulSinkPartition[Messages, None]):
             try:
                 self._producer.produce(topic or self._topic, value=m.value, key=m.key, headers=m.headers or None)
                 return
-            except BufferError:  # local queue full (a slow or absent broker): wait for it, then retry
-                self._wait()
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
             except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
                 if topic is None and self._too_large is not None and _reason(exc)[0] == "MSG_SIZE_TOO_LARGE":
                     self._divert(m)
@@ -243,8 +225,6 @@ class _ReliablePartition(StatefulSinkPartition[Messages, None]):
 
     @override
     def write_batch(self, items: List[Messages]) -> None:
-        if self._failures:  # reported since the last batch: the run stops
-            self._wait()
         producer = self._producer
         produce, topic = producer.produce, self._topic
         for item in items:
@@ -257,42 +237,22 @@ class _ReliablePartition(StatefulSinkPartition[Messages, None]):
             else:
                 self._produce(item)
             producer.poll(0)
-
-    @override
-    def snapshot(self) -> None:
-        """The epoch's end: every record produced so far is delivered (or the run fails)
-        before Bytewax commits the epoch, so a restart never skips an undelivered record."""
         self._wait()
-        return None
 
     @override
     def close(self) -> None:
-        if _FAILED.is_set():
-            # An output of this process failed and said so: the run is stopping. What this
-            # producer still holds belongs to an epoch that will not commit; a restart with
-            # recovery produces it again. Dropped, not awaited (the broker may be gone).
-            undelivered = len(self._producer)
-            self._producer.purge()
-            self._producer.flush(0)
-            log.info("kafka_output_dropped_on_failure", topic=self._topic, undelivered=undelivered)
-            return
-        self._wait()  # fails loudly rather than drop what is still in flight
+        self._wait()  # write_batch left nothing behind; fails loudly rather than drop if it did
 
 
-class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
-    """One topic, written by ``parts`` partitions (one per worker: each item keyed by a key
-    its worker holds stays on that worker, :meth:`part_fn`), each with its own producer.
-    An item is a ``KafkaSinkMessage``, or a scored batch's messages as one list of ``(key,
-    value)`` pairs. Batches are produced without waiting for the broker; at each epoch's end
-    (:meth:`_ReliablePartition.snapshot`) every record is delivered before the epoch
-    commits (at-least-once, as a checkpointing Kafka sink does).
-
-    A record the broker refuses (too large, no such topic, not authorized) or does not take within ``message.timeout.ms`` (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``,
+class ReliableKafkaSink(DynamicSink[Messages]):
+    """One topic; every worker produces its own items (a ``KafkaSinkMessage``, or a scored
+    batch's messages as one list of ``(key, value)`` pairs); a batch returns only once every
+    record is delivered. A record the broker refuses (too large, no such topic, not
+    authorized) or does not take within ``message.timeout.ms`` (``KAFKA_OPT_MESSAGE_TIMEOUT_MS``,
     default :data:`DELIVERY_TIMEOUT_MS`) stops the run with :class:`KafkaDeliveryError`,
     after one ``kafka_delivery_failed`` error log line naming the topic and the
     librdkafka error; nothing is dropped silently. While the broker is away, each worker
-    waits at the epoch's end, or once librdkafka's queue is full (its input is not read
-    meanwhile), and logs ``kafka_delivery_waiting``.
+    waits (its input is not read meanwhile) and logs ``kafka_delivery_waiting``.
 
     With ``too_large``, a record larger than the producer's ``message.max.bytes``
     (known before it is sent) is not a failure: ``too_large(message, size, limit)``
@@ -301,51 +261,21 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
     ``max.message.bytes`` is checked by the broker after compression; a record it
     refuses still stops the run.
 
-    Each worker makes its producer as the flow is built (:meth:`list_parts`), and it asks for
-    its topic then (:func:`warm_producer`): Bytewax builds a partition at its first record,
-    which then waits neither for the connection nor for the broker to create the topic."""
+    Each worker's producer asks for its topic when built (:func:`warm_producer`), so the
+    first batch waits neither for the connection nor for the broker to create the topic."""
 
     def __init__(self, brokers: str, topic: str, options: Mapping[str, str] | None = None,
-                 too_large: TooLarge | None = None, parts: int = 1) -> None:
+                 too_large: TooLarge | None = None) -> None:
         self._brokers = brokers
         self._options = dict(options or {})
         self._topic = topic
         self._too_large = too_large
-        self._parts = max(1, int(parts))
-        self._key = (brokers, topic, tuple(sorted(self._options.items())))
 
     @override
-    def list_parts(self) -> List[str]:
-        # Bytewax calls this on every worker as it builds the flow, and builds a partition only
-        # at its first record (an alert topic's: maybe minutes into a live run). A producer's
-        # start (connection, idempotence id, the topic's metadata: up to WARM_TIMEOUT_S) must
-        # not land on a record, so one is made and warmed now, for build_part to take.
-        ready = self._new_producer()
-        with _READY_LOCK:
-            _READY.setdefault(self._key, []).append(ready)
-        return part_names(self._topic, self._parts)
-
-    @override
-    def part_fn(self, item_key: str) -> int:
-        # the key's own routing hash (as Bytewax routes stateful steps), and as many partitions
-        # as workers: an item keyed by a key its worker holds is produced by that worker
-        return key_hash(item_key)
-
-    @override
-    def build_part(self, step_id: str, for_part: str, resume_state: Optional[None]) -> _ReliablePartition:
-        with _READY_LOCK:
-            ready = _READY.get(self._key)
-            made = ready.pop() if ready else None
-        producer, failures = made if made is not None else self._new_producer()
-        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
-                                  message_max_bytes(self._options), failures)
-
-    def _new_producer(self) -> tuple[Producer, list[tuple[Any, Optional[bytes], int, str]]]:
-        """A producer for the topic, connected and knowing the topic (:func:`warm_producer`), and
-        the list its delivery callback puts failures on."""
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReliablePartition:
         failures: list[tuple[Any, Optional[bytes], int, str]] = []
         producer = Producer({
-            "linger.ms": "1",
+            "linger.ms": "5",
             "compression.type": "lz4",
             "enable.idempotence": "true",
             "message.timeout.ms": str(DELIVERY_TIMEOUT_MS),
@@ -358,14 +288,5 @@ class ReliableKafkaSink(FixedPartitionedSink[Messages, None]):
         })
         # connected, and the topic created if the broker creates topics, before the first batch
         warm_producer(producer, self._topic, min(WARM_TIMEOUT_S, delivery_timeout_s(self._options)))
-        return producer, failures
-
-
-def part_names(topic: str, parts: int) -> List[str]:
-    """The partitions of a :class:`ReliableKafkaSink`: zero-padded, so that their sorted order
-    (Bytewax places the one at sorted position j on worker j % workers) is their index order.
-
-    >>> part_names("scored", 3), sorted(part_names("t", 12)) == part_names("t", 12)
-    (['scored-0000', 'scored-0001', 'scored-0002'], True)
-    """
-    return [f"{topic}-{i:04d}" for i in range(max(1, int(parts)))]
+        return _ReliablePartition(producer, self._topic, delivery_timeout_s(self._options), self._too_large,
+                                  message_max_bytes(self._options), failures)
