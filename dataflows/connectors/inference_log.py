@@ -99,7 +99,8 @@ def log_inference(step_id: str, up: Stream[dict], root: Path, spec: LogSpec, par
     """Write every scored record's log row (:func:`models.inference_log.log_row`) to
     the inference log under ``root``, keyed by the record's entity key. A
     :class:`~features.records.RecordBatch` item goes as one Arrow table
-    (its ``log_table(spec)``), keyed by its first record's key.
+    (its ``log_table(spec)``), keyed by its entity
+    (:meth:`~features.records.RecordBatch.entity`): it stays on the worker that scored it.
 
     >>> from bytewax.dataflow import Dataflow
     >>> from bytewax.testing import TestingSource, run_main
