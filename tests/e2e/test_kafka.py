@@ -172,6 +172,16 @@ def test_kafka_with_redis_online_store(fraud_env, tmp_path, monkeypatch):
     repo = make_feature_repo(tmp_path / "repo", fraud_env.repo / "data")
     apply_and_materialize(repo, "feature_store.redis.yaml")
     assert client.dbsize() > 0, "materialization wrote nothing to Redis"
+    # the fetcher's read (the online store's own online_read) gives what get_online_features does
+    from features.store import _DirectRead, feast_fetcher
+
+    fetch = feast_fetcher(repo, "fraud_scoring", "customer_profile", "customer_id", "feature_store.redis.yaml")
+    import pandas as pd
+
+    keys = pd.read_parquet(fraud_env.repo / "data" / "customer_profile.parquet")["customer_id"].unique().tolist()
+    keys = keys[:300] + ["C999999"]
+    assert fetch(keys) == fetch.via_get_online_features(keys) and isinstance(fetch._direct, _DirectRead)
+    assert 0 < sum(v["avg_transaction_amount"] is not None for v in fetch(keys).values()) < len(keys)
 
     t = topics("redis")
     create_topics(t)
