@@ -9,8 +9,8 @@ tree so that a tree's nodes stay in cache over the batch:
   leaves' values summed in LightGBM's order, so the scores are LightGBM's own to the bit
   (``tests/models/fraud/test_trees.py`` compares them with ``Booster.predict`` on models
   with every missing-value rule, and on values on every threshold and around 0). For the
-  300-tree fraud model on real rows: about 12 µs a row in batches of 1,000 and 20 µs for a
-  single row, where ``Booster.predict`` on one thread costs 20 and 50 µs (``python -m
+  300-tree fraud model on real rows: about 11 µs a row in batches of 1,000 and 20 µs for a
+  single row, where ``Booster.predict`` on one thread costs 20 and 45 µs (``python -m
   benchmarks.explain`` prints both). The split's side is picked arithmetically, not by a
   jump the CPU would mispredict on about every other node.
 - **Path contributions** (Saabas, :meth:`TreePaths.contributions`): each split on a row's
