@@ -219,6 +219,14 @@ class LogWriter:
             With recovery on, the sink derives it from the recovery folder, so a run
             that crashed before its first snapshot and starts again owns (and deletes)
             what its first attempt wrote.
+        background: write the files in a thread of the writer's own when the size or
+            time bound is reached, and at a snapshot without recovery (no ``run`` nor
+            ``resume``: nothing will resume from it), so the caller does not wait for
+            Parquet's encoding and the disk (the flow's sink: 80,000 fraud rows, 10 s at
+            8,000 events/s, take about 68 ms to write). A snapshot with recovery,
+            :meth:`flush` and :meth:`close` still return only once every row is in its
+            file. At most one write waits at a time: the next one waits for it. A write
+            that failed raises at the writer's next call.
     """
 
     def __init__(
@@ -230,6 +238,7 @@ class LogWriter:
         flush_s: float = 10.0,
         resume: tuple[str, int] | None = None,
         run: str | None = None,
+        background: bool = False,
     ) -> None:
         if max_rows < 1 or not flush_s > 0:
             raise ValueError(f"LogWriter: max_rows must be >= 1 and flush_s > 0, got {max_rows!r}, {flush_s!r}")
@@ -245,6 +254,10 @@ class LogWriter:
         self._tables: list[Any] = []  # Arrow tables of whole batches (write_table)
         self._buffered = 0
         self._oldest = 0.0
+        self._durable = resume is not None or run is not None  # recovery on: a snapshot is resumed from
+        self._background = background
+        self._pool: Any = None  # the write thread (made on first use)
+        self._pending: Any = None  # the write in flight (a Future)
         if resume is None and run is not None:
             # a stable run id (recovery on, nothing committed yet): files of an earlier
             # attempt that crashed before its first snapshot are this run's, so they go
@@ -286,14 +299,47 @@ class LogWriter:
         if not self._buffered:
             self._oldest = now
         self._buffered += n
-        if self._buffered >= self.max_rows or now - self._oldest >= self.flush_s:
-            self.flush()
+        if self._buffered >= self.max_rows:
+            self._flush_soon(wait=True)  # the size bound: the rows held in memory stay bounded
+        elif now - self._oldest >= self.flush_s:
+            self._flush_soon(wait=False)
 
     def flush(self) -> None:
-        """Write every buffered row: one file per date (of ``scored_at``) per ``max_rows`` rows."""
+        """Write every buffered row: one file per date (of ``scored_at``) per ``max_rows``
+        rows; returns once they are all written (a write in the background included)."""
+        self._wait()
+        self._write(*self._take())
+
+    def _flush_soon(self, wait: bool) -> None:
+        """:meth:`flush`, in the write thread when ``background``. One write at a time: with
+        one in flight, ``wait`` waits for it first (a slow disk then holds the caller back,
+        not memory), else the rows stay buffered for the next call."""
+        if not self._background:
+            self.flush()
+            return
+        if self._pending is not None and not self._pending.done() and not wait:
+            return
+        self._wait()
+        rows, tables = self._take()
+        if rows or tables:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"inference-log-p{self.part}")
+            self._pending = self._pool.submit(self._write, rows, tables)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # a failed write raises here
+
+    def _take(self) -> tuple[list[tuple], list[Any]]:
         rows, self._rows = self._rows, []
         tables, self._tables = self._tables, []
         self._buffered = 0
+        return rows, tables
+
+    def _write(self, rows: list[tuple], tables: list[Any]) -> None:
         at = self._at
         by_date: dict[str, list[Any]] = {}
         by_date_rows: dict[str, list[tuple]] = {}
@@ -323,9 +369,17 @@ class LogWriter:
                 os.replace(tmp, folder / name)
 
     def snapshot(self) -> tuple[str, int]:
-        """Write what is buffered, then ``(run, next seq)``: the recovery state."""
-        self.flush()
+        """Write what is buffered, then ``(run, next seq)``: the recovery state. Without
+        recovery (and ``background``) the write goes on in the background: no run
+        resumes from this state."""
+        if self._durable:
+            self.flush()
+        else:
+            self._flush_soon(wait=False)
         return (self.run, self.seq)
 
     def close(self) -> None:
         self.flush()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -89,8 +89,10 @@ class InferenceLogSink(FixedPartitionedSink[dict, Any]):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _LogPartition:
         part = int(for_part.rsplit("-", 1)[1])
         resume = None if resume_state is None else (str(resume_state[0]), int(resume_state[1]))
+        # background: the worker does not wait for Parquet and the disk, but at a snapshot
+        # with recovery on (models.inference_log.LogWriter)
         return _LogPartition(LogWriter(self._root, self._spec, part, self._max_rows, self._flush_s, resume,
-                                       self._run_id()))
+                                       self._run_id(), background=True))
 
 
 @operator

@@ -103,6 +103,58 @@ def test_a_resumed_writer_deletes_what_it_wrote_after_the_snapshot(tmp_path):
     assert "t99" in {r["event_id"] for r in log_rows(tmp_path)}
 
 
+class _HeldWrites:
+    """``pyarrow.parquet.write_table`` that waits until released (and counts its calls)."""
+
+    def __init__(self, monkeypatch, fail: Exception | None = None):
+        import threading
+
+        import pyarrow.parquet as pq
+
+        self.release, self.started, self.calls, self.fail = threading.Event(), threading.Event(), 0, fail
+        real = pq.write_table
+
+        def held(*args, **kwargs):
+            self.calls += 1
+            self.started.set()
+            assert self.release.wait(30), "never released"
+            if self.fail is not None:
+                raise self.fail
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pq, "write_table", held)
+
+
+def test_a_background_writer_does_not_wait_for_the_file_but_its_close_does(tmp_path, monkeypatch):
+    held = _HeldWrites(monkeypatch)
+    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, background=True)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10)])  # the size bound: a write starts
+    assert held.started.wait(10)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10, 15)])  # returned while the file is held
+    assert w.snapshot() and not list(tmp_path.rglob("*.parquet"))  # no recovery: nothing waits
+    held.release.set()
+    w.close()
+    assert sorted(r["event_id"] for r in log_rows(tmp_path)) == sorted(f"t{i}" for i in range(15))
+
+
+def test_a_background_writer_with_recovery_has_every_row_written_when_its_snapshot_returns(tmp_path, monkeypatch):
+    held = _HeldWrites(monkeypatch)
+    held.release.set()
+    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, run="0123456789ab", background=True)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(25)])
+    run, seq = w.snapshot()
+    assert (run, seq) == ("0123456789ab", 3) and len(log_rows(tmp_path)) == 25
+
+
+def test_a_failed_background_write_raises_at_the_next_call(tmp_path, monkeypatch):
+    held = _HeldWrites(monkeypatch, fail=OSError(28, "No space left on device"))
+    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, background=True)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10)])
+    held.release.set()
+    with pytest.raises(OSError, match="No space left"):
+        w.close()
+
+
 def test_log_rows_split_by_the_date_scored():
     spec = LogSpec("x", "id", "k", ("score",))
     row = log_row({"id": 1, "k": 2, "score": "0.5", "scored_at": "2026-11-26T23:59:59.999Z"}, spec)
