@@ -1,7 +1,8 @@
 """The suite's Kafka topics are its own: deleted when the suite ends.
 
 Every topic a test makes is named with a run id, ``<what>-<8 hex digits>``
-(``tests.e2e.test_kafka.topics``). When the suite starts, the broker's topics are
+(``tests.e2e.test_kafka.topics``), or, for the documentation's commands that
+``tests/test_docs.py`` runs, ``<what>-<epoch seconds>``. When the suite starts, the broker's topics are
 listed; when it ends, the topics made since whose names end in such a run id are
 deleted. Without this, a broker kept between runs (``scripts/kafka.sh up`` on a
 developer's machine) gathers hundreds of partitions a run: 9,097 of them and 24 GB
@@ -10,8 +11,8 @@ times in a minute, which showed in every Kafka latency measured on it
 (``docs/benchmarks.md``). The clean-up runs once, in the process that started the
 suite (with pytest-xdist, after every worker is done), and only when a broker answers.
 
->>> [bool(RUN_ID.search(t)) for t in ("scored-shared-0a1b2c3d", "payments", "in-0a1b2c3d-x")]
-[True, False, False]
+>>> [bool(RUN_ID.search(t)) for t in ("scored-shared-0a1b2c3d", "avro-tx-1796639450", "payments", "in-0a1b2c3d-x")]
+[True, True, False, False]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import re
 import socket
 
-RUN_ID = re.compile(r"-[0-9a-f]{8}$")
+RUN_ID = re.compile(r"-([0-9a-f]{8}|[0-9]{10})$")
 
 
 def _answers(bootstrap: str) -> bool:
