@@ -76,7 +76,7 @@ class Broker:
         self.created_topics: list[str] = []
 
     def __enter__(self) -> "Broker":
-        host, port = self.bootstrap.rsplit(":", 1)
+        host, port = self.bootstrap.split(",")[0].strip().rsplit(":", 1)
         if not broker_answers(host, int(port)):
             subprocess.run(["bash", "scripts/kafka.sh", "up"], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL)

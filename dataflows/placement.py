@@ -250,6 +250,23 @@ def recovery_directory(argv: list[str] | None = None, environ: Mapping[str, str]
     return found or env.get("BYTEWAX_RECOVERY_DIRECTORY") or None
 
 
+def without_recovery(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this run is known to have no recovery: started by Bytewax's command line
+    (``python -m bytewax.run`` or ``bytewax.testing``) without a recovery directory. A flow
+    run from code (``run_main(flow, recovery_config=...)``) may have recovery that the
+    command line does not show: not known, so ``False``.
+
+    >>> without_recovery(["/venv/lib/bytewax/run.py", "m:flow"], {}), without_recovery(["/venv/lib/bytewax/run.py", "m:flow", "-r", "rec"], {})
+    (True, False)
+    >>> without_recovery(["pytest"], {})
+    False
+    """
+    argv = sys.argv if argv is None else argv
+    launcher = Path(argv[0]) if argv else Path()
+    by_cli = launcher.parent.name == "bytewax" and launcher.name in {"run.py", "testing.py"}
+    return by_cli and recovery_directory(argv, environ) is None
+
+
 def resuming(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """Whether this run resumes from a Bytewax recovery store (``-r`` /
     ``--recovery-directory`` or ``BYTEWAX_RECOVERY_DIRECTORY``): then the output

@@ -318,6 +318,7 @@ def start(
     any input is read. Then :func:`settle` (``warm``: the flow's warm-up calls).
     """
     t0 = time.perf_counter()
+    dump_stacks_on_signal()
     try:
         configure_logging()
         cfg = load_config()
@@ -333,6 +334,30 @@ def start(
     log.info("flow_ready", flow=name, seconds=round(time.perf_counter() - t0, 3),
              config=describe() if callable(describe) else None)
     return flow
+
+
+def dump_stacks_on_signal(signum: int | None = None) -> bool:
+    """From now on, ``kill -USR1 <pid>`` (``signum``) makes this process write every
+    thread's Python stack to stderr (:mod:`faulthandler`, from its C signal handler: it
+    answers even when a thread holds the interpreter lock forever). A flow that stops
+    scoring can be asked where it stands without stopping it. ``False`` where the signal
+    does not exist (Windows) or this is not the main thread.
+
+    >>> import signal
+    >>> dump_stacks_on_signal(signal.SIGUSR1)
+    True
+    """
+    import faulthandler
+    import signal
+
+    sig = getattr(signal, "SIGUSR1", None) if signum is None else signum
+    if sig is None:
+        return False
+    try:
+        faulthandler.register(sig, all_threads=True, chain=False)
+    except (ValueError, RuntimeError, OSError):
+        return False
+    return True
 
 
 def settle(*warm: Callable[[], object], freeze: bool = True) -> None:

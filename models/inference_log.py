@@ -220,13 +220,16 @@ class LogWriter:
             that crashed before its first snapshot and starts again owns (and deletes)
             what its first attempt wrote.
         background: write the files in a thread of the writer's own when the size or
-            time bound is reached, and at a snapshot without recovery (no ``run`` nor
-            ``resume``: nothing will resume from it), so the caller does not wait for
-            Parquet's encoding and the disk (the flow's sink: 80,000 fraud rows, 10 s at
-            8,000 events/s, take about 68 ms to write). A snapshot with recovery,
+            time bound is reached, and at a snapshot that need not wait (below), so the
+            caller does not wait for Parquet's encoding and the disk (the flow's sink:
+            80,000 fraud rows, 10 s at 8,000 events/s, take about 68 ms to write).
             :meth:`flush` and :meth:`close` still return only once every row is in its
-            file. At most one write waits at a time: the next one waits for it. A write
-            that failed raises at the writer's next call.
+            file. One write at a time: the next one waits for it. A write that failed
+            raises at the writer's next call.
+        snapshot_waits: a :meth:`snapshot` returns only once every row is in its file
+            (a run with recovery resumes from it); ``False`` only for a run known to have
+            no recovery (:func:`dataflows.placement.without_recovery`). With ``run`` or
+            ``resume`` given it always waits.
     """
 
     def __init__(
@@ -239,6 +242,7 @@ class LogWriter:
         resume: tuple[str, int] | None = None,
         run: str | None = None,
         background: bool = False,
+        snapshot_waits: bool = True,
     ) -> None:
         if max_rows < 1 or not flush_s > 0:
             raise ValueError(f"LogWriter: max_rows must be >= 1 and flush_s > 0, got {max_rows!r}, {flush_s!r}")
@@ -254,7 +258,7 @@ class LogWriter:
         self._tables: list[Any] = []  # Arrow tables of whole batches (write_table)
         self._buffered = 0
         self._oldest = 0.0
-        self._durable = resume is not None or run is not None  # recovery on: a snapshot is resumed from
+        self._durable = snapshot_waits or resume is not None or run is not None  # a snapshot may be resumed from
         self._background = background
         self._pool: Any = None  # the write thread (made on first use)
         self._pending: Any = None  # the write in flight (a Future)
@@ -329,9 +333,13 @@ class LogWriter:
             self._pending = self._pool.submit(self._write, rows, tables)
 
     def _wait(self) -> None:
-        pending, self._pending = self._pending, None
+        pending = self._pending
         if pending is not None:
-            pending.result()  # a failed write raises here
+            try:
+                pending.result()  # a failed write raises here
+            finally:
+                if pending.done():  # not when the wait itself was interrupted: it is waited for again
+                    self._pending = None
 
     def _take(self) -> tuple[list[tuple], list[Any]]:
         rows, self._rows = self._rows, []
@@ -369,13 +377,15 @@ class LogWriter:
                 os.replace(tmp, folder / name)
 
     def snapshot(self) -> tuple[str, int]:
-        """Write what is buffered, then ``(run, next seq)``: the recovery state. Without
-        recovery (and ``background``) the write goes on in the background: no run
-        resumes from this state."""
+        """Write what is buffered, then ``(run, next seq)``: the recovery state. When the
+        snapshot need not wait (``background``, ``snapshot_waits=False``) the write goes on
+        in the background, after the one before it: no run resumes from this state, and
+        no row stays buffered past it (Bytewax snapshots only the partitions that had rows
+        in the epoch)."""
         if self._durable:
             self.flush()
         else:
-            self._flush_soon(wait=False)
+            self._flush_soon(wait=True)
         return (self.run, self.seq)
 
     def close(self) -> None:

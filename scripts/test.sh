@@ -66,7 +66,9 @@ set +e
 # tests/conftest.py turns off structlog's logger cache, so capture_logs() sees every logger
 # whichever earlier test of the worker reconfigured logging: tests/settings/test_config.py.)
 # --durations: the 30 slowest tests, printed at the end (docs/tests.md keeps the list).
-"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal --durations=30 "$@"
+# The suite's Kafka topics are deleted when it ends (tests/topics.py); only here, where one
+# suite runs against the broker.
+STREAMSCORE_TEST_DELETE_TOPICS=1 "$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal --durations=30 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -12,7 +12,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from typing_extensions import override
 
-from dataflows.placement import recovery_directory
+from dataflows.placement import recovery_directory, without_recovery
 from features.keyhash import key_hash, routing_key
 from features.records import RecordBatch
 from models.inference_log import FILE_PATTERN, LogSpec, LogWriter, log_row
@@ -89,10 +89,10 @@ class InferenceLogSink(FixedPartitionedSink[dict, Any]):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[Any]) -> _LogPartition:
         part = int(for_part.rsplit("-", 1)[1])
         resume = None if resume_state is None else (str(resume_state[0]), int(resume_state[1]))
-        # background: the worker does not wait for Parquet and the disk, but at a snapshot
-        # with recovery on (models.inference_log.LogWriter)
+        # background: the worker does not wait for Parquet and the disk, but at a snapshot of a
+        # run that may have recovery (models.inference_log.LogWriter)
         return _LogPartition(LogWriter(self._root, self._spec, part, self._max_rows, self._flush_s, resume,
-                                       self._run_id(), background=True))
+                                       self._run_id(), background=True, snapshot_waits=not without_recovery()))
 
 
 @operator

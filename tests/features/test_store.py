@@ -263,12 +263,36 @@ def test_feast_fetcher_falls_back_to_get_online_features_when_the_store_interfac
     def changed(*_a, **_k):
         raise TypeError("online_read() got an unexpected keyword argument 'requested_features'")
 
-    monkeypatch.setattr(fetch._direct, "_read", changed)
+    monkeypatch.setattr(fetch._direct, "_to_protos", changed)
     with capture_logs() as logs:
         assert fetch(["C000042", "C999999"]) == want
         assert fetch(["C000042"]) == {"C000042": want["C000042"]}
     assert [e["event"] for e in logs] == ["feast_direct_read_off"]
     assert "requested_features" in logs[0]["reason"] and fetch._direct is False
+
+
+def test_a_view_the_direct_read_does_not_serve_goes_through_get_online_features(fraud_env, monkeypatch):
+    """A disabled view (or one not online yet) is not read around Feast's own checks: the
+    public call decides (here it still serves: the view is only disabled in the copy)."""
+    import copy
+
+    fetch = feast_fetcher(fraud_env.repo, "fraud_scoring", "customer_profile", "customer_id")
+    want = fetch(["C000042"])
+    store = fetch._open()
+    real = store.get_feature_view
+    public: list[list[str]] = []
+    monkeypatch.setattr(fetch, "via_get_online_features",
+                        lambda keys: public.append(list(keys)) or type(fetch).via_get_online_features(fetch, keys))
+
+    def disabled(name, *a, **k):
+        fv = copy.copy(real(name, *a, **k))
+        fv.enabled = False
+        return fv
+
+    monkeypatch.setattr(store, "get_feature_view", disabled)
+    assert fetch(["C000042"]) == want and public == [["C000042"]]
+    monkeypatch.setattr(store, "get_feature_view", real)
+    assert fetch(["C000042"]) == want and public == [["C000042"]]  # served directly again
 
 
 def test_feast_fetcher_unknown_view_names_it_and_the_repo(fraud_env):

@@ -127,14 +127,28 @@ class _HeldWrites:
 
 def test_a_background_writer_does_not_wait_for_the_file_but_its_close_does(tmp_path, monkeypatch):
     held = _HeldWrites(monkeypatch)
-    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, background=True)
-    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10)])  # the size bound: a write starts
-    assert held.started.wait(10)
-    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10, 15)])  # returned while the file is held
-    assert w.snapshot() and not list(tmp_path.rglob("*.parquet"))  # no recovery: nothing waits
+    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, background=True, snapshot_waits=False)
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10)])  # the size bound: a write starts, held
+    assert held.started.wait(10) and not list(tmp_path.rglob("*.parquet"))  # ... and write() returned
+    held.release.set()
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(10, 15)])
+    w._wait()
+    held.release.clear()
+    held.started.clear()
+    assert w.snapshot()  # no recovery: the snapshot's write starts (held) and it returns
+    assert held.started.wait(10) and held.calls == 2
+    assert len(log_rows(tmp_path)) == 10 and w._buffered == 0  # nothing left buffered for a later epoch
     held.release.set()
     w.close()
     assert sorted(r["event_id"] for r in log_rows(tmp_path)) == sorted(f"t{i}" for i in range(15))
+
+
+def test_a_snapshot_that_may_be_resumed_from_waits_for_every_row(tmp_path, monkeypatch):
+    held = _HeldWrites(monkeypatch)
+    held.release.set()
+    w = LogWriter(tmp_path, LOG_SPEC, part=0, max_rows=10, background=True)  # recovery not known off
+    w.write([log_row(_rec(i), LOG_SPEC) for i in range(15)])
+    assert w.snapshot() == (w.run, 2) and len(log_rows(tmp_path)) == 15
 
 
 def test_a_background_writer_with_recovery_has_every_row_written_when_its_snapshot_returns(tmp_path, monkeypatch):
