@@ -68,7 +68,7 @@ set +e
 # --durations: the 30 slowest tests, printed at the end (docs/tests.md keeps the list).
 # The suite's Kafka topics are deleted when it ends (tests/topics.py); only here, where one
 # suite runs against the broker.
-STREAMSCORE_TEST_DELETE_TOPICS=1 "$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal --durations=30 "$@"
+TESTS_DELETE_KAFKA_TOPICS=1 "$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal --durations=30 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

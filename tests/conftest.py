@@ -32,7 +32,7 @@ def pytest_sessionstart(session):
     import os
 
     # the process that runs the suite (not an xdist worker), under scripts/test.sh (tests/topics.py)
-    if not hasattr(session.config, "workerinput") and os.environ.get("STREAMSCORE_TEST_DELETE_TOPICS") == "1":
+    if not hasattr(session.config, "workerinput") and os.environ.get("TESTS_DELETE_KAFKA_TOPICS") == "1":
         from tests.topics import listed
 
         session.config._topics_before = listed(_kafka())

@@ -5,7 +5,7 @@ Every topic a test makes is named with a run id, ``<what>-<8 hex digits>``
 ``tests/test_docs.py`` runs, ``<what>-<epoch seconds>``. When the suite starts, the broker's topics are
 listed; when it ends, the topics made since whose names end in such a run id are
 deleted. Only a run of ``scripts/test.sh`` (``make test``) does it (it sets
-``STREAMSCORE_TEST_DELETE_TOPICS=1``): another pytest session on the same broker at the
+``TESTS_DELETE_KAFKA_TOPICS=1``): another pytest session on the same broker at the
 same time (``make test-fast`` beside ``make test``) would take the first one's topics for
 its own. Without this, a broker kept between runs (``scripts/kafka.sh up`` on a
 developer's machine) gathers hundreds of partitions a run: 9,097 of them and 24 GB

@@ -217,13 +217,14 @@ def test_stream_run_scores_while_running_and_stops_cleanly(fraud_env, sig):
             time.sleep(1.0)
         n = sum(map(len, waves))
         scored = consume_all(t["scored"], expected=n, timeout_s=90, idle_s=1.0)
-        if len(scored) != n and proc.poll() is None:  # where the flow stands (dataflows.startup.dump_stacks_on_signal)
-            proc.send_signal(signal.SIGUSR1)
-            time.sleep(1.0)
-            proc.kill()
-            stuck, _ = proc.communicate(timeout=30)
-            pytest.fail(f"{len(scored)}/{n} scored in 90 s; the flow's output and stacks:\n"
-                        f"{stuck.decode(errors='replace')[-6000:]}")
+        if len(scored) != n:  # what the flow said, and where it stands (dataflows.startup.dump_stacks_on_signal)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
+                proc.kill()
+            said, _ = proc.communicate(timeout=30)
+            pytest.fail(f"{len(scored)}/{n} scored in 90 s (flow exit code {proc.returncode}); its output and "
+                        f"stacks:\n{said.decode(errors='replace')[-6000:]}")
         assert len(scored) == n
         assert proc.poll() is None, "a tailing flow must keep running"
         proc.send_signal(sig)
