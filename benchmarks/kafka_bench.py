@@ -57,11 +57,19 @@ KEY = "transaction_id"
 ENTITY_KEY = key_on(FLOWS["fraud"][2]())
 
 
-def broker_answers(host: str = "127.0.0.1", port: int = 9092, timeout: float = 1.0) -> bool:
+def broker_answers(bootstrap: str = "127.0.0.1:9092", timeout: float = 1.0) -> bool:
+    """Whether the first address of ``bootstrap`` (``host:port``, a ``PLAINTEXT://`` prefix
+    or an ``[ipv6]`` host allowed) takes a connection.
+
+    >>> broker_answers("PLAINTEXT://127.0.0.1:9,other:9092"), broker_answers("no port")
+    (False, False)
+    """
+    first = bootstrap.split(",")[0].strip().rpartition("://")[2]
+    host, _, port = first.rpartition(":")
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -76,8 +84,7 @@ class Broker:
         self.created_topics: list[str] = []
 
     def __enter__(self) -> "Broker":
-        host, port = self.bootstrap.split(",")[0].strip().rsplit(":", 1)
-        if not broker_answers(host, int(port)):
+        if not broker_answers(self.bootstrap):
             subprocess.run(["bash", "scripts/kafka.sh", "up"], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL)
             self.started = True

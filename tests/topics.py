@@ -21,24 +21,15 @@ suite (with pytest-xdist, after every worker is done), and only when a broker an
 from __future__ import annotations
 
 import re
-import socket
+
+from benchmarks.kafka_bench import broker_answers
 
 RUN_ID = re.compile(r"-([0-9a-f]{8}|[0-9]{10})$")
 
 
-def _answers(bootstrap: str) -> bool:
-    first = bootstrap.split(",")[0].strip().rpartition("://")[2]
-    host, _, port = first.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
-        return True
-    except (OSError, ValueError):
-        return False
-
-
 def listed(bootstrap: str) -> set[str] | None:
     """The broker's topics, or ``None`` when no broker answers (then nothing is deleted)."""
-    if not _answers(bootstrap):
+    if not broker_answers(bootstrap):
         return None
     from confluent_kafka.admin import AdminClient
 
